@@ -1,0 +1,12 @@
+"""Dump every replica's state and flag divergence: python3 inspector.py [--key K] [--json] [--cluster FILE]"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+from kvstore.bootstrap import setup  # noqa: E402
+
+setup()
+from kvstore.inspection import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+/**
+ * kvstore: the contract between clients and nodes, and between nodes.
+ *
+ * Every node serves this one service on one port (framed transport, binary
+ * protocol). Any node takes any client call and coordinates it: it finds the
+ * key's three replicas on the ring, sends to them in parallel, and answers as
+ * soon as the consistency level is met.
+ *
+ * The calls under "between nodes" are what coordinators send to replicas and
+ * what the failure detector and the inspector use; clients normally do not
+ * need them.
+ *
+ * Keys and values are raw bytes. Timestamps are microseconds since the Unix
+ * epoch, given by the coordinator; the higher timestamp wins, and on a tie the
+ * lexically greater value wins, so every replica converges on the same value.
+ */
+
+namespace py kvstore_rpc
+
+/** How many of a key's replicas must answer before the coordinator does. */
+enum ConsistencyLevel {
+  /** One replica: fastest; survives crashes of the others. */
+  ONE = 1,
+  /** Two of three replicas: a QUORUM read sees every QUORUM write acknowledged before it began. */
+  QUORUM = 2,
+}
+
+/** A value and the timestamp that orders it against other writes of the same key. */
+struct Cell {
+  1: binary value,
+  2: i64 timestamp,
+}
+
+/** A key and its cell: one write as a replica applies it. */
+struct Mutation {
+  1: binary key,
+  2: Cell cell,
+}
+
+/** The answer to put: the timestamp the write was given and who took it. */
+struct WriteResult {
+  1: i64 timestamp,
+  /** Node ids of the replicas that had acknowledged when the coordinator answered. */
+  2: list<i32> acknowledged,
+  /** Node ids of the replicas that were down: each will get the write through a hint. */
+  3: list<i32> hinted,
+}
+
+/** The answer to get. */
+struct ReadResult {
+  /** The newest cell among the replicas that answered; unset when none has the key. */
+  1: optional Cell cell,
+  /** Node ids of the replicas whose answers the coordinator used. */
+  2: list<i32> answered,
+  /** Node ids of replicas that were stale or missing the key and were repaired before the answer. */
+  3: list<i32> repaired,
+}
+
+/** One node as the cluster file describes it, and whether the answering node sees it up. */
+struct NodeInfo {
+  1: i32 node_id,
+  2: string host,
+  3: i32 port,
+  /** The last key of the node's token range (previous token, this token]. */
+  4: binary token,
+  5: bool up,
+}
+
+/** The answer to a heartbeat. */
+struct Heartbeat {
+  1: i32 node_id,
+  /** When this node process started, in microseconds: a new value means it restarted. */
+  2: i64 generation,
+}
+
+/** One replica's whole state, for the inspector. */
+struct NodeDump {
+  1: i32 node_id,
+  2: list<Mutation> cells,
+  /** Pending hints this node holds, by target node id. */
+  3: map<i32, i32> pending_hints,
+  /** Bytes of the commit log on disk. */
+  4: i64 log_bytes,
+  /** Bytes of the hint logs on disk. */
+  5: i64 hint_log_bytes,
+}
+
+/** The request itself is wrong (empty or oversized key, oversized value, unknown level); `why` says how. */
+exception InvalidRequest {
+  1: string why,
+}
+
+/** Fewer replicas are alive than the level needs: nothing was written or read. */
+exception Unavailable {
+  1: string why,
+  2: i32 alive,
+  3: i32 needed,
+}
+
+/**
+ * Not enough replicas answered in time. For a write this is ambiguous: it may
+ * or may not have been applied (replicas that did not answer get a hint).
+ */
+exception TimedOut {
+  1: string why,
+  2: i32 acknowledged,
+  3: i32 needed,
+}
+
+/** A replica could not make a write durable (for example: disk full). */
+exception StorageFailure {
+  1: string why,
+}
+
+service KVStore {
+  // ---- client calls: any node coordinates ----
+
+  /** Write value under key at the given level. */
+  WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+
+  /** Read the newest value of key among `level` replicas; repairs stale replicas it saw. */
+  ReadResult get(1: binary key, 2: ConsistencyLevel level)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+
+  /** The nodes that hold key's replicas, in ring order (like nodetool getendpoints). */
+  list<NodeInfo> get_endpoints(1: binary key) throws (1: InvalidRequest invalid),
+
+  /** Every node of the ring, and whether this node sees it up. */
+  list<NodeInfo> describe_ring(),
+
+  // ---- between nodes ----
+
+  /** Apply a write to this replica's storage (durable before it returns). */
+  void replica_write(1: Mutation mutation) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
+
+  /** This replica's cell for key; unset when it has none. */
+  ReadResult replica_read(1: binary key) throws (1: InvalidRequest invalid),
+
+  /** Apply hinted writes, in order, from a coordinator that held them while this node was down. */
+  void deliver_hints(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
+
+  /** Liveness: sender announces itself; the answer names this node and its generation. */
+  Heartbeat heartbeat(1: i32 from_node),
+
+  /** This replica's state, for the inspector; with a non-empty `key`, only that key. */
+  NodeDump dump(1: binary key),
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Start the kvstore cluster, or crash / stop / restart / show one node.
+#   ./server.sh                 start a 4-node cluster on 127.0.0.1:9000-9003 (data in data/)
+#   ./server.sh start [N]       the same, N nodes for a new cluster
+#   ./server.sh crash ID        SIGKILL node ID (no clean shutdown)
+#   ./server.sh stop ID         stop node ID gracefully
+#   ./server.sh restart ID      start node ID again on its data
+#   ./server.sh status          each node: up/down, pid, address
+# Environment: KVSTORE_NODES, KVSTORE_BASE_PORT, KVSTORE_HOST, KVSTORE_DATA_DIR.
+set -euo pipefail
+root="$(cd "$(dirname "$0")" && pwd)"
+bash "$root/scripts/ensure-venv.sh"
+exec "$root/.venv/bin/python" "$root/src/launcher.py" "$@"

@@ -1,0 +1,54 @@
+"""A cell (value and timestamp), the last-write-wins rule, and the byte codec of a mutation.
+
+The rule, in one place: the higher timestamp wins; at equal timestamps the
+lexically greater value wins (as in Cassandra), so replicas that see the same
+writes in any order converge on the same cell.
+"""
+import struct
+from dataclasses import dataclass
+
+_MUTATION_HEAD = struct.Struct("!IqI")  # key length, timestamp, value length
+
+
+@dataclass(frozen=True)
+class Cell:
+    value: bytes
+    timestamp: int
+
+
+def newer(a, b):
+    """The winner of two cells under last-write-wins; either may be None (absent)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if (a.timestamp, a.value) >= (b.timestamp, b.value):
+        return a
+    return b
+
+
+def reconcile(cells):
+    """The winning cell among many (None when all are absent)."""
+    best = None
+    for cell in cells:
+        best = newer(best, cell)
+    return best
+
+
+def encode_mutation(key, cell):
+    return _MUTATION_HEAD.pack(len(key), cell.timestamp, len(cell.value)) + key + cell.value
+
+
+def decode_mutation(data, offset=0):
+    """(key, cell, next offset) from bytes made by encode_mutation; ValueError if malformed."""
+    try:
+        key_len, timestamp, value_len = _MUTATION_HEAD.unpack_from(data, offset)
+    except struct.error as exc:
+        raise ValueError(f"short mutation header: {exc}") from None
+    start = offset + _MUTATION_HEAD.size
+    end = start + key_len + value_len
+    if end > len(data):
+        raise ValueError("mutation longer than its record")
+    key = bytes(data[start:start + key_len])
+    value = bytes(data[start + key_len:end])
+    return key, Cell(value, timestamp), end

@@ -1,0 +1,195 @@
+"""An append-only, checksummed log whose appends are durable when they return.
+
+Record layout: [length u32][crc32 of the length u32][payload][crc32 of the payload u32],
+big-endian. Invariants:
+- append() returns only after the record is fsynced; concurrent appenders share
+  one fsync (group commit): whoever finds no sync running syncs everything
+  written so far, the others wait for it.
+- A failed write (disk full) is cut back off the file, so the log stays a clean
+  sequence of records and the caller gets StorageError.
+- A failed fsync leaves the file's state unknown: the log refuses every later
+  append until the node restarts and replays it.
+- replay() tells three endings apart: a clean end; a torn tail (the last record
+  incomplete, or zero-filled, as a crash mid-append leaves it), which is cut off
+  with a warning; and corruption (a complete record failing its checksum),
+  which raises CorruptLogError naming the file and offset.
+"""
+import logging
+import os
+import struct
+import threading
+import zlib
+
+from kvstore.errors import CorruptLogError, StorageError
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!II")
+_TRAILER = struct.Struct("!I")
+_LENGTH = struct.Struct("!I")
+MAX_RECORD_BYTES = 1 << 30
+
+
+def encode_record(payload):
+    length = _LENGTH.pack(len(payload))
+    return (length + _LENGTH.pack(zlib.crc32(length)) + payload
+            + _TRAILER.pack(zlib.crc32(payload)))
+
+
+def scan_records(data, path="<memory>"):
+    """(payloads, end of the last good record); CorruptLogError on corruption.
+
+    Everything from the returned offset on is a torn tail (or nothing)."""
+    payloads = []
+    pos, size = 0, len(data)
+    while pos < size:
+        if size - pos < _HEADER.size:
+            break  # a header cut short
+        length, header_crc = _HEADER.unpack_from(data, pos)
+        if zlib.crc32(data[pos:pos + 4]) != header_crc:
+            if not any(data[pos:]):
+                break  # zero-filled tail: the file grew but the bytes never landed
+            raise CorruptLogError(path, pos, "record header fails its checksum")
+        end = pos + _HEADER.size + length + _TRAILER.size
+        if end > size:
+            break  # payload cut short
+        payload = data[pos + _HEADER.size:end - _TRAILER.size]
+        if zlib.crc32(payload) != _TRAILER.unpack_from(data, end - _TRAILER.size)[0]:
+            raise CorruptLogError(path, pos, f"record of {length} bytes fails its checksum")
+        payloads.append(bytes(payload))
+        pos = end
+    return payloads, pos
+
+
+class CommitLog:
+    def __init__(self, path, sync=os.fdatasync):
+        self.path = str(path)
+        self._sync = sync
+        self._fd = None
+        self._write_lock = threading.Lock()   # orders writes and guards the offsets
+        self._sync_cond = threading.Condition()
+        self._written = 0
+        self._synced = 0
+        self._syncing = False
+        self._failed = None
+        self.fsync_count = 0
+
+    def replay(self):
+        """Open the log and return every payload in it, in order (see the module docstring)."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        payloads, good_end = scan_records(data, self.path)
+        if good_end < len(data):
+            log.warning("torn tail in %s: cut %d bytes at offset %d (a crash during an append; "
+                        "that write was never acknowledged)", self.path, len(data) - good_end, good_end)
+            os.truncate(self.path, good_end)
+        self._open(good_end)
+        return payloads
+
+    def _open(self, size):
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._written = self._synced = size
+        _sync_directory(self.path)
+
+    def append(self, payload):
+        """Append one record; durable when this returns."""
+        self.append_all([payload])
+
+    def append_all(self, payloads):
+        """Append records in order; all durable when this returns (one fsync, shared)."""
+        record = b"".join(encode_record(p) for p in payloads)
+        with self._write_lock:
+            self._check_usable()
+            start = self._written
+            try:
+                _write_fully(self._fd, record)
+            except OSError as exc:
+                os.ftruncate(self._fd, start)  # keep the log a clean sequence of records
+                raise StorageError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
+            self._written = start + len(record)
+            end = self._written
+        self._sync_to(end)
+
+    def _check_usable(self):
+        if self._fd is None:
+            raise StorageError(f"{self.path} is not open")
+        if self._failed is not None:
+            raise StorageError(f"{self.path} failed an fsync earlier ({self._failed}); "
+                               "restart the node to replay it")
+
+    def _sync_to(self, end):
+        with self._sync_cond:
+            while self._synced < end:
+                if self._syncing:
+                    self._sync_cond.wait()
+                    continue
+                if self._failed is not None:
+                    raise StorageError(f"fsync of {self.path} failed: {self._failed}")
+                self._syncing = True
+                target = self._written
+                self._sync_cond.release()
+                try:
+                    self._sync(self._fd)
+                    self.fsync_count += 1
+                except OSError as exc:
+                    self._failed = exc.strerror or str(exc)
+                finally:
+                    self._sync_cond.acquire()
+                    self._syncing = False
+                    if self._failed is None:
+                        self._synced = max(self._synced, target)
+                    self._sync_cond.notify_all()
+
+    def rewrite(self, payloads):
+        """Replace the whole log with these payloads, atomically (write aside, fsync, rename)."""
+        tmp = self.path + ".rewrite"
+        with self._write_lock:
+            self._check_usable()
+            self._sync_to(self._written)  # no fsync may still run on the descriptor we close below
+            data = b"".join(encode_record(p) for p in payloads)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    _write_fully(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                raise StorageError(f"cannot rewrite {self.path}: {exc.strerror or exc}") from exc
+            os.close(self._fd)
+            self._open(len(data))
+
+    @property
+    def size(self):
+        return self._written
+
+    def close(self):
+        with self._write_lock:
+            if self._fd is None:
+                return
+            try:
+                self._sync_to(self._written)
+            except StorageError as exc:
+                log.error("closing %s without a final sync: %s", self.path, exc)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _write_fully(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _sync_directory(path):
+    # A new or renamed file is durable only once its directory entry is.
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

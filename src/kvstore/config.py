@@ -1,0 +1,98 @@
+"""The cluster file and a node's settings, as frozen dataclasses.
+
+The cluster file is what every tool reads: one node a line,
+`ID HOST:PORT TOKEN`, the token in hex (the last key of the node's range).
+Lines starting with # are comments. Operators may edit tokens to rebalance.
+"""
+from dataclasses import dataclass
+
+from kvstore.errors import ConfigError
+
+MAX_KEY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: int
+    host: str
+    port: int
+    token: bytes
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one node needs to know besides the ring. Times are in seconds."""
+    max_value_bytes: int = 16 * 1024 * 1024
+    request_timeout: float = 2.0        # one deadline per client request, passed down the fan-out
+    connect_timeout: float = 1.0
+    heartbeat_interval: float = 0.5
+    hint_window: float = 3 * 3600.0     # hints older than this are dropped, as Cassandra's max_hint_window
+    idle_timeout: float = 3600.0        # a connection silent between requests this long is closed
+    read_timeout: float = 10.0          # once a frame has begun, all of it must arrive within this
+    max_connections: int = 512
+    max_key_bytes: int = MAX_KEY_BYTES
+
+    @property
+    def max_frame_bytes(self):
+        # A put carries a key, a value and a few dozen bytes of framing.
+        return self.max_value_bytes + self.max_key_bytes + 4096
+
+
+def default_tokens(count):
+    """Tokens that split the first-byte space evenly: for 4 nodes 3f, 7f, bf, ff."""
+    if not 1 <= count <= 256:
+        raise ConfigError(f"a cluster has 1 to 256 nodes, not {count}")
+    return [bytes([(i + 1) * 256 // count - 1]) for i in range(count)]
+
+
+def make_cluster(count, host="127.0.0.1", base_port=9000):
+    return [NodeConfig(i, host, base_port + i, token)
+            for i, token in enumerate(default_tokens(count))]
+
+
+def format_cluster(nodes):
+    lines = ["# kvstore cluster file: one node a line: ID HOST:PORT TOKEN (hex; the node owns (previous token, token])"]
+    lines += [f"{n.node_id} {n.host}:{n.port} {n.token.hex()}" for n in nodes]
+    return "\n".join(lines) + "\n"
+
+
+def write_cluster_file(path, nodes):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(format_cluster(nodes))
+
+
+def parse_cluster(text, source="cluster file"):
+    nodes = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            node_id, address, token_hex = line.split()
+            host, port = address.rsplit(":", 1)
+            node = NodeConfig(int(node_id), host, int(port), bytes.fromhex(token_hex))
+        except ValueError:
+            raise ConfigError(
+                f"{source} line {number}: expected 'ID HOST:PORT TOKEN_HEX', got {raw!r}") from None
+        if not node.token:
+            raise ConfigError(f"{source} line {number}: the token must not be empty")
+        nodes.append(node)
+    if not nodes:
+        raise ConfigError(f"{source} names no nodes")
+    for what, values in (("id", [n.node_id for n in nodes]), ("token", [n.token for n in nodes]),
+                         ("address", [n.address for n in nodes])):
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{source}: two nodes share an {what}")
+    return nodes
+
+
+def read_cluster_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_cluster(f.read(), source=str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"no cluster file at {path}; start the cluster with ./server.sh first") from None

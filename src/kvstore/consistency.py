@@ -1,0 +1,27 @@
+"""Consistency levels and how many replica answers each one waits for."""
+import enum
+
+from kvstore.errors import InvalidRequest
+
+
+class Level(enum.IntEnum):
+    ONE = 1
+    QUORUM = 2
+
+
+def parse_level(value):
+    """A Level from its IDL number or its name (any case); InvalidRequest otherwise."""
+    try:
+        if isinstance(value, str):
+            return Level[value.strip().upper()]
+        return Level(value)
+    except (KeyError, ValueError):
+        names = ", ".join(f"{level.name}={level.value}" for level in Level)
+        raise InvalidRequest(f"unknown consistency level {value!r} (expected {names})") from None
+
+
+def block_for(level, replication_factor):
+    """Replica answers needed before the coordinator may answer."""
+    if level is Level.ONE:
+        return 1
+    return replication_factor // 2 + 1

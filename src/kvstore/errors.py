@@ -1,0 +1,61 @@
+"""The errors kvstore raises, rooted in one class.
+
+Each carries a message that names the cause and, where there is one, the fix.
+The handler maps the client-facing ones to the IDL exceptions of the same name.
+"""
+
+
+class KVStoreError(Exception):
+    """Root of every error kvstore raises on purpose."""
+
+
+class InvalidRequest(KVStoreError):
+    """The request itself is wrong: empty or oversized key, oversized value, unknown level."""
+
+
+class Unavailable(KVStoreError):
+    """Fewer replicas alive than the level needs; nothing was written or read."""
+
+    def __init__(self, alive, needed, level_name, total):
+        self.alive = alive
+        self.needed = needed
+        super().__init__(
+            f"Unavailable: {alive} of {total} replicas alive, {level_name} needs {needed}")
+
+
+class TimedOut(KVStoreError):
+    """Too few replicas answered before the deadline (or all that could answer failed)."""
+
+    def __init__(self, message, acknowledged, needed):
+        self.acknowledged = acknowledged
+        self.needed = needed
+        super().__init__(message)
+
+
+class NodeUnavailable(KVStoreError):
+    """A peer could not be reached, or the connection broke mid-call."""
+
+    def __init__(self, message, sent=True):
+        # sent=False: the request never left, so it certainly was not applied.
+        self.sent = sent
+        super().__init__(message)
+
+
+class StorageError(KVStoreError):
+    """A replica could not make a write durable (disk full, I/O error)."""
+
+
+class CorruptLogError(KVStoreError):
+    """A log record failed its checksum somewhere other than a torn tail; start-up must stop."""
+
+    def __init__(self, path, offset, detail):
+        self.path = path
+        self.offset = offset
+        super().__init__(
+            f"corrupt log {path} at offset {offset}: {detail}. "
+            "Refusing to start rather than lose data silently; "
+            "restore the file or move it aside to rebuild this replica from its peers.")
+
+
+class ConfigError(KVStoreError):
+    """The cluster file or a setting is wrong."""

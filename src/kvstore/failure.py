@@ -1,0 +1,88 @@
+"""The failure detector: which peers are up, by heartbeat.
+
+Each peer is pinged every interval by a thread of its own. A peer is up once it
+answers (or once it sends us a heartbeat, as a restarted node does when it
+announces itself) and down once a ping fails or a request finds it refused.
+Every sign of life calls on_alive(node_id), which is how hints get delivered.
+Peers start as down until they are heard from.
+"""
+import logging
+import threading
+
+from kvstore.errors import NodeUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class FailureDetector:
+    def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None):
+        """peers: {node_id: object with heartbeat(from_node, timeout)}."""
+        self._self_id = self_id
+        self._peers = peers
+        self._interval = interval
+        self._timeout = timeout
+        self._on_alive = on_alive
+        self._up = {node_id: False for node_id in peers}
+        self._generations = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._threads = []
+
+    def is_up(self, node_id):
+        return node_id == self._self_id or self._up.get(node_id, False)
+
+    def mark_down(self, node_id, reason):
+        with self._lock:
+            was_up = self._up.get(node_id)
+            self._up[node_id] = False
+        if was_up:
+            log.info("node %d is down: %s", node_id, reason)
+
+    def mark_up(self, node_id, generation=None):
+        if node_id not in self._up:
+            return
+        with self._lock:
+            was_up = self._up[node_id]
+            self._up[node_id] = True
+            restarted = generation is not None and self._generations.get(node_id, generation) != generation
+            if generation is not None:
+                self._generations[node_id] = generation
+        if not was_up:
+            log.info("node %d is up", node_id)
+        elif restarted:
+            log.info("node %d restarted", node_id)
+        self._on_alive(node_id)
+
+    def ping_all(self):
+        """One heartbeat round to every peer, in parallel; returns when all have answered or failed."""
+        threads = [threading.Thread(target=self._ping, args=(node_id,), daemon=True) for node_id in self._peers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(self._timeout + 1.0)
+
+    def _ping(self, node_id):
+        try:
+            reply = self._peers[node_id].heartbeat(self._self_id, timeout=self._timeout)
+        except NodeUnavailable as exc:
+            self.mark_down(node_id, str(exc))
+        else:
+            self.mark_up(node_id, reply.generation)
+
+    def start(self):
+        """Announce ourselves with one round now, then keep pinging every interval."""
+        self.ping_all()
+        for node_id in self._peers:
+            thread = threading.Thread(target=self._loop, args=(node_id,), name=f"heartbeat-{node_id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, node_id):
+        while not self._stopped.wait(self._interval):
+            try:
+                self._ping(node_id)
+            except Exception:  # a background thread's failure is logged, never silent
+                log.exception("heartbeat to node %d failed unexpectedly", node_id)
+
+    def stop(self):
+        self._stopped.set()

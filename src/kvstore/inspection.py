@@ -1,0 +1,194 @@
+"""The inspector's logic: collect every replica's state, find divergence, render it.
+
+A key diverges when a live replica that should hold it (by the ring) lacks it
+or holds a different cell than the newest one any replica holds. Replicas that
+are down cannot be judged; their keys are reported as unverified. A key found
+on a node that is not one of its replicas is reported as misplaced.
+"""
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+
+from kvstore import processes
+from kvstore.cell import reconcile
+from kvstore.config import read_cluster_file
+from kvstore.console import show_bytes
+from kvstore.errors import ConfigError, NodeUnavailable
+from kvstore.peers import Connection
+from kvstore.replicas import from_cell
+from kvstore.ring import Ring
+
+TIMEOUT = 10.0
+VALUE_WIDTH = 40
+
+
+@dataclass
+class NodeState:
+    node: object
+    up: bool = False
+    cells: dict = field(default_factory=dict)   # key -> Cell
+    pending_hints: dict = field(default_factory=dict)
+    log_bytes: int = 0
+    hint_log_bytes: int = 0
+    error: str = ""
+
+
+@dataclass
+class KeyReport:
+    key: bytes
+    replicas: dict        # node id -> Cell, None (missing) or "down"
+    newest: object
+    problems: list        # human-readable reasons; empty when the key is consistent
+
+
+def collect(nodes, key=None, timeout=TIMEOUT):
+    states = []
+    for node in nodes:
+        state = NodeState(node)
+        try:
+            connection = Connection(node.host, node.port, connect_timeout=1.0)
+            try:
+                dump = connection.call("dump", (key,), timeout)
+            finally:
+                connection.close()
+        except NodeUnavailable as exc:
+            state.error = str(exc)
+        else:
+            state.up = True
+            state.cells = {m.key: from_cell(m.cell) for m in dump.cells}
+            state.pending_hints = dict(dump.pending_hints)
+            state.log_bytes, state.hint_log_bytes = dump.log_bytes, dump.hint_log_bytes
+        states.append(state)
+    return states
+
+
+def analyze(ring, states, only_key=None):
+    """A KeyReport for every key seen on any node (or only_key), in key order."""
+    by_id = {s.node.node_id: s for s in states}
+    keys = {only_key} if only_key else set().union(*(s.cells for s in states))
+    reports = []
+    for key in sorted(keys):
+        replica_ids = [n.node_id for n in ring.replicas_for(key)]
+        replicas = {i: (by_id[i].cells.get(key) if by_id[i].up else "down") for i in replica_ids}
+        newest = reconcile(c for c in replicas.values() if c not in (None, "down"))
+        problems = []
+        for node_id, cell in replicas.items():
+            if cell == "down":
+                problems.append(f"unverified on node {node_id} (down)")
+            elif cell is None and newest is not None:
+                problems.append(f"missing on node {node_id}")
+            elif cell != newest:
+                problems.append(f"stale on node {node_id} (timestamp {cell.timestamp} < {newest.timestamp})"
+                                if cell.timestamp < newest.timestamp else f"differs on node {node_id}")
+        for state in states:
+            if state.up and key in state.cells and state.node.node_id not in replica_ids:
+                problems.append(f"misplaced on node {state.node.node_id} (not one of its replicas)")
+        reports.append(KeyReport(key, replicas, newest, problems))
+    return reports
+
+
+def divergent(reports):
+    return [r for r in reports if any(not p.startswith("unverified") for p in r.problems)]
+
+
+def render_text(states, reports, out):
+    flagged = {r.key: r for r in reports if r.problems}
+    for state in states:
+        node = state.node
+        if not state.up:
+            print(f"node {node.node_id}  {node.address}  DOWN  ({state.error})", file=out)
+            continue
+        hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
+        print(f"node {node.node_id}  {node.address}  up  {len(state.cells)} keys  log {_size(state.log_bytes)}"
+              f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}", file=out)
+        for key, cell in sorted(state.cells.items()):
+            mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
+            print(f"    {show_bytes(key, 30):<30}  {show_bytes(cell.value, VALUE_WIDTH):<{VALUE_WIDTH}}"
+                  f"  {cell.timestamp}{mark}", file=out)
+    bad = divergent(reports)
+    unverified = [r for r in reports if r.problems and r not in bad]
+    print(f"\n{len(reports)} keys, {len(bad)} divergent, {len(unverified)} unverified (a replica is down)", file=out)
+    for report in bad:
+        print(f"  * {show_bytes(report.key, 30)}: " + "; ".join(report.problems), file=out)
+
+
+def render_key(report, states, out):
+    by_id = {s.node.node_id: s.node for s in states}
+    print(f"key {show_bytes(report.key)}", file=out)
+    for node_id, cell in report.replicas.items():
+        where = f"  node {node_id}  {by_id[node_id].address:<21}"
+        if cell == "down":
+            print(f"{where}DOWN", file=out)
+        elif cell is None:
+            print(f"{where}(missing)", file=out)
+        else:
+            print(f"{where}{show_bytes(cell.value, VALUE_WIDTH)}  {cell.timestamp}", file=out)
+    print("  " + ("; ".join(report.problems) if report.problems else "all replicas agree"), file=out)
+
+
+def as_json(states, reports):
+    def cell_json(cell):
+        if cell in (None, "down"):
+            return cell
+        return {"value": _bytes_json(cell.value), "timestamp": cell.timestamp}
+    bad = divergent(reports)
+    return {
+        "nodes": [{
+            "id": s.node.node_id, "address": s.node.address, "up": s.up, "error": s.error or None,
+            "key_count": len(s.cells), "log_bytes": s.log_bytes, "hint_log_bytes": s.hint_log_bytes,
+            "pending_hints": {str(t): n for t, n in sorted(s.pending_hints.items())},
+            "keys": [{"key": _bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
+        } for s in states],
+        "keys": [{"key": _bytes_json(r.key), "problems": r.problems,
+                  "replicas": {str(i): cell_json(c) for i, c in r.replicas.items()}} for r in reports],
+        "divergent": len(bad),
+    }
+
+
+def _bytes_json(data):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"hex": data.hex()}
+
+
+def _size(count):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+
+
+def main(argv=None, out=sys.stdout):
+    p = argparse.ArgumentParser(prog="inspector.py", description="Dump every replica's state; flag divergence.")
+    p.add_argument("--cluster", default=str(processes.DEFAULT_DATA_DIR / "cluster.txt"))
+    p.add_argument("--key", help="show one key (text) on each of its replicas")
+    p.add_argument("--json", action="store_true", help="print everything, in full, as JSON")
+    args = p.parse_args(argv)
+    try:
+        nodes = read_cluster_file(args.cluster)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    key = args.key.encode() if args.key else None
+    if key == b"":
+        print("Error: the key must not be empty", file=sys.stderr)
+        return 2
+    states = collect(nodes, key)
+    reports = analyze(Ring(nodes), states, only_key=key)
+    try:
+        render(args, key, states, reports, out)
+    except BrokenPipeError:  # piped into head: not an error
+        sys.stderr.close()
+    return 0
+
+
+def render(args, key, states, reports, out):
+    if args.json:
+        json.dump(as_json(states, reports), out, indent=2)
+        print(file=out)
+    elif key:
+        render_key(reports[0], states, out)
+    else:
+        render_text(states, reports, out)

@@ -1,0 +1,154 @@
+"""One node: the composition root. Builds every object from the cluster file and settings,
+replays the logs, serves, announces itself, and shuts down cleanly on SIGTERM.
+
+Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen.
+"""
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kvstore import processes
+from kvstore.clock import Clock
+from kvstore.commitlog import CommitLog
+from kvstore.config import Settings, read_cluster_file
+from kvstore.coordinator import Coordinator
+from kvstore.errors import ConfigError, CorruptLogError
+from kvstore.failure import FailureDetector
+from kvstore.handler import Handler
+from kvstore.handoff import HintDelivery
+from kvstore.hints import HintStore
+from kvstore.peers import PeerPool
+from kvstore.replicas import LocalReplica, RemoteReplica
+from kvstore.ring import Ring
+from kvstore.rpcserver import RpcServer
+from kvstore.storage import Storage
+from kvstore_rpc import KVStore
+
+EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN = 0, 2, 3, 4
+
+log = logging.getLogger("kvstore.node")
+
+
+def parse_args(argv):
+    defaults = Settings()
+    p = argparse.ArgumentParser(prog="server.py", description="Run one kvstore node.")
+    p.add_argument("--cluster", default=str(processes.DEFAULT_DATA_DIR / "cluster.txt"),
+                   help="the cluster file (default: data/cluster.txt)")
+    p.add_argument("--id", type=int, required=True, help="this node's id in the cluster file")
+    p.add_argument("--data-dir", help="this node's data directory (default: next to the cluster file, nodeID)")
+    p.add_argument("--listen", help="address to bind (default: the node's host in the cluster file)")
+    p.add_argument("--max-value-bytes", type=int, default=defaults.max_value_bytes)
+    p.add_argument("--request-timeout", type=float, default=defaults.request_timeout,
+                   help="seconds a coordinator waits for replicas")
+    p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval)
+    p.add_argument("--hint-window", type=float, default=defaults.hint_window,
+                   help="seconds a hint is kept before it is dropped (default 3 hours)")
+    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout)
+    p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
+                   help="seconds a client has to send a whole request once it began")
+    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def configure_logging(node_id, level):
+    logging.basicConfig(
+        stream=sys.stderr, level=level.upper(),
+        format=f"%(asctime)s node{node_id} %(levelname)s %(name)s: %(message)s")
+
+
+def check_accelerator():
+    try:
+        from thrift.protocol import fastbinary  # noqa: F401
+    except ImportError:
+        log.warning("the Thrift C accelerator (thrift.protocol.fastbinary) did not load: "
+                    "every request is decoded in pure Python, several times slower. "
+                    "Reinstall thrift with a C compiler and Python headers present.")
+        return False
+    return True
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configure_logging(args.id, args.log_level)
+    try:
+        nodes = read_cluster_file(args.cluster)
+        me = next((n for n in nodes if n.node_id == args.id), None)
+        if me is None:
+            raise ConfigError(f"node {args.id} is not in {args.cluster}")
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    settings = Settings(max_value_bytes=args.max_value_bytes, request_timeout=args.request_timeout,
+                        heartbeat_interval=args.heartbeat_interval, hint_window=args.hint_window,
+                        idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
+                        max_connections=args.max_connections)
+    data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    running = processes.find_node(data_dir)
+    if running is not None and running.pid != os.getpid():
+        log.error("node %d is already running on %s with pid %d", args.id, data_dir, running.pid)
+        return EXIT_CONFIG
+    processes.write_pid_file(data_dir)
+    try:
+        return run(me, nodes, settings, data_dir, args.listen or me.host)
+    finally:
+        processes.remove_pid_file(data_dir)
+
+
+def run(me, nodes, settings, data_dir, listen_host):
+    check_accelerator()
+    storage = Storage(CommitLog(data_dir / "commit.log"))
+    hints = HintStore(data_dir / "hints", settings.hint_window)
+    try:
+        storage.load()
+        hints.load()
+    except CorruptLogError as exc:
+        log.error("%s", exc)
+        return EXIT_CORRUPT
+
+    ring = Ring(nodes)
+    pools = {n.node_id: PeerPool(n, settings.connect_timeout) for n in nodes if n.node_id != me.node_id}
+    peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
+    delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
+    detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval,
+                               timeout=settings.connect_timeout, on_alive=delivery.on_alive)
+    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
+    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
+    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, Clock(), executor,
+                              settings.request_timeout)
+    generation = int(time.time() * 1e6)
+    handler = Handler(me.node_id, generation, ring, coordinator, storage, hints, detector, settings)
+    server = RpcServer(listen_host, me.port, KVStore.Processor(handler), settings)
+    try:
+        server.bind()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", listen_host, me.port, exc.strerror or exc)
+        return EXIT_LISTEN
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serving = threading.Thread(target=server.serve_forever, name="accept", daemon=True)
+    serving.start()
+    log.info("serving on %s:%d (data in %s, %d keys)", listen_host, me.port, data_dir, len(storage))
+    detector.start()  # announces this node: peers deliver the hints they hold for it
+    while not stop.wait(1.0):  # a timed wait, so signals are handled promptly
+        pass
+
+    log.info("stopping")
+    server.stop()
+    detector.stop()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for pool in pools.values():
+        pool.close()
+    storage.close()
+    hints.close()
+    log.info("stopped")
+    return EXIT_OK

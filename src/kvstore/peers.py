@@ -1,0 +1,137 @@
+"""Thrift connections to nodes: persistent, pooled, and always under a deadline.
+
+This is the one place where transport errors are caught: any socket or Thrift
+transport failure becomes NodeUnavailable, and the connection it happened on is
+thrown away (its state is unknown). Declared IDL exceptions (Unavailable,
+StorageFailure, ...) pass through untouched and the connection is reused.
+"""
+import socket
+import threading
+
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.protocol.TProtocol import TProtocolException
+from thrift.Thrift import TApplicationException
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TFramedTransport, TTransportException
+
+from kvstore.errors import NodeUnavailable
+from kvstore_rpc import KVStore
+
+# Answers come from our own nodes; a dump of a large replica may be big.
+CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
+CLIENT_MAX_CONTAINER = 100_000_000
+
+
+class Connection:
+    """One open Thrift client to one node. Not thread-safe: one caller at a time."""
+
+    def __init__(self, host, port, connect_timeout):
+        self.address = f"{host}:{port}"
+        try:
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise NodeUnavailable(f"cannot connect to {self.address}: {_reason(exc)}", sent=False) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket = TSocket()
+        self._socket.setHandle(sock)
+        self._sock = sock
+        transport = TFramedTransport(self._socket, CLIENT_MAX_FRAME)
+        protocol = TBinaryProtocolAccelerated(
+            transport, string_length_limit=CLIENT_MAX_FRAME, container_length_limit=CLIENT_MAX_CONTAINER)
+        self.client = KVStore.Client(protocol)
+        self.broken = False
+
+    def call(self, method, args, timeout):
+        """Call one RPC with a socket deadline of `timeout` seconds."""
+        self._sock.settimeout(max(timeout, 0.001))
+        try:
+            return getattr(self.client, method)(*args)
+        except (TTransportException, TProtocolException, OSError, EOFError) as exc:
+            self.broken = True
+            self.close()
+            raise NodeUnavailable(f"{self.address} did not answer {method}: {_reason(exc)}", sent=True) from None
+        except TApplicationException as exc:
+            # The node is alive but failed inside (a bug on its side); the connection stays usable.
+            raise NodeUnavailable(f"{self.address} failed {method}: {exc.message}", sent=True) from None
+
+    def peer_closed(self):
+        """True when the other side has closed the connection (checked without blocking)."""
+        try:
+            self._sock.settimeout(0)
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
+class PeerPool:
+    """Idle connections to one node, reused across requests; at most `max_idle` kept."""
+
+    def __init__(self, node, connect_timeout, max_idle=32):
+        self.node = node
+        self._connect_timeout = connect_timeout
+        self._max_idle = max_idle
+        self._idle = []
+        self._lock = threading.Lock()
+
+    def call(self, method, *args, timeout):
+        """Call method on the node; NodeUnavailable if it cannot be reached or does not answer in time."""
+        connection = self._take(timeout)
+        try:
+            return connection.call(method, args, timeout)
+        finally:
+            if not connection.broken:
+                self._give_back(connection)  # IDL exceptions leave the connection usable
+
+    def _take(self, timeout):
+        while True:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                break
+            if not connection.peer_closed():  # the node restarted since this one was pooled
+                return connection
+            connection.close()
+        return Connection(self.node.host, self.node.port, min(self._connect_timeout, max(timeout, 0.001)))
+
+    def _give_back(self, connection):
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def close(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+def _reason(exc):
+    if isinstance(exc, socket.timeout) or getattr(exc, "type", None) == TTransportException.TIMED_OUT:
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def ping(host, port, timeout=1.0):
+    """The node's Heartbeat if it answers within timeout, else None."""
+    try:
+        connection = Connection(host, port, timeout)
+    except NodeUnavailable:
+        return None
+    try:
+        return connection.call("heartbeat", (-1,), timeout)
+    except NodeUnavailable:
+        return None
+    finally:
+        connection.close()

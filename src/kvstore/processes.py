@@ -1,0 +1,121 @@
+"""Finding, starting and signalling this project's node processes, and nothing else.
+
+A node writes `node.pid` ("PID CREATE_TIME") in its data directory. A pid is
+ours only if psutil finds a process with that pid and creation time whose
+command line runs src/server.py with that same data directory. Processes are
+never found by name.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from kvstore.bootstrap import ROOT
+
+SERVER_SCRIPT = ROOT / "src" / "server.py"
+DEFAULT_DATA_DIR = Path(os.environ.get("KVSTORE_DATA_DIR", ROOT / "data"))
+PID_FILE = "node.pid"
+LOG_FILE = "node.log"
+
+
+def write_pid_file(data_dir):
+    me = psutil.Process()
+    tmp = Path(data_dir) / (PID_FILE + ".tmp")
+    tmp.write_text(f"{me.pid} {me.create_time()}\n")
+    os.replace(tmp, Path(data_dir) / PID_FILE)
+
+
+def remove_pid_file(data_dir):
+    path = Path(data_dir) / PID_FILE
+    recorded = _read_pid_file(path)
+    if recorded and recorded[0] == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _read_pid_file(path):
+    try:
+        pid, created = path.read_text().split()
+        return int(pid), float(created)
+    except (OSError, ValueError):
+        return None
+
+
+def find_node(data_dir):
+    """The running node process that owns data_dir, or None (never a process that is not ours)."""
+    recorded = _read_pid_file(Path(data_dir) / PID_FILE)
+    if recorded is None:
+        return None
+    pid, created = recorded
+    try:
+        process = psutil.Process(pid)
+        if abs(process.create_time() - created) > 0.01 or process.status() == psutil.STATUS_ZOMBIE:
+            return None  # that pid now belongs to another process, or ours already died
+        if not is_node_command(process.cmdline(), process.cwd(), data_dir):
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return process
+
+
+def is_node_command(cmdline, cwd, data_dir):
+    """True when cmdline runs a kvstore src/server.py on data_dir."""
+    runs_server = any(Path(arg).name == "server.py" and Path(arg).parent.name == "src" for arg in cmdline)
+    if not runs_server or "--data-dir" not in cmdline[:-1]:
+        return False
+    given = Path(cmdline[cmdline.index("--data-dir") + 1])
+    return (Path(cwd) / given).resolve() == Path(data_dir).resolve()
+
+
+def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable):
+    """Start a node in its own session, logging to data_dir/node.log; returns the Popen."""
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [python, str(SERVER_SCRIPT), "--cluster", str(Path(cluster_file).resolve()),
+               "--id", str(node_id), "--data-dir", str(data_dir), *extra_args]
+    with open(data_dir / LOG_FILE, "ab") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+
+
+def signal_node(data_dir, sig):
+    """Send sig to the node of data_dir; its pid, or None when no node of ours runs there."""
+    process = find_node(data_dir)
+    if process is None:
+        return None
+    process.send_signal(sig)
+    return process.pid
+
+
+def stop_node(data_dir, timeout=15.0):
+    """SIGTERM, wait up to timeout, then SIGKILL. Returns the pid stopped, or None."""
+    process = find_node(data_dir)
+    if process is None:
+        return None
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    return process.pid
+
+
+def log_tail(data_dir, lines=15):
+    try:
+        return "\n".join((Path(data_dir) / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Poll predicate until it is true or timeout seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

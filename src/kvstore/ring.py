@@ -1,0 +1,42 @@
+"""Byte-ordered placement: which nodes hold a key.
+
+Tokens are byte strings compared as bytes. A node owns the keys in
+(previous token, its token]; the node with the smallest token also owns every
+key above the largest token (the wrap-around). A key's replicas are its owner
+and the next nodes clockwise, up to the replication factor. Pure: no I/O.
+"""
+import bisect
+
+from kvstore.errors import InvalidRequest
+
+REPLICATION_FACTOR = 3
+
+
+class Ring:
+    def __init__(self, nodes, replication_factor=REPLICATION_FACTOR):
+        self._nodes = sorted(nodes, key=lambda n: n.token)
+        self._tokens = [n.token for n in self._nodes]
+        self.replication_factor = min(replication_factor, len(self._nodes))
+        self.by_id = {n.node_id: n for n in self._nodes}
+
+    @property
+    def nodes(self):
+        """Every node, in token order."""
+        return list(self._nodes)
+
+    def owner_index(self, key):
+        # The first token >= key owns it; past the last token we wrap to the first.
+        return bisect.bisect_left(self._tokens, key) % len(self._tokens)
+
+    def replicas_for(self, key):
+        """The key's replica nodes: owner first, then clockwise."""
+        if not key:
+            raise InvalidRequest("the key must not be empty")
+        start = self.owner_index(key)
+        count = len(self._nodes)
+        return [self._nodes[(start + i) % count] for i in range(self.replication_factor)]
+
+    def range_of(self, node_id):
+        """(previous token, token] of one node, as a pair of bytes."""
+        index = self._tokens.index(self.by_id[node_id].token)
+        return self._tokens[index - 1], self._tokens[index]

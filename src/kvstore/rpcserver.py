@@ -1,0 +1,141 @@
+"""The node's Thrift server: framed binary protocol, one thread per connection.
+
+Why not the library's servers: TThreadPoolServer pins a pool thread to every
+idle connection (new clients wait), and none of them put a deadline on a
+half-sent message. Here:
+- each connection has its own thread, up to max_connections (more are refused);
+- between requests a connection may stay idle up to idle_timeout;
+- once a frame's length has arrived, the whole frame must arrive within
+  read_timeout, or the connection is closed (a stalled or slow-loris client
+  costs one thread for a bounded time and nobody else waits for it);
+- a frame may announce at most max_frame_bytes, and its bytes are read as they
+  arrive, so memory follows what a client really sends, not what it claims;
+- the protocol's string and container length limits are set explicitly;
+- anything undecodable closes that connection, never the server.
+"""
+import logging
+import socket
+import struct
+import threading
+import time
+
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAcceleratedFactory
+from thrift.transport.TTransport import TMemoryBuffer
+
+log = logging.getLogger(__name__)
+
+_FRAME_LENGTH = struct.Struct("!i")
+MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
+
+
+class _ConnectionClosed(Exception):
+    """The peer closed the connection between requests: the normal end."""
+
+
+class RpcServer:
+    def __init__(self, host, port, processor, settings):
+        self._address = (host, port)
+        self._processor = processor
+        self._settings = settings
+        self._protocol = TBinaryProtocolAcceleratedFactory(
+            string_length_limit=settings.max_frame_bytes,
+            container_length_limit=MAX_CONTAINER_LENGTH,
+            fallback=False)
+        self._listener = None
+        self._stopped = threading.Event()
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def bind(self):
+        """Open the listening socket; OSError (for example: the port is in use) propagates."""
+        listener = socket.socket(socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(self._address)
+        listener.listen(128)
+        listener.settimeout(0.2)  # so serve_forever notices stop()
+        self._listener = listener
+
+    def serve_forever(self):
+        while not self._stopped.is_set():
+            try:
+                sock, peer = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if self._stopped.is_set():
+                    break
+                log.warning("accept failed: %s", exc)
+                time.sleep(0.05)  # for example, out of file descriptors: do not spin
+                continue
+            with self._lock:
+                full = self._active >= self._settings.max_connections
+                if not full:
+                    self._active += 1
+            if full:
+                log.warning("refusing connection from %s:%s: %d connections open (the limit)",
+                            peer[0], peer[1], self._settings.max_connections)
+                sock.close()
+                continue
+            threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True).start()
+
+    def stop(self):
+        self._stopped.set()
+        if self._listener is not None:
+            self._listener.close()
+
+    def _serve_connection(self, sock, peer):
+        who = f"{peer[0]}:{peer[1]}"
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while not self._stopped.is_set():
+                response = self._process(self._read_frame(sock, who))
+                sock.settimeout(self._settings.read_timeout)  # a client that stops reading is cut off too
+                sock.sendall(response)
+        except _ConnectionClosed:
+            pass
+        except socket.timeout:
+            log.info("closing connection from %s: it stalled (no complete request within the deadline)", who)
+        except OSError as exc:
+            log.debug("connection from %s ended: %s", who, exc)
+        except Exception as exc:  # undecodable input: close this connection, keep serving everyone else
+            log.warning("closing connection from %s: malformed request (%s: %s)", who, type(exc).__name__, exc)
+        finally:
+            sock.close()
+            with self._lock:
+                self._active -= 1
+
+    def _read_frame(self, sock, who):
+        sock.settimeout(self._settings.idle_timeout)
+        first = sock.recv(_FRAME_LENGTH.size)
+        if not first:
+            raise _ConnectionClosed()
+        deadline = time.monotonic() + self._settings.read_timeout
+        head = first + _recv_exactly(sock, _FRAME_LENGTH.size - len(first), deadline)
+        length, = _FRAME_LENGTH.unpack(head)
+        if not 0 <= length <= self._settings.max_frame_bytes:
+            raise ValueError(f"frame of {length} bytes announced; the limit is {self._settings.max_frame_bytes}")
+        return _recv_exactly(sock, length, deadline)
+
+    def _process(self, request):
+        """One request frame in, one response frame out."""
+        out = TMemoryBuffer()
+        self._processor.process(self._protocol.getProtocol(TMemoryBuffer(request)),
+                                self._protocol.getProtocol(out))
+        response = out.getvalue()
+        return _FRAME_LENGTH.pack(len(response)) + response
+
+
+def _recv_exactly(sock, count, deadline):
+    """count bytes, all arriving before deadline; socket.timeout otherwise."""
+    chunks = []
+    while count > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("deadline passed")
+        sock.settimeout(remaining)
+        chunk = sock.recv(min(count, 1 << 20))
+        if not chunk:
+            raise EOFError("the client closed the connection mid-request")
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
