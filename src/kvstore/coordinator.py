@@ -170,7 +170,7 @@ class Coordinator:
         newest = reconcile(cell for _, cell in answers)
         repaired = self._repair(key, newest, answers, needed, level, deadline)
         if len(answers) < len(alive):
-            self._executor.submit(self._repair_late, key, responses, {n for n, _ in answers}, deadline)
+            self._executor.submit(self._repair_late, key, responses, deadline)
         return ReadOutcome(newest, [node_id for node_id, _ in answers], repaired)
 
     def _read_one(self, node_id, key, deadline, responses):
@@ -200,12 +200,14 @@ class Coordinator:
         repaired, _ = responses.snapshot()
         return [node_id for node_id, _ in repaired]
 
-    def _repair_late(self, key, responses, seen, deadline):
-        """Once every replica answered (or the deadline passed), repair the late ones that were stale."""
+    def _repair_late(self, key, responses, deadline):
+        """Once every replica answered (or the deadline passed), repair all that differ from the newest."""
         responses.wait(deadline, needed=responses.expected)
         answers, _ = responses.snapshot()
         newest = reconcile(cell for _, cell in answers)
-        stale = [node_id for node_id, cell in answers if node_id not in seen and cell != newest]
+        # Compare every answer, early ones too: a late answer may hold the newest cell.
+        # A replica already holding it skips the write (storage ignores what is not newer).
+        stale = [node_id for node_id, cell in answers if cell != newest]
         for node_id in stale:
             try:
                 self._call(node_id, "write", key, newest, time.monotonic() + self._timeout)
