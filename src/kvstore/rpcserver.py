@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAcceleratedFactory
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ class RpcServer:
         self._address = (host, port)
         self._processor = processor
         self._settings = settings
-        self._protocol = TBinaryProtocolAcceleratedFactory(
-            string_length_limit=settings.max_frame_bytes,
-            container_length_limit=MAX_CONTAINER_LENGTH,
-            fallback=False)
         self._listener = None
         self._stopped = threading.Event()
         self._active = 0
@@ -116,11 +112,16 @@ class RpcServer:
             raise ValueError(f"frame of {length} bytes announced; the limit is {self._settings.max_frame_bytes}")
         return _recv_exactly(sock, length, deadline)
 
+    def _protocol(self, transport):
+        # strictRead: every Thrift client sends the versioned header; anything else is garbage.
+        return TBinaryProtocolAccelerated(
+            transport, strictRead=True, string_length_limit=self._settings.max_frame_bytes,
+            container_length_limit=MAX_CONTAINER_LENGTH, fallback=False)
+
     def _process(self, request):
         """One request frame in, one response frame out."""
         out = TMemoryBuffer()
-        self._processor.process(self._protocol.getProtocol(TMemoryBuffer(request)),
-                                self._protocol.getProtocol(out))
+        self._processor.process(self._protocol(TMemoryBuffer(request)), self._protocol(out))
         response = out.getvalue()
         return _FRAME_LENGTH.pack(len(response)) + response
 
