@@ -268,4 +268,5 @@ def main(argv=None):
         return EXIT_USAGE
     if sys.stdin.isatty():
         return run_interactive(console)
+    sys.stdout.reconfigure(line_buffering=True)  # a program driving us sees each answer as it comes
     return run_script(console, sys.stdin)

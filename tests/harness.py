@@ -1,0 +1,178 @@
+"""A real cluster for tests: node processes on free loopback ports, each with its own data directory.
+
+Verbs say what survives: crash(i) is SIGKILL (disk state stays, nothing is
+flushed beyond what was acknowledged), stop(i) is a graceful SIGTERM,
+restart(i) starts a node again on its data, wipe(i) deletes a stopped node's
+data. Every wait polls against a deadline; close() kills whatever is left.
+"""
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from kvstore import processes
+from kvstore.config import make_cluster, write_cluster_file
+from kvstore.errors import NodeUnavailable
+from kvstore.peers import Connection, ping
+from kvstore.ring import Ring
+
+FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
+                 "--log-level", "DEBUG")
+READY_TIMEOUT = 20.0
+
+
+def free_ports(count):
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    value = processes.wait_until(predicate, timeout)
+    assert value, f"timed out after {timeout} s waiting for {what}"
+    return value
+
+
+class Cluster:
+    def __init__(self, directory, size=4, extra_args=()):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(size)
+        self.nodes = [n.__class__(n.node_id, n.host, ports[n.node_id], n.token) for n in make_cluster(size)]
+        self.ring = Ring(self.nodes)
+        self.cluster_file = self.directory / "cluster.txt"
+        write_cluster_file(self.cluster_file, self.nodes)
+        self.extra_args = tuple(FAST_SETTINGS) + tuple(extra_args)
+        self.procs = {}
+        self._connections = []
+
+    # ---- lifecycle ----
+
+    def node_dir(self, i):
+        return self.directory / f"node{i}"
+
+    def start(self):
+        for node in self.nodes:
+            self._spawn(node.node_id)
+        for node in self.nodes:
+            self.wait_ready(node.node_id)
+        self.wait_all_see_all()
+        return self
+
+    def _spawn(self, i):
+        self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i), self.extra_args)
+
+    def wait_ready(self, i, timeout=READY_TIMEOUT):
+        node = self.nodes[i]
+        proc = self.procs[i]
+        ready = processes.wait_until(
+            lambda: proc.poll() is not None or ping(node.host, node.port, 0.5) is not None, timeout)
+        assert ready and proc.poll() is None, f"node {i} did not start:\n{self.log(i)}"
+
+    def crash(self, i):
+        """SIGKILL: no clean shutdown."""
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(10)
+
+    def stop(self, i):
+        self.procs[i].send_signal(signal.SIGTERM)
+        self.procs[i].wait(15)
+
+    def restart(self, i, wait=True):
+        if self.procs[i].poll() is None:
+            self.stop(i)
+        self._spawn(i)
+        if wait:
+            self.wait_ready(i)
+            for other in self.up_nodes():
+                self.wait_seen(other, i, up=True)
+        return self.procs[i]
+
+    def wipe(self, i):
+        assert self.procs[i].poll() is not None, "wipe a stopped node only"
+        for path in sorted(self.node_dir(i).rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+
+    def up_nodes(self):
+        return [i for i, proc in self.procs.items() if proc.poll() is None]
+
+    def close(self):
+        for connection in self._connections:
+            connection.close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+    # ---- talking to it ----
+
+    def connect(self, i):
+        node = self.nodes[i]
+        connection = Connection(node.host, node.port, 2.0)
+        self._connections.append(connection)
+        return connection
+
+    def call(self, i, method, *args, timeout=10.0):
+        connection = self.connect(i)
+        try:
+            return connection.call(method, args, timeout)
+        finally:
+            connection.close()
+
+    def seen_up(self, observer, i):
+        try:
+            ring = self.call(observer, "describe_ring", timeout=2.0)
+        except NodeUnavailable:
+            return None
+        return next(n.up for n in ring if n.node_id == i)
+
+    def wait_seen(self, observer, i, up, timeout=10.0):
+        wait_for(lambda: self.seen_up(observer, i) is up, timeout,
+                 f"node {observer} to see node {i} {'up' if up else 'down'}")
+
+    def wait_all_see_all(self):
+        for observer in self.up_nodes():
+            for i in self.up_nodes():
+                if i != observer:
+                    self.wait_seen(observer, i, up=True)
+
+    def crash_and_notice(self, i):
+        """Crash node i and wait until every other live node sees it down."""
+        self.crash(i)
+        for other in self.up_nodes():
+            self.wait_seen(other, i, up=False)
+
+    def replicas(self, key):
+        return [n.node_id for n in self.ring.replicas_for(key)]
+
+    def key_for(self, replicas, prefix=b""):
+        """A key whose replica set is exactly `replicas` (in any order)."""
+        for first in range(256):
+            key = bytes([first]) + prefix + b"key"
+            if sorted(self.replicas(key)) == sorted(replicas):
+                return key
+        raise AssertionError(f"no key has replicas {replicas}")
+
+    def dump(self, i, key=None):
+        return self.call(i, "dump", key)
+
+    def cell_on(self, i, key):
+        cells = self.dump(i, key).cells
+        return cells[0].cell if cells else None
+
+    def log(self, i):
+        return processes.log_tail(self.node_dir(i), 40)
+
+    def run_tool(self, *argv, stdin=None, timeout=60):
+        """Run one of the user-facing scripts against this cluster, as a user would."""
+        root = processes.ROOT
+        return subprocess.run(["python3", *map(str, argv)], cwd=root, input=stdin, capture_output=True,
+                              text=True, timeout=timeout)

@@ -1,0 +1,108 @@
+"""The commit log: clean end, torn tail (cut), corruption (refused), group commit, disk full."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from kvstore.commitlog import CommitLog, encode_record
+from kvstore.errors import CorruptLogError
+
+
+def write_log(path, payloads):
+    log = CommitLog(path)
+    log.replay()
+    for p in payloads:
+        log.append(p)
+    log.close()
+
+
+PAYLOADS = [b"first", b"", b"third record" * 10, bytes(range(256))]
+
+
+def test_replay_returns_every_record_in_order(tmp_path):
+    write_log(tmp_path / "c.log", PAYLOADS)
+    assert CommitLog(tmp_path / "c.log").replay() == PAYLOADS
+
+
+def test_a_cut_anywhere_inside_the_last_record_keeps_every_complete_record(tmp_path):
+    path = tmp_path / "c.log"
+    write_log(path, PAYLOADS)
+    whole = path.read_bytes()
+    last = len(encode_record(PAYLOADS[-1]))
+    for cut in range(len(whole) - last, len(whole)):
+        path.write_bytes(whole[:cut])
+        log = CommitLog(path)
+        assert log.replay() == PAYLOADS[:-1], f"cut at {cut}"
+        assert path.stat().st_size == len(whole) - last  # the torn bytes are gone
+        log.append(b"after")  # and the log appends cleanly after the repair
+        log.close()
+        assert CommitLog(path).replay() == PAYLOADS[:-1] + [b"after"]
+
+
+def test_a_zero_filled_tail_is_torn_not_corrupt(tmp_path):
+    path = tmp_path / "c.log"
+    write_log(path, PAYLOADS)
+    with open(path, "ab") as f:
+        f.write(b"\0" * 100)
+    assert CommitLog(path).replay() == PAYLOADS
+
+
+@pytest.mark.parametrize("where", ["header", "payload"])
+def test_a_flipped_byte_in_the_middle_refuses_to_start_naming_file_and_offset(tmp_path, where):
+    path = tmp_path / "c.log"
+    write_log(path, PAYLOADS)
+    data = bytearray(path.read_bytes())
+    second = len(encode_record(PAYLOADS[0]))   # offset of the second record
+    third = second + len(encode_record(PAYLOADS[1]))
+    data[third + (1 if where == "header" else 10)] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError) as info:
+        CommitLog(path).replay()
+    assert info.value.offset == third and str(path) in str(info.value)
+    assert path.read_bytes() == bytes(data)  # nothing was cut
+
+
+def test_concurrent_appends_share_fsyncs(tmp_path):
+    def slow_sync(fd):
+        time.sleep(0.005)
+        os.fdatasync(fd)
+    log = CommitLog(tmp_path / "c.log", sync=slow_sync)
+    log.replay()
+    threads = [threading.Thread(target=lambda i=i: [log.append(b"%d" % i) for _ in range(20)]) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert log.fsync_count < 16 * 20 / 2, f"{log.fsync_count} fsyncs for 320 appends: commits are not grouped"
+    log.close()
+    assert len(CommitLog(tmp_path / "c.log").replay()) == 320
+
+
+DISK_FULL = r"""
+import resource, signal, sys
+sys.path[:0] = sys.argv[2:]
+from kvstore.commitlog import CommitLog
+from kvstore.errors import StorageError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+log = CommitLog(sys.argv[1]); log.replay()
+log.append(b"kept" * 100)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
+try:
+    log.append(b"x" * 5000)
+except StorageError as exc:
+    print("refused:", exc)
+log.append(b"small")  # still fits: the failed record left no bytes behind
+"""
+
+
+def test_a_full_disk_refuses_the_write_and_keeps_the_log_clean(tmp_path):
+    path = tmp_path / "c.log"
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    out = subprocess.run([sys.executable, "-c", DISK_FULL, str(path), src], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "refused: cannot append" in out.stdout
+    assert CommitLog(path).replay() == [b"kept" * 100, b"small"]

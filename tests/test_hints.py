@@ -1,0 +1,40 @@
+"""Hints survive a restart, leave only when delivered, and expire after the window."""
+from kvstore.cell import Cell
+from kvstore.hints import HintStore
+
+
+def test_hints_are_durable_and_leave_only_when_delivered(tmp_path):
+    store = HintStore(tmp_path, window=3600)
+    store.load()
+    for i in range(5):
+        store.add(2, b"k%d" % i, Cell(b"v", i))
+    store.add(3, b"other", Cell(b"v", 9))
+    store.close()
+
+    again = HintStore(tmp_path, window=3600)
+    assert again.load() == 6
+    pending = again.pending(2)
+    assert [h.key for h in pending] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
+    again.delivered(2, pending[:3])
+    again.close()
+
+    third = HintStore(tmp_path, window=3600)
+    third.load()
+    assert [h.key for h in third.pending(2)] == [b"k3", b"k4"]
+    assert third.counts() == {2: 2, 3: 1}
+
+
+def test_hints_older_than_the_window_are_dropped(tmp_path, caplog):
+    now = [1000.0]
+    store = HintStore(tmp_path, window=60, wall=lambda: now[0])
+    store.load()
+    store.add(1, b"old", Cell(b"v", 1))
+    now[0] += 50
+    store.add(1, b"new", Cell(b"v", 2))
+    now[0] += 30   # "old" is 80 s old, "new" 30 s
+    assert [h.key for h in store.pending(1)] == [b"new"]
+    assert "dropping 1 hints for node 1 older than the hint window" in caplog.text
+    store.close()
+    reloaded = HintStore(tmp_path, window=60, wall=lambda: now[0])
+    reloaded.load()
+    assert [h.key for h in reloaded.pending(1)] == [b"new"]

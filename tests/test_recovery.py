@@ -1,0 +1,40 @@
+"""A real node's start-up on a torn or corrupt commit log."""
+from kvstore.commitlog import encode_record
+from kvstore_rpc.ttypes import ConsistencyLevel
+
+QUORUM = ConsistencyLevel.QUORUM
+
+
+def fill(cluster, count=20):
+    key_of = [cluster.key_for([1, 2, 3], prefix=b"rec%d" % n) for n in range(count)]
+    for n, key in enumerate(key_of):
+        cluster.call(0, "put", key, b"value-%d" % n, QUORUM)
+    return key_of
+
+
+def test_a_torn_last_record_is_cut_and_everything_acknowledged_replays(cluster):
+    keys = fill(cluster)
+    before = cluster.dump(2).cells
+    cluster.crash(2)
+    log_path = cluster.node_dir(2) / "commit.log"
+    with open(log_path, "ab") as f:
+        f.write(encode_record(b"a write that was never acknowledged")[:-7])  # crash mid-append
+    cluster.restart(2)
+    assert cluster.dump(2).cells == before
+    assert len(before) == len(keys)
+    assert "torn tail" in cluster.log(2)
+
+
+def test_a_corrupt_record_stops_start_up_naming_file_and_offset(cluster):
+    fill(cluster)
+    cluster.crash(2)
+    log_path = cluster.node_dir(2) / "commit.log"
+    data = bytearray(log_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    log_path.write_bytes(bytes(data))
+    proc = cluster.restart(2, wait=False)
+    assert proc.wait(20) == 3  # EXIT_CORRUPT
+    log = cluster.log(2)
+    assert f"corrupt log {log_path} at offset" in log
+    assert "Refusing to start" in log
+    assert log_path.read_bytes() == bytes(data)  # the evidence is left as it was

@@ -1,0 +1,99 @@
+"""server.sh and terminate_servers.py as a user runs them, on their own data directory and ports."""
+import os
+import random
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from kvstore import processes
+
+
+def four_free_ports():
+    for _ in range(50):
+        base = random.randrange(20000, 60000)
+        try:
+            for port in range(base, base + 4):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no 4 consecutive free ports")
+
+
+@pytest.fixture
+def env(tmp_path):
+    data = tmp_path / "data"
+    environment = dict(os.environ, KVSTORE_DATA_DIR=str(data), KVSTORE_BASE_PORT=str(four_free_ports()))
+    environment.pop("KVSTORE_REEXEC", None)
+    yield environment
+    subprocess.run(["python3", "terminate_servers.py"], cwd=processes.ROOT, env=environment, timeout=60)
+
+
+def run(env, *argv, stdin=None):
+    return subprocess.run(list(argv), cwd=processes.ROOT, env=env, input=stdin, capture_output=True, text=True,
+                          timeout=120)
+
+
+def states(env):
+    out = run(env, "./server.sh", "status")
+    return [line.split()[2] for line in out.stdout.splitlines()[1:]]
+
+
+def test_server_sh_crash_restart_workflow_keeps_the_data(env):
+    data = env["KVSTORE_DATA_DIR"]
+    started = run(env, "./server.sh")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert os.path.exists(os.path.join(data, "cluster.txt")) and states(env) == ["up"] * 4
+    cluster = f"{data}/cluster.txt"
+
+    assert run(env, "python3", "src/client.py", "--cluster", cluster, stdin="put walk through quorum\n").returncode == 0
+    crashed = run(env, "./server.sh", "crash", "1")
+    assert "crashed node 1 (SIGKILL" in crashed.stdout
+    assert states(env) == ["up", "down", "up", "up"]
+    assert run(env, "./server.sh", "crash", "1").returncode == 1  # not running: said, not ignored
+
+    assert run(env, "./server.sh", "restart", "1").returncode == 0
+    assert run(env, "./server.sh", "stop", "2").stdout.startswith("stopped node 2")
+    assert states(env) == ["up", "up", "down", "up"]
+    assert run(env, "./server.sh", "start").returncode == 0   # starts only what is down
+    assert states(env) == ["up"] * 4
+
+    for i in range(4):  # every node crashes: start brings the same data back
+        run(env, "./server.sh", "crash", str(i))
+    assert run(env, "./server.sh", "start").returncode == 0
+    got = run(env, "python3", "src/client.py", "--cluster", cluster, stdin="get walk quorum\n")
+    assert got.stdout.startswith("through  ["), got.stdout + got.stderr
+
+    assert "already describes 4 nodes" in run(env, "./server.sh", "start", "5").stderr
+
+
+def test_terminate_servers_stops_our_nodes_and_leaves_foreign_processes_alone(env, tmp_path):
+    data = env["KVSTORE_DATA_DIR"]
+    assert run(env, "./server.sh").returncode == 0
+    pids = [processes.find_node(f"{data}/node{i}").pid for i in range(4)]
+    sleeper = "import time; time.sleep(120)"
+    bystander = subprocess.Popen([sys.executable, "-c", sleeper])
+    # A pid file that names a live process which is not our node (as after a pid is reused).
+    impostor = subprocess.Popen([sys.executable, "-c", sleeper, "src/server.py"])
+    try:
+        run(env, "./server.sh", "stop", "3")
+        created = psutil.Process(impostor.pid).create_time()
+        (tmp_path / "data" / "node3" / "node.pid").write_text(f"{impostor.pid} {created}\n")
+
+        out = run(env, "python3", "terminate_servers.py")
+        assert out.returncode == 0, out.stderr
+        assert "node0: stopped (pid" in out.stdout and "node3: not running" in out.stdout
+        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                       for p in pids[:3])
+        assert bystander.poll() is None and impostor.poll() is None
+
+        purged = run(env, "python3", "terminate_servers.py", "--purge")
+        assert f"deleting {data}" in purged.stdout and not os.path.exists(data)
+    finally:
+        for proc in (bystander, impostor):
+            proc.kill()
+            proc.wait(10)

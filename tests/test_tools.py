@@ -1,0 +1,130 @@
+"""The console and the inspector, driven as a user drives them: subprocesses with piped input."""
+import json
+import subprocess
+import sys
+
+from harness import wait_for
+from kvstore import processes
+from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
+
+QUORUM = ConsistencyLevel.QUORUM
+CLIENT = "src/client.py"
+
+
+def console(cluster, script, *args):
+    return cluster.run_tool(CLIENT, "--cluster", cluster.cluster_file, *args, stdin=script)
+
+
+def test_console_script_puts_gets_and_reports_errors(shared_cluster):
+    out = console(shared_cluster, "\n".join([
+        "put fruit apple quorum",
+        'put "two words" "a value with spaces"',
+        "get fruit",
+        'get "two words" quorum',
+        "get missing quorum",
+        "consistency",
+        "consistency quorum",
+        "consistency",
+        "endpoints fruit",
+        "help",
+    ]) + "\n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert "kvstore>" not in out.stdout  # no prompt when stdin is not a terminal
+    assert lines[0].startswith("OK  [timestamp ") and "at QUORUM]" in lines[0]
+    assert lines[2].startswith("apple  [timestamp ") and "at ONE]" in lines[2]
+    assert lines[3].startswith("a value with spaces  [") and "at QUORUM" in lines[3]
+    assert lines[4].startswith("(not found)  [from nodes")
+    assert lines[5:8] == ["Current consistency level is ONE.", "Consistency level set to QUORUM.",
+                          "Current consistency level is QUORUM."]
+    replicas = shared_cluster.replicas(b"fruit")
+    assert lines[8:11] == [f"127.0.0.1:{shared_cluster.nodes[i].port}  node {i}  up" for i in replicas]
+    assert "put KEY VALUE [one|quorum]" in out.stdout
+
+
+def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_cluster):
+    out = console(shared_cluster, 'put "" x\nput k v sometimes\nfrobnicate\nget k\n')
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[:3] == [
+        "Error: InvalidRequest: the key must not be empty",
+        "Error: unknown consistency level 'sometimes' (expected ONE=1, QUORUM=2); use one or quorum",
+        "Error: unknown command 'frobnicate'; type help for the list",
+    ]
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_console_moves_to_another_node_when_its_coordinator_dies(cluster):
+    node0 = cluster.nodes[0]
+    proc = subprocess.Popen(["python3", CLIENT, "--cluster", str(cluster.cluster_file),
+                             "--node", node0.address], cwd=processes.ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("put survivor yes quorum\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith("OK")
+        cluster.crash_and_notice(0)
+        proc.stdin.write("get survivor quorum\n")
+        proc.stdin.close()
+        assert proc.stdout.readline().startswith("yes  [")
+        assert proc.wait(30) == 0
+        assert f"node {node0.address} is gone; now connected to" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_console_with_the_whole_cluster_down_says_so(cluster):
+    for i in range(4):
+        cluster.crash(i)
+    out = console(cluster, "get x\n")
+    assert out.returncode == 1
+    assert out.stdout.startswith("Error: no node of the cluster answers (tried ")
+
+
+def inspect(cluster, *args):
+    out = cluster.run_tool("inspector.py", "--cluster", cluster.cluster_file, *args)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    return out.stdout
+
+
+def test_inspector_shows_every_replica_and_marks_divergence(cluster):
+    key = cluster.key_for([1, 2, 3], prefix=b"insp")
+    cluster.call(0, "put", key, b"v" * 100, QUORUM)
+    binary = b"\xff\xfe-binary"
+    cluster.call(0, "put", binary, b"\xff\x00", QUORUM)  # replicas 0, 1, 2 (wraps)
+    wait_for(lambda: all(cluster.cell_on(i, key) for i in (1, 2, 3)), 5, "the write on every replica")
+    # Make node 3 hold something newer that nodes 1 and 2 lack, as a lost message would.
+    cluster.call(3, "replica_write", Mutation(key, Cell(b"only-on-3", 2**60)))
+
+    text = inspect(cluster)
+    assert "node 1  127.0.0.1:" in text and " up " in text
+    assert "v" * 39 + "…" in text                    # long values are cut short
+    assert "0xfffe2d62696e617279" in text            # non-UTF-8 keys shown as hex
+    assert f"* {key.decode()}: stale on node 1" in text and "stale on node 2" in text
+    assert "1 divergent" in text
+
+    one = inspect(cluster, "--key", key.decode())
+    assert "only-on-3" in one and "stale on node 1" in one
+
+    report = json.loads(inspect(cluster, "--json"))
+    assert report["divergent"] == 1
+    def keys_of(i):
+        return {k["key"] if isinstance(k["key"], str) else k["key"]["hex"]: k for k in report["nodes"][i]["keys"]}
+    assert keys_of(3)[key.decode()]["value"] == "only-on-3"
+    assert keys_of(0)[binary.hex()]["value"] == {"hex": "ff00"}
+    assert report["nodes"][3]["log_bytes"] > 0
+
+    # A QUORUM read repairs the stale replicas; the inspector then sees no divergence.
+    cluster.call(0, "get", key, QUORUM)
+    wait_for(lambda: json.loads(inspect(cluster, "--json"))["divergent"] == 0, 10, "the repair")
+
+
+def test_inspector_reports_a_down_node_as_down(cluster):
+    cluster.crash_and_notice(2)
+    cluster.call(0, "put", cluster.key_for([1, 2, 3]), b"x", QUORUM)
+    text = inspect(cluster)
+    assert "node 2  127.0.0.1:" in text and "DOWN" in text
+    assert "pending hints: node 2: 1" in text
+    report = json.loads(inspect(cluster, "--json"))
+    assert report["nodes"][2]["up"] is False and report["nodes"][2]["error"]
