@@ -82,6 +82,13 @@ class Cluster:
         self.procs[i].send_signal(signal.SIGKILL)
         self.procs[i].wait(10)
 
+    def pause(self, i):
+        """SIGSTOP: the node keeps its sockets but answers nothing (a long GC, a stalled disk)."""
+        self.procs[i].send_signal(signal.SIGSTOP)
+
+    def resume(self, i):
+        self.procs[i].send_signal(signal.SIGCONT)
+
     def stop(self, i):
         self.procs[i].send_signal(signal.SIGTERM)
         self.procs[i].wait(15)
@@ -109,6 +116,7 @@ class Cluster:
             connection.close()
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(10)
 

@@ -1,11 +1,12 @@
 """Replication through real nodes: levels with replicas down, last write wins, crash and replay, hints."""
 import json
 import threading
+import time
 
 import pytest
 
 from harness import wait_for
-from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation, Unavailable
+from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation, TimedOut, Unavailable
 
 ONE, QUORUM = ConsistencyLevel.ONE, ConsistencyLevel.QUORUM
 
@@ -171,3 +172,42 @@ def test_a_write_made_while_a_replica_was_down_reaches_it_through_a_hint(cluster
     entry = wait_for(delivered, 10, "the hint to reach node 2")
     assert entry == {"key": key.decode(), "value": "while-you-were-out", "timestamp": written.timestamp}
     assert "delivered 1 hints to node 2" in cluster.log(0)
+
+
+def test_replicas_that_do_not_answer_give_timed_out_not_a_hang(cluster):
+    key = cluster.key_for([1, 2, 3], prefix=b"paused")
+    cluster.call(0, "put", key, b"before", QUORUM)
+    cluster.pause(2)
+    cluster.pause(3)  # still accepting connections; answering nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimedOut) as info:
+            cluster.call(0, "put", key, b"maybe", QUORUM)
+        assert time.monotonic() - started < 4   # the 2 s request timeout, not a hang
+        assert "may or may not have been applied" in info.value.why
+        assert (info.value.acknowledged, info.value.needed) == (1, 2)
+    finally:
+        cluster.resume(2)
+        cluster.resume(3)
+    # The write was applied on node 1; once the others are back it reaches them (late, or by hint).
+    wait_for(lambda: all(cluster.cell_on(i, key).value == b"maybe" for i in (1, 2, 3)), 10,
+             "the timed-out write to reach every replica")
+
+
+def test_a_write_at_one_lives_on_the_replica_that_took_it_and_returns_with_it(cluster):
+    """ONE's promise: the write survives the crash of the replica that took it once that replica is back."""
+    key = cluster.key_for([1, 2, 3], prefix=b"at-one")
+    cluster.crash_and_notice(2)
+    cluster.crash_and_notice(3)
+    written = cluster.call(0, "put", key, b"only-on-1", ONE)
+    assert written.acknowledged == [1] and sorted(written.hinted) == [2, 3]
+    cluster.crash(1)
+    cluster.crash(0)   # the coordinator, with its hints
+    cluster.restart(2)
+    cluster.restart(3)
+    assert cluster.call(2, "get", key, QUORUM).cell is None  # the documented window: its only copy is down
+    cluster.restart(1)
+    assert cluster.call(1, "get", key, ONE).cell.value == b"only-on-1"  # back with its replica
+    cluster.restart(0)  # and the hints reach the others
+    wait_for(lambda: all(cluster.cell_on(i, key) is not None for i in (2, 3)), 10, "hints to nodes 2 and 3")
+    assert cluster.call(3, "get", key, QUORUM).cell.timestamp == written.timestamp
