@@ -217,10 +217,14 @@ def cluster_addresses(cluster_file, preferred):
 
 def run_interactive(console):
     try:
-        import readline
-        readline.read_history_file(HISTORY_FILE)
-    except (ImportError, OSError):
+        import readline  # line editing and history for input()
+    except ImportError:
         readline = None
+    if readline is not None:
+        try:
+            readline.read_history_file(HISTORY_FILE)
+        except OSError:
+            pass  # no history yet
     print("kvstore console; type help for the commands, exit or Ctrl-D to leave.")
     try:
         while True:
