@@ -135,10 +135,12 @@ def run(me, nodes, settings, data_dir, listen_host):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # Announce before accepting: peers that hear us mark us up and deliver their hints; their
+    # calls wait in the listen backlog meanwhile. Once we answer anything, we know who is up.
+    detector.start()
     serving = threading.Thread(target=server.serve_forever, name="accept", daemon=True)
     serving.start()
     log.info("serving on %s:%d (data in %s, %d keys)", listen_host, me.port, data_dir, len(storage))
-    detector.start()  # announces this node: peers deliver the hints they hold for it
     while not stop.wait(1.0):  # a timed wait, so signals are handled promptly
         pass
 
