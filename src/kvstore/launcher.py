@@ -88,13 +88,18 @@ def cmd_start(cluster, args):
     spawned = {n.node_id: cluster.start_node(n.node_id) for n in cluster.nodes()}
     failed = [node_id for node_id, proc in spawned.items() if not cluster.wait_ready(node_id, proc)]
     for node_id in failed:
-        print(f"node {node_id} did not come up; the end of {cluster.node_dir(node_id) / processes.LOG_FILE}:\n"
-              f"{processes.log_tail(cluster.node_dir(node_id))}", file=sys.stderr)
+        report_not_up(cluster, node_id)
     cmd_status(cluster, args)
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def report_not_up(cluster, node_id):
+    print(f"node {node_id} did not come up; the end of {cluster.node_dir(node_id) / processes.LOG_FILE}:\n"
+          f"{processes.log_tail(cluster.node_dir(node_id))}", file=sys.stderr)
+
+
 def cmd_crash(cluster, args):
+    cluster.node(args.id)  # a clear error for an unknown id
     pid = processes.signal_node(cluster.node_dir(args.id), signal.SIGKILL)
     if pid is None:
         print(f"node {args.id} is not running", file=sys.stderr)
@@ -104,6 +109,7 @@ def cmd_crash(cluster, args):
 
 
 def cmd_stop(cluster, args):
+    cluster.node(args.id)
     pid = processes.stop_node(cluster.node_dir(args.id))
     if pid is None:
         print(f"node {args.id} is not running", file=sys.stderr)
@@ -118,8 +124,7 @@ def cmd_restart(cluster, args):
         print(f"stopped node {args.id}")
     spawned = cluster.start_node(args.id)
     if not cluster.wait_ready(args.id, spawned):
-        print(f"node {args.id} did not come up; the end of its log:\n"
-              f"{processes.log_tail(cluster.node_dir(args.id))}", file=sys.stderr)
+        report_not_up(cluster, args.id)
         return EXIT_FAILED
     print(f"node {args.id} is up (pid {processes.find_node(cluster.node_dir(args.id)).pid})")
     return EXIT_OK
