@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class Handler:
-    def __init__(self, node_id, generation, ring, coordinator, storage, hints, detector, settings):
+    def __init__(self, node_id, generation, ring, coordinator, storage, hints, detector, settings, ready):
+        """ready: set once the node's first heartbeat round is done; client requests wait for it."""
         self._node_id = node_id
         self._generation = generation
         self._ring = ring
@@ -24,10 +25,12 @@ class Handler:
         self._hints = hints
         self._detector = detector
         self._settings = settings
+        self._ready = ready
 
     # ---- client calls ----
 
     def put(self, key, value, level):
+        self._ready.wait(self._settings.request_timeout)
         with _client_errors():
             self._check_key(key)
             if value is None:
@@ -39,6 +42,7 @@ class Handler:
             return ttypes.WriteResult(outcome.timestamp, outcome.acknowledged, outcome.hinted)
 
     def get(self, key, level):
+        self._ready.wait(self._settings.request_timeout)
         with _client_errors():
             self._check_key(key)
             outcome = self._coordinator.get(key, parse_level(level))

@@ -124,7 +124,8 @@ def run(me, nodes, settings, data_dir, listen_host):
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, Clock(), executor,
                               settings.request_timeout)
     generation = int(time.time() * 1e6)
-    handler = Handler(me.node_id, generation, ring, coordinator, storage, hints, detector, settings)
+    ready = threading.Event()
+    handler = Handler(me.node_id, generation, ring, coordinator, storage, hints, detector, settings, ready)
     server = RpcServer(listen_host, me.port, KVStore.Processor(handler), settings)
     try:
         server.bind()
@@ -135,12 +136,11 @@ def run(me, nodes, settings, data_dir, listen_host):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    # Announce before accepting: peers that hear us mark us up and deliver their hints; their
-    # calls wait in the listen backlog meanwhile. Once we answer anything, we know who is up.
-    detector.start()
     serving = threading.Thread(target=server.serve_forever, name="accept", daemon=True)
     serving.start()
     log.info("serving on %s:%d (data in %s, %d keys)", listen_host, me.port, data_dir, len(storage))
+    detector.start()  # announces this node: peers mark it up and deliver the hints they hold for it
+    ready.set()       # client requests waited for this round, so they never see peers as down at start
     while not stop.wait(1.0):  # a timed wait, so signals are handled promptly
         pass
 
