@@ -96,12 +96,21 @@ def stop_node(data_dir, timeout=15.0):
     if process is None:
         return None
     process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
+    if not wait_gone(process, timeout):
         process.kill()
-        process.wait(5)
+        wait_gone(process, 5.0)
     return process.pid
+
+
+def wait_gone(process, timeout):
+    """True once the process has exited. A zombie counts as gone: psutil's wait() would wait for
+    whoever reaps it, and a node started by server.sh is reaped by init, in its own time."""
+    def gone():
+        try:
+            return process.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    return wait_until(gone, timeout, interval=0.01)
 
 
 def log_tail(data_dir, lines=15):
