@@ -49,8 +49,9 @@ def test_requests_reuse_threads_and_connections(shared_cluster):
     tasks, closed = tasks_created(), closed_connections(shared_cluster)
     work(shared_cluster, clients=8, rounds=60)  # 960 requests, each fanning out to 2 or 3 replicas
     created = (tasks_created() - tasks) % pid_max
-    # The 8 client threads, and a few pool threads at most; a thread per request would be ~1000.
-    assert created < 100, f"{created} threads or processes were created for 960 requests"
+    # The counter is machine-wide, so anything else running adds to it (up to ~170 seen). A thread
+    # or connection per request shows as one or more per request (2351 seen with pooling disabled).
+    assert created < 480, f"{created} threads or processes were created for 960 requests"
     # The 8 client connections; a connection per internode call would leave ~2000 behind.
     assert closed_connections(shared_cluster) - closed <= 16
 
