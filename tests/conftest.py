@@ -1,4 +1,4 @@
-"""Paths for the tests, and the cluster fixtures (real node processes; see harness.py)."""
+"""Paths for the tests, and the cluster fixtures (real node processes; see kvstore.localcluster)."""
 import sys
 from pathlib import Path
 
@@ -6,11 +6,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from kvstore.bootstrap import add_paths  # noqa: E402
 
 add_paths()
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
 
-from harness import Cluster  # noqa: E402
+from kvstore.localcluster import Cluster  # noqa: E402
 
 
 @pytest.fixture

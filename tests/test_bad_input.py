@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from harness import Cluster
+from kvstore.localcluster import FAST_SETTINGS, Cluster
 from kvstore_rpc import KVStore
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest, Unavailable
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
@@ -20,8 +20,8 @@ MAX_VALUE = 4096
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A cluster with a small value limit and a short read deadline."""
-    c = Cluster(tmp_path_factory.mktemp("bad"), extra_args=("--max-value-bytes", str(MAX_VALUE),
-                                                             "--read-timeout", "1")).start()
+    c = Cluster(tmp_path_factory.mktemp("bad"), extra_args=FAST_SETTINGS + ("--max-value-bytes", str(MAX_VALUE),
+                                                                             "--read-timeout", "1")).start()
     yield c
     c.close()
 

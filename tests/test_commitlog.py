@@ -106,3 +106,20 @@ def test_a_full_disk_refuses_the_write_and_keeps_the_log_clean(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "refused: cannot append" in out.stdout
     assert CommitLog(path).replay() == [b"kept" * 100, b"small"]
+
+
+def test_skipping_corrupt_records_recovers_the_rest_and_keeps_the_damaged_file(tmp_path, caplog):
+    path = tmp_path / "c.log"
+    write_log(path, PAYLOADS)
+    data = bytearray(path.read_bytes())
+    second = len(encode_record(PAYLOADS[0]))
+    data[second + 10] ^= 0x01  # damage the second record only
+    path.write_bytes(bytes(data))
+    log = CommitLog(path)
+    assert log.replay(skip_corrupt=True) == [PAYLOADS[0]] + PAYLOADS[2:]
+    assert f"skipped {len(encode_record(PAYLOADS[1]))} damaged bytes at offset {second}" in caplog.text
+    aside = list(tmp_path.glob("c.log.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == bytes(data)
+    log.append(b"after")
+    log.close()
+    assert CommitLog(path).replay() == [PAYLOADS[0]] + PAYLOADS[2:] + [b"after"]  # clean without the flag

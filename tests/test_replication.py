@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from harness import wait_for
+from kvstore.localcluster import wait_for
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation, TimedOut, Unavailable
 
 ONE, QUORUM = ConsistencyLevel.ONE, ConsistencyLevel.QUORUM

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from harness import wait_for
+from kvstore.localcluster import wait_for
 from kvstore import processes
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 

@@ -70,11 +70,13 @@ def is_node_command(cmdline, cwd, data_dir):
     return (Path(cwd) / given).resolve() == Path(data_dir).resolve()
 
 
-def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable):
-    """Start a node in its own session, logging to data_dir/node.log; returns the Popen."""
+def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable, prefix=()):
+    """Start a node in its own session, logging to data_dir/node.log; returns the Popen.
+
+    prefix: a command to run it under, e.g. ["ip", "netns", "exec", NAME] (it must exec the node)."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [python, str(SERVER_SCRIPT), "--cluster", str(Path(cluster_file).resolve()),
+    command = [*prefix, python, str(SERVER_SCRIPT), "--cluster", str(Path(cluster_file).resolve()),
                "--id", str(node_id), "--data-dir", str(data_dir), *extra_args]
     with open(data_dir / LOG_FILE, "ab") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,

@@ -1,9 +1,12 @@
-"""A real cluster for tests: node processes on free loopback ports, each with its own data directory.
+"""A real cluster driven from Python, for the tests and the chaos harness.
 
-Verbs say what survives: crash(i) is SIGKILL (disk state stays, nothing is
-flushed beyond what was acknowledged), stop(i) is a graceful SIGTERM,
-restart(i) starts a node again on its data, wipe(i) deletes a stopped node's
-data. Every wait polls against a deadline; close() kills whatever is left.
+Node processes on free ports, each with its own data directory, on loopback or
+(with netns.NetnsHosts) each in a network namespace of its own. Verbs say what
+survives: crash(i) is SIGKILL (disk state stays, nothing beyond what was
+acknowledged is promised), pause(i)/resume(i) are SIGSTOP/SIGCONT, stop(i) is a
+graceful SIGTERM, restart(i) starts a node again on its data, wipe(i) deletes
+a stopped node's data. Every wait polls against a deadline and raises
+ClusterError when it passes; close() kills whatever is left.
 """
 import signal
 import socket
@@ -12,14 +15,33 @@ import time
 from pathlib import Path
 
 from kvstore import processes
-from kvstore.config import make_cluster, write_cluster_file
-from kvstore.errors import NodeUnavailable
+from kvstore.config import NodeConfig, make_cluster, write_cluster_file
+from kvstore.errors import KVStoreError, NodeUnavailable
 from kvstore.peers import Connection, ping
 from kvstore.ring import Ring
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
                  "--log-level", "DEBUG")
 READY_TIMEOUT = 20.0
+
+
+class ClusterError(KVStoreError, AssertionError):
+    """A node did not start, or a wait passed its deadline."""
+
+
+class Loopback:
+    """Every node on 127.0.0.1, on free ports; no partitions."""
+    name = "loopback"
+    can_partition = False
+
+    def addresses(self, count):
+        return [("127.0.0.1", port) for port in free_ports(count)]
+
+    def prefix(self, i):
+        return []
+
+    def close(self):
+        pass
 
 
 def free_ports(count):
@@ -37,20 +59,22 @@ def free_ports(count):
 
 def wait_for(predicate, timeout=10.0, what="condition"):
     value = processes.wait_until(predicate, timeout)
-    assert value, f"timed out after {timeout} s waiting for {what}"
+    if not value:
+        raise ClusterError(f"timed out after {timeout} s waiting for {what}")
     return value
 
 
 class Cluster:
-    def __init__(self, directory, size=4, extra_args=()):
+    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(size)
-        self.nodes = [n.__class__(n.node_id, n.host, ports[n.node_id], n.token) for n in make_cluster(size)]
+        self.hosts = hosts or Loopback()
+        addresses = self.hosts.addresses(size)
+        self.nodes = [NodeConfig(n.node_id, *addresses[n.node_id], n.token) for n in make_cluster(size)]
         self.ring = Ring(self.nodes)
         self.cluster_file = self.directory / "cluster.txt"
         write_cluster_file(self.cluster_file, self.nodes)
-        self.extra_args = tuple(FAST_SETTINGS) + tuple(extra_args)
+        self.extra_args = tuple(extra_args)
         self.procs = {}
         self._connections = []
 
@@ -68,14 +92,16 @@ class Cluster:
         return self
 
     def _spawn(self, i):
-        self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i), self.extra_args)
+        self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i), self.extra_args,
+                                             prefix=self.hosts.prefix(i))
 
     def wait_ready(self, i, timeout=READY_TIMEOUT):
         node = self.nodes[i]
         proc = self.procs[i]
         ready = processes.wait_until(
             lambda: proc.poll() is not None or ping(node.host, node.port, 0.5) is not None, timeout)
-        assert ready and proc.poll() is None, f"node {i} did not start:\n{self.log(i)}"
+        if not ready or proc.poll() is not None:
+            raise ClusterError(f"node {i} did not start:\n{self.log(i)}")
 
     def crash(self, i):
         """SIGKILL: no clean shutdown."""
@@ -104,7 +130,8 @@ class Cluster:
         return self.procs[i]
 
     def wipe(self, i):
-        assert self.procs[i].poll() is not None, "wipe a stopped node only"
+        if self.procs[i].poll() is None:
+            raise ClusterError("wipe a stopped node only")
         for path in sorted(self.node_dir(i).rglob("*"), reverse=True):
             path.rmdir() if path.is_dir() else path.unlink()
 
@@ -119,6 +146,7 @@ class Cluster:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(10)
+        self.hosts.close()
 
     # ---- talking to it ----
 
@@ -167,7 +195,7 @@ class Cluster:
             key = bytes([first]) + prefix + b"key"
             if sorted(self.replicas(key)) == sorted(replicas):
                 return key
-        raise AssertionError(f"no key has replicas {replicas}")
+        raise ClusterError(f"no key has replicas {replicas}")
 
     def dump(self, i, key=None):
         return self.call(i, "dump", key)
