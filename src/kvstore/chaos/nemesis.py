@@ -1,0 +1,73 @@
+"""The nemesis: injects crashes, pauses and partitions into a running cluster, one after another.
+
+Each fault picks its targets (at most max_down nodes at once, so with the
+default of 1 no key ever loses more than one replica), holds for a while, then
+heals: a crashed node is restarted on its data, a paused one continued, a
+partition removed. Every fault is recorded with its start and end.
+"""
+import logging
+import random
+import threading
+
+from kvstore.localcluster import ClusterError
+
+log = logging.getLogger(__name__)
+
+HOLD = (1.0, 4.0)   # seconds a fault lasts
+GAP = (0.5, 2.0)    # seconds between faults
+
+
+class Nemesis(threading.Thread):
+    def __init__(self, cluster, kinds, max_down, seed, clock, record, stop):
+        super().__init__(name="nemesis", daemon=True)
+        self._cluster = cluster
+        self._kinds = kinds
+        self._max_down = max_down
+        self._random = random.Random(seed)
+        self._clock = clock
+        self._record = record
+        self._stopping = stop
+        self.counts = {kind: 0 for kind in kinds}
+        self.error = None
+
+    def run(self):
+        try:
+            while not self._stopping.wait(self._random.uniform(*GAP)):
+                self._fault(self._random.choice(self._kinds))
+        except Exception as exc:  # recorded and reported by the run, never silent
+            log.exception("the nemesis failed")
+            self.error = exc
+
+    def _fault(self, kind):
+        size = len(self._cluster.nodes)
+        count = self._random.randint(1, self._max_down) if self._max_down > 1 else 1
+        targets = sorted(self._random.sample(range(size), count))
+        hold = self._random.uniform(*HOLD)
+        event = {"op": "nemesis", "fault": kind, "nodes": targets, "start": self._clock()}
+        if kind == "crash":
+            for i in targets:
+                self._cluster.crash(i)
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.restart(i, wait=False)
+            for i in targets:
+                self._cluster.wait_ready(i)
+        elif kind == "pause":
+            for i in targets:
+                self._cluster.pause(i)
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.resume(i)
+        elif kind == "partition":
+            others = [j for j in range(size) if j not in targets]
+            cut_off = self._random.sample(others, self._random.randint(1, len(others)))
+            event["from"] = sorted(cut_off)
+            for i in targets:
+                self._cluster.hosts.partition(i, cut_off)
+            self._stopping.wait(hold)
+            self._cluster.hosts.heal()
+        else:
+            raise ClusterError(f"unknown fault {kind!r}")
+        self.counts[kind] += 1
+        event["end"] = self._clock()
+        self._record(event)

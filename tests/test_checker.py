@@ -1,0 +1,48 @@
+"""The chaos checker finds what it is there to find (so a passing chaos run means something)."""
+from kvstore.chaos.checker import check
+
+
+def w(value, ts, start, end, level="QUORUM", outcome="ok", key="6b"):
+    return {"op": "write", "key": key, "value": value, "level": level, "outcome": outcome, "timestamp": ts,
+            "start": start, "end": end}
+
+
+def r(value, ts, start, end, level="QUORUM", key="6b"):
+    return {"op": "read", "key": key, "level": level, "outcome": "ok", "read": value, "timestamp": ts,
+            "start": start, "end": end}
+
+
+def test_a_clean_history_has_no_findings():
+    history = [w("a", 10, 0, 1), r("a", 10, 2, 3), w("b", 20, 4, 5), r("b", 20, 6, 7)]
+    assert check(history, {"6b": ("b", 20)}) == {"lost": [], "phantom": [], "stale": []}
+
+
+def test_an_acknowledged_quorum_write_missing_at_the_end_is_lost():
+    history = [w("a", 10, 0, 1), w("b", 20, 2, 3)]
+    findings = check(history, {"6b": ("a", 10)})
+    assert [f["write"]["value"] for f in findings["lost"]] == ["b"]
+    assert check(history, {})["lost"]  # the key gone altogether
+
+
+def test_a_newer_write_or_a_greater_value_at_the_same_stamp_supersedes():
+    history = [w("a", 10, 0, 1), w("b", 10, 0, 1)]
+    assert check(history + [w("z", 30, 0, 1, outcome="unknown")], {"6b": ("z", 30)})["lost"] == []
+    assert check(history, {"6b": ("b", 10)})["lost"] == []
+    assert check(history, {"6b": ("a", 10)})["lost"]  # "b" wins the tie: "a" at the end means "b" was lost
+
+
+def test_a_quorum_read_older_than_an_acknowledged_write_before_it_is_stale():
+    history = [w("a", 10, 0, 1), w("b", 20, 2, 3), r("a", 10, 4, 5), r(None, None, 6, 7)]
+    stale = check(history, {"6b": ("b", 20)})["stale"]
+    assert [s["read"]["start"] for s in stale] == [4, 6]
+
+
+def test_overlapping_or_one_level_reads_are_not_stale():
+    history = [w("b", 20, 2, 5), r("a", 10, 4, 6), r("a", 10, 7, 8, level="ONE"), w("a", 10, 0, 1)]
+    assert check(history, {"6b": ("b", 20)})["stale"] == []
+
+
+def test_values_nobody_wrote_or_only_refused_writes_carried_are_phantoms():
+    history = [w("x", None, 0, 1, outcome="failed"), r("x", 5, 2, 3), r("ghost", 6, 2, 3)]
+    phantoms = check(history, {"6b": ("x", 5)})["phantom"]
+    assert sorted(p["why"] for p in phantoms) == ["never written", "refused write", "refused write"]
