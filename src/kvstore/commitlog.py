@@ -18,6 +18,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 
 from kvstore.errors import CorruptLogError, StorageError
@@ -36,29 +37,49 @@ def encode_record(payload):
             + _TRAILER.pack(zlib.crc32(payload)))
 
 
-def scan_records(data, path="<memory>"):
-    """(payloads, end of the last good record); CorruptLogError on corruption.
+def scan_records(data, path="<memory>", skip_corrupt=False):
+    """(payloads, end of the last good record, skipped [(offset, length)]).
 
-    Everything from the returned offset on is a torn tail (or nothing)."""
-    payloads = []
+    Everything from the returned end on is a torn tail (or nothing). Corruption
+    raises CorruptLogError, unless skip_corrupt: then the damaged bytes are
+    skipped up to the next record that passes both checksums, and reported."""
+    payloads, skipped = [], []
     pos, size = 0, len(data)
     while pos < size:
-        if size - pos < _HEADER.size:
-            break  # a header cut short
-        length, header_crc = _HEADER.unpack_from(data, pos)
-        if zlib.crc32(data[pos:pos + 4]) != header_crc:
-            if not any(data[pos:]):
-                break  # zero-filled tail: the file grew but the bytes never landed
-            raise CorruptLogError(path, pos, "record header fails its checksum")
-        end = pos + _HEADER.size + length + _TRAILER.size
-        if end > size:
-            break  # payload cut short
-        payload = data[pos + _HEADER.size:end - _TRAILER.size]
-        if zlib.crc32(payload) != _TRAILER.unpack_from(data, end - _TRAILER.size)[0]:
-            raise CorruptLogError(path, pos, f"record of {length} bytes fails its checksum")
-        payloads.append(bytes(payload))
-        pos = end
-    return payloads, pos
+        record = _record_at(data, pos, size)
+        if record is _TORN:
+            break
+        if isinstance(record, str):  # what is wrong with the record at pos
+            if not skip_corrupt:
+                raise CorruptLogError(path, pos, record)
+            resume = next((p for p in range(pos + 1, size) if isinstance(_record_at(data, p, size), tuple)), size)
+            skipped.append((pos, resume - pos))
+            pos = resume
+            continue
+        payload, pos = record
+        payloads.append(payload)
+    return payloads, pos, skipped
+
+
+_TORN = object()
+
+
+def _record_at(data, pos, size):
+    """(payload, next offset) for a good record; _TORN for a torn tail; else why it is corrupt."""
+    if size - pos < _HEADER.size:
+        return _TORN  # a header cut short
+    length, header_crc = _HEADER.unpack_from(data, pos)
+    if zlib.crc32(data[pos:pos + 4]) != header_crc:
+        if not any(data[pos:]):
+            return _TORN  # zero-filled tail: the file grew but the bytes never landed
+        return "record header fails its checksum"
+    end = pos + _HEADER.size + length + _TRAILER.size
+    if end > size:
+        return _TORN  # payload cut short
+    payload = data[pos + _HEADER.size:end - _TRAILER.size]
+    if zlib.crc32(payload) != _TRAILER.unpack_from(data, end - _TRAILER.size)[0]:
+        return f"record of {length} bytes fails its checksum"
+    return bytes(payload), end
 
 
 class CommitLog:
@@ -74,14 +95,27 @@ class CommitLog:
         self._failed = None
         self.fsync_count = 0
 
-    def replay(self):
-        """Open the log and return every payload in it, in order (see the module docstring)."""
+    def replay(self, skip_corrupt=False):
+        """Open the log and return every payload in it, in order (see the module docstring).
+
+        skip_corrupt (an operator's choice, after a CorruptLogError): skip damaged records,
+        keep the damaged file aside as PATH.corrupt-TIME, and go on from a clean log."""
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             data = b""
-        payloads, good_end = scan_records(data, self.path)
+        payloads, good_end, skipped = scan_records(data, self.path, skip_corrupt)
+        if skipped:
+            aside = f"{self.path}.corrupt-{int(time.time())}"
+            os.replace(self.path, aside)
+            for offset, length in skipped:
+                log.warning("skipped %d damaged bytes at offset %d of %s", length, offset, self.path)
+            log.warning("recovered %d records from %s; the damaged file is kept as %s",
+                        len(payloads), self.path, aside)
+            self._open(0)
+            self.rewrite(payloads)
+            return payloads
         if good_end < len(data):
             log.warning("torn tail in %s: cut %d bytes at offset %d (a crash during an append; "
                         "that write was never acknowledged)", self.path, len(data) - good_end, good_end)

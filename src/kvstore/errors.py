@@ -53,8 +53,9 @@ class CorruptLogError(KVStoreError):
         self.offset = offset
         super().__init__(
             f"corrupt log {path} at offset {offset}: {detail}. "
-            "Refusing to start rather than lose data silently; "
-            "restore the file or move it aside to rebuild this replica from its peers.")
+            "Refusing to start rather than lose data silently. To start anyway, losing the damaged "
+            "records (their keys come back from the other replicas by read repair), restart with "
+            "--skip-corrupt-records; the damaged file is kept aside.")
 
 
 class ConfigError(KVStoreError):

@@ -40,22 +40,22 @@ class HintStore:
         self._pending = {}
         self._lock = threading.Lock()
 
-    def load(self):
+    def load(self, skip_corrupt=False):
         """Replay every hint log in the directory; returns the number of hints held."""
         os.makedirs(self._directory, exist_ok=True)
         for name in sorted(os.listdir(self._directory)):
             match = _FILE_NAME.match(name)
             if match:
-                self._load_target(int(match.group(1)))
+                self._load_target(int(match.group(1)), skip_corrupt)
         total = sum(len(h) for h in self._pending.values())
         if total:
             log.info("holding %d hints for nodes %s", total, sorted(t for t, h in self._pending.items() if h))
         return total
 
-    def _load_target(self, target):
+    def _load_target(self, target, skip_corrupt):
         commit_log = self._log_for(target)
         hints = []
-        for index, payload in enumerate(commit_log.replay()):
+        for index, payload in enumerate(commit_log.replay(skip_corrupt)):
             try:
                 created_us, = _CREATED.unpack_from(payload)
                 key, cell, _ = decode_mutation(payload, _CREATED.size)

@@ -53,6 +53,8 @@ def parse_args(argv):
     p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
                    help="seconds a client has to send a whole request once it began")
     p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument("--skip-corrupt-records", action="store_true",
+                   help="start despite a corrupt log: skip the damaged records (reported; the file is kept aside)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -97,18 +99,18 @@ def main(argv=None):
         return EXIT_CONFIG
     processes.write_pid_file(data_dir)
     try:
-        return run(me, nodes, settings, data_dir, args.listen or me.host)
+        return run(me, nodes, settings, data_dir, args.listen or me.host, args.skip_corrupt_records)
     finally:
         processes.remove_pid_file(data_dir)
 
 
-def run(me, nodes, settings, data_dir, listen_host):
+def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     check_accelerator()
     storage = Storage(CommitLog(data_dir / "commit.log"))
     hints = HintStore(data_dir / "hints", settings.hint_window)
     try:
-        storage.load()
-        hints.load()
+        storage.load(skip_corrupt)
+        hints.load(skip_corrupt)
     except CorruptLogError as exc:
         log.error("%s", exc)
         return EXIT_CORRUPT
@@ -134,6 +136,8 @@ def run(me, nodes, settings, data_dir, listen_host):
         return EXIT_LISTEN
 
     stop = threading.Event()
+    # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG), not kill the node.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     serving = threading.Thread(target=server.serve_forever, name="accept", daemon=True)

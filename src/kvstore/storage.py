@@ -20,9 +20,9 @@ class Storage:
         self._cells = {}
         self._lock = threading.Lock()
 
-    def load(self):
+    def load(self, skip_corrupt=False):
         """Rebuild the cells from the log; returns how many records were replayed."""
-        payloads = self._log.replay()
+        payloads = self._log.replay(skip_corrupt)
         for index, payload in enumerate(payloads):
             try:
                 key, cell, _ = decode_mutation(payload)
