@@ -46,3 +46,16 @@ def test_values_nobody_wrote_or_only_refused_writes_carried_are_phantoms():
     history = [w("x", None, 0, 1, outcome="failed"), r("x", 5, 2, 3), r("ghost", 6, 2, 3)]
     phantoms = check(history, {"6b": ("x", 5)})["phantom"]
     assert sorted(p["why"] for p in phantoms) == ["never written", "refused write", "refused write"]
+
+
+def test_the_checker_handles_a_long_history():
+    # 200,000 operations, as a long run makes: a checker that pairs every read with every write
+    # would not finish (the first version did not); this one checks them in a blink.
+    history = []
+    for n in range(100_000):
+        history.append(w("v%d" % n, n, n, n + 0.5, key="k%d" % (n % 8)))
+        history.append(r("v%d" % n, n, n + 0.6, n + 0.7, key="k%d" % (n % 8)))
+    findings = check(history, {"k%d" % k: ("v%d" % (99_992 + k), 99_992 + k) for k in range(8)})
+    assert findings == {"lost": [], "phantom": [], "stale": []}
+    history.append(r("v5", 5, 10**6, 10**6 + 1, key="k5"))  # long after v99997 on k5
+    assert len(check(history, {})["stale"]) == 1

@@ -9,6 +9,7 @@ The rules (each finding names the operations involved):
 - stale: a QUORUM read that began after a QUORUM write of the same key was
   acknowledged returned an older cell than that write.
 """
+import bisect
 from collections import defaultdict
 
 
@@ -51,23 +52,25 @@ def phantom_reads(writes, reads, final):
 
 
 def stale_reads(acknowledged, reads):
-    by_key = defaultdict(list)
-    for write in acknowledged:
-        by_key[write["key"]].append(write)
-    for writes in by_key.values():
-        writes.sort(key=lambda w: w["end"])
+    # Per key: writes by acknowledgement time, with the newest cell acknowledged so far at each
+    # point; a read then finds, by bisection, the newest write acknowledged before it began.
+    ends, newest_so_far = defaultdict(list), defaultdict(list)
+    for write in sorted(acknowledged, key=lambda w: w["end"]):
+        key, best = write["key"], newest_so_far[write["key"]]
+        ends[key].append(write["end"])
+        if not best or _order(write["timestamp"], write["value"]) > _order(best[-1]["timestamp"], best[-1]["value"]):
+            best.append(write)
+        else:
+            best.append(best[-1])
     stale = []
     for read in reads:
         if read["level"] != "QUORUM":
             continue
-        newest = None
-        for write in by_key.get(read["key"], ()):
-            if write["end"] >= read["start"]:
-                break
-            if newest is None or _order(write["timestamp"], write["value"]) > _order(newest["timestamp"],
-                                                                                     newest["value"]):
-                newest = write
-        if newest and _order(read["timestamp"], read["read"]) < _order(newest["timestamp"], newest["value"]):
+        before = bisect.bisect_left(ends[read["key"]], read["start"])  # acknowledged strictly before it began
+        if before == 0:
+            continue
+        newest = newest_so_far[read["key"]][before - 1]
+        if _order(read["timestamp"], read["read"]) < _order(newest["timestamp"], newest["value"]):
             stale.append({"read": read, "missed": newest})
     return stale
 

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -59,6 +60,8 @@ def make_hosts(choice):
 
 def main(argv=None):
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the nodes and the namespaces are always removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_FAILED))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s chaos %(levelname)s %(message)s")
     directory = Path(args.dir or tempfile.mkdtemp(prefix="kvstore-chaos-"))
     history_path = Path(args.history or f"chaos-seed{args.seed}.jsonl")
