@@ -1,0 +1,147 @@
+"""python3 src/bench.py: the store's throughput and latency beside the floor, restart, memory, hints.
+
+Each cell (put or get, at ONE or QUORUM, with C clients) runs for --duration seconds
+against a 4-node store at its default durability (fsync before acknowledging), then
+against the floor: one no-op server, and a no-op fan-out cluster of 4 coordinators
+over 4 no-op replicas. Ratios, not absolute figures, are what to compare across machines.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kvstore import processes
+from kvstore.bench.durability import measure_hint_delivery, measure_restart
+from kvstore.bench.floor import serve
+from kvstore.bench.load import bench_key, run_load
+from kvstore.localcluster import Cluster, free_ports
+from kvstore.peers import ping
+
+CELLS = [("put", "QUORUM"), ("get", "QUORUM"), ("put", "ONE"), ("get", "ONE")]
+BENCH_SCRIPT = processes.ROOT / "src" / "bench.py"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
+    p.add_argument("--clients", default="1,16", help="client counts to sweep, e.g. 1,4,16 (default 1,16)")
+    p.add_argument("--duration", type=float, default=5, help="seconds per cell (default 5)")
+    p.add_argument("--value-size", type=int, default=100)
+    p.add_argument("--keys", type=int, default=10000)
+    p.add_argument("--cluster", help="measure a running cluster (its cluster file) instead of starting one")
+    p.add_argument("--no-floor", action="store_true", help="skip the floor servers")
+    p.add_argument("--restart-keys", type=int, default=1_000_000, help="keys for the restart test (0: skip)")
+    p.add_argument("--hint-seconds", type=float, default=60, help="seconds of writes with a node down (0: skip)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--serve", choices=("noop", "fanout"), help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--replicas", default="", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def progress(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def measure(addresses, sweep, args, label, levels=CELLS):
+    results = {}
+    for clients in sweep:
+        for op, level in levels:
+            cell = run_load(addresses, op, level, clients, args.duration, args.value_size, args.keys)
+            results[f"{op} {level} {clients}"] = cell
+            progress(f"{label:>8} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
+                     f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}")
+    return results
+
+
+def measure_store(args, sweep, directory):
+    if args.cluster:
+        from kvstore.config import read_cluster_file
+        nodes = read_cluster_file(args.cluster)
+        return measure([(n.host, n.port) for n in nodes], sweep, args, "store")
+    cluster = Cluster(directory / "store", extra_args=()).start()
+    try:
+        addresses = [(n.host, n.port) for n in cluster.nodes]
+        progress(f"prefilling {args.keys} keys")
+        connection = cluster.connect(0)
+        for i in range(args.keys):
+            connection.call("put", (bench_key(i), b"v" * args.value_size, 1), 10)
+        return measure(addresses, sweep, args, "store")
+    finally:
+        cluster.close()
+
+
+def _spawn_floor(kind, port, replicas=()):
+    command = [sys.executable, str(BENCH_SCRIPT), "--serve", kind, "--port", str(port),
+               "--replicas", ",".join(f"{h}:{p}" for h, p in replicas)]
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+    if not processes.wait_until(lambda: ping("127.0.0.1", port, 0.5) is not None, 20):
+        proc.kill()
+        raise RuntimeError(f"the {kind} floor server on port {port} did not start")
+    return proc
+
+
+def measure_floor(args, sweep):
+    procs = []
+    try:
+        port = free_ports(1)[0]
+        procs.append(_spawn_floor("noop", port))
+        single = measure([("127.0.0.1", port)], sweep, args, "noop", [("put", "QUORUM"), ("get", "QUORUM")])
+        replica_ports = free_ports(4)
+        procs += [_spawn_floor("noop", p) for p in replica_ports]
+        coordinator_ports = free_ports(4)
+        for i, p in enumerate(coordinator_ports):
+            replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
+            procs.append(_spawn_floor("fanout", p, replicas))
+        fanout = measure([("127.0.0.1", p) for p in coordinator_ports], sweep, args, "fanout")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+    return single, fanout
+
+
+def table(store, single, fanout):
+    lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}  "
+             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}"]
+    for name, cell in store.items():
+        op, level, clients = name.split()
+        one = single.get(f"{op} QUORUM {clients}", {})
+        fan = fanout.get(name, {})
+        ratio = f"{cell['ops_per_s'] / fan['ops_per_s']:.2f}x" if fan.get("ops_per_s") else "-"
+        lines.append(f"{name:<22}{cell['ops_per_s']:>12}{cell['p50_ms']:>8}{cell['p99_ms']:>8}{cell['max_ms']:>8}"
+                     f"{cell['errors']:>5}  {one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
+                     f"{fan.get('p99_ms', '-'):>8}  {ratio:>13}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.serve:
+        replicas = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in args.replicas.split(",") if a]
+        serve(args.serve, "127.0.0.1", args.port, replicas)
+        return 0
+    sweep = [int(c) for c in args.clients.split(",")]
+    report = {"settings": {"clients": sweep, "duration_s": args.duration, "value_bytes": args.value_size,
+                           "keys": args.keys, "durability": "fsync before acknowledging (default)"}}
+    with tempfile.TemporaryDirectory(prefix="kvstore-bench-") as tmp:
+        directory = Path(tmp)
+        report["store"] = measure_store(args, sweep, directory)
+        single, fanout = ({}, {}) if args.no_floor else measure_floor(args, sweep)
+        report["floor_single_rpc"], report["floor_fanout"] = single, fanout
+        if args.restart_keys:
+            progress(f"restart: writing a log of {args.restart_keys} keys and starting a node on it")
+            report["restart"] = measure_restart(directory / "restart", args.restart_keys, args.value_size)
+        if args.hint_seconds:
+            progress(f"hints: {args.hint_seconds:.0f} s of writes with node 2 down, then its restart")
+            report["hints"] = measure_hint_delivery(directory / "hints", args.hint_seconds)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(table(report["store"], single, fanout))
+        for part in ("restart", "hints"):
+            if part in report:
+                print(f"{part}: " + ", ".join(f"{k} {v}" for k, v in report[part].items()))
+    return 0
