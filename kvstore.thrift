@@ -137,6 +137,15 @@ service KVStore {
   /** This replica's cell for key; unset when it has none. */
   ReadResult replica_read(1: binary key) throws (1: InvalidRequest invalid),
 
+  /**
+   * Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
+   * every write queued for it while the previous batch was in flight goes in the next one.
+   */
+  void replica_write_batch(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
+
+  /** This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). */
+  list<ReadResult> replica_read_batch(1: list<binary> keys) throws (1: InvalidRequest invalid),
+
   /** Apply hinted writes, in order, from a coordinator that held them while this node was down. */
   void deliver_hints(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 

@@ -79,6 +79,27 @@ class Iface(object):
         """
         pass
 
+    def replica_write_batch(self, mutations):
+        """
+        Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
+        every write queued for it while the previous batch was in flight goes in the next one.
+
+        Parameters:
+         - mutations
+
+        """
+        pass
+
+    def replica_read_batch(self, keys):
+        """
+        This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent).
+
+        Parameters:
+         - keys
+
+        """
+        pass
+
     def deliver_hints(self, mutations):
         """
         Apply hinted writes, in order, from a coordinator that held them while this node was down.
@@ -341,6 +362,79 @@ class Client(Iface):
             raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "replica_read failed: unknown result")
 
+    def replica_write_batch(self, mutations):
+        """
+        Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
+        every write queued for it while the previous batch was in flight goes in the next one.
+
+        Parameters:
+         - mutations
+
+        """
+        self.send_replica_write_batch(mutations)
+        self.recv_replica_write_batch()
+
+    def send_replica_write_batch(self, mutations):
+        self._oprot.writeMessageBegin('replica_write_batch', TMessageType.CALL, self._seqid)
+        args = replica_write_batch_args()
+        args.mutations = mutations
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_replica_write_batch(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = replica_write_batch_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.failure is not None:
+            raise result.failure
+        if result.invalid is not None:
+            raise result.invalid
+        return
+
+    def replica_read_batch(self, keys):
+        """
+        This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent).
+
+        Parameters:
+         - keys
+
+        """
+        self.send_replica_read_batch(keys)
+        return self.recv_replica_read_batch()
+
+    def send_replica_read_batch(self, keys):
+        self._oprot.writeMessageBegin('replica_read_batch', TMessageType.CALL, self._seqid)
+        args = replica_read_batch_args()
+        args.keys = keys
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_replica_read_batch(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = replica_read_batch_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "replica_read_batch failed: unknown result")
+
     def deliver_hints(self, mutations):
         """
         Apply hinted writes, in order, from a coordinator that held them while this node was down.
@@ -456,6 +550,8 @@ class Processor(Iface, TProcessor):
         self._processMap["describe_ring"] = Processor.process_describe_ring
         self._processMap["replica_write"] = Processor.process_replica_write
         self._processMap["replica_read"] = Processor.process_replica_read
+        self._processMap["replica_write_batch"] = Processor.process_replica_write_batch
+        self._processMap["replica_read_batch"] = Processor.process_replica_read_batch
         self._processMap["deliver_hints"] = Processor.process_deliver_hints
         self._processMap["heartbeat"] = Processor.process_heartbeat
         self._processMap["dump"] = Processor.process_dump
@@ -645,6 +741,61 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("replica_read", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_replica_write_batch(self, seqid, iprot, oprot):
+        args = replica_write_batch_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = replica_write_batch_result()
+        try:
+            self._handler.replica_write_batch(args.mutations)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except StorageFailure as failure:
+            msg_type = TMessageType.REPLY
+            result.failure = failure
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("replica_write_batch", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_replica_read_batch(self, seqid, iprot, oprot):
+        args = replica_read_batch_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = replica_read_batch_result()
+        try:
+            result.success = self._handler.replica_read_batch(args.keys)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("replica_read_batch", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -1613,7 +1764,7 @@ replica_read_result.thrift_spec = (
 )
 
 
-class deliver_hints_args(object):
+class replica_write_batch_args(object):
     """
     Attributes:
      - mutations
@@ -1653,12 +1804,309 @@ class deliver_hints_args(object):
         if oprot._fast_encode is not None and self.thrift_spec is not None:
             oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
             return
-        oprot.writeStructBegin('deliver_hints_args')
+        oprot.writeStructBegin('replica_write_batch_args')
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
             for iter64 in self.mutations:
                 iter64.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(replica_write_batch_args)
+replica_write_batch_args.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'mutations', (TType.STRUCT, [Mutation, None], False), None, ),  # 1
+)
+
+
+class replica_write_batch_result(object):
+    """
+    Attributes:
+     - failure
+     - invalid
+
+    """
+
+
+    def __init__(self, failure=None, invalid=None,):
+        self.failure = failure
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.failure = StorageFailure.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('replica_write_batch_result')
+        if self.failure is not None:
+            oprot.writeFieldBegin('failure', TType.STRUCT, 1)
+            self.failure.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 2)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(replica_write_batch_result)
+replica_write_batch_result.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
+    (2, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 2
+)
+
+
+class replica_read_batch_args(object):
+    """
+    Attributes:
+     - keys
+
+    """
+
+
+    def __init__(self, keys=None,):
+        self.keys = keys
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.keys = []
+                    (_etype68, _size65) = iprot.readListBegin()
+                    for _i69 in range(_size65):
+                        _elem70 = iprot.readBinary()
+                        self.keys.append(_elem70)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('replica_read_batch_args')
+        if self.keys is not None:
+            oprot.writeFieldBegin('keys', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRING, len(self.keys))
+            for iter71 in self.keys:
+                oprot.writeBinary(iter71)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(replica_read_batch_args)
+replica_read_batch_args.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'keys', (TType.STRING, 'BINARY', False), None, ),  # 1
+)
+
+
+class replica_read_batch_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype75, _size72) = iprot.readListBegin()
+                    for _i76 in range(_size72):
+                        _elem77 = ReadResult()
+                        _elem77.read(iprot)
+                        self.success.append(_elem77)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('replica_read_batch_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.STRUCT, len(self.success))
+            for iter78 in self.success:
+                iter78.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(replica_read_batch_result)
+replica_read_batch_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.STRUCT, [ReadResult, None], False), None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class deliver_hints_args(object):
+    """
+    Attributes:
+     - mutations
+
+    """
+
+
+    def __init__(self, mutations=None,):
+        self.mutations = mutations
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.mutations = []
+                    (_etype82, _size79) = iprot.readListBegin()
+                    for _i83 in range(_size79):
+                        _elem84 = Mutation()
+                        _elem84.read(iprot)
+                        self.mutations.append(_elem84)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('deliver_hints_args')
+        if self.mutations is not None:
+            oprot.writeFieldBegin('mutations', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.mutations))
+            for iter85 in self.mutations:
+                iter85.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()

@@ -1,10 +1,12 @@
 """The coordinator: how one node serves a client's put or get for the whole ring.
 
 A write: find the key's replicas; if fewer are alive than the level needs,
-raise Unavailable and write nothing; otherwise stamp the cell, send it to every
-live replica at once (the local one by a direct call), hint the ones that are
+raise Unavailable and write nothing; otherwise stamp the cell, queue it for
+every live remote replica (their channels send it, coalesced with other
+requests), write the local replica in this thread, hint the replicas that are
 down, and answer as soon as `block_for` replicas acknowledged. Replicas that
-fail or miss the deadline get a hint too, after the answer if need be.
+fail or miss the deadline get a hint too, after the answer if need be. No
+thread waits on a peer on the request's behalf: outcomes arrive as callbacks.
 
 A read: ask every live replica at once, answer from the first `block_for`
 answers with the newest cell (last write wins). Replicas among those that were
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from kvstore.cell import Cell, reconcile
 from kvstore.consistency import block_for
-from kvstore.errors import NodeUnavailable, StorageError, TimedOut, Unavailable
+from kvstore.errors import ConnectFailed, StorageError, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +51,38 @@ class Responses:
         self.answers = []   # (node_id, result), in order of arrival
         self.failures = {}  # node_id -> reason
         self._cond = threading.Condition()
+        self._when_complete = None
 
     def ok(self, node_id, result=None):
         with self._cond:
             self.answers.append((node_id, result))
             self._cond.notify_all()
+            callback = self._take_callback_if_complete()
+        if callback:
+            callback(list(self.answers))
 
     def fail(self, node_id, reason):
         with self._cond:
             self.failures[node_id] = reason
             self._cond.notify_all()
+            callback = self._take_callback_if_complete()
+        if callback:
+            callback(list(self.answers))
+
+    def when_complete(self, callback):
+        """Call callback(answers) once every expected replica has answered or failed: now, if they
+        all have, else in the thread that brings the last one. No thread waits for it."""
+        with self._cond:
+            self._when_complete = callback
+            callback = self._take_callback_if_complete()
+        if callback:
+            callback(list(self.answers))
+
+    def _take_callback_if_complete(self):
+        if self._when_complete is None or len(self.answers) + len(self.failures) < self.expected:
+            return None
+        callback, self._when_complete = self._when_complete, None
+        return callback
 
     def wait(self, deadline, needed=None):
         """True once `needed` (default: the level's) answers are in; False if that can no longer happen."""
@@ -77,15 +101,14 @@ class Responses:
 
 
 class Coordinator:
-    def __init__(self, local_id, ring, replicas, detector, hints, clock, executor, timeout):
-        """replicas: {node_id: LocalReplica or RemoteReplica}; executor runs the remote calls."""
+    def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout):
+        """replicas: {node_id: LocalReplica or RemoteReplica}, each with write_async and read_async."""
         self._local_id = local_id
         self._ring = ring
         self._replicas = replicas
         self._detector = detector
         self._hints = hints
         self._clock = clock
-        self._executor = executor
         self._timeout = timeout
 
     def _plan(self, key, level):
@@ -95,16 +118,9 @@ class Coordinator:
         alive = [i for i in ids if self._detector.is_up(i)]
         if len(alive) < needed:
             raise Unavailable(len(alive), needed, level.name, len(ids))
-        # The local replica goes last: remote calls are sent first, then it runs in this thread.
+        # The local replica goes last: remote requests are queued first, then it runs in this thread.
         alive.sort(key=lambda i: i == self._local_id)
         return alive, [i for i in ids if i not in alive], needed
-
-    def _fan_out(self, alive, task):
-        for node_id in alive:
-            if node_id == self._local_id:
-                task(node_id)
-            else:
-                self._executor.submit(task, node_id)
 
     # ---- writes ----
 
@@ -113,7 +129,8 @@ class Coordinator:
         alive, down, needed = self._plan(key, level)
         cell = Cell(value, self._clock.now())
         responses = Responses(needed, len(alive))
-        self._fan_out(alive, lambda node_id: self._write_one(node_id, key, cell, deadline, responses))
+        for node_id in alive:
+            self._write_to(node_id, key, cell, deadline, responses)
         for node_id in down:
             self._store_hint(node_id, key, cell)
         if not responses.wait(deadline):
@@ -122,18 +139,21 @@ class Coordinator:
         acked, _ = responses.snapshot()
         return WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
 
-    def _write_one(self, node_id, key, cell, deadline, responses):
-        try:
-            self._call(node_id, "write", key, cell, deadline)
-        except (NodeUnavailable, StorageError) as exc:
-            responses.fail(node_id, str(exc))
+    def _write_to(self, node_id, key, cell, deadline, responses):
+        """Send one write; its outcome lands in responses, and a remote replica that missed it gets a hint."""
+        def done(error, _):
+            if error is None:
+                responses.ok(node_id)
+                return
+            self._note_failure(node_id, error)
+            responses.fail(node_id, str(error))
             if node_id != self._local_id:
                 self._store_hint(node_id, key, cell)
-        except Exception as exc:  # a bug must not leave the client waiting until the deadline
-            log.exception("write to node %d failed", node_id)
-            responses.fail(node_id, f"internal error: {exc}")
-        else:
-            responses.ok(node_id)
+        self._replicas[node_id].write_async(key, cell, deadline, done)
+
+    def _note_failure(self, node_id, error):
+        if isinstance(error, ConnectFailed):  # refused: it is down. A slow answer proves nothing.
+            self._detector.mark_down(node_id, str(error))
 
     def _store_hint(self, node_id, key, cell):
         try:
@@ -141,27 +161,14 @@ class Coordinator:
         except StorageError as exc:
             log.error("could not store a hint for node %d: %s", node_id, exc)
 
-    def _call(self, node_id, operation, key, cell_or_none, deadline):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise NodeUnavailable(f"node {node_id}: the request's deadline passed before it was sent", sent=False)
-        try:
-            method = getattr(self._replicas[node_id], operation)
-            if operation == "write":
-                return method(key, cell_or_none, remaining)
-            return method(key, remaining)
-        except NodeUnavailable as exc:
-            if not exc.sent:
-                self._detector.mark_down(node_id, str(exc))
-            raise
-
     # ---- reads ----
 
     def get(self, key, level):
         deadline = time.monotonic() + self._timeout
         alive, _, needed = self._plan(key, level)
         responses = Responses(needed, len(alive))
-        self._fan_out(alive, lambda node_id: self._read_one(node_id, key, deadline, responses))
+        for node_id in alive:
+            self._read_from(node_id, key, deadline, responses)
         if not responses.wait(deadline):
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} read needs {needed} replicas, {len(answered)} answered in time"
@@ -169,20 +176,18 @@ class Coordinator:
         answers, _ = responses.snapshot()
         newest = reconcile(cell for _, cell in answers)
         repaired = self._repair(key, newest, answers, needed, level, deadline)
-        if len(answers) < len(alive):
-            self._executor.submit(self._repair_late, key, responses, deadline)
+        used = {node_id for node_id, _ in answers}
+        responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
         return ReadOutcome(newest, [node_id for node_id, _ in answers], repaired)
 
-    def _read_one(self, node_id, key, deadline, responses):
-        try:
-            cell = self._call(node_id, "read", key, None, deadline)
-        except NodeUnavailable as exc:
-            responses.fail(node_id, str(exc))
-        except Exception as exc:
-            log.exception("read from node %d failed", node_id)
-            responses.fail(node_id, f"internal error: {exc}")
-        else:
-            responses.ok(node_id, cell)
+    def _read_from(self, node_id, key, deadline, responses):
+        def done(error, cell):
+            if error is None:
+                responses.ok(node_id, cell)
+            else:
+                self._note_failure(node_id, error)
+                responses.fail(node_id, str(error))
+        self._replicas[node_id].read_async(key, deadline, done)
 
     def _repair(self, key, newest, answers, needed, level, deadline):
         """Write newest to the stale replicas among answers; wait until `needed` replicas hold it."""
@@ -191,7 +196,8 @@ class Coordinator:
             return []
         log.debug("read repair of %r on nodes %s", key, stale)
         responses = Responses(len(stale), len(stale))
-        self._fan_out(stale, lambda node_id: self._write_one(node_id, key, newest, deadline, responses))
+        for node_id in sorted(stale, key=lambda i: i == self._local_id):
+            self._write_to(node_id, key, newest, deadline, responses)
         holding = len(answers) - len(stale)
         if not responses.wait(deadline, needed=max(0, needed - holding)):
             repaired, failures = responses.snapshot()
@@ -200,20 +206,17 @@ class Coordinator:
         repaired, _ = responses.snapshot()
         return [node_id for node_id, _ in repaired]
 
-    def _repair_late(self, key, responses, deadline):
-        """Once every replica answered (or the deadline passed), repair all that differ from the newest."""
-        responses.wait(deadline, needed=responses.expected)
-        answers, _ = responses.snapshot()
-        newest = reconcile(cell for _, cell in answers)
-        # Compare every answer, early ones too: a late answer may hold the newest cell.
-        # A replica already holding it skips the write (storage ignores what is not newer).
-        stale = [node_id for node_id, cell in answers if cell != newest]
-        for node_id in stale:
-            try:
-                self._call(node_id, "write", key, newest, time.monotonic() + self._timeout)
-                log.debug("background read repair of %r on node %d", key, node_id)
-            except (NodeUnavailable, StorageError) as exc:
-                log.info("background read repair on node %d failed: %s", node_id, exc)
+    def _repair_late(self, key, everyone, used, answered_newest):
+        """Once every replica has answered, repair those that differ from the newest cell of all.
+        The answers the client got were repaired before it got them, unless a late answer is newer."""
+        newest = reconcile(cell for _, cell in everyone)
+        stale = [node_id for node_id, cell in everyone
+                 if cell != newest and (node_id not in used or newest != answered_newest)]
+        if stale:
+            log.debug("background read repair of %r on nodes %s", key, stale)
+            deadline = time.monotonic() + self._timeout
+            for node_id in stale:  # a failure leaves a hint, like any write
+                self._write_to(node_id, key, newest, deadline, Responses(0, 1))
 
 
 def _reasons(failures):

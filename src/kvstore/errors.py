@@ -41,6 +41,13 @@ class NodeUnavailable(KVStoreError):
         super().__init__(message)
 
 
+class ConnectFailed(NodeUnavailable):
+    """The connection itself was refused or timed out: the request never left, and the peer is down."""
+
+    def __init__(self, message):
+        super().__init__(message, sent=False)
+
+
 class StorageError(KVStoreError):
     """A replica could not make a write durable (disk full, I/O error)."""
 

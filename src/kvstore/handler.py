@@ -78,6 +78,16 @@ class Handler:
             self._check_key(key)
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
 
+    def replica_write_batch(self, mutations):
+        with _replica_errors():
+            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+
+    def replica_read_batch(self, keys):
+        with _replica_errors():
+            for key in keys or []:
+                self._check_key(key)
+            return [ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], []) for key in keys or []]
+
     def deliver_hints(self, mutations):
         with _replica_errors():
             self._storage.apply_all([self._check_mutation(m) for m in mutations or []])

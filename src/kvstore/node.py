@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kvstore import processes
@@ -122,9 +121,7 @@ def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval,
                                timeout=settings.connect_timeout, on_alive=delivery.on_alive)
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
-    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
-    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, Clock(), executor,
-                              settings.request_timeout)
+    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, Clock(), settings.request_timeout)
     generation = int(time.time() * 1e6)
     ready = threading.Event()
     handler = Handler(me.node_id, generation, ring, coordinator, storage, hints, detector, settings, ready)
@@ -151,9 +148,8 @@ def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     log.info("stopping")
     server.stop()
     detector.stop()
-    executor.shutdown(wait=False, cancel_futures=True)
-    for pool in pools.values():
-        pool.close()
+    for replica in replicas.values():
+        replica.close()
     storage.close()
     hints.close()
     log.info("stopped")

@@ -14,7 +14,7 @@ from thrift.Thrift import TApplicationException
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TFramedTransport, TTransportException
 
-from kvstore.errors import NodeUnavailable
+from kvstore.errors import ConnectFailed, NodeUnavailable
 from kvstore_rpc import KVStore
 
 # Answers come from our own nodes; a dump of a large replica may be big.
@@ -30,7 +30,7 @@ class Connection:
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
-            raise NodeUnavailable(f"cannot connect to {self.address}: {_reason(exc)}", sent=False) from None
+            raise ConnectFailed(f"cannot connect to {self.address}: {_reason(exc)}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket = TSocket()
         self._socket.setHandle(sock)

@@ -1,12 +1,14 @@
 """The two kinds of replica a coordinator writes to and reads from.
 
-LocalReplica is this node's own storage, called directly (never an RPC to
-itself); RemoteReplica is another node through its connection pool. Both offer
-write, read and deliver with the same contract, so the coordinator does not
-care which it holds. This is where our types and the IDL's meet for internode
-calls.
+Both take a request and a callback(error, result) and never make the caller
+wait for a peer. LocalReplica is this node's own storage: it runs the request
+in the caller's thread (never an RPC to itself) and calls back before
+returning. RemoteReplica is another node: requests go through its channels
+(coalesced into batches) and are called back from the channel's thread. This is
+also where our types and the IDL's meet for internode calls.
 """
 from kvstore.cell import Cell
+from kvstore.channels import PeerChannel
 from kvstore.errors import StorageError
 from kvstore_rpc import ttypes
 
@@ -16,31 +18,37 @@ class LocalReplica:
         self.node_id = node_id
         self._storage = storage
 
-    def write(self, key, cell, timeout):
-        self._storage.apply(key, cell)
+    def write_async(self, key, cell, deadline, callback):
+        try:
+            self._storage.apply(key, cell)
+        except StorageError as exc:
+            callback(exc, None)
+        else:
+            callback(None, None)
 
-    def read(self, key, timeout):
-        return self._storage.get(key)
+    def read_async(self, key, deadline, callback):
+        callback(None, self._storage.get(key))
 
-    def deliver(self, mutations, timeout):
-        self._storage.apply_all(mutations)
+    def close(self):
+        pass
 
 
 class RemoteReplica:
     def __init__(self, node_id, pool):
         self.node_id = node_id
         self._pool = pool
+        self._writes = PeerChannel(node_id, pool, "write")
+        self._reads = PeerChannel(node_id, pool, "read")
 
-    def write(self, key, cell, timeout):
-        try:
-            self._pool.call("replica_write", to_mutation(key, cell), timeout=timeout)
-        except ttypes.StorageFailure as exc:
-            raise StorageError(f"node {self.node_id}: {exc.why}") from None
+    def write_async(self, key, cell, deadline, callback):
+        self._writes.submit(key, cell, deadline, callback)
 
-    def read(self, key, timeout):
-        return from_cell(self._pool.call("replica_read", key, timeout=timeout).cell)
+    def read_async(self, key, deadline, callback):
+        self._reads.submit(key, None, deadline,
+                           lambda error, result: callback(error, None if error else from_cell(result.cell)))
 
     def deliver(self, mutations, timeout):
+        """Hinted writes, in order, in one call (hint delivery runs in a thread of its own)."""
         try:
             self._pool.call("deliver_hints", [to_mutation(k, c) for k, c in mutations], timeout=timeout)
         except ttypes.StorageFailure as exc:
@@ -48,6 +56,11 @@ class RemoteReplica:
 
     def heartbeat(self, from_node, timeout):
         return self._pool.call("heartbeat", from_node, timeout=timeout)
+
+    def close(self):
+        self._writes.stop()
+        self._reads.stop()
+        self._pool.close()
 
 
 def to_mutation(key, cell):

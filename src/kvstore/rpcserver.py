@@ -82,9 +82,11 @@ class RpcServer:
     def _serve_connection(self, sock, peer):
         who = f"{peer[0]}:{peer[1]}"
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # One pair of protocol objects per connection; each request swaps in its own buffers.
+        iprot, oprot = self._protocol(TMemoryBuffer()), self._protocol(TMemoryBuffer())
         try:
             while not self._stopped.is_set():
-                response = self._process(self._read_frame(sock, who))
+                response = self._process(self._read_frame(sock, who), iprot, oprot)
                 sock.settimeout(self._settings.read_timeout)  # a client that stops reading is cut off too
                 sock.sendall(response)
         except _ConnectionClosed:
@@ -118,11 +120,11 @@ class RpcServer:
             transport, strictRead=True, string_length_limit=self._settings.max_frame_bytes,
             container_length_limit=MAX_CONTAINER_LENGTH, fallback=False)
 
-    def _process(self, request):
+    def _process(self, request, iprot, oprot):
         """One request frame in, one response frame out."""
-        out = TMemoryBuffer()
-        self._processor.process(self._protocol(TMemoryBuffer(request)), self._protocol(out))
-        response = out.getvalue()
+        iprot.trans, oprot.trans = TMemoryBuffer(request), TMemoryBuffer()
+        self._processor.process(iprot, oprot)
+        response = oprot.trans.getvalue()
         return _FRAME_LENGTH.pack(len(response)) + response
 
 
