@@ -1,35 +1,51 @@
-"""A replica's cells: held in memory, made durable through the commit log.
+"""A replica's cells: held in memory, made durable through the commit log, compacted as it grows.
 
-Invariant: a cell is visible to reads only after its record is fsynced, so
+Invariants: a cell is visible to reads only after its record is fsynced, so
 nothing a read returns can be lost by a crash. Writes merge by last-write-wins,
 so the order in which concurrent writes reach the log does not matter: replay
-gives the same state.
+gives the same state. The log is rewritten from the live cells (compaction)
+once it holds more than twice their size, so replay at start-up is
+proportional to the live data, not to every write ever made. Writers share a
+gate across append-and-apply; compaction closes it, so no write can fall
+between the snapshot and the rewritten log.
 """
 import logging
 import threading
 
 from kvstore.cell import decode_mutation, encode_mutation, newer
+from kvstore.commitlog import RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
 
 log = logging.getLogger(__name__)
 
+COMPACT_MIN_BYTES = 64 * 2**20   # a log smaller than this is never worth rewriting
+
 
 class Storage:
-    def __init__(self, commit_log):
+    def __init__(self, commit_log, compact_min_bytes=COMPACT_MIN_BYTES):
         self._log = commit_log
         self._cells = {}
         self._lock = threading.Lock()
+        self._gate = _Gate()
+        self._live_bytes = 0        # what a compacted log of the current cells would hold
+        self._compact_min_bytes = compact_min_bytes
+        self._compacting = False
 
     def load(self, skip_corrupt=False):
         """Rebuild the cells from the log; returns how many records were replayed."""
         payloads = self._log.replay(skip_corrupt)
+        cells = self._cells
         for index, payload in enumerate(payloads):
             try:
                 key, cell, _ = decode_mutation(payload)
             except ValueError as exc:
                 raise CorruptLogError(self._log.path, f"record #{index}", str(exc)) from None
-            self._merge(key, cell)
-        log.info("replayed %d records from %s: %d keys", len(payloads), self._log.path, len(self._cells))
+            held = cells.get(key)
+            if held is None or newer(held, cell) is cell:
+                cells[key] = cell
+        self._live_bytes = sum(_record_size(k, c) for k, c in cells.items())
+        log.info("replayed %d records from %s: %d keys", len(payloads), self._log.path, len(cells))
+        self._maybe_compact()
         return len(payloads)
 
     def apply(self, key, cell):
@@ -38,16 +54,52 @@ class Storage:
 
     def apply_all(self, mutations):
         """Apply many writes with one shared fsync. A write older than what is held is skipped."""
-        fresh = [(k, c) for k, c in mutations if newer(self._cells.get(k), c) is c]
-        if not fresh:
-            return
-        self._log.append_all([encode_mutation(k, c) for k, c in fresh])
-        for key, cell in fresh:
-            self._merge(key, cell)
+        self._gate.enter()
+        try:
+            fresh = [(k, c) for k, c in mutations if newer(self._cells.get(k), c) is c]
+            if not fresh:
+                return
+            self._log.append_all([encode_mutation(k, c) for k, c in fresh])
+            for key, cell in fresh:
+                self._merge(key, cell)
+        finally:
+            self._gate.leave()
+        self._maybe_compact()
 
     def _merge(self, key, cell):
         with self._lock:
-            self._cells[key] = newer(self._cells.get(key), cell)
+            held = self._cells.get(key)
+            winner = newer(held, cell)
+            if winner is not held:
+                self._cells[key] = winner
+                self._live_bytes += _record_size(key, winner) - (_record_size(key, held) if held else 0)
+
+    def _maybe_compact(self):
+        if self._log.size < max(self._compact_min_bytes, 2 * self._live_bytes):
+            return
+        with self._lock:
+            if self._compacting:
+                return
+            self._compacting = True
+        threading.Thread(target=self.compact, name="compaction", daemon=True).start()
+
+    def compact(self):
+        """Rewrite the log as just the live cells (writes wait meanwhile)."""
+        try:
+            self._gate.close()
+            try:
+                before = self._log.size
+                with self._lock:
+                    items = list(self._cells.items())
+                self._log.rewrite([encode_mutation(k, c) for k, c in items])
+            finally:
+                self._gate.open()
+            log.info("compacted %s: %d -> %d bytes (%d keys)", self._log.path, before, self._log.size, len(items))
+        except Exception:  # a failed compaction leaves the old log in place; say so, never silently
+            log.exception("compaction of %s failed", self._log.path)
+        finally:
+            with self._lock:
+                self._compacting = False
 
     def get(self, key):
         return self._cells.get(key)
@@ -66,3 +118,39 @@ class Storage:
 
     def close(self):
         self._log.close()
+
+
+def _record_size(key, cell):
+    return RECORD_OVERHEAD + len(key) + len(cell.value)
+
+
+class _Gate:
+    """Many writers may be inside at once; close() waits for them to leave and keeps new ones out."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._inside = 0
+        self._closed = False
+
+    def enter(self):
+        with self._cond:
+            while self._closed:
+                self._cond.wait()
+            self._inside += 1
+
+    def leave(self):
+        with self._cond:
+            self._inside -= 1
+            if self._inside == 0:
+                self._cond.notify_all()
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            while self._inside:
+                self._cond.wait()
+
+    def open(self):
+        with self._cond:
+            self._closed = False
+            self._cond.notify_all()
