@@ -5,13 +5,13 @@ lexically greater value wins (as in Cassandra), so replicas that see the same
 writes in any order converge on the same cell.
 """
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _MUTATION_HEAD = struct.Struct("!IqI")  # key length, timestamp, value length
 
 
-@dataclass(frozen=True, slots=True)  # slots: a replica holds millions of these
-class Cell:
+class Cell(NamedTuple):
+    """Immutable, and a plain tuple underneath: a replica holds millions, and replay makes them all."""
     value: bytes
     timestamp: int
 
@@ -37,6 +37,18 @@ def reconcile(cells):
 
 def encode_mutation(key, cell):
     return _MUTATION_HEAD.pack(len(key), cell.timestamp, len(cell.value)) + key + cell.value
+
+
+def decode_mutations(data, spans):
+    """Yield (key, Cell) from the spans (start, end) of data that each hold one encoded mutation.
+    The replay path: one pass, nothing copied but keys and values. ValueError if malformed."""
+    unpack, head = _MUTATION_HEAD.unpack_from, _MUTATION_HEAD.size
+    for start, end in spans:
+        key_len, timestamp, value_len = unpack(data, start)
+        key_end = start + head + key_len
+        if key_end + value_len != end:
+            raise ValueError(f"mutation at offset {start} does not fill its record")
+        yield data[start + head:key_end], Cell(data[key_end:end], timestamp)
 
 
 def decode_mutation(data, offset=0):

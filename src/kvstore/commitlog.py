@@ -39,15 +39,26 @@ def encode_record(payload):
 
 
 def scan_records(data, path="<memory>", skip_corrupt=False):
-    """(payloads, end of the last good record, skipped [(offset, length)]).
+    """(payload spans [(start, end)], end of the last good record, skipped [(offset, length)]).
 
     Everything from the returned end on is a torn tail (or nothing). Corruption
     raises CorruptLogError, unless skip_corrupt: then the damaged bytes are
     skipped up to the next record that passes both checksums, and reported."""
-    payloads, skipped = [], []
+    spans, skipped = [], []
     pos, size = 0, len(data)
+    view, crc32 = memoryview(data), zlib.crc32
+    header, trailer = _HEADER.unpack_from, _TRAILER.unpack_from
     while pos < size:
-        record = _record_at(data, pos, size)
+        if size - pos >= _HEADER.size:  # the common case inline: a whole record, both checksums good
+            length, header_crc = header(data, pos)
+            start = pos + _HEADER.size
+            stop = start + length
+            if (stop + _TRAILER.size <= size and crc32(view[pos:pos + 4]) == header_crc
+                    and crc32(view[start:stop]) == trailer(data, stop)[0]):
+                spans.append((start, stop))
+                pos = stop + _TRAILER.size
+                continue
+        record = _record_at(data, pos, size)  # anything else: tell a torn tail from corruption
         if record is _TORN:
             break
         if isinstance(record, str):  # what is wrong with the record at pos
@@ -57,16 +68,17 @@ def scan_records(data, path="<memory>", skip_corrupt=False):
             skipped.append((pos, resume - pos))
             pos = resume
             continue
-        payload, pos = record
-        payloads.append(payload)
-    return payloads, pos, skipped
+        span, pos = record
+        spans.append(span)
+    return spans, pos, skipped
 
 
 _TORN = object()
 
 
 def _record_at(data, pos, size):
-    """(payload, next offset) for a good record; _TORN for a torn tail; else why it is corrupt."""
+    """((start, end) of the payload, next offset) for a good record; _TORN for a torn tail; else why
+    it is corrupt."""
     if size - pos < _HEADER.size:
         return _TORN  # a header cut short
     length, header_crc = _HEADER.unpack_from(data, pos)
@@ -77,10 +89,10 @@ def _record_at(data, pos, size):
     end = pos + _HEADER.size + length + _TRAILER.size
     if end > size:
         return _TORN  # payload cut short
-    payload = data[pos + _HEADER.size:end - _TRAILER.size]
-    if zlib.crc32(payload) != _TRAILER.unpack_from(data, end - _TRAILER.size)[0]:
+    start, stop = pos + _HEADER.size, end - _TRAILER.size
+    if zlib.crc32(memoryview(data)[start:stop]) != _TRAILER.unpack_from(data, stop)[0]:
         return f"record of {length} bytes fails its checksum"
-    return bytes(payload), end
+    return (start, stop), end
 
 
 class CommitLog:
@@ -97,7 +109,12 @@ class CommitLog:
         self.fsync_count = 0
 
     def replay(self, skip_corrupt=False):
-        """Open the log and return every payload in it, in order (see the module docstring).
+        """Open the log and return every payload in it, in order (see replay_spans)."""
+        data, spans = self.replay_spans(skip_corrupt)
+        return [data[start:end] for start, end in spans]
+
+    def replay_spans(self, skip_corrupt=False):
+        """Open the log; (its bytes, [(start, end)] of every payload in order). See the module docstring.
 
         skip_corrupt (an operator's choice, after a CorruptLogError): skip damaged records,
         keep the damaged file aside as PATH.corrupt-TIME, and go on from a clean log."""
@@ -106,23 +123,24 @@ class CommitLog:
                 data = f.read()
         except FileNotFoundError:
             data = b""
-        payloads, good_end, skipped = scan_records(data, self.path, skip_corrupt)
+        spans, good_end, skipped = scan_records(data, self.path, skip_corrupt)
         if skipped:
             aside = f"{self.path}.corrupt-{int(time.time())}"
             os.replace(self.path, aside)
             for offset, length in skipped:
                 log.warning("skipped %d damaged bytes at offset %d of %s", length, offset, self.path)
             log.warning("recovered %d records from %s; the damaged file is kept as %s",
-                        len(payloads), self.path, aside)
+                        len(spans), self.path, aside)
             self._open(0)
-            self.rewrite(payloads)
-            return payloads
+            self.rewrite([data[start:end] for start, end in spans])
+            os.close(self._fd)  # replay the clean log as if it had always been so
+            return self.replay_spans()
         if good_end < len(data):
             log.warning("torn tail in %s: cut %d bytes at offset %d (a crash during an append; "
                         "that write was never acknowledged)", self.path, len(data) - good_end, good_end)
             os.truncate(self.path, good_end)
         self._open(good_end)
-        return payloads
+        return data, spans
 
     def _open(self, size):
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
