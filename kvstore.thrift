@@ -83,6 +83,9 @@ struct NodeDump {
   4: i64 log_bytes,
   /** Bytes of the hint logs on disk. */
   5: i64 hint_log_bytes,
+  /** Records appended to the commit log since the node started, and the fsyncs that made them durable. */
+  6: i64 records_written,
+  7: i64 fsyncs,
 }
 
 /** The request itself is wrong (empty or oversized key, oversized value, unknown level); `why` says how. */

@@ -554,16 +554,20 @@ class NodeDump(object):
      - pending_hints: Pending hints this node holds, by target node id.
      - log_bytes: Bytes of the commit log on disk.
      - hint_log_bytes: Bytes of the hint logs on disk.
+     - records_written: Records appended to the commit log since the node started, and the fsyncs that made them durable.
+     - fsyncs
 
     """
 
 
-    def __init__(self, node_id=None, cells=None, pending_hints=None, log_bytes=None, hint_log_bytes=None,):
+    def __init__(self, node_id=None, cells=None, pending_hints=None, log_bytes=None, hint_log_bytes=None, records_written=None, fsyncs=None,):
         self.node_id = node_id
         self.cells = cells
         self.pending_hints = pending_hints
         self.log_bytes = log_bytes
         self.hint_log_bytes = hint_log_bytes
+        self.records_written = records_written
+        self.fsyncs = fsyncs
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -611,6 +615,16 @@ class NodeDump(object):
                     self.hint_log_bytes = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.I64:
+                    self.records_written = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.I64:
+                    self.fsyncs = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -647,6 +661,14 @@ class NodeDump(object):
         if self.hint_log_bytes is not None:
             oprot.writeFieldBegin('hint_log_bytes', TType.I64, 5)
             oprot.writeI64(self.hint_log_bytes)
+            oprot.writeFieldEnd()
+        if self.records_written is not None:
+            oprot.writeFieldBegin('records_written', TType.I64, 6)
+            oprot.writeI64(self.records_written)
+            oprot.writeFieldEnd()
+        if self.fsyncs is not None:
+            oprot.writeFieldBegin('fsyncs', TType.I64, 7)
+            oprot.writeI64(self.fsyncs)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1066,6 +1088,8 @@ NodeDump.thrift_spec = (
     (3, TType.MAP, 'pending_hints', (TType.I32, None, TType.I32, None, False), None, ),  # 3
     (4, TType.I64, 'log_bytes', None, None, ),  # 4
     (5, TType.I64, 'hint_log_bytes', None, None, ),  # 5
+    (6, TType.I64, 'records_written', None, None, ),  # 6
+    (7, TType.I64, 'fsyncs', None, None, ),  # 7
 )
 all_structs.append(InvalidRequest)
 InvalidRequest.thrift_spec = (

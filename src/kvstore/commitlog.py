@@ -107,6 +107,7 @@ class CommitLog:
         self._syncing = False
         self._failed = None
         self.fsync_count = 0
+        self.records_written = 0   # with fsync_count: how well group commit groups
 
     def replay(self, skip_corrupt=False):
         """Open the log and return every payload in it, in order (see replay_spans)."""
@@ -163,6 +164,7 @@ class CommitLog:
                 os.ftruncate(self._fd, start)  # keep the log a clean sequence of records
                 raise StorageError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
             self._written = start + len(record)
+            self.records_written += len(payloads)
             end = self._written
         self._sync_to(end)
 

@@ -110,8 +110,9 @@ class Handler:
             items = [(key, cell)] if cell is not None else []
         else:
             items = self._storage.items()
-        return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items],
-                               self._hints.counts(), self._storage.log_bytes, self._hints.bytes_on_disk)
+        records, fsyncs = self._storage.log_counters
+        return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
+                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs)
 
 
 @contextlib.contextmanager

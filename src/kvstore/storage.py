@@ -127,6 +127,11 @@ class Storage:
     def log_bytes(self):
         return self._log.size
 
+    @property
+    def log_counters(self):
+        """(records appended, fsyncs) since start."""
+        return self._log.records_written, self._log.fsync_count
+
     def close(self):
         self._log.close()
 

@@ -45,15 +45,27 @@ def progress(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def measure(addresses, sweep, args, label, levels=CELLS):
+def measure(addresses, sweep, args, label, levels=CELLS, log_counters=None):
+    """log_counters: a function giving the store's (records, fsyncs), to report fsyncs per write."""
     results = {}
     for clients in sweep:
         for op, level in levels:
+            before = log_counters() if log_counters and op == "put" else None
             cell = run_load(addresses, op, level, clients, args.duration, args.value_size, args.keys)
+            if before:
+                records, fsyncs = (a - b for a, b in zip(log_counters(), before))
+                cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
             results[f"{op} {level} {clients}"] = cell
             progress(f"{label:>8} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
-                     f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}")
+                     f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}"
+                     + (f" fsyncs/write {cell['fsyncs_per_write']}" if "fsyncs_per_write" in cell else ""))
     return results
+
+
+def cluster_log_counters(call, node_ids):
+    """(records appended, fsyncs) summed over the nodes, through their dumps."""
+    dumps = [call(i, "dump", b"-") for i in node_ids]  # a key nobody writes: the counters, not the cells
+    return sum(d.records_written for d in dumps), sum(d.fsyncs for d in dumps)
 
 
 def measure_store(args, sweep, directory):
@@ -68,7 +80,8 @@ def measure_store(args, sweep, directory):
         connection = cluster.connect(0)
         for i in range(args.keys):
             connection.call("put", (bench_key(i), b"v" * args.value_size, 1), 10)
-        return measure(addresses, sweep, args, "store")
+        counters = lambda: cluster_log_counters(cluster.call, range(len(cluster.nodes)))  # noqa: E731
+        return measure(addresses, sweep, args, "store", log_counters=counters)
     finally:
         cluster.close()
 
@@ -104,7 +117,7 @@ def measure_floor(args, sweep):
 
 
 def table(store, single, fanout):
-    lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}  "
+    lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}{'fsync/w':>8}  "
              f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}"]
     for name, cell in store.items():
         op, level, clients = name.split()
@@ -112,7 +125,8 @@ def table(store, single, fanout):
         fan = fanout.get(name, {})
         ratio = f"{cell['ops_per_s'] / fan['ops_per_s']:.2f}x" if fan.get("ops_per_s") else "-"
         lines.append(f"{name:<22}{cell['ops_per_s']:>12}{cell['p50_ms']:>8}{cell['p99_ms']:>8}{cell['max_ms']:>8}"
-                     f"{cell['errors']:>5}  {one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
+                     f"{cell['errors']:>5}{str(cell.get('fsyncs_per_write', '-')):>8}  "
+                     f"{one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
                      f"{fan.get('p99_ms', '-'):>8}  {ratio:>13}")
     return "\n".join(lines)
 
