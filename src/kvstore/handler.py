@@ -30,7 +30,7 @@ class Handler:
     # ---- client calls ----
 
     def put(self, key, value, level):
-        self._ready.wait(self._settings.request_timeout)
+        self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
             if value is None:
@@ -42,11 +42,16 @@ class Handler:
             return ttypes.WriteResult(outcome.timestamp, outcome.acknowledged, outcome.hinted)
 
     def get(self, key, level):
-        self._ready.wait(self._settings.request_timeout)
+        self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
             outcome = self._coordinator.get(key, parse_level(level))
             return ttypes.ReadResult(to_cell(outcome.cell), outcome.answered, outcome.repaired)
+
+    def _wait_until_ready(self):
+        # is_set() reads the flag without the Event's lock, which every request would contend for.
+        if not self._ready.is_set():
+            self._ready.wait(self._settings.request_timeout)
 
     def get_endpoints(self, key):
         with _client_errors():
