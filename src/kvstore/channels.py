@@ -1,9 +1,10 @@
 """Coalesced internode calls: per peer, a queue and one sender thread for writes, another for reads.
 
-A coordinator never blocks on a peer: it submits a write or a read with a
-callback and goes on. The sender takes everything queued (up to a batch, by
-count and by bytes), sends it as one call (replica_write_batch or
-replica_read_batch), and calls each callback with the outcome. A batch costs one
+A coordinator never blocks on a peer: it submits a request with a callback and
+goes on. The sender takes everything queued (up to a batch, by count and by
+bytes), sends it as one call of its batch method (replica_write_batch or
+replica_read_batch; the items are already in the IDL's types), and calls each
+callback with the outcome. A batch costs one
 RPC and, on the replica, one fsync, however many requests it carries; under
 load, requests that arrive while a batch is in flight form the next one.
 
@@ -25,26 +26,27 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 128
 MAX_BATCH_BYTES = 1 << 20   # one request may be larger; a batch of several stays under this
 
-Request = collections.namedtuple("Request", "key cell deadline callback")
+Request = collections.namedtuple("Request", "item size deadline callback")
 
 
 class PeerChannel:
-    """One kind of call ('write' or 'read') to one peer, through its connection pool."""
+    """One batch method to one peer, through its connection pool."""
 
-    def __init__(self, node_id, pool, kind):
+    def __init__(self, node_id, pool, method):
         self.node_id = node_id
         self._pool = pool
-        self._kind = kind
+        self._method = method
         self._queue = collections.deque()
         self._cond = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name=f"{kind}-to-{node_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{method}-to-{node_id}", daemon=True)
         self._thread.start()
 
-    def submit(self, key, cell, deadline, callback):
-        """Queue one request; callback(error, result) is called once, from the sender thread."""
+    def submit(self, item, size, deadline, callback):
+        """Queue one item (size: its bytes, for the batch bound); callback(error, result) is called
+        once, from the sender thread (result: the item's element of the batch's answer, or None)."""
         with self._cond:
-            self._queue.append(Request(key, cell, deadline, callback))
+            self._queue.append(Request(item, size, deadline, callback))
             self._cond.notify()
 
     def stop(self):
@@ -63,13 +65,12 @@ class PeerChannel:
             try:
                 self._send(batch)
             except Exception:  # a background thread's failure is logged with its traceback
-                log.exception("sending a %s batch to node %d failed", self._kind, self.node_id)
+                log.exception("sending a %s to node %d failed", self._method, self.node_id)
 
     def _take(self):
         batch, size = [], 0
         while self._queue and len(batch) < MAX_BATCH:
-            request = self._queue[0]
-            size += len(request.key) + (len(request.cell.value) if request.cell else 0)
+            size += self._queue[0].size
             if batch and size > MAX_BATCH_BYTES:
                 break
             batch.append(self._queue.popleft())
@@ -85,19 +86,16 @@ class PeerChannel:
         if not live:
             return
         timeout = max(r.deadline for r in live) - now
-        results, error = [None] * len(live), None
+        results, error = None, None
         try:
-            if self._kind == "write":
-                mutations = [ttypes.Mutation(r.key, ttypes.Cell(r.cell.value, r.cell.timestamp)) for r in live]
-                self._pool.call("replica_write_batch", mutations, timeout=timeout)
-            else:
-                results = self._pool.call("replica_read_batch", [r.key for r in live], timeout=timeout)
+            results = self._pool.call(self._method, [r.item for r in live], timeout=timeout)
         except ttypes.StorageFailure as exc:
             error = StorageError(f"node {self.node_id}: {exc.why}")
-        except (NodeUnavailable, ttypes.InvalidRequest) as exc:
-            error = exc if isinstance(exc, NodeUnavailable) else NodeUnavailable(
-                f"node {self.node_id} refused the batch: {exc.why}")
-        for request, result in zip(live, results):
+        except ttypes.InvalidRequest as exc:
+            error = NodeUnavailable(f"node {self.node_id} refused the batch: {exc.why}")
+        except NodeUnavailable as exc:
+            error = exc
+        for request, result in zip(live, results or [None] * len(live)):
             _answer(request, error, result)
 
 
@@ -105,4 +103,4 @@ def _answer(request, error, result):
     try:
         request.callback(error, result)
     except Exception:
-        log.exception("a callback for %r failed", request.key)
+        log.exception("a request's callback failed")

@@ -37,14 +37,14 @@ class RemoteReplica:
     def __init__(self, node_id, pool):
         self.node_id = node_id
         self._pool = pool
-        self._writes = PeerChannel(node_id, pool, "write")
-        self._reads = PeerChannel(node_id, pool, "read")
+        self._writes = PeerChannel(node_id, pool, "replica_write_batch")
+        self._reads = PeerChannel(node_id, pool, "replica_read_batch")
 
     def write_async(self, key, cell, deadline, callback):
-        self._writes.submit(key, cell, deadline, callback)
+        self._writes.submit(to_mutation(key, cell), len(key) + len(cell.value), deadline, callback)
 
     def read_async(self, key, deadline, callback):
-        self._reads.submit(key, None, deadline,
+        self._reads.submit(key, len(key), deadline,
                            lambda error, result: callback(error, None if error else from_cell(result.cell)))
 
     def deliver(self, mutations, timeout):
