@@ -11,8 +11,9 @@
  * need them.
  *
  * Keys and values are raw bytes. Timestamps are microseconds since the Unix
- * epoch, given by the coordinator; the higher timestamp wins, and on a tie the
- * lexically greater value wins, so every replica converges on the same value.
+ * epoch, given by the coordinator; the higher timestamp wins. On a tie a
+ * delete beats an expiring value, which beats a plain one; then the later
+ * expiry, then the lexically greater value. So every replica converges.
  */
 
 namespace py kvstore_rpc
@@ -23,12 +24,23 @@ enum ConsistencyLevel {
   ONE = 1,
   /** Two of three replicas: a QUORUM read sees every QUORUM write acknowledged before it began. */
   QUORUM = 2,
+  /** Every replica: Unavailable when any replica of the key is down. */
+  ALL = 3,
 }
 
-/** A value and the timestamp that orders it against other writes of the same key. */
+/**
+ * A value and the timestamp that orders it against other writes of the same key.
+ * A tombstone (a delete) has no value.
+ */
 struct Cell {
-  1: binary value,
+  /** Unset in a tombstone. */
+  1: optional binary value,
   2: i64 timestamp,
+  /**
+   * Microseconds since the epoch. A value: when it expires (0: never), fixed by the coordinator.
+   * A tombstone: when it was deleted; it is kept for the grace period from then.
+   */
+  3: i64 expires_at = 0,
 }
 
 /** A key and its cell: one write as a replica applies it. */
@@ -46,7 +58,7 @@ struct WriteResult {
   3: list<i32> hinted,
 }
 
-/** The answer to get. */
+/** The answer to get. A deleted or expired key answers as absent. */
 struct ReadResult {
   /** The newest cell among the replicas that answered; unset when none has the key. */
   1: optional Cell cell,
@@ -54,6 +66,35 @@ struct ReadResult {
   2: list<i32> answered,
   /** Node ids of replicas that were stale or missing the key and were repaired before the answer. */
   3: list<i32> repaired,
+}
+
+/** One key of a multi_put. */
+struct KeyValue {
+  1: binary key,
+  2: binary value,
+}
+
+/** Keys in [start, end) (an empty end: no bound), at most limit of them: one replica's part of a scan. */
+struct KeyRange {
+  1: binary start,
+  2: binary end,
+  3: i32 limit,
+}
+
+/** One page of a scan. */
+struct ScanResult {
+  /** Live keys in byte order, each with its cell. */
+  1: list<Mutation> items,
+  /** Where the next page starts (pass it as `start`); unset when the scan reached its end. */
+  2: optional binary resume_key,
+}
+
+/** The answer to expire. */
+struct ExpireResult {
+  /** False when the key does not exist (nothing was written). */
+  1: bool found,
+  /** The write that set the expiry, when found. */
+  2: optional WriteResult write,
 }
 
 /** One node as the cluster file describes it, and whether the answering node sees it up. */
@@ -115,15 +156,80 @@ exception StorageFailure {
   1: string why,
 }
 
+/**
+ * A read-your-writes read found no cell at least as new as the session's timestamp on any
+ * replica it could reach: the data it would return is older than what this client wrote or read.
+ */
+exception StaleRead {
+  1: string why,
+  /** The session's timestamp for the key. */
+  2: i64 wanted,
+  /** The newest timestamp found (0: the key was found nowhere). */
+  3: i64 seen,
+}
+
+/** One key's outcome in a multi_put: a result, or the error that key met. */
+struct KeyWriteOutcome {
+  1: binary key,
+  2: optional WriteResult result,
+  3: optional InvalidRequest invalid,
+  4: optional Unavailable unavailable,
+  5: optional TimedOut timed_out,
+}
+
+/** One key's outcome in a multi_get. */
+struct KeyReadOutcome {
+  1: binary key,
+  2: optional ReadResult result,
+  3: optional InvalidRequest invalid,
+  4: optional Unavailable unavailable,
+  5: optional TimedOut timed_out,
+  6: optional StaleRead stale,
+}
+
 service KVStore {
   // ---- client calls: any node coordinates ----
 
-  /** Write value under key at the given level. */
-  WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level)
+  /** Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now. */
+  WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level, 4: i32 ttl_seconds)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
 
-  /** Read the newest value of key among `level` replicas; repairs stale replicas it saw. */
-  ReadResult get(1: binary key, 2: ConsistencyLevel level)
+  /**
+   * Read the newest value of key among `level` replicas; repairs stale replicas it saw.
+   * min_timestamp > 0 (a read-your-writes session): if the newest cell among the first answers is
+   * older, wait for the other replicas; if none has one that new, raise StaleRead.
+   */
+  ReadResult get(1: binary key, 2: ConsistencyLevel level, 3: i64 min_timestamp)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale),
+
+  /** Delete key: write a tombstone at the given level. */
+  WriteResult remove(1: binary key, 2: ConsistencyLevel level)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+
+  /** Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back. */
+  ExpireResult expire(1: binary key, 2: i32 seconds, 3: ConsistencyLevel level)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+
+  /** Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist. */
+  i64 ttl(1: binary key, 2: ConsistencyLevel level)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+
+  /**
+   * Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
+   * Each replica gets one internode call for all its keys.
+   */
+  list<KeyWriteOutcome> multi_put(1: list<KeyValue> items, 2: ConsistencyLevel level, 3: i32 ttl_seconds)
+    throws (1: InvalidRequest invalid),
+
+  /** Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's. */
+  list<KeyReadOutcome> multi_get(1: list<binary> keys, 2: ConsistencyLevel level, 3: map<binary, i64> min_timestamps)
+    throws (1: InvalidRequest invalid),
+
+  /**
+   * The live keys in [start, end) in byte order (an empty `end`: to the end of the key space),
+   * at most `limit`, read from every token range's replicas at `level` and merged.
+   */
+  ScanResult scan(1: binary start, 2: binary end, 3: i32 limit, 4: ConsistencyLevel level)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
 
   /** The nodes that hold key's replicas, in ring order (like nodetool getendpoints). */
@@ -149,6 +255,12 @@ service KVStore {
   /** This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). */
   list<ReadResult> replica_read_batch(1: list<binary> keys) throws (1: InvalidRequest invalid),
 
+  /**
+   * For each range, this replica's cells for keys in [start, end) (empty end: unbounded),
+   * tombstones and expired cells included, at most `limit`, in byte order.
+   */
+  list<list<Mutation>> replica_scan_batch(1: list<KeyRange> ranges) throws (1: InvalidRequest invalid),
+
   /** Apply hinted writes, in order, from a coordinator that held them while this node was down. */
   void deliver_hints(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 
@@ -157,4 +269,10 @@ service KVStore {
 
   /** This replica's state, for the inspector; with a non-empty `key`, only that key. */
   NodeDump dump(1: binary key),
+
+  /**
+   * Compact this replica's log now (as nodetool compact): expired values become tombstones,
+   * tombstones older than the grace period are dropped. Returns how many were dropped.
+   */
+  i32 compact() throws (1: StorageFailure failure),
 }

@@ -59,7 +59,7 @@ def put_message(key, value, level=QUORUM):
     client._seqid = 0
     client.send_put = client.send_put  # noqa: the generated client writes the call into buf
     client._oprot.trans = buf
-    client.send_put(key, value, level)
+    client.send_put(key, value, level, None)
     return buf.getvalue()
 
 
@@ -125,7 +125,7 @@ def test_an_idle_connection_on_every_node_blocks_nobody(small):
     (b"", b"v", QUORUM, "the key must not be empty"),
     (b"k" * (64 * 1024 + 1), b"v", QUORUM, "key of 65537 bytes is over the limit of 65536 bytes"),
     (b"k", b"v" * (MAX_VALUE + 1), QUORUM, f"value of {MAX_VALUE + 1} bytes is over the limit of {MAX_VALUE}"),
-    (b"k", b"v", 9, "unknown consistency level 9 (expected ONE=1, QUORUM=2)"),
+    (b"k", b"v", 9, "unknown consistency level 9 (expected ONE=1, QUORUM=2, ALL=3)"),
 ])
 def test_invalid_requests_are_refused_with_the_reason(small, key, value, level, why):
     with pytest.raises(InvalidRequest) as info:

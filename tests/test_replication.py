@@ -172,7 +172,8 @@ def test_a_write_made_while_a_replica_was_down_reaches_it_through_a_hint(cluster
         held = {k["key"]: k for k in nodes[2]["keys"]}
         return nodes[0]["pending_hints"] == {} and key.decode() in held and held[key.decode()]
     entry = wait_for(delivered, 10, "the hint to reach node 2")
-    assert entry == {"key": key.decode(), "value": "while-you-were-out", "timestamp": written.timestamp}
+    assert entry == {"key": key.decode(), "value": "while-you-were-out", "timestamp": written.timestamp,
+                     "expires_at": None}
     assert "delivered 1 hints to node 2" in cluster.log(0)
 
 

@@ -1,7 +1,6 @@
 """The console and the inspector, driven as a user drives them: subprocesses with piped input."""
 import json
 import subprocess
-import sys
 
 from kvstore.localcluster import wait_for
 from kvstore import processes
@@ -39,7 +38,7 @@ def test_console_script_puts_gets_and_reports_errors(shared_cluster):
                           "Current consistency level is QUORUM."]
     replicas = shared_cluster.replicas(b"fruit")
     assert lines[8:11] == [f"127.0.0.1:{shared_cluster.nodes[i].port}  node {i}  up" for i in replicas]
-    assert "put KEY VALUE [one|quorum]" in out.stdout
+    assert "put KEY VALUE [LEVEL] [ttl SECONDS]" in out.stdout
 
 
 def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_cluster):
@@ -47,7 +46,7 @@ def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_
     assert out.returncode == 1
     assert out.stdout.splitlines()[:3] == [
         "Error: InvalidRequest: the key must not be empty",
-        "Error: unknown consistency level 'sometimes' (expected ONE=1, QUORUM=2); use one or quorum",
+        "Error: unknown consistency level 'sometimes' (expected ONE=1, QUORUM=2, ALL=3); use one, quorum or all",
         "Error: unknown command 'frobnicate'; type help for the list",
     ]
     assert "Traceback" not in out.stdout + out.stderr

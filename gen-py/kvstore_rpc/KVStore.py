@@ -19,24 +19,101 @@ all_structs = []
 
 
 class Iface(object):
-    def put(self, key, value, level):
+    def put(self, key, value, level, ttl_seconds):
         """
-        Write value under key at the given level.
+        Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now.
 
         Parameters:
          - key
          - value
          - level
+         - ttl_seconds
 
         """
         pass
 
-    def get(self, key, level):
+    def get(self, key, level, min_timestamp):
         """
         Read the newest value of key among `level` replicas; repairs stale replicas it saw.
+        min_timestamp > 0 (a read-your-writes session): if the newest cell among the first answers is
+        older, wait for the other replicas; if none has one that new, raise StaleRead.
 
         Parameters:
          - key
+         - level
+         - min_timestamp
+
+        """
+        pass
+
+    def remove(self, key, level):
+        """
+        Delete key: write a tombstone at the given level.
+
+        Parameters:
+         - key
+         - level
+
+        """
+        pass
+
+    def expire(self, key, seconds, level):
+        """
+        Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
+
+        Parameters:
+         - key
+         - seconds
+         - level
+
+        """
+        pass
+
+    def ttl(self, key, level):
+        """
+        Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist.
+
+        Parameters:
+         - key
+         - level
+
+        """
+        pass
+
+    def multi_put(self, items, level, ttl_seconds):
+        """
+        Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
+        Each replica gets one internode call for all its keys.
+
+        Parameters:
+         - items
+         - level
+         - ttl_seconds
+
+        """
+        pass
+
+    def multi_get(self, keys, level, min_timestamps):
+        """
+        Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's.
+
+        Parameters:
+         - keys
+         - level
+         - min_timestamps
+
+        """
+        pass
+
+    def scan(self, start, end, limit, level):
+        """
+        The live keys in [start, end) in byte order (an empty `end`: to the end of the key space),
+        at most `limit`, read from every token range's replicas at `level` and merged.
+
+        Parameters:
+         - start
+         - end
+         - limit
          - level
 
         """
@@ -100,6 +177,17 @@ class Iface(object):
         """
         pass
 
+    def replica_scan_batch(self, ranges):
+        """
+        For each range, this replica's cells for keys in [start, end) (empty end: unbounded),
+        tombstones and expired cells included, at most `limit`, in byte order.
+
+        Parameters:
+         - ranges
+
+        """
+        pass
+
     def deliver_hints(self, mutations):
         """
         Apply hinted writes, in order, from a coordinator that held them while this node was down.
@@ -130,6 +218,14 @@ class Iface(object):
         """
         pass
 
+    def compact(self):
+        """
+        Compact this replica's log now (as nodetool compact): expired values become tombstones,
+        tombstones older than the grace period are dropped. Returns how many were dropped.
+
+        """
+        pass
+
 
 class Client(Iface):
     def __init__(self, iprot, oprot=None):
@@ -138,25 +234,27 @@ class Client(Iface):
             self._oprot = oprot
         self._seqid = 0
 
-    def put(self, key, value, level):
+    def put(self, key, value, level, ttl_seconds):
         """
-        Write value under key at the given level.
+        Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now.
 
         Parameters:
          - key
          - value
          - level
+         - ttl_seconds
 
         """
-        self.send_put(key, value, level)
+        self.send_put(key, value, level, ttl_seconds)
         return self.recv_put()
 
-    def send_put(self, key, value, level):
+    def send_put(self, key, value, level, ttl_seconds):
         self._oprot.writeMessageBegin('put', TMessageType.CALL, self._seqid)
         args = put_args()
         args.key = key
         args.value = value
         args.level = level
+        args.ttl_seconds = ttl_seconds
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -182,23 +280,27 @@ class Client(Iface):
             raise result.timed_out
         raise TApplicationException(TApplicationException.MISSING_RESULT, "put failed: unknown result")
 
-    def get(self, key, level):
+    def get(self, key, level, min_timestamp):
         """
         Read the newest value of key among `level` replicas; repairs stale replicas it saw.
+        min_timestamp > 0 (a read-your-writes session): if the newest cell among the first answers is
+        older, wait for the other replicas; if none has one that new, raise StaleRead.
 
         Parameters:
          - key
          - level
+         - min_timestamp
 
         """
-        self.send_get(key, level)
+        self.send_get(key, level, min_timestamp)
         return self.recv_get()
 
-    def send_get(self, key, level):
+    def send_get(self, key, level, min_timestamp):
         self._oprot.writeMessageBegin('get', TMessageType.CALL, self._seqid)
         args = get_args()
         args.key = key
         args.level = level
+        args.min_timestamp = min_timestamp
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -222,7 +324,265 @@ class Client(Iface):
             raise result.unavailable
         if result.timed_out is not None:
             raise result.timed_out
+        if result.stale is not None:
+            raise result.stale
         raise TApplicationException(TApplicationException.MISSING_RESULT, "get failed: unknown result")
+
+    def remove(self, key, level):
+        """
+        Delete key: write a tombstone at the given level.
+
+        Parameters:
+         - key
+         - level
+
+        """
+        self.send_remove(key, level)
+        return self.recv_remove()
+
+    def send_remove(self, key, level):
+        self._oprot.writeMessageBegin('remove', TMessageType.CALL, self._seqid)
+        args = remove_args()
+        args.key = key
+        args.level = level
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_remove(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = remove_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unavailable is not None:
+            raise result.unavailable
+        if result.timed_out is not None:
+            raise result.timed_out
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "remove failed: unknown result")
+
+    def expire(self, key, seconds, level):
+        """
+        Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
+
+        Parameters:
+         - key
+         - seconds
+         - level
+
+        """
+        self.send_expire(key, seconds, level)
+        return self.recv_expire()
+
+    def send_expire(self, key, seconds, level):
+        self._oprot.writeMessageBegin('expire', TMessageType.CALL, self._seqid)
+        args = expire_args()
+        args.key = key
+        args.seconds = seconds
+        args.level = level
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_expire(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = expire_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unavailable is not None:
+            raise result.unavailable
+        if result.timed_out is not None:
+            raise result.timed_out
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "expire failed: unknown result")
+
+    def ttl(self, key, level):
+        """
+        Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist.
+
+        Parameters:
+         - key
+         - level
+
+        """
+        self.send_ttl(key, level)
+        return self.recv_ttl()
+
+    def send_ttl(self, key, level):
+        self._oprot.writeMessageBegin('ttl', TMessageType.CALL, self._seqid)
+        args = ttl_args()
+        args.key = key
+        args.level = level
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_ttl(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = ttl_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unavailable is not None:
+            raise result.unavailable
+        if result.timed_out is not None:
+            raise result.timed_out
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "ttl failed: unknown result")
+
+    def multi_put(self, items, level, ttl_seconds):
+        """
+        Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
+        Each replica gets one internode call for all its keys.
+
+        Parameters:
+         - items
+         - level
+         - ttl_seconds
+
+        """
+        self.send_multi_put(items, level, ttl_seconds)
+        return self.recv_multi_put()
+
+    def send_multi_put(self, items, level, ttl_seconds):
+        self._oprot.writeMessageBegin('multi_put', TMessageType.CALL, self._seqid)
+        args = multi_put_args()
+        args.items = items
+        args.level = level
+        args.ttl_seconds = ttl_seconds
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_multi_put(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = multi_put_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "multi_put failed: unknown result")
+
+    def multi_get(self, keys, level, min_timestamps):
+        """
+        Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's.
+
+        Parameters:
+         - keys
+         - level
+         - min_timestamps
+
+        """
+        self.send_multi_get(keys, level, min_timestamps)
+        return self.recv_multi_get()
+
+    def send_multi_get(self, keys, level, min_timestamps):
+        self._oprot.writeMessageBegin('multi_get', TMessageType.CALL, self._seqid)
+        args = multi_get_args()
+        args.keys = keys
+        args.level = level
+        args.min_timestamps = min_timestamps
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_multi_get(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = multi_get_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "multi_get failed: unknown result")
+
+    def scan(self, start, end, limit, level):
+        """
+        The live keys in [start, end) in byte order (an empty `end`: to the end of the key space),
+        at most `limit`, read from every token range's replicas at `level` and merged.
+
+        Parameters:
+         - start
+         - end
+         - limit
+         - level
+
+        """
+        self.send_scan(start, end, limit, level)
+        return self.recv_scan()
+
+    def send_scan(self, start, end, limit, level):
+        self._oprot.writeMessageBegin('scan', TMessageType.CALL, self._seqid)
+        args = scan_args()
+        args.start = start
+        args.end = end
+        args.limit = limit
+        args.level = level
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_scan(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = scan_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unavailable is not None:
+            raise result.unavailable
+        if result.timed_out is not None:
+            raise result.timed_out
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "scan failed: unknown result")
 
     def get_endpoints(self, key):
         """
@@ -435,6 +795,43 @@ class Client(Iface):
             raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "replica_read_batch failed: unknown result")
 
+    def replica_scan_batch(self, ranges):
+        """
+        For each range, this replica's cells for keys in [start, end) (empty end: unbounded),
+        tombstones and expired cells included, at most `limit`, in byte order.
+
+        Parameters:
+         - ranges
+
+        """
+        self.send_replica_scan_batch(ranges)
+        return self.recv_replica_scan_batch()
+
+    def send_replica_scan_batch(self, ranges):
+        self._oprot.writeMessageBegin('replica_scan_batch', TMessageType.CALL, self._seqid)
+        args = replica_scan_batch_args()
+        args.ranges = ranges
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_replica_scan_batch(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = replica_scan_batch_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "replica_scan_batch failed: unknown result")
+
     def deliver_hints(self, mutations):
         """
         Apply hinted writes, in order, from a coordinator that held them while this node was down.
@@ -539,6 +936,39 @@ class Client(Iface):
             return result.success
         raise TApplicationException(TApplicationException.MISSING_RESULT, "dump failed: unknown result")
 
+    def compact(self):
+        """
+        Compact this replica's log now (as nodetool compact): expired values become tombstones,
+        tombstones older than the grace period are dropped. Returns how many were dropped.
+
+        """
+        self.send_compact()
+        return self.recv_compact()
+
+    def send_compact(self):
+        self._oprot.writeMessageBegin('compact', TMessageType.CALL, self._seqid)
+        args = compact_args()
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_compact(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = compact_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.failure is not None:
+            raise result.failure
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "compact failed: unknown result")
+
 
 class Processor(Iface, TProcessor):
     def __init__(self, handler):
@@ -546,15 +976,23 @@ class Processor(Iface, TProcessor):
         self._processMap = {}
         self._processMap["put"] = Processor.process_put
         self._processMap["get"] = Processor.process_get
+        self._processMap["remove"] = Processor.process_remove
+        self._processMap["expire"] = Processor.process_expire
+        self._processMap["ttl"] = Processor.process_ttl
+        self._processMap["multi_put"] = Processor.process_multi_put
+        self._processMap["multi_get"] = Processor.process_multi_get
+        self._processMap["scan"] = Processor.process_scan
         self._processMap["get_endpoints"] = Processor.process_get_endpoints
         self._processMap["describe_ring"] = Processor.process_describe_ring
         self._processMap["replica_write"] = Processor.process_replica_write
         self._processMap["replica_read"] = Processor.process_replica_read
         self._processMap["replica_write_batch"] = Processor.process_replica_write_batch
         self._processMap["replica_read_batch"] = Processor.process_replica_read_batch
+        self._processMap["replica_scan_batch"] = Processor.process_replica_scan_batch
         self._processMap["deliver_hints"] = Processor.process_deliver_hints
         self._processMap["heartbeat"] = Processor.process_heartbeat
         self._processMap["dump"] = Processor.process_dump
+        self._processMap["compact"] = Processor.process_compact
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -583,7 +1021,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = put_result()
         try:
-            result.success = self._handler.put(args.key, args.value, args.level)
+            result.success = self._handler.put(args.key, args.value, args.level, args.ttl_seconds)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -615,7 +1053,42 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = get_result()
         try:
-            result.success = self._handler.get(args.key, args.level)
+            result.success = self._handler.get(args.key, args.level, args.min_timestamp)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unavailable as unavailable:
+            msg_type = TMessageType.REPLY
+            result.unavailable = unavailable
+        except TimedOut as timed_out:
+            msg_type = TMessageType.REPLY
+            result.timed_out = timed_out
+        except StaleRead as stale:
+            msg_type = TMessageType.REPLY
+            result.stale = stale
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("get", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_remove(self, seqid, iprot, oprot):
+        args = remove_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = remove_result()
+        try:
+            result.success = self._handler.remove(args.key, args.level)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -636,7 +1109,155 @@ class Processor(Iface, TProcessor):
             logging.exception('Unexpected exception in handler')
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
-        oprot.writeMessageBegin("get", msg_type, seqid)
+        oprot.writeMessageBegin("remove", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_expire(self, seqid, iprot, oprot):
+        args = expire_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = expire_result()
+        try:
+            result.success = self._handler.expire(args.key, args.seconds, args.level)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unavailable as unavailable:
+            msg_type = TMessageType.REPLY
+            result.unavailable = unavailable
+        except TimedOut as timed_out:
+            msg_type = TMessageType.REPLY
+            result.timed_out = timed_out
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("expire", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_ttl(self, seqid, iprot, oprot):
+        args = ttl_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = ttl_result()
+        try:
+            result.success = self._handler.ttl(args.key, args.level)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unavailable as unavailable:
+            msg_type = TMessageType.REPLY
+            result.unavailable = unavailable
+        except TimedOut as timed_out:
+            msg_type = TMessageType.REPLY
+            result.timed_out = timed_out
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("ttl", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_multi_put(self, seqid, iprot, oprot):
+        args = multi_put_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = multi_put_result()
+        try:
+            result.success = self._handler.multi_put(args.items, args.level, args.ttl_seconds)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("multi_put", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_multi_get(self, seqid, iprot, oprot):
+        args = multi_get_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = multi_get_result()
+        try:
+            result.success = self._handler.multi_get(args.keys, args.level, args.min_timestamps)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("multi_get", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_scan(self, seqid, iprot, oprot):
+        args = scan_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = scan_result()
+        try:
+            result.success = self._handler.scan(args.start, args.end, args.limit, args.level)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unavailable as unavailable:
+            msg_type = TMessageType.REPLY
+            result.unavailable = unavailable
+        except TimedOut as timed_out:
+            msg_type = TMessageType.REPLY
+            result.timed_out = timed_out
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("scan", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -800,6 +1421,32 @@ class Processor(Iface, TProcessor):
         oprot.writeMessageEnd()
         oprot.trans.flush()
 
+    def process_replica_scan_batch(self, seqid, iprot, oprot):
+        args = replica_scan_batch_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = replica_scan_batch_result()
+        try:
+            result.success = self._handler.replica_scan_batch(args.ranges)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("replica_scan_batch", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
     def process_deliver_hints(self, seqid, iprot, oprot):
         args = deliver_hints_args()
         args.read(iprot)
@@ -875,6 +1522,32 @@ class Processor(Iface, TProcessor):
         oprot.writeMessageEnd()
         oprot.trans.flush()
 
+    def process_compact(self, seqid, iprot, oprot):
+        args = compact_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = compact_result()
+        try:
+            result.success = self._handler.compact()
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except StorageFailure as failure:
+            msg_type = TMessageType.REPLY
+            result.failure = failure
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("compact", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
 # HELPER FUNCTIONS AND STRUCTURES
 
 
@@ -884,14 +1557,16 @@ class put_args(object):
      - key
      - value
      - level
+     - ttl_seconds
 
     """
 
 
-    def __init__(self, key=None, value=None, level=None,):
+    def __init__(self, key=None, value=None, level=None, ttl_seconds=None,):
         self.key = key
         self.value = value
         self.level = level
+        self.ttl_seconds = ttl_seconds
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -917,6 +1592,11 @@ class put_args(object):
                     self.level = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I32:
+                    self.ttl_seconds = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -938,6 +1618,10 @@ class put_args(object):
         if self.level is not None:
             oprot.writeFieldBegin('level', TType.I32, 3)
             oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.ttl_seconds is not None:
+            oprot.writeFieldBegin('ttl_seconds', TType.I32, 4)
+            oprot.writeI32(self.ttl_seconds)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -961,6 +1645,7 @@ put_args.thrift_spec = (
     (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
     (2, TType.STRING, 'value', 'BINARY', None, ),  # 2
     (3, TType.I32, 'level', None, None, ),  # 3
+    (4, TType.I32, 'ttl_seconds', None, None, ),  # 4
 )
 
 
@@ -1067,6 +1752,202 @@ class get_args(object):
     Attributes:
      - key
      - level
+     - min_timestamp
+
+    """
+
+
+    def __init__(self, key=None, level=None, min_timestamp=None,):
+        self.key = key
+        self.level = level
+        self.min_timestamp = min_timestamp
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.level = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.min_timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('get_args')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.level is not None:
+            oprot.writeFieldBegin('level', TType.I32, 2)
+            oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.min_timestamp is not None:
+            oprot.writeFieldBegin('min_timestamp', TType.I64, 3)
+            oprot.writeI64(self.min_timestamp)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(get_args)
+get_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.I32, 'level', None, None, ),  # 2
+    (3, TType.I64, 'min_timestamp', None, None, ),  # 3
+)
+
+
+class get_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+     - unavailable
+     - timed_out
+     - stale
+
+    """
+
+
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
+        self.success = success
+        self.invalid = invalid
+        self.unavailable = unavailable
+        self.timed_out = timed_out
+        self.stale = stale
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = ReadResult()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.unavailable = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.timed_out = TimedOut.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRUCT:
+                    self.stale = StaleRead.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('get_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unavailable is not None:
+            oprot.writeFieldBegin('unavailable', TType.STRUCT, 2)
+            self.unavailable.write(oprot)
+            oprot.writeFieldEnd()
+        if self.timed_out is not None:
+            oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
+            self.timed_out.write(oprot)
+            oprot.writeFieldEnd()
+        if self.stale is not None:
+            oprot.writeFieldBegin('stale', TType.STRUCT, 4)
+            self.stale.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(get_result)
+get_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [ReadResult, None], None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
+    (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+    (4, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 4
+)
+
+
+class remove_args(object):
+    """
+    Attributes:
+     - key
+     - level
 
     """
 
@@ -1103,7 +1984,7 @@ class get_args(object):
         if oprot._fast_encode is not None and self.thrift_spec is not None:
             oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
             return
-        oprot.writeStructBegin('get_args')
+        oprot.writeStructBegin('remove_args')
         if self.key is not None:
             oprot.writeFieldBegin('key', TType.STRING, 1)
             oprot.writeBinary(self.key)
@@ -1128,15 +2009,15 @@ class get_args(object):
 
     def __ne__(self, other):
         return not (self == other)
-all_structs.append(get_args)
-get_args.thrift_spec = (
+all_structs.append(remove_args)
+remove_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
     (2, TType.I32, 'level', None, None, ),  # 2
 )
 
 
-class get_result(object):
+class remove_result(object):
     """
     Attributes:
      - success
@@ -1164,7 +2045,7 @@ class get_result(object):
                 break
             if fid == 0:
                 if ftype == TType.STRUCT:
-                    self.success = ReadResult()
+                    self.success = WriteResult()
                     self.success.read(iprot)
                 else:
                     iprot.skip(ftype)
@@ -1192,7 +2073,7 @@ class get_result(object):
         if oprot._fast_encode is not None and self.thrift_spec is not None:
             oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
             return
-        oprot.writeStructBegin('get_result')
+        oprot.writeStructBegin('remove_result')
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.STRUCT, 0)
             self.success.write(oprot)
@@ -1225,9 +2106,923 @@ class get_result(object):
 
     def __ne__(self, other):
         return not (self == other)
-all_structs.append(get_result)
-get_result.thrift_spec = (
-    (0, TType.STRUCT, 'success', [ReadResult, None], None, ),  # 0
+all_structs.append(remove_result)
+remove_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [WriteResult, None], None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
+    (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+)
+
+
+class expire_args(object):
+    """
+    Attributes:
+     - key
+     - seconds
+     - level
+
+    """
+
+
+    def __init__(self, key=None, seconds=None, level=None,):
+        self.key = key
+        self.seconds = seconds
+        self.level = level
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.seconds = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.level = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('expire_args')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.seconds is not None:
+            oprot.writeFieldBegin('seconds', TType.I32, 2)
+            oprot.writeI32(self.seconds)
+            oprot.writeFieldEnd()
+        if self.level is not None:
+            oprot.writeFieldBegin('level', TType.I32, 3)
+            oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(expire_args)
+expire_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.I32, 'seconds', None, None, ),  # 2
+    (3, TType.I32, 'level', None, None, ),  # 3
+)
+
+
+class expire_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+     - unavailable
+     - timed_out
+
+    """
+
+
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+        self.success = success
+        self.invalid = invalid
+        self.unavailable = unavailable
+        self.timed_out = timed_out
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = ExpireResult()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.unavailable = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.timed_out = TimedOut.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('expire_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unavailable is not None:
+            oprot.writeFieldBegin('unavailable', TType.STRUCT, 2)
+            self.unavailable.write(oprot)
+            oprot.writeFieldEnd()
+        if self.timed_out is not None:
+            oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
+            self.timed_out.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(expire_result)
+expire_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [ExpireResult, None], None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
+    (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+)
+
+
+class ttl_args(object):
+    """
+    Attributes:
+     - key
+     - level
+
+    """
+
+
+    def __init__(self, key=None, level=None,):
+        self.key = key
+        self.level = level
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.level = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ttl_args')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.level is not None:
+            oprot.writeFieldBegin('level', TType.I32, 2)
+            oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ttl_args)
+ttl_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.I32, 'level', None, None, ),  # 2
+)
+
+
+class ttl_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+     - unavailable
+     - timed_out
+
+    """
+
+
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+        self.success = success
+        self.invalid = invalid
+        self.unavailable = unavailable
+        self.timed_out = timed_out
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.I64:
+                    self.success = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.unavailable = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.timed_out = TimedOut.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ttl_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.I64, 0)
+            oprot.writeI64(self.success)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unavailable is not None:
+            oprot.writeFieldBegin('unavailable', TType.STRUCT, 2)
+            self.unavailable.write(oprot)
+            oprot.writeFieldEnd()
+        if self.timed_out is not None:
+            oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
+            self.timed_out.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ttl_result)
+ttl_result.thrift_spec = (
+    (0, TType.I64, 'success', None, None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
+    (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+)
+
+
+class multi_put_args(object):
+    """
+    Attributes:
+     - items
+     - level
+     - ttl_seconds
+
+    """
+
+
+    def __init__(self, items=None, level=None, ttl_seconds=None,):
+        self.items = items
+        self.level = level
+        self.ttl_seconds = ttl_seconds
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.items = []
+                    (_etype54, _size51) = iprot.readListBegin()
+                    for _i55 in range(_size51):
+                        _elem56 = KeyValue()
+                        _elem56.read(iprot)
+                        self.items.append(_elem56)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.level = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.ttl_seconds = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('multi_put_args')
+        if self.items is not None:
+            oprot.writeFieldBegin('items', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.items))
+            for iter57 in self.items:
+                iter57.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.level is not None:
+            oprot.writeFieldBegin('level', TType.I32, 2)
+            oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.ttl_seconds is not None:
+            oprot.writeFieldBegin('ttl_seconds', TType.I32, 3)
+            oprot.writeI32(self.ttl_seconds)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(multi_put_args)
+multi_put_args.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'items', (TType.STRUCT, [KeyValue, None], False), None, ),  # 1
+    (2, TType.I32, 'level', None, None, ),  # 2
+    (3, TType.I32, 'ttl_seconds', None, None, ),  # 3
+)
+
+
+class multi_put_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype61, _size58) = iprot.readListBegin()
+                    for _i62 in range(_size58):
+                        _elem63 = KeyWriteOutcome()
+                        _elem63.read(iprot)
+                        self.success.append(_elem63)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('multi_put_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.STRUCT, len(self.success))
+            for iter64 in self.success:
+                iter64.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(multi_put_result)
+multi_put_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.STRUCT, [KeyWriteOutcome, None], False), None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class multi_get_args(object):
+    """
+    Attributes:
+     - keys
+     - level
+     - min_timestamps
+
+    """
+
+
+    def __init__(self, keys=None, level=None, min_timestamps=None,):
+        self.keys = keys
+        self.level = level
+        self.min_timestamps = min_timestamps
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.keys = []
+                    (_etype68, _size65) = iprot.readListBegin()
+                    for _i69 in range(_size65):
+                        _elem70 = iprot.readBinary()
+                        self.keys.append(_elem70)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.level = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.MAP:
+                    self.min_timestamps = {}
+                    (_ktype72, _vtype73, _size71) = iprot.readMapBegin()
+                    for _i75 in range(_size71):
+                        _key76 = iprot.readBinary()
+                        _val77 = iprot.readI64()
+                        self.min_timestamps[_key76] = _val77
+                    iprot.readMapEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('multi_get_args')
+        if self.keys is not None:
+            oprot.writeFieldBegin('keys', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRING, len(self.keys))
+            for iter78 in self.keys:
+                oprot.writeBinary(iter78)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.level is not None:
+            oprot.writeFieldBegin('level', TType.I32, 2)
+            oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.min_timestamps is not None:
+            oprot.writeFieldBegin('min_timestamps', TType.MAP, 3)
+            oprot.writeMapBegin(TType.STRING, TType.I64, len(self.min_timestamps))
+            for kiter79, viter80 in self.min_timestamps.items():
+                oprot.writeBinary(kiter79)
+                oprot.writeI64(viter80)
+            oprot.writeMapEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(multi_get_args)
+multi_get_args.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'keys', (TType.STRING, 'BINARY', False), None, ),  # 1
+    (2, TType.I32, 'level', None, None, ),  # 2
+    (3, TType.MAP, 'min_timestamps', (TType.STRING, 'BINARY', TType.I64, None, False), None, ),  # 3
+)
+
+
+class multi_get_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype84, _size81) = iprot.readListBegin()
+                    for _i85 in range(_size81):
+                        _elem86 = KeyReadOutcome()
+                        _elem86.read(iprot)
+                        self.success.append(_elem86)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('multi_get_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.STRUCT, len(self.success))
+            for iter87 in self.success:
+                iter87.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(multi_get_result)
+multi_get_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.STRUCT, [KeyReadOutcome, None], False), None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class scan_args(object):
+    """
+    Attributes:
+     - start
+     - end
+     - limit
+     - level
+
+    """
+
+
+    def __init__(self, start=None, end=None, limit=None, level=None,):
+        self.start = start
+        self.end = end
+        self.limit = limit
+        self.level = level
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.start = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.end = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I32:
+                    self.level = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('scan_args')
+        if self.start is not None:
+            oprot.writeFieldBegin('start', TType.STRING, 1)
+            oprot.writeBinary(self.start)
+            oprot.writeFieldEnd()
+        if self.end is not None:
+            oprot.writeFieldBegin('end', TType.STRING, 2)
+            oprot.writeBinary(self.end)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 3)
+            oprot.writeI32(self.limit)
+            oprot.writeFieldEnd()
+        if self.level is not None:
+            oprot.writeFieldBegin('level', TType.I32, 4)
+            oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(scan_args)
+scan_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'end', 'BINARY', None, ),  # 2
+    (3, TType.I32, 'limit', None, None, ),  # 3
+    (4, TType.I32, 'level', None, None, ),  # 4
+)
+
+
+class scan_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+     - unavailable
+     - timed_out
+
+    """
+
+
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+        self.success = success
+        self.invalid = invalid
+        self.unavailable = unavailable
+        self.timed_out = timed_out
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = ScanResult()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.unavailable = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.timed_out = TimedOut.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('scan_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unavailable is not None:
+            oprot.writeFieldBegin('unavailable', TType.STRUCT, 2)
+            self.unavailable.write(oprot)
+            oprot.writeFieldEnd()
+        if self.timed_out is not None:
+            oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
+            self.timed_out.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(scan_result)
+scan_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [ScanResult, None], None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
@@ -1321,11 +3116,11 @@ class get_endpoints_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype47, _size44) = iprot.readListBegin()
-                    for _i48 in range(_size44):
-                        _elem49 = NodeInfo()
-                        _elem49.read(iprot)
-                        self.success.append(_elem49)
+                    (_etype91, _size88) = iprot.readListBegin()
+                    for _i92 in range(_size88):
+                        _elem93 = NodeInfo()
+                        _elem93.read(iprot)
+                        self.success.append(_elem93)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1347,8 +3142,8 @@ class get_endpoints_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter50 in self.success:
-                iter50.write(oprot)
+            for iter94 in self.success:
+                iter94.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1444,11 +3239,11 @@ class describe_ring_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype54, _size51) = iprot.readListBegin()
-                    for _i55 in range(_size51):
-                        _elem56 = NodeInfo()
-                        _elem56.read(iprot)
-                        self.success.append(_elem56)
+                    (_etype98, _size95) = iprot.readListBegin()
+                    for _i99 in range(_size95):
+                        _elem100 = NodeInfo()
+                        _elem100.read(iprot)
+                        self.success.append(_elem100)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1465,8 +3260,8 @@ class describe_ring_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter57 in self.success:
-                iter57.write(oprot)
+            for iter101 in self.success:
+                iter101.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1787,11 +3582,11 @@ class replica_write_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype61, _size58) = iprot.readListBegin()
-                    for _i62 in range(_size58):
-                        _elem63 = Mutation()
-                        _elem63.read(iprot)
-                        self.mutations.append(_elem63)
+                    (_etype105, _size102) = iprot.readListBegin()
+                    for _i106 in range(_size102):
+                        _elem107 = Mutation()
+                        _elem107.read(iprot)
+                        self.mutations.append(_elem107)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1808,8 +3603,8 @@ class replica_write_batch_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter64 in self.mutations:
-                iter64.write(oprot)
+            for iter108 in self.mutations:
+                iter108.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1932,10 +3727,10 @@ class replica_read_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype68, _size65) = iprot.readListBegin()
-                    for _i69 in range(_size65):
-                        _elem70 = iprot.readBinary()
-                        self.keys.append(_elem70)
+                    (_etype112, _size109) = iprot.readListBegin()
+                    for _i113 in range(_size109):
+                        _elem114 = iprot.readBinary()
+                        self.keys.append(_elem114)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1952,8 +3747,8 @@ class replica_read_batch_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter71 in self.keys:
-                oprot.writeBinary(iter71)
+            for iter115 in self.keys:
+                oprot.writeBinary(iter115)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2004,11 +3799,11 @@ class replica_read_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype75, _size72) = iprot.readListBegin()
-                    for _i76 in range(_size72):
-                        _elem77 = ReadResult()
-                        _elem77.read(iprot)
-                        self.success.append(_elem77)
+                    (_etype119, _size116) = iprot.readListBegin()
+                    for _i120 in range(_size116):
+                        _elem121 = ReadResult()
+                        _elem121.read(iprot)
+                        self.success.append(_elem121)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2030,8 +3825,8 @@ class replica_read_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter78 in self.success:
-                iter78.write(oprot)
+            for iter122 in self.success:
+                iter122.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -2061,6 +3856,167 @@ replica_read_batch_result.thrift_spec = (
 )
 
 
+class replica_scan_batch_args(object):
+    """
+    Attributes:
+     - ranges
+
+    """
+
+
+    def __init__(self, ranges=None,):
+        self.ranges = ranges
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.ranges = []
+                    (_etype126, _size123) = iprot.readListBegin()
+                    for _i127 in range(_size123):
+                        _elem128 = KeyRange()
+                        _elem128.read(iprot)
+                        self.ranges.append(_elem128)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('replica_scan_batch_args')
+        if self.ranges is not None:
+            oprot.writeFieldBegin('ranges', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.ranges))
+            for iter129 in self.ranges:
+                iter129.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(replica_scan_batch_args)
+replica_scan_batch_args.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'ranges', (TType.STRUCT, [KeyRange, None], False), None, ),  # 1
+)
+
+
+class replica_scan_batch_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype133, _size130) = iprot.readListBegin()
+                    for _i134 in range(_size130):
+                        _elem135 = []
+                        (_etype139, _size136) = iprot.readListBegin()
+                        for _i140 in range(_size136):
+                            _elem141 = Mutation()
+                            _elem141.read(iprot)
+                            _elem135.append(_elem141)
+                        iprot.readListEnd()
+                        self.success.append(_elem135)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('replica_scan_batch_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.LIST, len(self.success))
+            for iter142 in self.success:
+                oprot.writeListBegin(TType.STRUCT, len(iter142))
+                for iter143 in iter142:
+                    iter143.write(oprot)
+                oprot.writeListEnd()
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(replica_scan_batch_result)
+replica_scan_batch_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.LIST, (TType.STRUCT, [Mutation, None], False), False), None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
 class deliver_hints_args(object):
     """
     Attributes:
@@ -2084,11 +4040,11 @@ class deliver_hints_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype82, _size79) = iprot.readListBegin()
-                    for _i83 in range(_size79):
-                        _elem84 = Mutation()
-                        _elem84.read(iprot)
-                        self.mutations.append(_elem84)
+                    (_etype147, _size144) = iprot.readListBegin()
+                    for _i148 in range(_size144):
+                        _elem149 = Mutation()
+                        _elem149.read(iprot)
+                        self.mutations.append(_elem149)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2105,8 +4061,8 @@ class deliver_hints_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter85 in self.mutations:
-                iter85.write(oprot)
+            for iter150 in self.mutations:
+                iter150.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2451,6 +4407,122 @@ class dump_result(object):
 all_structs.append(dump_result)
 dump_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [NodeDump, None], None, ),  # 0
+)
+
+
+class compact_args(object):
+
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('compact_args')
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(compact_args)
+compact_args.thrift_spec = (
+)
+
+
+class compact_result(object):
+    """
+    Attributes:
+     - success
+     - failure
+
+    """
+
+
+    def __init__(self, success=None, failure=None,):
+        self.success = success
+        self.failure = failure
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.I32:
+                    self.success = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.failure = StorageFailure.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('compact_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.I32, 0)
+            oprot.writeI32(self.success)
+            oprot.writeFieldEnd()
+        if self.failure is not None:
+            oprot.writeFieldBegin('failure', TType.STRUCT, 1)
+            self.failure.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(compact_result)
+compact_result.thrift_spec = (
+    (0, TType.I32, 'success', None, None, ),  # 0
+    (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
 )
 fix_spec(all_structs)
 del all_structs

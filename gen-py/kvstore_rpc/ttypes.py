@@ -23,32 +23,39 @@ class ConsistencyLevel(object):
     """
     ONE = 1
     QUORUM = 2
+    ALL = 3
 
     _VALUES_TO_NAMES = {
         1: "ONE",
         2: "QUORUM",
+        3: "ALL",
     }
 
     _NAMES_TO_VALUES = {
         "ONE": 1,
         "QUORUM": 2,
+        "ALL": 3,
     }
 
 
 class Cell(object):
     """
     A value and the timestamp that orders it against other writes of the same key.
+    A tombstone (a delete) has no value.
 
     Attributes:
-     - value
+     - value: Unset in a tombstone.
      - timestamp
+     - expires_at: Microseconds since the epoch. A value: when it expires (0: never), fixed by the coordinator.
+    A tombstone: when it was deleted; it is kept for the grace period from then.
 
     """
 
 
-    def __init__(self, value=None, timestamp=None,):
+    def __init__(self, value=None, timestamp=None, expires_at=0,):
         self.value = value
         self.timestamp = timestamp
+        self.expires_at = expires_at
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -69,6 +76,11 @@ class Cell(object):
                     self.timestamp = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.expires_at = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -86,6 +98,10 @@ class Cell(object):
         if self.timestamp is not None:
             oprot.writeFieldBegin('timestamp', TType.I64, 2)
             oprot.writeI64(self.timestamp)
+            oprot.writeFieldEnd()
+        if self.expires_at is not None:
+            oprot.writeFieldBegin('expires_at', TType.I64, 3)
+            oprot.writeI64(self.expires_at)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -275,7 +291,7 @@ class WriteResult(object):
 
 class ReadResult(object):
     """
-    The answer to get.
+    The answer to get. A deleted or expired key answers as absent.
 
     Attributes:
      - cell: The newest cell among the replicas that answered; unset when none has the key.
@@ -352,6 +368,307 @@ class ReadResult(object):
             for iter27 in self.repaired:
                 oprot.writeI32(iter27)
             oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class KeyValue(object):
+    """
+    One key of a multi_put.
+
+    Attributes:
+     - key
+     - value
+
+    """
+
+
+    def __init__(self, key=None, value=None,):
+        self.key = key
+        self.value = value
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.value = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('KeyValue')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.value is not None:
+            oprot.writeFieldBegin('value', TType.STRING, 2)
+            oprot.writeBinary(self.value)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class KeyRange(object):
+    """
+    Keys in [start, end) (an empty end: no bound), at most limit of them: one replica's part of a scan.
+
+    Attributes:
+     - start
+     - end
+     - limit
+
+    """
+
+
+    def __init__(self, start=None, end=None, limit=None,):
+        self.start = start
+        self.end = end
+        self.limit = limit
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.start = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.end = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('KeyRange')
+        if self.start is not None:
+            oprot.writeFieldBegin('start', TType.STRING, 1)
+            oprot.writeBinary(self.start)
+            oprot.writeFieldEnd()
+        if self.end is not None:
+            oprot.writeFieldBegin('end', TType.STRING, 2)
+            oprot.writeBinary(self.end)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 3)
+            oprot.writeI32(self.limit)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class ScanResult(object):
+    """
+    One page of a scan.
+
+    Attributes:
+     - items: Live keys in byte order, each with its cell.
+     - resume_key: Where the next page starts (pass it as `start`); unset when the scan reached its end.
+
+    """
+
+
+    def __init__(self, items=None, resume_key=None,):
+        self.items = items
+        self.resume_key = resume_key
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.items = []
+                    (_etype31, _size28) = iprot.readListBegin()
+                    for _i32 in range(_size28):
+                        _elem33 = Mutation()
+                        _elem33.read(iprot)
+                        self.items.append(_elem33)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.resume_key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ScanResult')
+        if self.items is not None:
+            oprot.writeFieldBegin('items', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.items))
+            for iter34 in self.items:
+                iter34.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.resume_key is not None:
+            oprot.writeFieldBegin('resume_key', TType.STRING, 2)
+            oprot.writeBinary(self.resume_key)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class ExpireResult(object):
+    """
+    The answer to expire.
+
+    Attributes:
+     - found: False when the key does not exist (nothing was written).
+     - write: The write that set the expiry, when found.
+
+    """
+
+
+    def __init__(self, found=None, write=None,):
+        self.found = found
+        self.write = write
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.BOOL:
+                    self.found = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.write = WriteResult()
+                    self.write.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ExpireResult')
+        if self.found is not None:
+            oprot.writeFieldBegin('found', TType.BOOL, 1)
+            oprot.writeBool(self.found)
+            oprot.writeFieldEnd()
+        if self.write is not None:
+            oprot.writeFieldBegin('write', TType.STRUCT, 2)
+            self.write.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -586,22 +903,22 @@ class NodeDump(object):
             elif fid == 2:
                 if ftype == TType.LIST:
                     self.cells = []
-                    (_etype31, _size28) = iprot.readListBegin()
-                    for _i32 in range(_size28):
-                        _elem33 = Mutation()
-                        _elem33.read(iprot)
-                        self.cells.append(_elem33)
+                    (_etype38, _size35) = iprot.readListBegin()
+                    for _i39 in range(_size35):
+                        _elem40 = Mutation()
+                        _elem40.read(iprot)
+                        self.cells.append(_elem40)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
                 if ftype == TType.MAP:
                     self.pending_hints = {}
-                    (_ktype35, _vtype36, _size34) = iprot.readMapBegin()
-                    for _i38 in range(_size34):
-                        _key39 = iprot.readI32()
-                        _val40 = iprot.readI32()
-                        self.pending_hints[_key39] = _val40
+                    (_ktype42, _vtype43, _size41) = iprot.readMapBegin()
+                    for _i45 in range(_size41):
+                        _key46 = iprot.readI32()
+                        _val47 = iprot.readI32()
+                        self.pending_hints[_key46] = _val47
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
@@ -642,16 +959,16 @@ class NodeDump(object):
         if self.cells is not None:
             oprot.writeFieldBegin('cells', TType.LIST, 2)
             oprot.writeListBegin(TType.STRUCT, len(self.cells))
-            for iter41 in self.cells:
-                iter41.write(oprot)
+            for iter48 in self.cells:
+                iter48.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.pending_hints is not None:
             oprot.writeFieldBegin('pending_hints', TType.MAP, 3)
             oprot.writeMapBegin(TType.I32, TType.I32, len(self.pending_hints))
-            for kiter42, viter43 in self.pending_hints.items():
-                oprot.writeI32(kiter42)
-                oprot.writeI32(viter43)
+            for kiter49, viter50 in self.pending_hints.items():
+                oprot.writeI32(kiter49)
+                oprot.writeI32(viter50)
             oprot.writeMapEnd()
             oprot.writeFieldEnd()
         if self.log_bytes is not None:
@@ -1039,11 +1356,333 @@ class StorageFailure(TException):
 
     def __ne__(self, other):
         return not (self == other)
+
+
+class StaleRead(TException):
+    """
+    A read-your-writes read found no cell at least as new as the session's timestamp on any
+    replica it could reach: the data it would return is older than what this client wrote or read.
+
+    Attributes:
+     - why
+     - wanted: The session's timestamp for the key.
+     - seen: The newest timestamp found (0: the key was found nowhere).
+
+    """
+
+
+    def __init__(self, why=None, wanted=None, seen=None,):
+        super(StaleRead, self).__setattr__('why', why)
+        super(StaleRead, self).__setattr__('wanted', wanted)
+        super(StaleRead, self).__setattr__('seen', seen)
+
+    def __setattr__(self, *args):
+        raise TypeError("can't modify immutable instance")
+
+    def __delattr__(self, *args):
+        raise TypeError("can't modify immutable instance")
+
+    def __hash__(self):
+        return hash(self.__class__) ^ hash((self.why, self.wanted, self.seen, ))
+
+    @classmethod
+    def read(cls, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and cls.thrift_spec is not None:
+            return iprot._fast_decode(None, iprot, [cls, cls.thrift_spec])
+        iprot.readStructBegin()
+        why = None
+        wanted = None
+        seen = None
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    why = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    wanted = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    seen = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+        return cls(
+            why=why,
+            wanted=wanted,
+            seen=seen,
+        )
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('StaleRead')
+        if self.why is not None:
+            oprot.writeFieldBegin('why', TType.STRING, 1)
+            oprot.writeString(self.why.encode('utf-8') if sys.version_info[0] == 2 else self.why)
+            oprot.writeFieldEnd()
+        if self.wanted is not None:
+            oprot.writeFieldBegin('wanted', TType.I64, 2)
+            oprot.writeI64(self.wanted)
+            oprot.writeFieldEnd()
+        if self.seen is not None:
+            oprot.writeFieldBegin('seen', TType.I64, 3)
+            oprot.writeI64(self.seen)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __str__(self):
+        return repr(self)
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class KeyWriteOutcome(object):
+    """
+    One key's outcome in a multi_put: a result, or the error that key met.
+
+    Attributes:
+     - key
+     - result
+     - invalid
+     - unavailable
+     - timed_out
+
+    """
+
+
+    def __init__(self, key=None, result=None, invalid=None, unavailable=None, timed_out=None,):
+        self.key = key
+        self.result = result
+        self.invalid = invalid
+        self.unavailable = unavailable
+        self.timed_out = timed_out
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.result = WriteResult()
+                    self.result.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRUCT:
+                    self.unavailable = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRUCT:
+                    self.timed_out = TimedOut.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('KeyWriteOutcome')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.result is not None:
+            oprot.writeFieldBegin('result', TType.STRUCT, 2)
+            self.result.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 3)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unavailable is not None:
+            oprot.writeFieldBegin('unavailable', TType.STRUCT, 4)
+            self.unavailable.write(oprot)
+            oprot.writeFieldEnd()
+        if self.timed_out is not None:
+            oprot.writeFieldBegin('timed_out', TType.STRUCT, 5)
+            self.timed_out.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class KeyReadOutcome(object):
+    """
+    One key's outcome in a multi_get.
+
+    Attributes:
+     - key
+     - result
+     - invalid
+     - unavailable
+     - timed_out
+     - stale
+
+    """
+
+
+    def __init__(self, key=None, result=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
+        self.key = key
+        self.result = result
+        self.invalid = invalid
+        self.unavailable = unavailable
+        self.timed_out = timed_out
+        self.stale = stale
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.result = ReadResult()
+                    self.result.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRUCT:
+                    self.unavailable = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRUCT:
+                    self.timed_out = TimedOut.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.STRUCT:
+                    self.stale = StaleRead.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('KeyReadOutcome')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.result is not None:
+            oprot.writeFieldBegin('result', TType.STRUCT, 2)
+            self.result.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 3)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unavailable is not None:
+            oprot.writeFieldBegin('unavailable', TType.STRUCT, 4)
+            self.unavailable.write(oprot)
+            oprot.writeFieldEnd()
+        if self.timed_out is not None:
+            oprot.writeFieldBegin('timed_out', TType.STRUCT, 5)
+            self.timed_out.write(oprot)
+            oprot.writeFieldEnd()
+        if self.stale is not None:
+            oprot.writeFieldBegin('stale', TType.STRUCT, 6)
+            self.stale.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
 all_structs.append(Cell)
 Cell.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'value', 'BINARY', None, ),  # 1
     (2, TType.I64, 'timestamp', None, None, ),  # 2
+    (3, TType.I64, 'expires_at', None, 0, ),  # 3
 )
 all_structs.append(Mutation)
 Mutation.thrift_spec = (
@@ -1064,6 +1703,31 @@ ReadResult.thrift_spec = (
     (1, TType.STRUCT, 'cell', [Cell, None], None, ),  # 1
     (2, TType.LIST, 'answered', (TType.I32, None, False), None, ),  # 2
     (3, TType.LIST, 'repaired', (TType.I32, None, False), None, ),  # 3
+)
+all_structs.append(KeyValue)
+KeyValue.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'value', 'BINARY', None, ),  # 2
+)
+all_structs.append(KeyRange)
+KeyRange.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'end', 'BINARY', None, ),  # 2
+    (3, TType.I32, 'limit', None, None, ),  # 3
+)
+all_structs.append(ScanResult)
+ScanResult.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'items', (TType.STRUCT, [Mutation, None], False), None, ),  # 1
+    (2, TType.STRING, 'resume_key', 'BINARY', None, ),  # 2
+)
+all_structs.append(ExpireResult)
+ExpireResult.thrift_spec = (
+    None,  # 0
+    (1, TType.BOOL, 'found', None, None, ),  # 1
+    (2, TType.STRUCT, 'write', [WriteResult, None], None, ),  # 2
 )
 all_structs.append(NodeInfo)
 NodeInfo.thrift_spec = (
@@ -1114,6 +1778,32 @@ all_structs.append(StorageFailure)
 StorageFailure.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'why', 'UTF8', None, ),  # 1
+)
+all_structs.append(StaleRead)
+StaleRead.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'why', 'UTF8', None, ),  # 1
+    (2, TType.I64, 'wanted', None, None, ),  # 2
+    (3, TType.I64, 'seen', None, None, ),  # 3
+)
+all_structs.append(KeyWriteOutcome)
+KeyWriteOutcome.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.STRUCT, 'result', [WriteResult, None], None, ),  # 2
+    (3, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 3
+    (4, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 4
+    (5, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 5
+)
+all_structs.append(KeyReadOutcome)
+KeyReadOutcome.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.STRUCT, 'result', [ReadResult, None], None, ),  # 2
+    (3, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 3
+    (4, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 4
+    (5, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 5
+    (6, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 6
 )
 fix_spec(all_structs)
 del all_structs

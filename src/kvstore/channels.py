@@ -42,11 +42,12 @@ class PeerChannel:
         self._thread = threading.Thread(target=self._run, name=f"{method}-to-{node_id}", daemon=True)
         self._thread.start()
 
-    def submit(self, item, size, deadline, callback):
-        """Queue one item (size: its bytes, for the batch bound); callback(error, result) is called
-        once, from the sender thread (result: the item's element of the batch's answer, or None)."""
+    def submit_many(self, requests):
+        """Queue items together, so they go in one batch (up to its bounds): each request is
+        (item, size in bytes, deadline, callback). Each callback(error, result) is called once,
+        from the sender thread (result: the item's element of the batch's answer, or None)."""
         with self._cond:
-            self._queue.append(Request(item, size, deadline, callback))
+            self._queue.extend(Request(*request) for request in requests)
             self._cond.notify()
 
     def stop(self):

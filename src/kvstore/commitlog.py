@@ -29,7 +29,7 @@ _HEADER = struct.Struct("!II")
 _TRAILER = struct.Struct("!I")
 _LENGTH = struct.Struct("!I")
 MAX_RECORD_BYTES = 1 << 30
-RECORD_OVERHEAD = 12 + 16   # the record's framing plus a mutation's head (see cell.encode_mutation)
+RECORD_OVERHEAD = 12 + 25   # the record's framing plus a mutation's head (see cell.encode_mutation)
 
 
 def encode_record(payload):

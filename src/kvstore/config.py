@@ -31,6 +31,7 @@ class Settings:
     connect_timeout: float = 1.0
     heartbeat_interval: float = 0.5
     hint_window: float = 3 * 3600.0     # hints older than this are dropped, as Cassandra's max_hint_window
+    gc_grace: float = 10 * 24 * 3600.0  # tombstones are kept this long, as Cassandra's gc_grace_seconds
     idle_timeout: float = 3600.0        # a connection silent between requests this long is closed
     read_timeout: float = 10.0          # once a frame has begun, all of it must arrive within this
     max_connections: int = 512

@@ -7,6 +7,7 @@ from kvstore.errors import InvalidRequest
 class Level(enum.IntEnum):
     ONE = 1
     QUORUM = 2
+    ALL = 3
 
 
 def parse_level(value):
@@ -24,4 +25,6 @@ def block_for(level, replication_factor):
     """Replica answers needed before the coordinator may answer."""
     if level is Level.ONE:
         return 1
+    if level is Level.ALL:
+        return replication_factor
     return replication_factor // 2 + 1

@@ -1,37 +1,45 @@
 """The interactive console: python3 src/client.py [--node HOST:PORT] [--cluster FILE]
 
-It talks to one coordinator (the one named, or a random live node of the
-cluster file). Keys and values are typed as text (UTF-8); quote them to include
-spaces ("my key"). On a terminal it offers line editing and history; with
-piped input it prints no prompt, runs every line, and exits 1 if any failed.
-When its coordinator dies, the next command goes to another live node and a
-note says so.
+It talks to the cluster through kvstore.client.Client: one coordinator (the
+one named, or a random live node of the cluster file), and the next live node
+when that one dies (a note says so). Keys and values are typed as text
+(UTF-8); quote them to include spaces ("my key"). On a terminal it offers line
+editing and history and pages long scans; with piped input it prints no
+prompt, runs every line, and exits 1 if any failed. It keeps a
+read-your-writes session (`session off` turns it off).
 """
 import argparse
-import datetime
 import os
-import random
 import shlex
 import sys
 
 from kvstore import processes
+from kvstore.client import Client, parse_address
 from kvstore.config import read_cluster_file
-from kvstore.consistency import parse_level
-from kvstore.errors import ConfigError, InvalidRequest, NodeUnavailable
-from kvstore.peers import Connection
-from kvstore_rpc import ttypes
+from kvstore.consistency import Level, parse_level
+from kvstore.display import error_text, nodes, show_bytes, stamp_text, written_text
+from kvstore.errors import ConfigError, InvalidRequest, KVStoreError, NodeUnavailable
 
-CALL_TIMEOUT = 15.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 HISTORY_FILE = os.path.expanduser("~/.kvstore_history")
+PAGE_SIZE = 20   # scan rows per page on a terminal, as cqlsh pages its results
 
-HELP = """Commands (KEY and VALUE are text; quote them to include spaces):
-  put KEY VALUE [one|quorum]   write VALUE under KEY
-  get KEY [one|quorum]         read KEY
-  consistency [one|quorum]     show or set the default level (starts at ONE, as in cqlsh)
-  endpoints KEY                the nodes holding KEY's replicas (as nodetool getendpoints)
-  help                         this text
-  exit, quit, Ctrl-D           leave"""
+HELP = """Commands (KEY and VALUE are text; quote them to include spaces; LEVEL is one, quorum or all):
+  put KEY VALUE [LEVEL] [ttl SECONDS]   write VALUE under KEY; with ttl it expires after SECONDS
+  get KEY [LEVEL]                       read KEY
+  delete KEY [LEVEL]                    delete KEY (writes a tombstone)
+  expire KEY SECONDS [LEVEL]            make an existing KEY expire SECONDS from now (as Redis EXPIRE)
+  ttl KEY [LEVEL]                       seconds until KEY expires; -1: never; -2: no such key
+  mput K1 V1 K2 V2 ... [LEVEL]          write many keys in one call (each on its own: not atomic)
+  mget K1 K2 ... [LEVEL]                read many keys in one call
+  scan START END [limit N] [LEVEL]      keys in [START, END) in byte order ("" for an open end)
+  consistency [LEVEL]                   show or set the default level (starts at ONE, as in cqlsh)
+  session [on|off]                      read-your-writes session: on, off, or show
+  endpoints KEY                         the nodes holding KEY's replicas (as nodetool getendpoints)
+  help                                  this text
+  exit, quit, Ctrl-D                    leave"""
+
+LEVEL_NAMES = {level.name.lower() for level in Level}
 
 
 class CommandError(Exception):
@@ -39,60 +47,11 @@ class CommandError(Exception):
 
 
 class Console:
-    def __init__(self, addresses, preferred=None, out=sys.stdout, note=sys.stderr, choose=random.choice):
-        """addresses: [(host, port)] of the cluster's nodes; preferred: the one to try first."""
-        self._addresses = list(addresses)
-        if preferred and preferred not in self._addresses:
-            self._addresses.insert(0, preferred)
-        self._preferred = preferred
+    def __init__(self, client, out=sys.stdout, ask_more=None):
+        """ask_more(): called between pages of a scan, False to stop (None: print every page)."""
+        self.client = client
         self._out = out
-        self._note = note
-        self._choose = choose
-        self.level = ttypes.ConsistencyLevel.ONE
-        self._connection = None
-        self._address = None
-
-    # ---- connecting ----
-
-    def _connect(self, avoid=None):
-        candidates = [a for a in self._addresses if a != avoid]
-        order = []
-        if self._preferred and self._preferred != avoid:
-            order.append(self._preferred)
-        rest = [a for a in candidates if a not in order]
-        while rest:
-            pick = self._choose(rest)
-            rest.remove(pick)
-            order.append(pick)
-        for host, port in order:
-            try:
-                self._connection = Connection(host, port, connect_timeout=1.0)
-            except NodeUnavailable:
-                continue
-            self._address = (host, port)
-            self._preferred = None  # after a failover, any live node will do
-            return
-        raise CommandError("no node of the cluster answers (tried " + ", ".join(f"{h}:{p}" for h, p in order) + ")")
-
-    def _call(self, method, *args):
-        if self._connection is not None and self._connection.peer_closed():
-            lost = self._address
-            self._connection = None
-            self._connect(avoid=lost)
-            self._say(f"node {lost[0]}:{lost[1]} is gone; now connected to {self._address[0]}:{self._address[1]}")
-        if self._connection is None:
-            self._connect()
-        try:
-            return self._connection.call(method, args, CALL_TIMEOUT)
-        except NodeUnavailable as exc:
-            if self._connection.broken:
-                self._connection = None
-            maybe = " The write may or may not have been applied." if method == "put" else ""
-            raise CommandError(f"lost the coordinator during {method}: {exc}.{maybe} "
-                               "The next command goes to another node.") from None
-
-    def _say(self, text):
-        print(text, file=self._note, flush=True)
+        self._ask_more = ask_more
 
     # ---- commands ----
 
@@ -110,100 +69,165 @@ class Console:
         try:
             if command is None:
                 raise CommandError(f"unknown command {words[0]!r}; type help for the list")
-            command(args)
+            return command(args) is not False
         except CommandError as exc:
             print(f"Error: {exc}", file=self._out)
-            return False
-        except (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut) as exc:
-            why = exc.why
-            name = type(exc).__name__
-            print(f"Error: {why if why.startswith(name) else f'{name}: {why}'}", file=self._out)
-            return False
-        return True
+        except NodeUnavailable as exc:
+            print(f"Error: {exc} The next command goes to another node.", file=self._out)
+        except InvalidRequest as exc:
+            print(f"Error: InvalidRequest: {exc}", file=self._out)
+        except KVStoreError as exc:   # Unavailable, TimedOut, StaleRead: their messages name themselves
+            print(f"Error: {exc}", file=self._out)
+        return False
+
+    def _print(self, text):
+        print(text, file=self._out)
+
+    def _parse_level(self, word):
+        try:
+            return parse_level(word)
+        except InvalidRequest as exc:
+            raise CommandError(f"{exc}; use one, quorum or all") from None
 
     def _level(self, args, position):
-        if len(args) <= position:
-            return self.level
-        try:
-            return int(parse_level(args[position]))
-        except InvalidRequest as exc:
-            raise CommandError(f"{exc}; use one or quorum") from None
+        return self.client.level if len(args) <= position else self._parse_level(args[position])
+
+    def _trailing_level(self, args):
+        """(args without a last word naming a level, the level): for commands with a variable count."""
+        if len(args) > 1 and args[-1].lower() in LEVEL_NAMES:
+            return args[:-1], self._parse_level(args[-1])
+        return args, self.client.level
 
     def cmd_put(self, args):
+        ttl = None
+        if len(args) >= 2 and args[-2].lower() == "ttl":
+            ttl = _seconds(args[-1], "ttl")
+            args = args[:-2]
         if len(args) not in (2, 3):
-            raise CommandError("usage: put KEY VALUE [one|quorum]")
+            raise CommandError("usage: put KEY VALUE [one|quorum|all] [ttl SECONDS]")
         level = self._level(args, 2)
-        result = self._call("put", args[0].encode(), args[1].encode(), level)
-        line = f"OK  [timestamp {result.timestamp}, acknowledged by {_nodes(result.acknowledged)} at {_name(level)}]"
-        if result.hinted:
-            line += f"  hint kept for {_nodes(result.hinted)}"
-        print(line, file=self._out)
+        written = self.client.put(args[0].encode(), args[1].encode(), level, ttl)
+        expiry = f", expires in {ttl} s" if ttl else ""
+        self._print(f"OK  [{written_text(written, level)}{expiry}]")
 
     def cmd_get(self, args):
         if len(args) not in (1, 2):
-            raise CommandError("usage: get KEY [one|quorum]")
+            raise CommandError("usage: get KEY [one|quorum|all]")
         level = self._level(args, 1)
-        result = self._call("get", args[0].encode(), level)
-        source = f"from {_nodes(result.answered)} at {_name(level)}"
-        if result.repaired:
-            source += f", repaired {_nodes(result.repaired)}"
-        if result.cell is None:
-            print(f"(not found)  [{source}]", file=self._out)
+        detail = self.client.get_detail(args[0].encode(), level)
+        source = f"from {nodes(detail.answered)} at {level.name}"
+        if detail.repaired:
+            source += f", repaired {nodes(detail.repaired)}"
+        if detail.value is None:
+            self._print(f"(not found)  [{source}]")
         else:
-            stamp = result.cell.timestamp
-            print(f"{show_bytes(result.cell.value)}  [timestamp {stamp} ({show_time(stamp)}), {source}]",
-                  file=self._out)
+            self._print(f"{show_bytes(detail.value.value)}  [{stamp_text(detail.value)}, {source}]")
+
+    def cmd_delete(self, args):
+        if len(args) not in (1, 2):
+            raise CommandError("usage: delete KEY [one|quorum|all]")
+        level = self._level(args, 1)
+        self._print(f"OK  [deleted: tombstone {written_text(self.client.delete(args[0].encode(), level), level)}]")
+
+    def cmd_expire(self, args):
+        if len(args) not in (2, 3):
+            raise CommandError("usage: expire KEY SECONDS [one|quorum|all]")
+        seconds, level = _seconds(args[1], "expire", allow_zero=True), self._level(args, 2)
+        written = self.client.expire(args[0].encode(), seconds, level)
+        if written is None:
+            self._print("(not found)  [nothing to expire]")
+        elif seconds <= 0:
+            self._print(f"OK  [deleted: {written_text(written, level)}]")
+        else:
+            self._print(f"OK  [expires in {seconds} s, {written_text(written, level)}]")
+
+    def cmd_ttl(self, args):
+        if len(args) not in (1, 2):
+            raise CommandError("usage: ttl KEY [one|quorum|all]")
+        seconds = self.client.ttl(args[0].encode(), self._level(args, 1))
+        self._print({-1: "-1  (the key never expires)", -2: "-2  (no such key)"}.get(seconds, str(seconds)))
+
+    def cmd_mput(self, args):
+        args, level = self._trailing_level(args)
+        if not args or len(args) % 2:
+            raise CommandError("usage: mput KEY VALUE [KEY VALUE ...] [one|quorum|all]")
+        outcomes = self.client.mput([(args[i].encode(), args[i + 1].encode()) for i in range(0, len(args), 2)],
+                                    level)
+        return self._print_outcomes(outcomes, lambda written: f"OK  [{written_text(written, level)}]")
+
+    def cmd_mget(self, args):
+        args, level = self._trailing_level(args)
+        if not args:
+            raise CommandError("usage: mget KEY [KEY ...] [one|quorum|all]")
+        outcomes = self.client.mget([key.encode() for key in args], level)
+        return self._print_outcomes(outcomes, lambda value: "(not found)" if value is None else
+                                    f"{show_bytes(value.value)}  [{stamp_text(value)}]")
+
+    def _print_outcomes(self, outcomes, show):
+        """One line per key; False (the command failed) if any key failed."""
+        width = max(len(show_bytes(key, 40)) for key in outcomes)
+        for key, outcome in outcomes.items():
+            text = f"Error: {error_text(outcome)}" if isinstance(outcome, Exception) else show(outcome)
+            self._print(f"{show_bytes(key, 40):<{width}}  {text}")
+        return not any(isinstance(o, Exception) for o in outcomes.values())
+
+    def cmd_scan(self, args):
+        limit = None
+        for i, word in enumerate(args):
+            if word.lower() == "limit" and i + 1 < len(args):
+                limit = _seconds(args[i + 1], "limit")
+                args = args[:i] + args[i + 2:]
+                break
+        if len(args) not in (2, 3):
+            raise CommandError('usage: scan START END [limit N] [one|quorum|all]   ("" for an open end)')
+        start, end, level = args[0].encode(), args[1].encode() or None, self._level(args, 2)
+        shown = 0
+        while start is not None and (limit is None or shown < limit):
+            page = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - shown)
+            items, start = self.client.scan_page(start, end, page, level)
+            for key, value in items:
+                self._print(f"{show_bytes(key, 40)}  {show_bytes(value.value, 60)}  [{stamp_text(value)}]")
+            shown += len(items)
+            more = start is not None and (limit is None or shown < limit)
+            if more and self._ask_more is not None and not self._ask_more():
+                break
+        self._print(f"({shown} key{'s' if shown != 1 else ''}{', more remain' if start is not None else ''})")
 
     def cmd_consistency(self, args):
         if not args:
-            print(f"Current consistency level is {_name(self.level)}.", file=self._out)
+            self._print(f"Current consistency level is {self.client.level.name}.")
             return
-        self.level = self._level(args, 0)
-        print(f"Consistency level set to {_name(self.level)}.", file=self._out)
+        self.client.level = self._parse_level(args[0])
+        self._print(f"Consistency level set to {self.client.level.name}.")
+
+    def cmd_session(self, args):
+        if args and args[0].lower() in ("on", "off"):
+            self.client.session = args[0].lower() == "on"
+            if not self.client.session:
+                self.client.forget()
+        elif args:
+            raise CommandError("usage: session [on|off]")
+        state = "on: reads must see this console's own writes" if self.client.session else "off"
+        self._print(f"Read-your-writes session is {state}.")
 
     def cmd_endpoints(self, args):
         if len(args) != 1:
             raise CommandError("usage: endpoints KEY")
-        for node in self._call("get_endpoints", args[0].encode()):
-            print(f"{node.host}:{node.port}  node {node.node_id}  {'up' if node.up else 'down'}", file=self._out)
+        for node in self.client.endpoints(args[0].encode()):
+            self._print(f"{node.host}:{node.port}  node {node.node_id}  {'up' if node.up else 'down'}")
 
     def cmd_help(self, args):
-        print(HELP, file=self._out)
+        self._print(HELP)
 
 
-def _name(level):
-    return ttypes.ConsistencyLevel._VALUES_TO_NAMES.get(level, str(level))
-
-
-def _nodes(ids):
-    if not ids:
-        return "no node"
-    return ("node " if len(ids) == 1 else "nodes ") + ", ".join(str(i) for i in ids)
-
-
-def show_bytes(data, limit=None):
-    """Text if it is printable UTF-8, else 0x-prefixed hex; cut to limit characters with an ellipsis."""
+def _seconds(word, what, allow_zero=False):
     try:
-        text = data.decode("utf-8")
-        if not text.isprintable():
-            raise UnicodeDecodeError("utf-8", data, 0, 1, "unprintable")
-    except UnicodeDecodeError:
-        text = "0x" + data.hex()
-    if limit and len(text) > limit:
-        text = text[:limit - 1] + "…"
-    return text
-
-
-def show_time(timestamp_us):
-    moment = datetime.datetime.fromtimestamp(timestamp_us / 1e6, tz=datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-
-
-def parse_address(text):
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
+        value = int(word)
+    except ValueError:
+        raise CommandError(f"{what} needs a whole number, not {word!r}") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise CommandError(f"{what} needs a positive number, not {value}")
+    return value
 
 
 def cluster_addresses(cluster_file, preferred):
@@ -248,6 +272,15 @@ def run_interactive(console):
     return EXIT_OK
 
 
+def _ask_more():
+    try:
+        answer = input("---MORE--- (Enter for the next page, q to stop) ")
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return False
+    return answer.strip().lower() not in ("q", "quit")
+
+
 def run_script(console, lines):
     failed = 0
     for line in lines:
@@ -266,11 +299,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         preferred = parse_address(args.node) if args.node else None
-        console = Console(cluster_addresses(args.cluster, preferred), preferred)
+        client = Client(cluster_addresses(args.cluster, preferred), preferred=preferred,
+                        on_failover=lambda text: print(text, file=sys.stderr, flush=True))
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if sys.stdin.isatty():
-        return run_interactive(console)
+        return run_interactive(Console(client, ask_more=_ask_more))
     sys.stdout.reconfigure(line_buffering=True)  # a program driving us sees each answer as it comes
-    return run_script(console, sys.stdin)
+    return run_script(Console(client), sys.stdin)

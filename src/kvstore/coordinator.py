@@ -1,29 +1,33 @@
-"""The coordinator: how one node serves a client's put or get for the whole ring.
+"""The coordinator: how one node serves a client's request for the whole ring.
 
-A write: find the key's replicas; if fewer are alive than the level needs,
-raise Unavailable and write nothing; otherwise stamp the cell, queue it for
-every live remote replica (their channels send it, coalesced with other
-requests), write the local replica in this thread, hint the replicas that are
-down, and answer as soon as `block_for` replicas acknowledged. Replicas that
-fail or miss the deadline get a hint too, after the answer if need be. No
-thread waits on a peer on the request's behalf: outcomes arrive as callbacks.
+A write (put, delete, expire, a batch): find each key's replicas; a key with
+fewer alive than the level needs fails with Unavailable and writes nothing.
+Otherwise stamp the cell, send it to every live remote replica through its
+channel (a batch's keys for one replica go in one call), write the local
+replica in this thread (a batch's local keys share one fsync), hint the
+replicas that are down, and answer once `block_for` replicas acknowledged.
+Replicas that fail or miss the deadline get a hint too. No thread waits on a
+peer on the request's behalf: outcomes arrive as callbacks (responses.py).
 
 A read: ask every live replica at once, answer from the first `block_for`
-answers with the newest cell (last write wins). Replicas among those that were
-stale or missing the key are written the newest cell before the answer
-(blocking read repair), so a later QUORUM read cannot see an older value;
-replicas that answer late are repaired in the background.
+answers with the newest cell (a tombstone or an expired cell reads as absent),
+repairing the stale ones among them before answering (so a later QUORUM read
+cannot see older data) and late ones in the background. With a session
+timestamp the first answers do not reach, wait for every live replica, and
+raise StaleRead if none has it. A scan walks the token ranges in byte order,
+reads each from its replicas at the level and merges them (scans.py).
 
 Every request has one deadline, set when it arrives and passed down the fan-out.
 """
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
-from kvstore.cell import Cell, reconcile
+from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
 from kvstore.consistency import block_for
-from kvstore.errors import ConnectFailed, StorageError, TimedOut, Unavailable
+from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
+from kvstore.responses import Responses
+from kvstore.scans import merge_pages
 
 log = logging.getLogger(__name__)
 
@@ -37,72 +41,14 @@ class WriteOutcome:
 
 @dataclass(frozen=True)
 class ReadOutcome:
-    cell: Cell
+    cell: Cell          # the newest visible cell; None when absent, deleted or expired
     answered: list
     repaired: list
 
 
-class Responses:
-    """Answers from replicas as they arrive; wait() returns once enough are in, or all, or the deadline."""
-
-    def __init__(self, needed, expected):
-        self.needed = needed
-        self.expected = expected
-        self.answers = []   # (node_id, result), in order of arrival
-        self.failures = {}  # node_id -> reason
-        self._cond = threading.Condition()
-        self._when_complete = None
-
-    def ok(self, node_id, result=None):
-        with self._cond:
-            self.answers.append((node_id, result))
-            self._cond.notify_all()
-            callback = self._take_callback_if_complete()
-        if callback:
-            callback(list(self.answers))
-
-    def fail(self, node_id, reason):
-        with self._cond:
-            self.failures[node_id] = reason
-            self._cond.notify_all()
-            callback = self._take_callback_if_complete()
-        if callback:
-            callback(list(self.answers))
-
-    def when_complete(self, callback):
-        """Call callback(answers) once every expected replica has answered or failed: now, if they
-        all have, else in the thread that brings the last one. No thread waits for it."""
-        with self._cond:
-            self._when_complete = callback
-            callback = self._take_callback_if_complete()
-        if callback:
-            callback(list(self.answers))
-
-    def _take_callback_if_complete(self):
-        if self._when_complete is None or len(self.answers) + len(self.failures) < self.expected:
-            return None
-        callback, self._when_complete = self._when_complete, None
-        return callback
-
-    def wait(self, deadline, needed=None):
-        """True once `needed` (default: the level's) answers are in; False if that can no longer happen."""
-        needed = self.needed if needed is None else needed
-        with self._cond:
-            while len(self.answers) < needed and len(self.answers) + len(self.failures) < self.expected:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return len(self.answers) >= needed
-
-    def snapshot(self):
-        with self._cond:
-            return list(self.answers), dict(self.failures)
-
-
 class Coordinator:
     def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout):
-        """replicas: {node_id: LocalReplica or RemoteReplica}, each with write_async and read_async."""
+        """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py)."""
         self._local_id = local_id
         self._ring = ring
         self._replicas = replicas
@@ -111,9 +57,9 @@ class Coordinator:
         self._clock = clock
         self._timeout = timeout
 
-    def _plan(self, key, level):
+    def _plan(self, replicas, level):
         """(live replica ids, down replica ids, answers needed); Unavailable if too few are alive."""
-        ids = [node.node_id for node in self._ring.replicas_for(key)]
+        ids = [node.node_id for node in replicas]
         needed = block_for(level, len(ids))
         alive = [i for i in ids if self._detector.is_up(i)]
         if len(alive) < needed:
@@ -122,25 +68,73 @@ class Coordinator:
         alive.sort(key=lambda i: i == self._local_id)
         return alive, [i for i in ids if i not in alive], needed
 
+    def _by_node(self, requests_by_key):
+        """{node_id: [request]} from [(live ids, request)], the local node last."""
+        grouped = {}
+        for alive, request in requests_by_key:
+            for node_id in alive:
+                grouped.setdefault(node_id, []).append(request(node_id))
+        return sorted(grouped.items(), key=lambda item: item[0] == self._local_id)
+
     # ---- writes ----
 
-    def put(self, key, value, level):
-        deadline = time.monotonic() + self._timeout
-        alive, down, needed = self._plan(key, level)
-        cell = Cell(value, self._clock.now())
-        responses = Responses(needed, len(alive))
-        for node_id in alive:
-            self._write_to(node_id, key, cell, deadline, responses)
-        for node_id in down:
-            self._store_hint(node_id, key, cell)
-        if not responses.wait(deadline):
-            acked, failures = responses.snapshot()
-            raise TimedOut(_write_failure_message(level, len(acked), needed, failures), len(acked), needed)
-        acked, _ = responses.snapshot()
-        return WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
+    def put(self, key, value, level, ttl=0):
+        return _raise_or_return(self.put_many([(key, value)], level, ttl)[0])
 
-    def _write_to(self, node_id, key, cell, deadline, responses):
-        """Send one write; its outcome lands in responses, and a remote replica that missed it gets a hint."""
+    def delete(self, key, level):
+        return _raise_or_return(self._write_many([(key, tombstone(self._clock.now()))], level)[0])
+
+    def put_many(self, items, level, ttl=0):
+        """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
+        now = self._clock.now()
+        expires = now + int(ttl * 1_000_000) if ttl else 0
+        return self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
+
+    def expire(self, key, seconds, level):
+        """Redis EXPIRE: (found, WriteOutcome or None). Reads at level, then writes the value back with
+        the expiry (seconds <= 0 deletes). Not atomic: a write in between may be overwritten."""
+        current = self.get(key, level).cell
+        if current is None:
+            return False, None
+        if seconds <= 0:
+            return True, self.delete(key, level)
+        now = self._clock.now()
+        write = self._write_many([(key, Cell(current.value, now, now + int(seconds * 1_000_000)))], level)[0]
+        return True, _raise_or_return(write)
+
+    def ttl(self, key, level):
+        """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
+        return seconds_left(self.get(key, level).cell, self._clock.now())
+
+    def _write_many(self, writes, level):
+        deadline = time.monotonic() + self._timeout
+        outcomes, pending = [None] * len(writes), []
+        for index, (key, cell) in enumerate(writes):
+            try:
+                alive, down, needed = self._plan(self._ring.replicas_for(key), level)
+            except (Unavailable, InvalidRequest) as exc:
+                outcomes[index] = exc
+                continue
+            pending.append((index, key, cell, alive, down, Responses(needed, len(alive))))
+        for node_id, requests in self._by_node(
+                (alive, lambda n, k=key, c=cell, r=responses: (k, c, self._write_done(n, k, c, r)))
+                for _, key, cell, alive, _, responses in pending):
+            self._replicas[node_id].write_many_async(requests, deadline)
+        for _, key, cell, _, down, _ in pending:
+            for node_id in down:
+                self._store_hint(node_id, key, cell)
+        for index, key, cell, _, down, responses in pending:
+            if responses.wait(deadline):
+                acked, _ = responses.snapshot()
+                outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
+            else:
+                acked, failures = responses.snapshot()
+                outcomes[index] = TimedOut(_write_failure_message(level, len(acked), responses.needed, failures),
+                                           len(acked), responses.needed)
+        return outcomes
+
+    def _write_done(self, node_id, key, cell, responses):
+        """The callback of one write to one replica; a remote replica that missed it gets a hint."""
         def done(error, _):
             if error is None:
                 responses.ok(node_id)
@@ -149,7 +143,7 @@ class Coordinator:
             responses.fail(node_id, str(error))
             if node_id != self._local_id:
                 self._store_hint(node_id, key, cell)
-        self._replicas[node_id].write_async(key, cell, deadline, done)
+        return done
 
     def _note_failure(self, node_id, error):
         if isinstance(error, ConnectFailed):  # refused: it is down. A slow answer proves nothing.
@@ -163,31 +157,66 @@ class Coordinator:
 
     # ---- reads ----
 
-    def get(self, key, level):
-        deadline = time.monotonic() + self._timeout
-        alive, _, needed = self._plan(key, level)
-        responses = Responses(needed, len(alive))
-        for node_id in alive:
-            self._read_from(node_id, key, deadline, responses)
-        if not responses.wait(deadline):
-            answered, failures = responses.snapshot()
-            raise TimedOut(f"{level.name} read needs {needed} replicas, {len(answered)} answered in time"
-                           + _reasons(failures), len(answered), needed)
-        answers, _ = responses.snapshot()
-        newest = reconcile(cell for _, cell in answers)
-        repaired = self._repair(key, newest, answers, needed, level, deadline)
-        used = {node_id for node_id, _ in answers}
-        responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
-        return ReadOutcome(newest, [node_id for node_id, _ in answers], repaired)
+    def get(self, key, level, min_timestamp=0):
+        return _raise_or_return(self.get_many([key], level, {key: min_timestamp} if min_timestamp else {})[0])
 
-    def _read_from(self, node_id, key, deadline, responses):
+    def get_many(self, keys, level, min_timestamps=None):
+        """[key] -> one ReadOutcome or error per key, in order. min_timestamps: {key: session timestamp}."""
+        deadline = time.monotonic() + self._timeout
+        min_timestamps = min_timestamps or {}
+        outcomes, pending = [None] * len(keys), []
+        for index, key in enumerate(keys):
+            try:
+                alive, _, needed = self._plan(self._ring.replicas_for(key), level)
+            except (Unavailable, InvalidRequest) as exc:
+                outcomes[index] = exc
+                continue
+            pending.append((index, key, alive, Responses(needed, len(alive))))
+        for node_id, requests in self._by_node(
+                (alive, lambda n, k=key, r=responses: (k, self._read_done(n, r)))
+                for _, key, alive, responses in pending):
+            self._replicas[node_id].read_many_async(requests, deadline)
+        for index, key, alive, responses in pending:
+            try:
+                outcomes[index] = self._finish_read(key, level, responses, len(alive), deadline,
+                                                    min_timestamps.get(key, 0))
+            except (TimedOut, StaleRead) as exc:
+                outcomes[index] = exc
+        return outcomes
+
+    def _read_done(self, node_id, responses):
         def done(error, cell):
             if error is None:
                 responses.ok(node_id, cell)
             else:
                 self._note_failure(node_id, error)
                 responses.fail(node_id, str(error))
-        self._replicas[node_id].read_async(key, deadline, done)
+        return done
+
+    def _finish_read(self, key, level, responses, alive, deadline, min_timestamp):
+        needed = responses.needed
+        if not responses.wait(deadline):
+            answered, failures = responses.snapshot()
+            raise TimedOut(f"{level.name} read needs {needed} replicas, {len(answered)} answered in time"
+                           + _reasons(failures), len(answered), needed)
+        answers, _ = responses.snapshot()
+        newest = reconcile(cell for _, cell in answers)
+        if min_timestamp and _timestamp(newest) < min_timestamp:
+            # Read-your-writes: the first answers are older than this session has seen; ask the rest.
+            responses.wait(deadline, needed=alive)
+            answers, failures = responses.snapshot()
+            newest = reconcile(cell for _, cell in answers)
+            if _timestamp(newest) < min_timestamp:
+                raise StaleRead(
+                    f"StaleRead: no replica of {key!r} that answered ({len(answers)} of {alive} alive"
+                    f"{_reasons(failures)}) has a write as new as this session's timestamp {min_timestamp}; "
+                    f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
+                    "retry later, or read at a higher level", min_timestamp, _timestamp(newest))
+            needed = len(answers)
+        repaired = self._repair(key, newest, answers, needed, level, deadline)
+        used = {node_id for node_id, _ in answers}
+        responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
+        return ReadOutcome(visible(newest, self._clock.now()), [node_id for node_id, _ in answers], repaired)
 
     def _repair(self, key, newest, answers, needed, level, deadline):
         """Write newest to the stale replicas among answers; wait until `needed` replicas hold it."""
@@ -197,7 +226,8 @@ class Coordinator:
         log.debug("read repair of %r on nodes %s", key, stale)
         responses = Responses(len(stale), len(stale))
         for node_id in sorted(stale, key=lambda i: i == self._local_id):
-            self._write_to(node_id, key, newest, deadline, responses)
+            self._replicas[node_id].write_many_async([(key, newest, self._write_done(node_id, key, newest, responses))],
+                                                     deadline)
         holding = len(answers) - len(stale)
         if not responses.wait(deadline, needed=max(0, needed - holding)):
             repaired, failures = responses.snapshot()
@@ -214,9 +244,69 @@ class Coordinator:
                  if cell != newest and (node_id not in used or newest != answered_newest)]
         if stale:
             log.debug("background read repair of %r on nodes %s", key, stale)
-            deadline = time.monotonic() + self._timeout
-            for node_id in stale:  # a failure leaves a hint, like any write
-                self._write_to(node_id, key, newest, deadline, Responses(0, 1))
+            self._repair_in_background([(node_id, key, newest) for node_id in stale])
+
+    def _repair_in_background(self, writes):
+        """[(node_id, key, cell)], sent and not waited for (a failure leaves a hint, like any write)."""
+        deadline = time.monotonic() + self._timeout
+        grouped = {}
+        for node_id, key, cell in writes:
+            grouped.setdefault(node_id, []).append((key, cell, self._write_done(node_id, key, cell, Responses(0, 1))))
+        for node_id, requests in grouped.items():
+            self._replicas[node_id].write_many_async(requests, deadline)
+
+    # ---- scans ----
+
+    def scan(self, start, end, limit, level):
+        """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
+        top of the key space) in byte order, at most limit, from each token range's replicas at level."""
+        if end is not None and start > end:
+            raise InvalidRequest(f"the scan's start {start!r} is after its end {end!r} "
+                                 "(an empty end scans to the end of the key space)")
+        if limit <= 0:
+            raise InvalidRequest(f"the scan's limit must be positive, not {limit}")
+        deadline = time.monotonic() + self._timeout
+        items, low = [], start
+        while low is not None and (end is None or low < end):
+            segment_end, replicas = self._ring.segment_at(low)
+            high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
+            cells, covered = self._scan_segment(low, high, limit - len(items), replicas, level, deadline)
+            now = self._clock.now()
+            for key, cell in cells:
+                if visible(cell, now) is not None:
+                    items.append((key, cell))
+                    if len(items) == limit:
+                        resume = key + b"\x00"
+                        return items, (resume if end is None or resume < end else None)
+            low = covered
+        return items, None
+
+    def _scan_segment(self, low, high, limit, replicas, level, deadline):
+        """(merged [(key, cell)] in key order, where the merge is complete up to: exclusive, None for
+        the top) of [low, high) within one token range, read from its replicas at level."""
+        alive, _, needed = self._plan(replicas, level)
+        responses = Responses(needed, len(alive))
+        for node_id in alive:
+            self._replicas[node_id].scan_async(low, high, limit, deadline, self._read_done(node_id, responses))
+        if not responses.wait(deadline):
+            answered, failures = responses.snapshot()
+            raise TimedOut(f"{level.name} scan of a token range needs {needed} replicas, "
+                           f"{len(answered)} answered in time" + _reasons(failures), len(answered), needed)
+        merged, stale, covered = merge_pages(responses.snapshot()[0], limit, high)
+        if stale:
+            log.debug("scan repairs %d stale cells", len(stale))
+            self._repair_in_background(stale)
+        return merged, covered
+
+
+def _timestamp(cell):
+    return 0 if cell is None else cell.timestamp
+
+
+def _raise_or_return(outcome):
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _reasons(failures):

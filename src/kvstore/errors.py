@@ -16,11 +16,11 @@ class InvalidRequest(KVStoreError):
 class Unavailable(KVStoreError):
     """Fewer replicas alive than the level needs; nothing was written or read."""
 
-    def __init__(self, alive, needed, level_name, total):
+    def __init__(self, alive, needed, level_name=None, total=None, message=None):
         self.alive = alive
         self.needed = needed
         super().__init__(
-            f"Unavailable: {alive} of {total} replicas alive, {level_name} needs {needed}")
+            message or f"Unavailable: {alive} of {total} replicas alive, {level_name} needs {needed}")
 
 
 class TimedOut(KVStoreError):
@@ -29,6 +29,15 @@ class TimedOut(KVStoreError):
     def __init__(self, message, acknowledged, needed):
         self.acknowledged = acknowledged
         self.needed = needed
+        super().__init__(message)
+
+
+class StaleRead(KVStoreError):
+    """A read-your-writes read found nothing as new as the session's timestamp on any replica it reached."""
+
+    def __init__(self, message, wanted, seen):
+        self.wanted = wanted
+        self.seen = seen
         super().__init__(message)
 
 

@@ -13,6 +13,10 @@ from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH_KEYS = 10_000      # keys in one multi_put or multi_get
+MAX_SCAN_LIMIT = 10_000      # keys in one page of a scan
+MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
+
 
 class Handler:
     def __init__(self, node_id, generation, ring, coordinator, storage, hints, detector, settings, ready):
@@ -29,24 +33,104 @@ class Handler:
 
     # ---- client calls ----
 
-    def put(self, key, value, level):
+    def put(self, key, value, level, ttl_seconds=None):
         self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
-            if value is None:
-                raise errors.InvalidRequest("the value is missing")
-            if len(value) > self._settings.max_value_bytes:
-                raise errors.InvalidRequest(f"value of {len(value)} bytes is over the limit of "
-                                            f"{self._settings.max_value_bytes} bytes (--max-value-bytes)")
-            outcome = self._coordinator.put(key, value, parse_level(level))
-            return ttypes.WriteResult(outcome.timestamp, outcome.acknowledged, outcome.hinted)
+            self._check_value(value)
+            outcome = self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds))
+            return _write_result(outcome)
 
-    def get(self, key, level):
+    def get(self, key, level, min_timestamp=None):
         self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
-            outcome = self._coordinator.get(key, parse_level(level))
-            return ttypes.ReadResult(to_cell(outcome.cell), outcome.answered, outcome.repaired)
+            return _read_result(self._coordinator.get(key, parse_level(level), min_timestamp or 0))
+
+    def remove(self, key, level):
+        self._wait_until_ready()
+        with _client_errors():
+            self._check_key(key)
+            return _write_result(self._coordinator.delete(key, parse_level(level)))
+
+    def expire(self, key, seconds, level):
+        self._wait_until_ready()
+        with _client_errors():
+            self._check_key(key)
+            if seconds is None:
+                raise errors.InvalidRequest("expire needs a number of seconds")
+            seconds = seconds if seconds <= 0 else _check_ttl(seconds)   # <= 0 deletes, as in Redis
+            found, outcome = self._coordinator.expire(key, seconds, parse_level(level))
+            return ttypes.ExpireResult(found, _write_result(outcome) if outcome else None)
+
+    def ttl(self, key, level):
+        self._wait_until_ready()
+        with _client_errors():
+            self._check_key(key)
+            return self._coordinator.ttl(key, parse_level(level))
+
+    def multi_put(self, items, level, ttl_seconds=None):
+        self._wait_until_ready()
+        with _client_errors():
+            items = self._check_batch(items)
+            level, ttl = parse_level(level), _check_ttl(ttl_seconds)
+            outcomes, valid = [None] * len(items), []
+            for index, item in enumerate(items):
+                try:
+                    self._check_key(item.key)
+                    self._check_value(item.value)
+                    valid.append(index)
+                except errors.InvalidRequest as exc:
+                    outcomes[index] = exc
+            written = self._coordinator.put_many([(items[i].key, items[i].value) for i in valid], level, ttl)
+            for index, outcome in zip(valid, written):
+                outcomes[index] = outcome
+            return [_key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, _write_result)
+                    for item, outcome in zip(items, outcomes)]
+
+    def multi_get(self, keys, level, min_timestamps=None):
+        self._wait_until_ready()
+        with _client_errors():
+            keys = self._check_batch(keys)
+            level = parse_level(level)
+            outcomes, valid = [None] * len(keys), []
+            for index, key in enumerate(keys):
+                try:
+                    self._check_key(key)
+                    valid.append(index)
+                except errors.InvalidRequest as exc:
+                    outcomes[index] = exc
+            read = self._coordinator.get_many([keys[i] for i in valid], level, min_timestamps or {})
+            for index, outcome in zip(valid, read):
+                outcomes[index] = outcome
+            return [_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result)
+                    for key, outcome in zip(keys, outcomes)]
+
+    def scan(self, start, end, limit, level):
+        self._wait_until_ready()
+        with _client_errors():
+            for bound in (start, end):
+                if bound and len(bound) > self._settings.max_key_bytes:
+                    raise errors.InvalidRequest(f"a scan bound of {len(bound)} bytes is over the key limit "
+                                                f"of {self._settings.max_key_bytes} bytes")
+            if limit is None or not 0 < limit <= MAX_SCAN_LIMIT:
+                raise errors.InvalidRequest(f"the scan's limit must be from 1 to {MAX_SCAN_LIMIT}, not {limit}")
+            items, resume = self._coordinator.scan(start or b"", end or None, limit, parse_level(level))
+            return ttypes.ScanResult([to_mutation(k, c) for k, c in items], resume)
+
+    def _check_value(self, value):
+        if value is None:
+            raise errors.InvalidRequest("the value is missing")
+        if len(value) > self._settings.max_value_bytes:
+            raise errors.InvalidRequest(f"value of {len(value)} bytes is over the limit of "
+                                        f"{self._settings.max_value_bytes} bytes (--max-value-bytes)")
+
+    def _check_batch(self, items):
+        if items is None:
+            raise errors.InvalidRequest("the batch is missing")
+        if len(items) > MAX_BATCH_KEYS:
+            raise errors.InvalidRequest(f"a batch of {len(items)} keys is over the limit of {MAX_BATCH_KEYS}")
+        return items
 
     def _wait_until_ready(self):
         # is_set() reads the flag without the Event's lock, which every request would contend for.
@@ -87,6 +171,16 @@ class Handler:
         with _replica_errors():
             self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
 
+    def replica_scan_batch(self, ranges):
+        with _replica_errors():
+            pages = []
+            for request in ranges or []:
+                if request is None or request.start is None or not request.limit or request.limit < 0:
+                    raise errors.InvalidRequest("a range needs a start and a positive limit")
+                limit = min(request.limit, MAX_SCAN_LIMIT)
+                pages.append([to_mutation(k, c) for k, c in self._storage.scan(request.start, request.end or None, limit)])
+            return pages
+
     def replica_read_batch(self, keys):
         with _replica_errors():
             for key in keys or []:
@@ -98,11 +192,14 @@ class Handler:
             self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
 
     def _check_mutation(self, mutation):
-        if mutation is None or mutation.cell is None or mutation.cell.value is None \
-                or mutation.cell.timestamp is None:
-            raise errors.InvalidRequest("a mutation needs a key, a value and a timestamp")
+        if mutation is None or mutation.cell is None or mutation.cell.timestamp is None:
+            raise errors.InvalidRequest("a mutation needs a key, a cell and a timestamp")
         self._check_key(mutation.key)
         return mutation.key, from_cell(mutation.cell)
+
+    def compact(self):
+        with _replica_errors():
+            return self._storage.compact()
 
     def heartbeat(self, from_node):
         if from_node is not None and from_node >= 0:
@@ -120,17 +217,51 @@ class Handler:
                                self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs)
 
 
+def _check_ttl(ttl):
+    if not ttl:
+        return 0
+    if not 0 < ttl <= MAX_TTL_SECONDS:
+        raise errors.InvalidRequest(f"a TTL must be from 1 to {MAX_TTL_SECONDS} seconds, not {ttl}")
+    return ttl
+
+
+def _write_result(outcome):
+    return ttypes.WriteResult(outcome.timestamp, outcome.acknowledged, outcome.hinted)
+
+
+def _read_result(outcome):
+    return ttypes.ReadResult(to_cell(outcome.cell), outcome.answered, outcome.repaired)
+
+
+def _key_outcome(kind, key, outcome, to_result):
+    """One key's outcome of a batch: its result, or its error in the IDL's field for that error."""
+    if not isinstance(outcome, Exception):
+        return kind(key, to_result(outcome))
+    error = _to_idl(outcome)
+    field = {ttypes.InvalidRequest: "invalid", ttypes.Unavailable: "unavailable",
+             ttypes.TimedOut: "timed_out", ttypes.StaleRead: "stale"}[type(error)]
+    return kind(key, **{field: error})
+
+
+def _to_idl(exc):
+    """Our client-facing error as the IDL's exception; the message is the one the user reads."""
+    if isinstance(exc, errors.InvalidRequest):
+        return ttypes.InvalidRequest(why=str(exc))
+    if isinstance(exc, errors.Unavailable):
+        return ttypes.Unavailable(why=str(exc), alive=exc.alive, needed=exc.needed)
+    if isinstance(exc, errors.TimedOut):
+        return ttypes.TimedOut(why=f"TimedOut: {exc}", acknowledged=exc.acknowledged, needed=exc.needed)
+    if isinstance(exc, errors.StaleRead):
+        return ttypes.StaleRead(why=str(exc), wanted=exc.wanted, seen=exc.seen)
+    return None
+
+
 @contextlib.contextmanager
 def _client_errors():
-    """Our errors become the IDL's; the message is the one the user reads."""
     try:
         yield
-    except errors.InvalidRequest as exc:
-        raise ttypes.InvalidRequest(why=str(exc)) from None
-    except errors.Unavailable as exc:
-        raise ttypes.Unavailable(why=str(exc), alive=exc.alive, needed=exc.needed) from None
-    except errors.TimedOut as exc:
-        raise ttypes.TimedOut(why=f"TimedOut: {exc}", acknowledged=exc.acknowledged, needed=exc.needed) from None
+    except (errors.InvalidRequest, errors.Unavailable, errors.TimedOut, errors.StaleRead) as exc:
+        raise _to_idl(exc) from None
 
 
 @contextlib.contextmanager

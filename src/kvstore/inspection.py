@@ -4,19 +4,22 @@ A key diverges when a live replica that should hold it (by the ring) lacks it
 or holds a different cell than the newest one any replica holds. Replicas that
 are down cannot be judged; their keys are reported as unverified. A key found
 on a node that is not one of its replicas is reported as misplaced.
+Tombstones (deletes) and expiring cells are shown as such: they are cells like
+any other, and replicas must agree on them too.
+It reads each replica through kvstore.client.dump_replica.
 """
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 
 from kvstore import processes
 from kvstore.cell import reconcile
 from kvstore.config import read_cluster_file
-from kvstore.console import show_bytes
+from kvstore.client import dump_replica
+from kvstore.display import show_bytes, show_time
 from kvstore.errors import ConfigError, NodeUnavailable
-from kvstore.peers import Connection
-from kvstore.replicas import from_cell
 from kvstore.ring import Ring
 
 TIMEOUT = 10.0
@@ -47,17 +50,12 @@ def collect(nodes, key=None, timeout=TIMEOUT):
     for node in nodes:
         state = NodeState(node)
         try:
-            connection = Connection(node.host, node.port, connect_timeout=1.0)
-            try:
-                dump = connection.call("dump", (key,), timeout)
-            finally:
-                connection.close()
+            dump = dump_replica((node.host, node.port), key, timeout)
         except NodeUnavailable as exc:
             state.error = str(exc)
         else:
             state.up = True
-            state.cells = {m.key: from_cell(m.cell) for m in dump.cells}
-            state.pending_hints = dict(dump.pending_hints)
+            state.cells, state.pending_hints = dump.cells, dump.pending_hints
             state.log_bytes, state.hint_log_bytes = dump.log_bytes, dump.hint_log_bytes
         states.append(state)
     return states
@@ -104,8 +102,7 @@ def render_text(states, reports, out):
               f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
-            print(f"    {show_bytes(key, 30):<30}  {show_bytes(cell.value, VALUE_WIDTH):<{VALUE_WIDTH}}"
-                  f"  {cell.timestamp}{mark}", file=out)
+            print(f"    {show_bytes(key, 30):<30}  {show_cell(cell)}{mark}", file=out)
     bad = divergent(reports)
     unverified = [r for r in reports if r.problems and r not in bad]
     print(f"\n{len(reports)} keys, {len(bad)} divergent, {len(unverified)} unverified (a replica is down)", file=out)
@@ -123,7 +120,7 @@ def render_key(report, states, out):
         elif cell is None:
             print(f"{where}(missing)", file=out)
         else:
-            print(f"{where}{show_bytes(cell.value, VALUE_WIDTH)}  {cell.timestamp}", file=out)
+            print(f"{where}{show_cell(cell)}", file=out)
     print("  " + ("; ".join(report.problems) if report.problems else "all replicas agree"), file=out)
 
 
@@ -131,7 +128,9 @@ def as_json(states, reports):
     def cell_json(cell):
         if cell in (None, "down"):
             return cell
-        return {"value": _bytes_json(cell.value), "timestamp": cell.timestamp}
+        if cell.value is None:
+            return {"tombstone": True, "timestamp": cell.timestamp, "deleted_at": cell.expires}
+        return {"value": _bytes_json(cell.value), "timestamp": cell.timestamp, "expires_at": cell.expires or None}
     bad = divergent(reports)
     return {
         "nodes": [{
@@ -144,6 +143,17 @@ def as_json(states, reports):
                   "replicas": {str(i): cell_json(c) for i, c in r.replicas.items()}} for r in reports],
         "divergent": len(bad),
     }
+
+
+def show_cell(cell, now=None):
+    """A stored cell in one line: its value (or that it is a tombstone), timestamp and expiry."""
+    now = time.time() * 1e6 if now is None else now
+    if cell.value is None:
+        return f"{'(tombstone)':<{VALUE_WIDTH}}  {cell.timestamp}  deleted {show_time(cell.expires)}"
+    text = f"{show_bytes(cell.value, VALUE_WIDTH):<{VALUE_WIDTH}}  {cell.timestamp}"
+    if cell.expires:
+        text += f"  {'expired' if cell.expires <= now else 'expires'} {show_time(cell.expires)}"
+    return text
 
 
 def _bytes_json(data):

@@ -11,7 +11,6 @@ ClusterError when it passes; close() kills whatever is left.
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from kvstore import processes

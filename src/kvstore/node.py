@@ -48,6 +48,9 @@ def parse_args(argv):
     p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval)
     p.add_argument("--hint-window", type=float, default=defaults.hint_window,
                    help="seconds a hint is kept before it is dropped (default 3 hours)")
+    p.add_argument("--gc-grace-seconds", type=float, default=defaults.gc_grace,
+                   help="how long a delete's tombstone is kept before compaction may drop it (default 10 days); "
+                        "a replica down longer than this must be wiped before it rejoins")
     p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout)
     p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
                    help="seconds a client has to send a whole request once it began")
@@ -88,6 +91,7 @@ def main(argv=None):
         return EXIT_CONFIG
     settings = Settings(max_value_bytes=args.max_value_bytes, request_timeout=args.request_timeout,
                         heartbeat_interval=args.heartbeat_interval, hint_window=args.hint_window,
+                        gc_grace=args.gc_grace_seconds,
                         idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
                         max_connections=args.max_connections)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
@@ -105,7 +109,7 @@ def main(argv=None):
 
 def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     check_accelerator()
-    storage = Storage(CommitLog(data_dir / "commit.log"))
+    storage = Storage(CommitLog(data_dir / "commit.log"), gc_grace=settings.gc_grace)
     hints = HintStore(data_dir / "hints", settings.hint_window)
     try:
         storage.load(skip_corrupt)

@@ -5,6 +5,7 @@ transport failure becomes NodeUnavailable, and the connection it happened on is
 thrown away (its state is unknown). Declared IDL exceptions (Unavailable,
 StorageFailure, ...) pass through untouched and the connection is reused.
 """
+import functools
 import socket
 import threading
 
@@ -42,8 +43,12 @@ class Connection:
         self.broken = False
 
     def call(self, method, args, timeout):
-        """Call one RPC with a socket deadline of `timeout` seconds."""
+        """Call one RPC with a socket deadline of `timeout` seconds. Arguments left off at the end are
+        sent unset (as a caller built before they were added would send them)."""
         self._sock.settimeout(max(timeout, 0.001))
+        missing = _arity(method) - len(args)
+        if missing > 0:
+            args = tuple(args) + (None,) * missing
         try:
             return getattr(self.client, method)(*args)
         except (TTransportException, TProtocolException, OSError, EOFError) as exc:
@@ -113,6 +118,12 @@ class PeerPool:
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+
+
+@functools.lru_cache(maxsize=None)
+def _arity(method):
+    spec = getattr(KVStore, f"{method}_args").thrift_spec
+    return sum(1 for field in spec if field is not None)
 
 
 def _reason(exc):

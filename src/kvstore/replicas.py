@@ -1,11 +1,12 @@
-"""The two kinds of replica a coordinator writes to and reads from.
+"""The two kinds of replica a coordinator writes to, reads from and scans.
 
-Both take a request and a callback(error, result) and never make the caller
-wait for a peer. LocalReplica is this node's own storage: it runs the request
-in the caller's thread (never an RPC to itself) and calls back before
-returning. RemoteReplica is another node: requests go through its channels
-(coalesced into batches) and are called back from the channel's thread. This is
-also where our types and the IDL's meet for internode calls.
+Both take requests with a callback(error, result) each and never make the
+caller wait for a peer. LocalReplica is this node's own storage: it runs the
+requests in the caller's thread (never an RPC to itself; a group of writes
+shares one fsync) and calls back before returning. RemoteReplica is another
+node: requests go through its channels (coalesced into batches; a group
+submitted together goes in one call) and are called back from the channel's
+thread. This is also where our types and the IDL's meet for internode calls.
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
@@ -18,16 +19,24 @@ class LocalReplica:
         self.node_id = node_id
         self._storage = storage
 
-    def write_async(self, key, cell, deadline, callback):
+    def write_many_async(self, writes, deadline):
+        """writes: [(key, cell, callback)], applied with one fsync."""
         try:
-            self._storage.apply(key, cell)
+            self._storage.apply_all([(key, cell) for key, cell, _ in writes])
         except StorageError as exc:
-            callback(exc, None)
+            for _, _, callback in writes:
+                callback(exc, None)
         else:
-            callback(None, None)
+            for _, _, callback in writes:
+                callback(None, None)
 
-    def read_async(self, key, deadline, callback):
-        callback(None, self._storage.get(key))
+    def read_many_async(self, reads, deadline):
+        """reads: [(key, callback)]; each callback gets the stored cell (tombstones included) or None."""
+        for key, callback in reads:
+            callback(None, self._storage.get(key))
+
+    def scan_async(self, start, end, limit, deadline, callback):
+        callback(None, self._storage.scan(start, end, limit))
 
     def close(self):
         pass
@@ -39,13 +48,20 @@ class RemoteReplica:
         self._pool = pool
         self._writes = PeerChannel(node_id, pool, "replica_write_batch")
         self._reads = PeerChannel(node_id, pool, "replica_read_batch")
+        self._scans = PeerChannel(node_id, pool, "replica_scan_batch")
 
-    def write_async(self, key, cell, deadline, callback):
-        self._writes.submit(to_mutation(key, cell), len(key) + len(cell.value), deadline, callback)
+    def write_many_async(self, writes, deadline):
+        self._writes.submit_many([(to_mutation(key, cell), len(key) + len(cell.value or b""), deadline, callback)
+                                  for key, cell, callback in writes])
 
-    def read_async(self, key, deadline, callback):
-        self._reads.submit(key, len(key), deadline,
-                           lambda error, result: callback(error, None if error else from_cell(result.cell)))
+    def read_many_async(self, reads, deadline):
+        self._reads.submit_many([(key, len(key), deadline, _converting(callback, lambda r: from_cell(r.cell)))
+                                 for key, callback in reads])
+
+    def scan_async(self, start, end, limit, deadline, callback):
+        item = ttypes.KeyRange(start, end or b"", limit)
+        self._scans.submit_many([(item, len(start), deadline,
+                                  _converting(callback, lambda page: [(m.key, from_cell(m.cell)) for m in page]))])
 
     def deliver(self, mutations, timeout):
         """Hinted writes, in order, in one call (hint delivery runs in a thread of its own)."""
@@ -60,7 +76,12 @@ class RemoteReplica:
     def close(self):
         self._writes.stop()
         self._reads.stop()
+        self._scans.stop()
         self._pool.close()
+
+
+def _converting(callback, convert):
+    return lambda error, result: callback(error, None if error else convert(result))
 
 
 def to_mutation(key, cell):
@@ -68,8 +89,8 @@ def to_mutation(key, cell):
 
 
 def to_cell(cell):
-    return None if cell is None else ttypes.Cell(value=cell.value, timestamp=cell.timestamp)
+    return None if cell is None else ttypes.Cell(value=cell.value, timestamp=cell.timestamp, expires_at=cell.expires)
 
 
 def from_cell(cell):
-    return None if cell is None else Cell(cell.value, cell.timestamp)
+    return None if cell is None else Cell(cell.value, cell.timestamp, cell.expires_at or 0)

@@ -32,9 +32,20 @@ class Ring:
         """The key's replica nodes: owner first, then clockwise."""
         if not key:
             raise InvalidRequest("the key must not be empty")
-        start = self.owner_index(key)
+        return self._replicas_from(self.owner_index(key))
+
+    def _replicas_from(self, owner):
         count = len(self._nodes)
-        return [self._nodes[(start + i) % count] for i in range(self.replication_factor)]
+        return [self._nodes[(owner + i) % count] for i in range(self.replication_factor)]
+
+    def segment_at(self, key):
+        """(end, replicas) of the stretch of key space that starts at key (b"" for the very start)
+        and lies in one token range: it runs up to `end`, exclusive (None: the top of the key space,
+        the wrap-around part of the first range). For scans, which walk the ring in byte order."""
+        index = bisect.bisect_left(self._tokens, key)
+        if index == len(self._tokens):
+            return None, self._replicas_from(0)
+        return self._tokens[index] + b"\x00", self._replicas_from(index)
 
     def range_of(self, node_id):
         """(previous token, token] of one node, as a pair of bytes."""

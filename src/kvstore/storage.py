@@ -8,29 +8,44 @@ once it holds more than twice their size, so replay at start-up is
 proportional to the live data, not to every write ever made. Writers share a
 gate across append-and-apply; compaction closes it, so no write can fall
 between the snapshot and the rewritten log.
+
+Deletes and expiry: tombstones are cells like any other (they must travel to
+replicas that missed the delete, or those would bring the value back).
+Compaction turns expired values into tombstones and drops tombstones older
+than the grace period (gc_grace), and only then.
+
+Keys are also kept in a sorted index (sortedcontainers), for range scans.
 """
 import gc
 import logging
 import threading
+import time
 
-from kvstore.cell import decode_mutations, encode_mutation, newer
+from sortedcontainers import SortedList
+
+from kvstore.cell import decode_mutations, encode_mutation, newer, purge
 from kvstore.commitlog import RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
 
 log = logging.getLogger(__name__)
 
 COMPACT_MIN_BYTES = 64 * 2**20   # a log smaller than this is never worth rewriting
+GC_GRACE_SECONDS = 10 * 24 * 3600  # how long a tombstone is kept (Cassandra's gc_grace_seconds)
 
 
 class Storage:
-    def __init__(self, commit_log, compact_min_bytes=COMPACT_MIN_BYTES):
+    def __init__(self, commit_log, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS, wall=time.time):
         self._log = commit_log
         self._cells = {}
+        self._keys = SortedList()
+        self._gc_grace_us = int(gc_grace * 1e6)
+        self._wall = wall
         self._lock = threading.Lock()
         self._gate = _Gate()
         self._live_bytes = 0        # what a compacted log of the current cells would hold
         self._compact_min_bytes = compact_min_bytes
         self._compacting = False
+        self._compaction_lock = threading.Lock()  # one rewrite at a time
 
     def load(self, skip_corrupt=False):
         """Rebuild the cells from the log; returns how many records were replayed."""
@@ -54,7 +69,8 @@ class Storage:
                     cells[key] = cell
         except ValueError as exc:
             raise CorruptLogError(self._log.path, "a record", str(exc)) from None
-        self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value) for k, c in cells.items())
+        self._keys = SortedList(cells)
+        self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
         log.info("replayed %d records from %s: %d keys", len(spans), self._log.path, len(cells))
         self._maybe_compact()
         return len(spans)
@@ -82,6 +98,8 @@ class Storage:
             held = self._cells.get(key)
             winner = newer(held, cell)
             if winner is not held:
+                if held is None:
+                    self._keys.add(key)
                 self._cells[key] = winner
                 self._live_bytes += _record_size(key, winner) - (_record_size(key, held) if held else 0)
 
@@ -92,28 +110,58 @@ class Storage:
             if self._compacting:
                 return
             self._compacting = True
-        threading.Thread(target=self.compact, name="compaction", daemon=True).start()
+        threading.Thread(target=self._compact_in_background, name="compaction", daemon=True).start()
 
-    def compact(self):
-        """Rewrite the log as just the live cells (writes wait meanwhile)."""
+    def _compact_in_background(self):
         try:
-            self._gate.close()
-            try:
-                before = self._log.size
-                with self._lock:
-                    items = list(self._cells.items())
-                self._log.rewrite([encode_mutation(k, c) for k, c in items])
-            finally:
-                self._gate.open()
-            log.info("compacted %s: %d -> %d bytes (%d keys)", self._log.path, before, self._log.size, len(items))
+            self.compact()
         except Exception:  # a failed compaction leaves the old log in place; say so, never silently
             log.exception("compaction of %s failed", self._log.path)
         finally:
             with self._lock:
                 self._compacting = False
 
+    def compact(self):
+        """Rewrite the log as just the current cells (writes wait meanwhile): expired values become
+        tombstones, tombstones past the grace period are dropped. Returns the tombstones dropped."""
+        with self._compaction_lock:
+            self._gate.close()
+            try:
+                before = self._log.size
+                now = int(self._wall() * 1e6)
+                with self._lock:
+                    items, dropped = [], []
+                    for key, cell in self._cells.items():
+                        kept = purge(cell, now, self._gc_grace_us)
+                        (items.append((key, kept)) if kept is not None else dropped.append(key))
+                self._log.rewrite([encode_mutation(k, c) for k, c in items])
+                with self._lock:  # the log no longer holds them: neither may memory
+                    for key, cell in items:
+                        self._cells[key] = cell
+                    for key in dropped:
+                        del self._cells[key]
+                        self._keys.remove(key)
+                    self._live_bytes = sum(_record_size(k, c) for k, c in items)
+            finally:
+                self._gate.open()
+            log.info("compacted %s: %d -> %d bytes (%d keys, %d tombstones past grace dropped)",
+                     self._log.path, before, self._log.size, len(items), len(dropped))
+            return len(dropped)
+
     def get(self, key):
+        """The key's cell as stored: a value, an expiring value (perhaps expired) or a tombstone."""
         return self._cells.get(key)
+
+    def scan(self, start, end, limit):
+        """[(key, cell)] for keys in [start, end) in byte order (end None: no bound), at most limit,
+        tombstones and expired cells included: the coordinator needs them to merge replicas."""
+        with self._lock:
+            keys = []
+            for key in self._keys.irange(start, end, inclusive=(True, False)):
+                if len(keys) >= limit:
+                    break
+                keys.append(key)
+            return [(key, self._cells[key]) for key in keys]
 
     def items(self):
         """A snapshot of (key, cell), sorted by key."""
@@ -137,7 +185,7 @@ class Storage:
 
 
 def _record_size(key, cell):
-    return RECORD_OVERHEAD + len(key) + len(cell.value)
+    return RECORD_OVERHEAD + len(key) + len(cell.value or b"")
 
 
 class _Gate:

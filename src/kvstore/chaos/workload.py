@@ -8,7 +8,6 @@ timeout or a connection lost mid-call: a write may or may not have applied.
 """
 import random
 import threading
-import time
 
 from kvstore.errors import NodeUnavailable
 from kvstore.peers import Connection

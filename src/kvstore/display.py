@@ -1,0 +1,46 @@
+"""How the console and the inspector show things: bytes as text or hex, times, nodes, results."""
+import datetime
+
+from kvstore.errors import InvalidRequest
+
+
+def nodes(ids):
+    if not ids:
+        return "no node"
+    return ("node " if len(ids) == 1 else "nodes ") + ", ".join(str(i) for i in ids)
+
+
+def show_bytes(data, limit=None):
+    """Text if it is printable UTF-8, else 0x-prefixed hex; cut to limit characters with an ellipsis."""
+    try:
+        text = data.decode("utf-8")
+        if not text.isprintable():
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "unprintable")
+    except UnicodeDecodeError:
+        text = "0x" + data.hex()
+    if limit and len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text
+
+
+def show_time(timestamp_us):
+    moment = datetime.datetime.fromtimestamp(timestamp_us / 1e6, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def written_text(written, level):
+    line = f"timestamp {written.timestamp}, acknowledged by {nodes(written.acknowledged)} at {level.name}"
+    if written.hinted:
+        line += f"; hint kept for {nodes(written.hinted)}"
+    return line
+
+
+def stamp_text(value):
+    text = f"timestamp {value.timestamp} ({show_time(value.timestamp)})"
+    if value.expires_at:
+        text += f", expires {show_time(value.expires_at)}"
+    return text
+
+
+def error_text(exc):
+    return f"InvalidRequest: {exc}" if isinstance(exc, InvalidRequest) else str(exc)

@@ -1,0 +1,33 @@
+"""How a scan merges what the replicas of one token range sent: pure, no I/O.
+
+Each replica answers with at most `limit` cells of [low, high) in key order,
+tombstones and expired cells included. A replica whose page is full knows
+nothing past its last key, so the merge is complete only up to the smallest
+such last key; past it the scan asks again. Within that, each key's cells
+reconcile by last-write-wins, and every replica that answered with something
+else for a key (or nothing) is stale and gets the newest cell.
+"""
+from kvstore.cell import reconcile
+
+
+def merge_pages(answers, limit, high):
+    """answers: [(node_id, [(key, cell)])]. -> (merged [(key, newest cell)] in key order,
+    stale [(node_id, key, newest cell)], covered: the exclusive bound the merge is complete up to,
+    None for the top of the key space)."""
+    covered = high
+    for _, page in answers:
+        if len(page) >= limit:
+            bound = page[-1][0] + b"\x00"
+            covered = bound if covered is None else min(covered, bound)
+    by_key = {}
+    for node_id, page in answers:
+        for key, cell in page:
+            if covered is None or key < covered:
+                by_key.setdefault(key, {})[node_id] = cell
+    merged, stale = [], []
+    for key in sorted(by_key):
+        held = by_key[key]
+        newest = reconcile(held.values())
+        merged.append((key, newest))
+        stale.extend((node_id, key, newest) for node_id, _ in answers if held.get(node_id) != newest)
+    return merged, stale, covered
