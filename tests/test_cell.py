@@ -1,9 +1,12 @@
-"""Last write wins, with a deterministic tie-break; the clock; the mutation codec; the levels."""
+"""Last write wins, with Cassandra's tie-breaks for deletes and expiry; the clock; the codec; the levels."""
 import itertools
 
 import pytest
 
-from kvstore.cell import Cell, decode_mutation, encode_mutation, newer, reconcile
+import struct
+
+from kvstore.cell import (Cell, decode_mutation, decode_mutations, encode_mutation, newer, purge, reconcile,
+                          seconds_left, tombstone, visible)
 from kvstore.clock import Clock
 from kvstore.consistency import Level, block_for, parse_level
 from kvstore.errors import InvalidRequest
@@ -25,16 +28,67 @@ def test_every_arrival_order_converges_on_the_same_cell():
     assert results == {Cell(b"y", 7)}
 
 
+def test_at_equal_timestamps_a_tombstone_beats_an_expiring_value_which_beats_a_plain_one():
+    plain, expiring, deleted = Cell(b"zzz", 5), Cell(b"a", 5, expires=10), tombstone(5)
+    assert newer(plain, expiring) == newer(expiring, plain) == expiring
+    assert newer(expiring, deleted) == newer(deleted, expiring) == deleted
+    assert newer(plain, deleted) == newer(deleted, plain) == deleted
+    # A later write beats a delete, as any later write does.
+    assert newer(deleted, Cell(b"back", 6)) == Cell(b"back", 6)
+
+
+def test_between_two_expiring_cells_of_one_timestamp_the_later_expiry_wins():
+    assert newer(Cell(b"z", 5, expires=10), Cell(b"a", 5, expires=20)) == Cell(b"a", 5, expires=20)
+    assert newer(tombstone(5, deleted_at=7), tombstone(5, deleted_at=9)) == tombstone(5, deleted_at=9)
+
+
+def test_deletes_and_expiry_converge_in_every_arrival_order():
+    cells = [Cell(b"x", 7), tombstone(7), Cell(b"y", 7, expires=100), Cell(b"y", 7, expires=50), Cell(b"a", 6)]
+    assert {reconcile(order) for order in itertools.permutations(cells)} == {tombstone(7)}
+
+
+def test_reads_see_neither_tombstones_nor_expired_cells():
+    assert visible(tombstone(5), now=1) is None
+    assert visible(Cell(b"v", 5, expires=100), now=99) == Cell(b"v", 5, expires=100)
+    assert visible(Cell(b"v", 5, expires=100), now=100) is None
+    assert visible(Cell(b"v", 5), now=2**62) == Cell(b"v", 5)
+
+
+def test_ttl_follows_redis():
+    assert seconds_left(None, 0) == -2
+    assert seconds_left(Cell(b"v", 1), 0) == -1
+    assert seconds_left(Cell(b"v", 1, expires=10_500_000), 0) == 11  # rounded up, as a key still there
+
+
+def test_compaction_turns_expired_values_into_tombstones_and_drops_them_after_grace():
+    grace = 1_000
+    assert purge(Cell(b"v", 1, expires=50), now=40, grace=grace) == Cell(b"v", 1, expires=50)
+    assert purge(Cell(b"v", 1, expires=50), now=60, grace=grace) == Cell(None, 1, 50)
+    assert purge(Cell(b"v", 1, expires=50), now=1_050, grace=grace) is None
+    assert purge(tombstone(100), now=1_099, grace=grace) == tombstone(100)
+    assert purge(tombstone(100), now=1_100, grace=grace) is None
+    assert purge(Cell(b"v", 1), now=2**62, grace=grace) == Cell(b"v", 1)
+
+
 def test_absent_loses_to_anything():
     assert newer(None, Cell(b"", 0)) == Cell(b"", 0)
     assert reconcile([None, None]) is None
 
 
-def test_mutation_codec_round_trip():
-    data = encode_mutation(b"\x00key", Cell(b"\xffvalue", 1_700_000_000_000_000))
-    assert decode_mutation(data) == (b"\x00key", Cell(b"\xffvalue", 1_700_000_000_000_000), len(data))
+@pytest.mark.parametrize("cell", [Cell(b"\xffvalue", 1_700_000_000_000_000), Cell(b"", 3),
+                                  Cell(b"v", 3, expires=1_800_000_000_000_000), tombstone(9, deleted_at=11)])
+def test_mutation_codec_round_trip(cell):
+    data = encode_mutation(b"\x00key", cell)
+    assert decode_mutation(data) == (b"\x00key", cell, len(data))
+    assert list(decode_mutations(data, [(0, len(data))])) == [(b"\x00key", cell)]
     with pytest.raises(ValueError):
         decode_mutation(data[:-1])
+
+
+def test_records_of_the_first_format_still_replay():
+    old = struct.pack("!IqI", 3, 42, 5) + b"key" + b"value"   # key length, timestamp, value length
+    assert decode_mutation(old) == (b"key", Cell(b"value", 42), len(old))
+    assert list(decode_mutations(old, [(0, len(old))])) == [(b"key", Cell(b"value", 42))]
 
 
 def test_clock_strictly_increases_when_the_wall_clock_steps_back():

@@ -1,7 +1,8 @@
-"""Storage: last write wins on apply, and compaction keeps the log proportional to the live data."""
+"""Storage: last write wins on apply, compaction keeps the log proportional to the live data (and
+drops tombstones only after their grace), and ordered scans."""
 import threading
 
-from kvstore.cell import Cell
+from kvstore.cell import Cell, tombstone
 from kvstore.commitlog import CommitLog
 from kvstore.storage import Storage
 
@@ -64,3 +65,38 @@ def test_a_crash_right_after_compaction_replays_everything(tmp_path):
     expected = storage.items()
     # no close(): the process "dies" here; the log on disk is all there is
     assert open_storage(tmp_path / "c.log").items() == expected
+
+
+def test_scans_return_keys_in_byte_order_with_tombstones_and_a_limit(tmp_path):
+    storage = open_storage(tmp_path / "c.log")
+    for key in (b"b", b"\xff\x01", b"a", b"ab", b"\x00", b"c"):
+        storage.apply(key, Cell(b"v-" + key, 1))
+    storage.apply(b"ab", tombstone(2))
+    assert [k for k, _ in storage.scan(b"", None, 100)] == [b"\x00", b"a", b"ab", b"b", b"c", b"\xff\x01"]
+    assert storage.scan(b"a", b"b", 100) == [(b"a", Cell(b"v-a", 1)), (b"ab", tombstone(2))]
+    assert [k for k, _ in storage.scan(b"a", None, 2)] == [b"a", b"ab"]
+    assert storage.scan(b"d", b"e", 10) == []
+    storage.close()
+    reopened = open_storage(tmp_path / "c.log")   # the index is rebuilt by replay
+    assert [k for k, _ in reopened.scan(b"b", None, 100)] == [b"b", b"c", b"\xff\x01"]
+
+
+def test_compaction_keeps_tombstones_for_their_grace_then_drops_them(tmp_path):
+    now = [1000.0]
+    storage = Storage(CommitLog(tmp_path / "c.log"), gc_grace=60, wall=lambda: now[0])
+    storage.load()
+    storage.apply(b"deleted", tombstone(int(1000e6)))
+    storage.apply(b"expiring", Cell(b"v", int(1000e6), expires=int(1010e6)))
+    storage.apply(b"kept", Cell(b"v", int(1000e6)))
+    now[0] = 1030.0
+    assert storage.compact() == 0
+    assert storage.get(b"deleted") == tombstone(int(1000e6))
+    assert storage.get(b"expiring") == Cell(None, int(1000e6), int(1010e6))  # expired: now a tombstone
+    now[0] = 1065.0
+    assert storage.compact() == 1   # the delete is past its grace; the expiry (at 1010) is not yet
+    assert storage.get(b"deleted") is None and storage.scan(b"d", b"e", 10) == []
+    now[0] = 1071.0
+    assert storage.compact() == 1
+    storage.close()
+    reopened = open_storage(tmp_path / "c.log")
+    assert reopened.items() == [(b"kept", Cell(b"v", int(1000e6)))]

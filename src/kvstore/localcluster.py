@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from kvstore import processes
+from kvstore.client import Client
 from kvstore.config import NodeConfig, make_cluster, write_cluster_file
 from kvstore.errors import KVStoreError, NodeUnavailable
 from kvstore.peers import Connection, ping
@@ -195,6 +196,11 @@ class Cluster:
             if sorted(self.replicas(key)) == sorted(replicas):
                 return key
         raise ClusterError(f"no key has replicas {replicas}")
+
+    def client(self, i=None, **options):
+        """A kvstore.client.Client for this cluster, talking to node i first (default: any)."""
+        node = self.nodes[i] if i is not None else None
+        return Client([(n.host, n.port) for n in self.nodes], preferred=node and (node.host, node.port), **options)
 
     def dump(self, i, key=None):
         return self.call(i, "dump", key)

@@ -1,0 +1,26 @@
+"""How a scan merges the pages of one token range's replicas (pure; real-node scans are in test_features)."""
+from kvstore.cell import Cell, tombstone
+from kvstore.scans import merge_pages
+
+
+def test_the_merge_takes_the_newest_cell_per_key_and_names_the_stale_replicas():
+    answers = [(1, [(b"a", Cell(b"old", 1)), (b"b", Cell(b"x", 5))]),
+               (2, [(b"a", Cell(b"new", 2)), (b"c", tombstone(3))])]
+    merged, stale, covered = merge_pages(answers, limit=10, high=b"z")
+    assert merged == [(b"a", Cell(b"new", 2)), (b"b", Cell(b"x", 5)), (b"c", tombstone(3))]
+    assert sorted(stale) == [(1, b"a", Cell(b"new", 2)), (1, b"c", tombstone(3)), (2, b"b", Cell(b"x", 5))]
+    assert covered == b"z"
+
+
+def test_a_full_page_bounds_the_merge_at_its_last_key():
+    # Replica 1 stopped at b"b" (a full page): it might hold b"c", so b"c" from replica 2 must wait.
+    answers = [(1, [(b"a", Cell(b"1", 1)), (b"b", Cell(b"1", 1))]),
+               (2, [(b"a", Cell(b"1", 1)), (b"c", Cell(b"2", 1))])]
+    merged, stale, covered = merge_pages(answers, limit=2, high=None)
+    assert covered == b"b\x00"
+    assert [k for k, _ in merged] == [b"a", b"b"]
+    assert stale == [(2, b"b", Cell(b"1", 1))]
+
+
+def test_an_empty_range_is_complete_up_to_its_end():
+    assert merge_pages([(1, []), (2, [])], limit=5, high=None) == ([], [], None)
