@@ -95,20 +95,23 @@ def test_expire_and_ttl_follow_redis(grace_cluster):
             kv.put(b"k", b"v", ttl=10**9)
 
 
-def test_a_delete_and_an_expiry_reach_a_down_replica_by_hint_and_survive_crashes(cluster):
+def test_a_delete_an_expiry_and_a_batch_reach_a_down_replica_by_hint_and_survive_crashes(cluster):
     deleted_key = cluster.key_for([1, 2, 3], b"gone")
     expiring_key = cluster.key_for([1, 2, 3], b"exp")
+    batch = {cluster.key_for([1, 2, 3], b"batch-%d" % i): b"batched-%d" % i for i in range(3)}
     with cluster.client(0) as kv:
         kv.mput({deleted_key: b"before", expiring_key: b"before"}, "ALL")
         cluster.crash_and_notice(2)
         deleted = kv.delete(deleted_key, "QUORUM")
         assert deleted.hinted == [2]
         expiring = kv.put(expiring_key, b"for-an-hour", "QUORUM", ttl=3600)
-        assert cluster.dump(0).pending_hints == {2: 2}
+        assert all(w.hinted == [2] for w in kv.mput(batch, "QUORUM").values())
+        assert cluster.dump(0).pending_hints == {2: 2 + len(batch)}
         cluster.restart(2)
         wait_for(lambda: cluster.dump(0).pending_hints == {}, 10, "the hints to be delivered")
         assert stored(cluster, 2, deleted_key) == Cell(None, deleted.timestamp, deleted.timestamp)
         assert stored(cluster, 2, expiring_key).expires_at == expiring.timestamp + 3600 * 1_000_000
+        assert all(stored(cluster, 2, key).value == value for key, value in batch.items())
         # Crash every replica at once: the tombstone and the expiry come back from the logs.
         for i in (1, 2, 3):
             cluster.crash(i)
@@ -120,8 +123,10 @@ def test_a_delete_and_an_expiry_reach_a_down_replica_by_hint_and_survive_crashes
         for i in (1, 2, 3):
             assert stored(cluster, i, deleted_key).value is None
             assert stored(cluster, i, expiring_key).expires_at == expiring.timestamp + 3600 * 1_000_000
+            assert all(stored(cluster, i, key).value == value for key, value in batch.items())
         assert kv.get(deleted_key, "ALL") is None
         assert kv.get(expiring_key, "ALL").value == b"for-an-hour"
+        assert {k: v.value for k, v in kv.mget(batch, "ALL").items()} == batch
 
 
 def test_all_needs_every_replica(cluster):

@@ -41,6 +41,48 @@ def test_console_script_puts_gets_and_reports_errors(shared_cluster):
     assert "put KEY VALUE [LEVEL] [ttl SECONDS]" in out.stdout
 
 
+def test_console_deletes_expires_batches_scans_and_keeps_a_session(shared_cluster):
+    out = console(shared_cluster, "\n".join([
+        "mput t:a 1 t:b 2 t:c 3 quorum",
+        "put t:d 4 quorum ttl 600",
+        "delete t:b quorum",
+        "mget t:a t:b t:d quorum",
+        "ttl t:d",
+        "ttl t:a",
+        "expire t:a 300",
+        "expire t:nothing 5",
+        'scan t: t; limit 2',
+        'scan t: t;',
+        "session off",
+        "session",
+    ]) + "\n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [["t:a", "OK"], ["t:b", "OK"], ["t:c", "OK"]]
+    assert lines[3].startswith("OK  [timestamp ") and lines[3].endswith("at QUORUM, expires in 600 s]")
+    assert lines[4].startswith("OK  [deleted: tombstone timestamp ")
+    assert lines[5].startswith("t:a  1  [") and lines[6] == "t:b  (not found)" and lines[7].startswith("t:d  4  [")
+    assert lines[8] in ("600", "599") and lines[9] == "-1  (the key never expires)"
+    assert lines[10].startswith("OK  [expires in 300 s, timestamp ")
+    assert lines[11] == "(not found)  [nothing to expire]"
+    assert [line.split()[0] for line in lines[12:14]] == ["t:a", "t:c"] and lines[14] == "(2 keys, more remain)"
+    assert [line.split()[0] for line in lines[15:18]] == ["t:a", "t:c", "t:d"] and lines[18] == "(3 keys)"
+    assert lines[19:] == ["Read-your-writes session is off.", "Read-your-writes session is off."]
+
+
+def test_console_pages_a_long_scan_and_stops_when_asked(shared_cluster):
+    from io import StringIO
+    from kvstore.console import PAGE_SIZE, Console
+    out, asked = StringIO(), []
+    with shared_cluster.client() as kv:
+        kv.mput({b"page:%03d" % i: b"v" for i in range(PAGE_SIZE * 2 + 5)}, "QUORUM")
+        console = Console(kv, out=out, ask_more=lambda: asked.append(1) or len(asked) < 2)
+        assert console.execute('scan page: page; quorum')
+    rows = out.getvalue().splitlines()
+    assert len(asked) == 2 and len(rows) == PAGE_SIZE * 2 + 1 and rows[-1] == f"({PAGE_SIZE * 2} keys, more remain)"
+    assert rows[0].startswith("page:000") and rows[PAGE_SIZE * 2 - 1].startswith("page:039")
+
+
 def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_cluster):
     out = console(shared_cluster, 'put "" x\nput k v sometimes\nfrobnicate\nget k\n')
     assert out.returncode == 1
