@@ -20,10 +20,10 @@ _READ = ttypes.ReadResult(ttypes.Cell(b"x" * 100, 1), [0], [])
 
 
 class NoopHandler:
-    def put(self, key, value, level):
+    def put(self, key, value, level, ttl_seconds=None):
         return _WRITTEN
 
-    def get(self, key, level):
+    def get(self, key, level, min_timestamp=None):
         return _READ
 
     def heartbeat(self, from_node):
@@ -56,11 +56,11 @@ class FanoutHandler(NoopHandler):
             if answered[0] < needed:
                 raise ttypes.TimedOut("floor replicas did not answer", answered[0], needed)
 
-    def put(self, key, value, level):
+    def put(self, key, value, level, ttl_seconds=None):
         self._fan_out("put", (key, value, level), 1 if level == ttypes.ConsistencyLevel.ONE else 2)
         return _WRITTEN
 
-    def get(self, key, level):
+    def get(self, key, level, min_timestamp=None):
         self._fan_out("get", (key, level), 1 if level == ttypes.ConsistencyLevel.ONE else 2)
         return _READ
 
