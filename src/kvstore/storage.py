@@ -130,14 +130,18 @@ class Storage:
                 before = self._log.size
                 now = int(self._wall() * 1e6)
                 with self._lock:
-                    items, dropped = [], []
+                    items, changed, dropped = [], [], []
                     for key, cell in self._cells.items():
                         kept = purge(cell, now, self._gc_grace_us)
-                        (items.append((key, kept)) if kept is not None else dropped.append(key))
+                        if kept is None:
+                            dropped.append(key)
+                            continue
+                        items.append((key, kept))
+                        if kept is not cell:
+                            changed.append((key, kept))
                 self._log.rewrite([encode_mutation(k, c) for k, c in items])
-                with self._lock:  # the log no longer holds them: neither may memory
-                    for key, cell in items:
-                        self._cells[key] = cell
+                with self._lock:  # memory holds what the log now holds
+                    self._cells.update(changed)
                     for key in dropped:
                         del self._cells[key]
                         self._keys.remove(key)
