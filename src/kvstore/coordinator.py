@@ -69,7 +69,7 @@ class Coordinator:
         return alive, [i for i in ids if i not in alive], needed
 
     def _by_node(self, requests_by_key):
-        """{node_id: [request]} from [(live ids, request)], the local node last."""
+        """[(node_id, [request])] from [(live ids, make_request(node_id))]: the local node last."""
         grouped = {}
         for alive, request in requests_by_key:
             for node_id in alive:
