@@ -73,7 +73,8 @@ class Console:
         except CommandError as exc:
             print(f"Error: {exc}", file=self._out)
         except NodeUnavailable as exc:
-            print(f"Error: {exc} The next command goes to another node.", file=self._out)
+            lost = " The next command goes to another node." if exc.sent else ""   # lost mid-call
+            print(f"Error: {exc}{lost}", file=self._out)
         except InvalidRequest as exc:
             print(f"Error: InvalidRequest: {exc}", file=self._out)
         except KVStoreError as exc:   # Unavailable, TimedOut, StaleRead: their messages name themselves
@@ -100,7 +101,7 @@ class Console:
 
     def cmd_put(self, args):
         ttl = None
-        if len(args) >= 2 and args[-2].lower() == "ttl":
+        if len(args) >= 4 and args[-2].lower() == "ttl":   # KEY VALUE [LEVEL] ttl N: a key may be named ttl
             ttl = _seconds(args[-1], "ttl")
             args = args[:-2]
         if len(args) not in (2, 3):
