@@ -48,6 +48,36 @@ def test_values_nobody_wrote_or_only_refused_writes_carried_are_phantoms():
     assert sorted(p["why"] for p in phantoms) == ["never written", "refused write", "refused write"]
 
 
+def d(ts, start, end, level="QUORUM", outcome="ok", key="6b"):
+    """A delete: a write of no value."""
+    return w(None, ts, start, end, level, outcome, key)
+
+
+def test_a_deleted_value_that_comes_back_is_a_lost_delete():
+    history = [w("a", 10, 0, 1), d(20, 2, 3)]
+    assert check(history, {"6b": None})["lost"] == []
+    assert [f["write"]["value"] for f in check(history, {"6b": ("a", 10)})["lost"]] == [None]
+    assert check(history + [w("b", 30, 4, 5)], {"6b": ("b", 30)})["lost"] == []   # a later write wins
+
+
+def test_nothing_at_the_end_is_explained_only_by_a_delete_that_may_be_newer():
+    write = [w("a", 10, 2, 3)]
+    assert check(write, {"6b": None})["lost"]                                     # no delete at all
+    assert check(write + [d(5, 0, 1)], {"6b": None})["lost"]                      # an older delete
+    assert check(write + [d(20, 4, 5)], {"6b": None})["lost"] == []              # a newer one
+    assert check(write + [d(None, 2.5, 9, outcome="unknown")], {"6b": None})["lost"] == []
+    assert check(write + [d(None, 0, 1, outcome="unknown")], {"6b": None})["lost"]   # ended before it began
+    assert check(write + [d(None, 4, 5, outcome="failed")], {"6b": None})["lost"]    # never applied
+
+
+def test_reads_after_a_delete_must_not_see_the_deleted_value():
+    history = [w("a", 10, 0, 1), d(20, 2, 3), r(None, None, 4, 5), r("a", 10, 6, 7)]
+    assert [s["read"]["start"] for s in check(history, {"6b": None})["stale"]] == [6]
+    # Nothing, after an acknowledged write, is stale unless a delete may have come in between.
+    history = [w("a", 10, 0, 1), r(None, None, 2, 2.4), d(None, 2.5, 9, outcome="unknown"), r(None, None, 4, 5)]
+    assert [s["read"]["start"] for s in check(history, {"6b": None})["stale"]] == [2]
+
+
 def test_the_checker_handles_a_long_history():
     # 200,000 operations, as a long run makes: a checker that pairs every read with every write
     # would not finish (the first version did not); this one checks them in a blink.

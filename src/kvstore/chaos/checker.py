@@ -1,21 +1,41 @@
 """What the history says: lost writes, phantom and stale reads. Pure: a list of operations in, findings out.
 
+A delete is a write whose value is None (a tombstone). A read of a deleted key
+returns nothing, without a timestamp; so "nothing" is explained by a delete
+that may be newer, and by no other operation.
+
 The rules (each finding names the operations involved):
 - lost: a write acknowledged at QUORUM whose key's final QUORUM read returned
-  an older cell (or none). Last write wins, so a newer timestamp supersedes it;
-  at an equal timestamp the greater value does.
+  an older cell, or nothing where no delete could be newer. Last write wins, so
+  a newer timestamp supersedes it; at an equal timestamp a delete does, then
+  the greater value. A lost delete is a deleted value that came back.
 - phantom: a read returned a value that no client tried to write, or that only
   a write which definitely failed (nothing applied) carried.
 - stale: a QUORUM read that began after a QUORUM write of the same key was
-  acknowledged returned an older cell than that write.
+  acknowledged returned an older cell than that write (by the same rules).
 """
 import bisect
 from collections import defaultdict
 
 
 def _order(timestamp, value):
-    """Cells compare by (timestamp, value), as the store's last-write-wins rule does."""
-    return (timestamp if timestamp is not None else -1, value.encode() if value is not None else b"")
+    """Cells compare as the store's last-write-wins rule does: timestamp, then a tombstone (value None
+    with a timestamp) over a value, then the greater value. Nothing at all (no timestamp) is oldest."""
+    if timestamp is None:
+        return (-1, 0, b"")
+    return (timestamp, 1, b"") if value is None else (timestamp, 0, value.encode())
+
+
+def _may_be_deleted_after(write, deletes):
+    """Could a delete of write's key be newer than write? An acknowledged one by its timestamp; one
+    whose outcome is unknown (no timestamp) if it had not ended before write began."""
+    for delete in deletes.get(write["key"], ()):
+        if delete.get("timestamp") is not None:
+            if _order(delete["timestamp"], None) > _order(write["timestamp"], write["value"]):
+                return True
+        elif delete["end"] > write["start"]:
+            return True
+    return False
 
 
 def check(history, final):
@@ -24,18 +44,33 @@ def check(history, final):
     reads = [op for op in history if op.get("op") == "read" and op["outcome"] == "ok"]
     acknowledged = [w for w in writes if w["outcome"] == "ok" and w["level"] == "QUORUM"]
     return {
-        "lost": lost_writes(acknowledged, final),
+        "lost": lost_writes(acknowledged, final, writes),
         "phantom": phantom_reads(writes, reads, final),
-        "stale": stale_reads(acknowledged, reads),
+        "stale": stale_reads(acknowledged, reads, writes),
     }
 
 
-def lost_writes(acknowledged, final):
+def _deletes_by_key(writes):
+    """Deletes that may have been applied, by key."""
+    deletes = defaultdict(list)
+    for write in writes:
+        if write["value"] is None and write["outcome"] != "failed":
+            deletes[write["key"]].append(write)
+    return deletes
+
+
+def lost_writes(acknowledged, final, writes=()):
+    """final: {key: (value, timestamp), (None, timestamp) for a tombstone, or None for nothing}."""
+    deletes = _deletes_by_key(writes)
     lost = []
     for write in acknowledged:
         value, timestamp = final.get(write["key"]) or (None, None)
-        if _order(timestamp, value) < _order(write["timestamp"], write["value"]):
-            lost.append({"write": write, "final": {"value": value, "timestamp": timestamp}})
+        if timestamp is None:
+            if write["value"] is None or _may_be_deleted_after(write, deletes):
+                continue
+        elif _order(timestamp, value) >= _order(write["timestamp"], write["value"]):
+            continue
+        lost.append({"write": write, "final": {"value": value, "timestamp": timestamp}})
     return lost
 
 
@@ -51,7 +86,7 @@ def phantom_reads(writes, reads, final):
     return phantoms
 
 
-def stale_reads(acknowledged, reads):
+def stale_reads(acknowledged, reads, writes=()):
     # Per key: writes by acknowledgement time, with the newest cell acknowledged so far at each
     # point; a read then finds, by bisection, the newest write acknowledged before it began.
     ends, newest_so_far = defaultdict(list), defaultdict(list)
@@ -62,6 +97,7 @@ def stale_reads(acknowledged, reads):
             best.append(write)
         else:
             best.append(best[-1])
+    deletes = _deletes_by_key(writes)
     stale = []
     for read in reads:
         if read["level"] != "QUORUM":
@@ -70,8 +106,13 @@ def stale_reads(acknowledged, reads):
         if before == 0:
             continue
         newest = newest_so_far[read["key"]][before - 1]
-        if _order(read["timestamp"], read["read"]) < _order(newest["timestamp"], newest["value"]):
-            stale.append({"read": read, "missed": newest})
+        if read["timestamp"] is None:  # nothing: right after a delete, or if one may have come since
+            if newest["value"] is None or _may_be_deleted_after(newest, {read["key"]: [
+                    d for d in deletes.get(read["key"], ()) if d["start"] < read["end"]]}):
+                continue
+        elif _order(read["timestamp"], read["read"]) >= _order(newest["timestamp"], newest["value"]):
+            continue
+        stale.append({"read": read, "missed": newest})
     return stale
 
 
@@ -82,6 +123,8 @@ def summarize(history):
         if op.get("op") in ("write", "read"):
             counts[f"{op['op']}s"] += 1
             counts[op["outcome"]] += 1
+            if op["op"] == "write" and op["value"] is None:
+                counts["deletes"] += 1
             if op["op"] == "write" and op["outcome"] == "ok":
                 counts[f"acknowledged at {op['level']}"] += 1
     return dict(counts)

@@ -176,9 +176,11 @@ class Run:
         return None
 
     def final_state(self):
-        """{key hex: (value, timestamp)}: the newest cell any replica holds, after convergence."""
+        """{key hex: (value, timestamp)}: the newest cell any replica holds, after convergence (value None:
+        a tombstone)."""
         reports = analyze(Ring(self.cluster.nodes), collect(self.cluster.nodes))
-        return {r.key.hex(): (r.newest.value.decode(), r.newest.timestamp) for r in reports if r.newest}
+        return {r.key.hex(): (r.newest.value.decode() if r.newest.value is not None else None, r.newest.timestamp)
+                for r in reports if r.newest}
 
 
 class Report:

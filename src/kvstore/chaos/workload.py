@@ -1,6 +1,6 @@
-"""Clients that write unique values and read them back, recording every operation.
+"""Clients that write unique values, delete, and read them back, recording every operation.
 
-Each operation is a dict: client, op (write/read), level, key (hex), value,
+Each operation is a dict: client, op (write/read), level, key (hex), value (None: a delete),
 start/end (seconds since the run began), outcome, and what came back. Outcomes:
 ok; failed, a definite error after which nothing was applied (Unavailable,
 InvalidRequest, or a connection refused before the request left); unknown, a
@@ -37,7 +37,7 @@ class Client(threading.Thread):
 
     def run(self):
         while not self._stopping.is_set():
-            op = self._random.choice(("write", "read"))
+            op = self._random.choice(("write", "write", "write", "delete", "read", "read", "read", "read"))
             level = self._random.choice(("ONE", "QUORUM"))
             self._one(op, level, self._random.choice(self._keys))
             self._stopping.wait(self._random.uniform(0, 0.01))
@@ -54,10 +54,12 @@ class Client(threading.Thread):
         return None
 
     def _one(self, op, level, key):
-        entry = {"client": self.number, "op": op, "level": level, "key": key.hex()}
+        entry = {"client": self.number, "op": "read" if op == "read" else "write", "level": level, "key": key.hex()}
         if op == "write":
             self._written += 1
             entry["value"] = f"c{self.number}-{self._written}"
+        elif op == "delete":
+            entry["value"] = None
         entry["start"] = self._clock()
         if self._connection is None and self._connect() is None:
             entry.update(end=self._clock(), outcome="failed", error="no node answers")
@@ -67,6 +69,9 @@ class Client(threading.Thread):
         try:
             if op == "write":
                 result = self._connection.call("put", (key, entry["value"].encode(), LEVELS[level]), CALL_TIMEOUT)
+                entry.update(outcome="ok", timestamp=result.timestamp)
+            elif op == "delete":
+                result = self._connection.call("remove", (key, LEVELS[level]), CALL_TIMEOUT)
                 entry.update(outcome="ok", timestamp=result.timestamp)
             else:
                 result = self._connection.call("get", (key, LEVELS[level]), CALL_TIMEOUT)
