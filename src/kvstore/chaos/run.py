@@ -208,7 +208,8 @@ class Report:
         lines = [
             f"chaos run: seed {self.run.args.seed}, {self.run.args.duration:.0f} s, {self.run.args.clients} clients, "
             f"{len(self.run.keys)} keys, hosts {self.run.cluster.hosts.name}",
-            f"operations: {counts.get('writes', 0)} writes, {counts.get('reads', 0)} reads; "
+            f"operations: {counts.get('writes', 0)} writes ({counts.get('deletes', 0)} of them deletes), "
+            f"{counts.get('reads', 0)} reads; "
             f"ok {counts.get('ok', 0)}, failed {counts.get('failed', 0)}, unknown {counts.get('unknown', 0)}",
             f"acknowledged writes: {counts.get('acknowledged at QUORUM', 0)} at QUORUM, "
             f"{counts.get('acknowledged at ONE', 0)} at ONE",
