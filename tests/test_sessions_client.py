@@ -2,7 +2,7 @@
 own write go missing without StaleRead; the client fails over and raises typed errors."""
 import pytest
 
-from kvstore.client import Client, Value
+from kvstore.client import Value
 from kvstore.errors import InvalidRequest, NodeUnavailable, StaleRead, Unavailable
 from kvstore.localcluster import wait_for
 
