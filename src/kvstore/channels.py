@@ -8,7 +8,8 @@ callback with the outcome. A batch costs one
 RPC and, on the replica, one fsync, however many requests it carries; under
 load, requests that arrive while a batch is in flight form the next one.
 
-Invariants: every submitted request's callback is called exactly once; a
+Invariants: every submitted request's callback is called exactly once (even
+when sending fails in a way nobody foresaw); a
 request whose deadline passed before it could be sent fails with
 NodeUnavailable(sent=False); a callback that raises is logged, never kills
 the sender.
@@ -96,6 +97,9 @@ class PeerChannel:
             error = NodeUnavailable(f"node {self.node_id} refused the batch: {exc.why}")
         except NodeUnavailable as exc:
             error = exc
+        except Exception as exc:  # a bug of ours, not the peer: still answer every request, once
+            log.exception("a %s to node %d failed unexpectedly", self._method, self.node_id)
+            error = NodeUnavailable(f"node {self.node_id}: the {self._method} failed: {exc!r}", sent=True)
         for request, result in zip(live, results or [None] * len(live)):
             _answer(request, error, result)
 
