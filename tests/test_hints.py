@@ -1,5 +1,10 @@
-"""Hints survive a restart, leave only when delivered, and expire after the window."""
+"""Hints survive a restart, leave only when delivered, expire after the window, and are not retried
+on every heartbeat at a target that cannot take them."""
+import threading
+
 from kvstore.cell import Cell
+from kvstore.errors import StorageError
+from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
 
 
@@ -38,3 +43,36 @@ def test_hints_older_than_the_window_are_dropped(tmp_path, caplog):
     reloaded = HintStore(tmp_path, window=60, wall=lambda: now[0])
     reloaded.load()
     assert [h.key for h in reloaded.pending(1)] == [b"new"]
+
+
+def test_a_target_that_cannot_take_hints_is_retried_after_a_growing_wait(tmp_path):
+    store = HintStore(tmp_path, window=3600)
+    store.load()
+    store.add(2, b"k", Cell(b"v", 1))
+    attempts, now, full = [], [100.0], [True]
+
+    class Target:
+        def deliver(self, mutations, timeout):
+            attempts.append(now[0])
+            if full[0]:
+                raise StorageError("node 2: disk full")
+
+    delivery = HintDelivery(store, {2: Target()}, timeout=1, clock=lambda: now[0])
+
+    def alive_and_settle():
+        delivery.on_alive(2)
+        for thread in threading.enumerate():
+            if thread.name == "handoff-2":
+                thread.join(5)
+    alive_and_settle()
+    alive_and_settle()                 # the next heartbeat, at once: no new attempt
+    assert attempts == [100.0]
+    now[0] = 100.6
+    alive_and_settle()                 # after 0.5 s: a retry, which fails again
+    now[0] = 101.0
+    alive_and_settle()                 # within the doubled wait (1 s): none
+    assert attempts == [100.0, 100.6]
+    full[0] = False
+    now[0] = 101.7
+    alive_and_settle()
+    assert attempts == [100.0, 100.6, 101.7] and not store.has_pending(2)

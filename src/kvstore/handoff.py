@@ -2,25 +2,31 @@
 
 One delivery runs per target at a time, in a thread of its own. Hints go in
 order, in batches, and leave the hint log only after the target acknowledged
-the batch; a failed batch stays and is retried at the next sign of life.
+the batch; a failed batch stays and is retried at the next sign of life. A
+target that answers but cannot take the writes (its disk is full) is retried
+after a wait that doubles from 0.5 s up to 30 s, not on every heartbeat.
 """
 import logging
 import threading
+import time
 
 from kvstore.errors import NodeUnavailable, StorageError
 
 log = logging.getLogger(__name__)
 
 BATCH = 100
+FIRST_BACKOFF, MAX_BACKOFF = 0.5, 30.0
 
 
 class HintDelivery:
-    def __init__(self, hints, replicas, timeout):
+    def __init__(self, hints, replicas, timeout, clock=time.monotonic):
         """replicas: {node_id: replica with deliver(mutations, timeout)}."""
         self._hints = hints
         self._replicas = replicas
         self._timeout = timeout
+        self._clock = clock
         self._running = set()
+        self._backoff = {}   # node_id -> (retry no sooner than, seconds waited last)
         self._lock = threading.Lock()
 
     def on_alive(self, node_id):
@@ -28,7 +34,7 @@ class HintDelivery:
         if not self._hints.has_pending(node_id):
             return
         with self._lock:
-            if node_id in self._running:
+            if node_id in self._running or self._clock() < self._backoff.get(node_id, (0, 0))[0]:
                 return
             self._running.add(node_id)
         threading.Thread(target=self._deliver, args=(node_id,), name=f"handoff-{node_id}", daemon=True).start()
@@ -43,12 +49,25 @@ class HintDelivery:
                 self._replicas[node_id].deliver([(h.key, h.cell) for h in batch], self._timeout)
                 self._hints.delivered(node_id, batch)
                 delivered += len(batch)
-        except (NodeUnavailable, StorageError) as exc:
+        except NodeUnavailable as exc:
             log.info("hint delivery to node %d paused after %d: %s", node_id, delivered, exc)
+        except StorageError as exc:
+            wait = self._back_off(node_id)
+            log.info("hint delivery to node %d paused after %d: %s; next try in %.1f s", node_id, delivered, exc, wait)
         except Exception:
+            self._back_off(node_id)
             log.exception("hint delivery to node %d failed", node_id)
+        else:
+            with self._lock:
+                self._backoff.pop(node_id, None)
         finally:
             with self._lock:
                 self._running.discard(node_id)
         if delivered:
             log.info("delivered %d hints to node %d", delivered, node_id)
+
+    def _back_off(self, node_id):
+        with self._lock:
+            wait = min(MAX_BACKOFF, self._backoff.get(node_id, (0, FIRST_BACKOFF / 2))[1] * 2)
+            self._backoff[node_id] = (self._clock() + wait, wait)
+            return wait
