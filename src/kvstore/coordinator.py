@@ -21,7 +21,7 @@ Every request has one deadline, set when it arrives and passed down the fan-out.
 """
 import logging
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
 from kvstore.consistency import block_for
@@ -31,16 +31,16 @@ from kvstore.scans import merge_pages
 
 log = logging.getLogger(__name__)
 
+MIN_SCAN_PAGE = 64   # cells asked of a replica at least: tombstones fill pages but show nothing
 
-@dataclass(frozen=True)
-class WriteOutcome:
+
+class WriteOutcome(NamedTuple):
     timestamp: int
     acknowledged: list
     hinted: list
 
 
-@dataclass(frozen=True)
-class ReadOutcome:
+class ReadOutcome(NamedTuple):
     cell: Cell          # the newest visible cell; None when absent, deleted or expired
     answered: list
     repaired: list
@@ -91,8 +91,7 @@ class Coordinator:
         return self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
     def expire(self, key, seconds, level):
-        """Redis EXPIRE: (found, WriteOutcome or None). Reads at level, then writes the value back with
-        the expiry (seconds <= 0 deletes). Not atomic: a write in between may be overwritten."""
+        """Redis EXPIRE -> (found, WriteOutcome or None): read, write back expiring (<= 0 deletes); not atomic."""
         current = self.get(key, level).cell
         if current is None:
             return False, None
@@ -270,7 +269,8 @@ class Coordinator:
         while low is not None and (end is None or low < end):
             segment_end, replicas = self._ring.segment_at(low)
             high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
-            cells, covered = self._scan_segment(low, high, limit - len(items), replicas, level, deadline)
+            page = max(limit - len(items), MIN_SCAN_PAGE)
+            cells, covered = self._scan_segment(low, high, page, replicas, level, deadline)
             now = self._clock.now()
             for key, cell in cells:
                 if visible(cell, now) is not None:
