@@ -8,14 +8,15 @@ StorageFailure, ...) pass through untouched and the connection is reused.
 import functools
 import socket
 import threading
+import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException
-from thrift.transport.TSocket import TSocket
-from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TFramedTransport, TTransportException
+from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTransportException
 
 from kvstore.errors import ConnectFailed, NodeUnavailable
+from kvstore.framing import FrameSocket
 from kvstore_rpc import KVStore
 
 # Answers come from our own nodes; a dump of a large replica may be big.
@@ -33,25 +34,31 @@ class Connection:
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.address}: {_reason(exc)}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket = TSocket()
-        self._socket.setHandle(sock)
-        self._sock = sock
-        transport = TFramedTransport(self._socket, CLIENT_MAX_FRAME)
-        protocol = TBinaryProtocolAccelerated(
-            transport, string_length_limit=CLIENT_MAX_FRAME, container_length_limit=CLIENT_MAX_CONTAINER)
-        self.client = KVStore.Client(protocol)
+        self._frames = FrameSocket(sock, connect_timeout)
+        # The generated client writes a call into one memory buffer and reads the answer from another;
+        # the frames travel through FrameSocket.
+        self.client = KVStore.Client(
+            TBinaryProtocolAccelerated(TMemoryBuffer(), string_length_limit=CLIENT_MAX_FRAME,
+                                       container_length_limit=CLIENT_MAX_CONTAINER),
+            TBinaryProtocolAccelerated(TMemoryBuffer()))
         self.broken = False
 
     def call(self, method, args, timeout):
-        """Call one RPC with a socket deadline of `timeout` seconds. Arguments left off at the end are
-        sent unset (as a caller built before they were added would send them)."""
-        self._sock.settimeout(max(timeout, 0.001))
+        """Call one RPC; its answer must arrive within `timeout` seconds. Arguments left off at the end
+        are sent unset (as a caller built before they were added would send them)."""
+        deadline = time.monotonic() + timeout
         missing = _arity(method) - len(args)
         if missing > 0:
             args = tuple(args) + (None,) * missing
+        client = self.client
         try:
-            return getattr(self.client, method)(*args)
-        except (TTransportException, TProtocolException, OSError, EOFError) as exc:
+            self._frames.set_timeout(timeout)
+            client._oprot.trans = TMemoryBuffer()
+            getattr(client, f"send_{method}")(*args)
+            self._frames.send_frame(client._oprot.trans.getvalue())
+            client._iprot.trans = TMemoryBuffer(self._frames.read_frame(CLIENT_MAX_FRAME, deadline))
+            return getattr(client, f"recv_{method}")()
+        except (TTransportException, TProtocolException, OSError, EOFError, ValueError) as exc:
             self.broken = True
             self.close()
             raise NodeUnavailable(f"{self.address} did not answer {method}: {_reason(exc)}", sent=True) from None
@@ -61,19 +68,10 @@ class Connection:
 
     def peer_closed(self):
         """True when the other side has closed the connection (checked without blocking)."""
-        try:
-            self._sock.settimeout(0)
-            return self._sock.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
+        return self._frames.peer_closed()
 
     def close(self):
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        self._frames.close()
 
 
 class PeerPool:

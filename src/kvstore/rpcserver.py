@@ -12,24 +12,22 @@ half-sent message. Here:
   arrive, so memory follows what a client really sends, not what it claims;
 - the protocol's string and container length limits are set explicitly;
 - anything undecodable closes that connection, never the server.
+Frames are read and written through framing.FrameSocket (one recv and one send
+for a small request).
 """
 import logging
 import socket
-import struct
 import threading
 import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
+from kvstore.framing import FrameSocket
+
 log = logging.getLogger(__name__)
 
-_FRAME_LENGTH = struct.Struct("!i")
 MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
-
-
-class _ConnectionClosed(Exception):
-    """The peer closed the connection between requests: the normal end."""
 
 
 class RpcServer:
@@ -84,16 +82,18 @@ class RpcServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # One pair of protocol objects per connection; each request swaps in its own buffers.
         iprot, oprot = self._protocol(TMemoryBuffer()), self._protocol(TMemoryBuffer())
+        # Every recv and send is bounded by read_timeout: a client that stops reading is cut off too.
+        frames = FrameSocket(sock, self._settings.read_timeout)
         try:
             while not self._stopped.is_set():
-                response = self._process(self._read_frame(sock, who), iprot, oprot)
-                sock.settimeout(self._settings.read_timeout)  # a client that stops reading is cut off too
-                sock.sendall(response)
-        except _ConnectionClosed:
-            pass
+                if not frames.wait_for_data(self._settings.idle_timeout):
+                    break  # closed between requests: the normal end
+                deadline = time.monotonic() + self._settings.read_timeout
+                frames.send_frame(self._process(frames.read_frame(self._settings.max_frame_bytes, deadline),
+                                                iprot, oprot))
         except socket.timeout:
             log.info("closing connection from %s: it stalled (no complete request within the deadline)", who)
-        except OSError as exc:
+        except (OSError, EOFError) as exc:
             log.debug("connection from %s ended: %s", who, exc)
         except Exception as exc:  # undecodable input: close this connection, keep serving everyone else
             log.warning("closing connection from %s: malformed request (%s: %s)", who, type(exc).__name__, exc)
@@ -101,18 +101,6 @@ class RpcServer:
             sock.close()
             with self._lock:
                 self._active -= 1
-
-    def _read_frame(self, sock, who):
-        sock.settimeout(self._settings.idle_timeout)
-        first = sock.recv(_FRAME_LENGTH.size)
-        if not first:
-            raise _ConnectionClosed()
-        deadline = time.monotonic() + self._settings.read_timeout
-        head = first + _recv_exactly(sock, _FRAME_LENGTH.size - len(first), deadline)
-        length, = _FRAME_LENGTH.unpack(head)
-        if not 0 <= length <= self._settings.max_frame_bytes:
-            raise ValueError(f"frame of {length} bytes announced; the limit is {self._settings.max_frame_bytes}")
-        return _recv_exactly(sock, length, deadline)
 
     def _protocol(self, transport):
         # strictRead: every Thrift client sends the versioned header; anything else is garbage.
@@ -124,21 +112,4 @@ class RpcServer:
         """One request frame in, one response frame out."""
         iprot.trans, oprot.trans = TMemoryBuffer(request), TMemoryBuffer()
         self._processor.process(iprot, oprot)
-        response = oprot.trans.getvalue()
-        return _FRAME_LENGTH.pack(len(response)) + response
-
-
-def _recv_exactly(sock, count, deadline):
-    """count bytes, all arriving before deadline; socket.timeout otherwise."""
-    chunks = []
-    while count > 0:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("deadline passed")
-        sock.settimeout(remaining)
-        chunk = sock.recv(min(count, 1 << 20))
-        if not chunk:
-            raise EOFError("the client closed the connection mid-request")
-        chunks.append(chunk)
-        count -= len(chunk)
-    return b"".join(chunks)
+        return oprot.trans.getvalue()

@@ -1,0 +1,108 @@
+"""Thrift frames over a socket, in as few system calls as a request allows: the node's server and
+every connection to a node use it.
+
+A frame is a 4-byte big-endian length and that many bytes (Thrift's framed
+transport). Python's own socket timeouts cost a poll() before every recv and
+send, and an ioctl whenever the timeout changes; a request through the library's
+transports made about nine system calls on each side. Here the socket stays in
+blocking mode with the kernel's timeouts (SO_RCVTIMEO, SO_SNDTIMEO), set only
+when they change (rounded up to a quarter second), and a read takes whatever has
+arrived, up to 64 KiB, in one recv, keeping the rest for the next frame. So a
+small request costs one recv and one send. Bytes are still read only as they
+arrive: memory follows what the peer sends, not what a length prefix claims.
+
+Timeouts raise socket.timeout; the peer closing mid-frame raises EOFError; a
+length over the limit raises ValueError.
+"""
+import math
+import socket
+import struct
+import time
+
+_LENGTH = struct.Struct("!i")
+_CHUNK = 1 << 16
+_TIMEVAL = struct.Struct("@ll")
+
+
+class FrameSocket:
+    def __init__(self, sock, timeout):
+        sock.settimeout(None)  # blocking: the kernel's timeouts below bound every call
+        self.sock = sock
+        self._buffer = bytearray()
+        self._timeout = None
+        self.set_timeout(timeout)
+
+    def set_timeout(self, seconds):
+        """Bound each recv and send by `seconds`, rounded up to a quarter second so that deadlines
+        that shrink from call to call seldom cost a system call."""
+        seconds = math.ceil(max(seconds, 0.001) * 4) / 4
+        if seconds != self._timeout:
+            value = _TIMEVAL.pack(int(seconds), int(round(seconds % 1 * 1_000_000)))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+            self._timeout = seconds
+
+    def send_frame(self, payload):
+        try:
+            self.sock.sendall(_LENGTH.pack(len(payload)) + payload)
+        except BlockingIOError:
+            raise socket.timeout("timed out sending") from None
+
+    def wait_for_data(self, idle_timeout):
+        """True once bytes of a next frame are here; False if the peer closed the connection first;
+        socket.timeout after idle_timeout seconds of silence."""
+        give_up = time.monotonic() + idle_timeout
+        while not self._buffer:
+            try:
+                if not self._recv():
+                    return False
+            except socket.timeout:
+                if time.monotonic() >= give_up:
+                    raise
+        return True
+
+    def read_frame(self, max_bytes, deadline):
+        """The next frame's payload, all of it arrived before `deadline` (time.monotonic())."""
+        while len(self._buffer) < _LENGTH.size:
+            self._more(deadline)
+        length, = _LENGTH.unpack_from(self._buffer)
+        if not 0 <= length <= max_bytes:
+            raise ValueError(f"frame of {length} bytes announced; the limit is {max_bytes}")
+        end = _LENGTH.size + length
+        while len(self._buffer) < end:
+            self._more(deadline)
+        frame = bytes(self._buffer[_LENGTH.size:end])
+        del self._buffer[:end]
+        return frame
+
+    def peer_closed(self):
+        """True when the other side has closed the connection or sent what nobody asked for
+        (checked without blocking, in one system call)."""
+        if self._buffer:
+            return True
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _more(self, deadline):
+        if time.monotonic() > deadline:
+            raise socket.timeout("deadline passed")
+        if not self._recv():
+            raise EOFError("the peer closed the connection mid-frame")
+
+    def _recv(self):
+        try:
+            chunk = self.sock.recv(_CHUNK)
+        except BlockingIOError:  # SO_RCVTIMEO passed
+            raise socket.timeout("timed out") from None
+        self._buffer += chunk
+        return len(chunk)
