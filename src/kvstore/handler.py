@@ -74,35 +74,21 @@ class Handler:
         with _client_errors():
             items = self._check_batch(items)
             level, ttl = parse_level(level), _check_ttl(ttl_seconds)
-            outcomes, valid = [None] * len(items), []
-            for index, item in enumerate(items):
-                try:
-                    self._check_key(item.key)
-                    self._check_value(item.value)
-                    valid.append(index)
-                except errors.InvalidRequest as exc:
-                    outcomes[index] = exc
-            written = self._coordinator.put_many([(items[i].key, items[i].value) for i in valid], level, ttl)
-            for index, outcome in zip(valid, written):
-                outcomes[index] = outcome
+
+            def check(item):
+                self._check_key(item.key)
+                self._check_value(item.value)
+            outcomes = _per_key(items, check, lambda valid: self._coordinator.put_many(
+                [(item.key, item.value) for item in valid], level, ttl))
             return [_key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, _write_result)
                     for item, outcome in zip(items, outcomes)]
 
     def multi_get(self, keys, level, min_timestamps=None):
         self._wait_until_ready()
         with _client_errors():
-            keys = self._check_batch(keys)
-            level = parse_level(level)
-            outcomes, valid = [None] * len(keys), []
-            for index, key in enumerate(keys):
-                try:
-                    self._check_key(key)
-                    valid.append(index)
-                except errors.InvalidRequest as exc:
-                    outcomes[index] = exc
-            read = self._coordinator.get_many([keys[i] for i in valid], level, min_timestamps or {})
-            for index, outcome in zip(valid, read):
-                outcomes[index] = outcome
+            keys, level = self._check_batch(keys), parse_level(level)
+            outcomes = _per_key(keys, self._check_key,
+                                lambda valid: self._coordinator.get_many(valid, level, min_timestamps or {}))
             return [_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result)
                     for key, outcome in zip(keys, outcomes)]
 
@@ -223,6 +209,21 @@ def _check_ttl(ttl):
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise errors.InvalidRequest(f"a TTL must be from 1 to {MAX_TTL_SECONDS} seconds, not {ttl}")
     return ttl
+
+
+def _per_key(entries, check, run):
+    """One outcome per entry, in order: InvalidRequest for those check() refuses; for the others,
+    what run(the valid entries) returns for each."""
+    outcomes, valid = [None] * len(entries), []
+    for index, entry in enumerate(entries):
+        try:
+            check(entry)
+            valid.append(index)
+        except errors.InvalidRequest as exc:
+            outcomes[index] = exc
+    for index, outcome in zip(valid, run([entries[i] for i in valid])):
+        outcomes[index] = outcome
+    return outcomes
 
 
 def _write_result(outcome):
