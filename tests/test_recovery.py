@@ -1,5 +1,5 @@
 """A real node's start-up on a torn or corrupt commit log."""
-from kvstore.commitlog import encode_record
+from kvstore.commitlog import encode_record, scan_records
 from kvstore_rpc.ttypes import ConsistencyLevel
 
 QUORUM = ConsistencyLevel.QUORUM
@@ -12,13 +12,19 @@ def fill(cluster, count=20):
     return key_of
 
 
+def records_end(path):
+    """Where the last record ends: a crashed node's log goes on in zeros grown ahead of its records."""
+    return scan_records(path.read_bytes())[1]
+
+
 def test_a_torn_last_record_is_cut_and_everything_acknowledged_replays(cluster):
     keys = fill(cluster)
     before = cluster.dump(2).cells
     cluster.crash(2)
     log_path = cluster.node_dir(2) / "commit.log"
-    with open(log_path, "ab") as f:
-        f.write(encode_record(b"a write that was never acknowledged")[:-7])  # crash mid-append
+    with open(log_path, "r+b") as f:   # crash mid-append: the record's end never landed
+        f.seek(records_end(log_path))
+        f.write(encode_record(b"a write that was never acknowledged")[:-7])
     cluster.restart(2)
     assert cluster.dump(2).cells == before
     assert len(before) == len(keys)
@@ -30,7 +36,7 @@ def test_a_corrupt_record_stops_start_up_naming_file_and_offset(cluster):
     cluster.crash(2)
     log_path = cluster.node_dir(2) / "commit.log"
     data = bytearray(log_path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[records_end(log_path) // 2] ^= 0xFF   # inside the records, not the zeros after them
     log_path.write_bytes(bytes(data))
     proc = cluster.restart(2, wait=False)
     assert proc.wait(20) == 3  # EXIT_CORRUPT

@@ -9,10 +9,19 @@ big-endian. Invariants:
   sequence of records and the caller gets StorageError.
 - A failed fsync leaves the file's state unknown: the log refuses every later
   append until the node restarts and replays it.
-- replay() tells three endings apart: a clean end; a torn tail (the last record
-  incomplete, or zero-filled, as a crash mid-append leaves it), which is cut off
-  with a warning; and corruption (a complete record failing its checksum),
-  which raises CorruptLogError naming the file and offset.
+- The file grows ahead of the records, 1 MiB of zeros at a time, and records are
+  written into those zeros: an fdatasync that does not change the file's size
+  needs no filesystem journal commit, which on one shared disk made every
+  replica's fsync wait for the others'. A clean close cuts the zeros off; after
+  a crash they are the log's preallocated tail. Growing is best effort: when it
+  fails (disk full), the record is written as is and fails on its own.
+- replay() tells three endings apart: a clean end (perhaps followed by zeros);
+  a torn tail (the last record incomplete: cut short, or in the zeros with its
+  checksum trailer still zero, as a crash mid-append leaves it), which is cut
+  off with a warning; and corruption (any other record failing its checksum),
+  which raises CorruptLogError naming the file and offset. A torn record whose
+  trailer landed but whose middle did not is reported as corruption: the safe
+  side, and the operator's --skip-corrupt-records recovers everything else.
 """
 import logging
 import os
@@ -29,6 +38,7 @@ _HEADER = struct.Struct("!II")
 _TRAILER = struct.Struct("!I")
 _LENGTH = struct.Struct("!I")
 MAX_RECORD_BYTES = 1 << 30
+GROW_BYTES = 1 << 20        # zeros added ahead of the records at a time
 RECORD_OVERHEAD = 12 + 25   # the record's framing plus a mutation's head (see cell.encode_mutation)
 
 
@@ -45,7 +55,7 @@ def scan_records(data, path="<memory>", skip_corrupt=False):
     raises CorruptLogError, unless skip_corrupt: then the damaged bytes are
     skipped up to the next record that passes both checksums, and reported."""
     spans, skipped = [], []
-    pos, size = 0, len(data)
+    pos, size, content_end = 0, len(data), content_end_of(data)
     view, crc32 = memoryview(data), zlib.crc32
     header, trailer = _HEADER.unpack_from, _TRAILER.unpack_from
     while pos < size:
@@ -58,13 +68,14 @@ def scan_records(data, path="<memory>", skip_corrupt=False):
                 spans.append((start, stop))
                 pos = stop + _TRAILER.size
                 continue
-        record = _record_at(data, pos, size)  # anything else: tell a torn tail from corruption
+        record = _record_at(data, pos, size, content_end)  # anything else: tell a torn tail from corruption
         if record is _TORN:
             break
         if isinstance(record, str):  # what is wrong with the record at pos
             if not skip_corrupt:
                 raise CorruptLogError(path, pos, record)
-            resume = next((p for p in range(pos + 1, size) if isinstance(_record_at(data, p, size), tuple)), size)
+            resume = next((p for p in range(pos + 1, content_end)
+                           if isinstance(_record_at(data, p, size, content_end), tuple)), content_end)
             skipped.append((pos, resume - pos))
             pos = resume
             continue
@@ -76,21 +87,36 @@ def scan_records(data, path="<memory>", skip_corrupt=False):
 _TORN = object()
 
 
-def _record_at(data, pos, size):
+def content_end_of(data):
+    """The offset just past the last non-zero byte (0 when all are zero): the zeros after it are the
+    log's grown tail, or the unlanded part of a torn record."""
+    view, end = memoryview(data), len(data)
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        kept = len(bytes(view[start:end]).rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return 0
+
+
+def _record_at(data, pos, size, content_end):
     """((start, end) of the payload, next offset) for a good record; _TORN for a torn tail; else why
     it is corrupt."""
     if size - pos < _HEADER.size:
         return _TORN  # a header cut short
     length, header_crc = _HEADER.unpack_from(data, pos)
     if zlib.crc32(data[pos:pos + 4]) != header_crc:
-        if not any(data[pos:]):
-            return _TORN  # zero-filled tail: the file grew but the bytes never landed
+        if pos + 4 >= content_end:
+            return _TORN  # its checksum and everything after are zeros: the header never finished landing
         return "record header fails its checksum"
     end = pos + _HEADER.size + length + _TRAILER.size
     if end > size:
         return _TORN  # payload cut short
     start, stop = pos + _HEADER.size, end - _TRAILER.size
     if zlib.crc32(memoryview(data)[start:stop]) != _TRAILER.unpack_from(data, stop)[0]:
+        if stop >= content_end:
+            return _TORN  # written into the preallocated zeros, its trailer and all after it never landed
         return f"record of {length} bytes fails its checksum"
     return (start, stop), end
 
@@ -136,7 +162,9 @@ class CommitLog:
             self.rewrite([data[start:end] for start, end in spans])
             os.close(self._fd)  # replay the clean log as if it had always been so
             return self.replay_spans()
-        if good_end < len(data):
+        if good_end < len(data) and good_end >= content_end_of(data):
+            os.truncate(self.path, good_end)  # the zeros grown ahead of the records: nothing was lost
+        elif good_end < len(data):
             log.warning("torn tail in %s: cut %d bytes at offset %d (a crash during an append; "
                         "that write was never acknowledged)", self.path, len(data) - good_end, good_end)
             os.truncate(self.path, good_end)
@@ -144,8 +172,9 @@ class CommitLog:
         return data, spans
 
     def _open(self, size):
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         self._written = self._synced = size
+        self._allocated = os.fstat(self._fd).st_size
         _sync_directory(self.path)
 
     def append(self, payload):
@@ -158,15 +187,27 @@ class CommitLog:
         with self._write_lock:
             self._check_usable()
             start = self._written
+            if start + len(record) > self._allocated:
+                self._grow(start + len(record))
             try:
-                _write_fully(self._fd, record)
+                _write_fully(self._fd, record, start)
             except OSError as exc:
                 os.ftruncate(self._fd, start)  # keep the log a clean sequence of records
+                self._allocated = start
                 raise StorageError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
             self._written = start + len(record)
             self.records_written += len(payloads)
             end = self._written
         self._sync_to(end)
+
+    def _grow(self, needed):
+        """Zeros ahead of the records, up to at least `needed` bytes; best effort (see the docstring)."""
+        size = needed + GROW_BYTES
+        try:
+            _write_fully(self._fd, bytes(size - self._allocated), self._allocated)
+        except OSError as exc:
+            log.debug("could not grow %s ahead of its records: %s", self.path, exc)
+        self._allocated = os.fstat(self._fd).st_size
 
     def _check_usable(self):
         if self._fd is None:
@@ -208,7 +249,7 @@ class CommitLog:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    _write_fully(fd, data)
+                    _write_fully(fd, data, 0)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -230,15 +271,19 @@ class CommitLog:
                 self._sync_to(self._written)
             except StorageError as exc:
                 log.error("closing %s without a final sync: %s", self.path, exc)
+            try:
+                os.ftruncate(self._fd, self._written)  # a clean log ends at its last record
+            except OSError as exc:
+                log.warning("could not cut the preallocated zeros off %s: %s", self.path, exc)
             os.close(self._fd)
             self._fd = None
 
 
-def _write_fully(fd, data):
+def _write_fully(fd, data, offset):
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
-        view = view[written:]
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _sync_directory(path):
