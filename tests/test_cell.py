@@ -1,12 +1,11 @@
 """Last write wins, with Cassandra's tie-breaks for deletes and expiry; the clock; the codec; the levels."""
 import itertools
+import struct
 
 import pytest
 
-import struct
-
-from kvstore.cell import (Cell, decode_mutation, decode_mutations, encode_mutation, newer, purge, reconcile,
-                          seconds_left, tombstone, visible)
+from kvstore.cell import (Cell, decode_mutation, encode_mutation, newer, purge, reconcile,
+                          replay_into, seconds_left, tombstone, visible)
 from kvstore.clock import Clock
 from kvstore.consistency import Level, block_for, parse_level
 from kvstore.errors import InvalidRequest
@@ -80,15 +79,31 @@ def test_absent_loses_to_anything():
 def test_mutation_codec_round_trip(cell):
     data = encode_mutation(b"\x00key", cell)
     assert decode_mutation(data) == (b"\x00key", cell, len(data))
-    assert list(decode_mutations(data, [(0, len(data))])) == [(b"\x00key", cell)]
+    replayed = {}
+    replay_into(replayed, data, [(0, len(data))])
+    assert replayed == {b"\x00key": cell} and type(replayed[b"\x00key"]) is Cell
     with pytest.raises(ValueError):
         decode_mutation(data[:-1])
+
+
+def test_replay_merges_records_by_last_write_wins_whatever_their_order():
+    records = [encode_mutation(b"k", Cell(b"new", 5)), encode_mutation(b"k", Cell(b"old", 4)),
+               encode_mutation(b"k", tombstone(5)), encode_mutation(b"j", Cell(b"x", 1))]
+    data, spans, at = b"".join(records), [], 0
+    for record in records:
+        spans.append((at, at + len(record)))
+        at += len(record)
+    replayed = {}
+    replay_into(replayed, data, spans)
+    assert replayed == {b"k": tombstone(5), b"j": Cell(b"x", 1)}
 
 
 def test_records_of_the_first_format_still_replay():
     old = struct.pack("!IqI", 3, 42, 5) + b"key" + b"value"   # key length, timestamp, value length
     assert decode_mutation(old) == (b"key", Cell(b"value", 42), len(old))
-    assert list(decode_mutations(old, [(0, len(old))])) == [(b"key", Cell(b"value", 42))]
+    replayed = {}
+    replay_into(replayed, old, [(0, len(old))])
+    assert replayed == {b"key": Cell(b"value", 42)}
 
 
 def test_clock_strictly_increases_when_the_wall_clock_steps_back():

@@ -23,7 +23,7 @@ import time
 
 from sortedcontainers import SortedList
 
-from kvstore.cell import decode_mutations, encode_mutation, newer, purge
+from kvstore.cell import encode_mutation, newer, purge, replay_into
 from kvstore.commitlog import RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
 
@@ -63,10 +63,7 @@ class Storage:
         data, spans = self._log.replay_spans(skip_corrupt)
         cells = self._cells
         try:
-            for key, cell in decode_mutations(data, spans):
-                held = cells.get(key)
-                if held is None or newer(held, cell) is cell:
-                    cells[key] = cell
+            replay_into(cells, data, spans)
         except ValueError as exc:
             raise CorruptLogError(self._log.path, "a record", str(exc)) from None
         self._keys = SortedList(cells)
