@@ -9,7 +9,8 @@ replicas that are down, and answer once `block_for` replicas acknowledged.
 Replicas that fail or miss the deadline get a hint too. No thread waits on a
 peer on the request's behalf: outcomes arrive as callbacks (responses.py).
 
-A read: ask every live replica at once, answer from the first `block_for`
+A read: ask every live replica at once (at ONE, a node holding the key reads only
+its own copy, unless a session asks for more), answer from the first `block_for`
 answers with the newest cell (a tombstone or an expired cell reads as absent),
 repairing the stale ones among them before answering (so a later QUORUM read
 cannot see older data) and late ones in the background. With a session
@@ -26,7 +27,7 @@ from typing import NamedTuple
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
 from kvstore.consistency import block_for
 from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
-from kvstore.responses import Responses
+from kvstore.responses import Responses, reasons
 from kvstore.scans import merge_pages
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ class Coordinator:
             except (Unavailable, InvalidRequest) as exc:
                 outcomes[index] = exc
                 continue
+            if needed == 1 and self._local_id in alive and not min_timestamps.get(key):
+                alive = [self._local_id]   # ONE, and this node holds the key: its own copy answers, no RPC
             pending.append((index, key, alive, Responses(needed, len(alive))))
         for node_id, requests in self._by_node(
                 (alive, lambda n, k=key, r=responses: (k, self._read_done(n, r)))
@@ -197,7 +200,7 @@ class Coordinator:
         if not responses.wait(deadline):
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} read needs {needed} replicas, {len(answered)} answered in time"
-                           + _reasons(failures), len(answered), needed)
+                           + reasons(failures), len(answered), needed)
         answers, _ = responses.snapshot()
         newest = reconcile(cell for _, cell in answers)
         if min_timestamp and _timestamp(newest) < min_timestamp:
@@ -208,7 +211,7 @@ class Coordinator:
             if _timestamp(newest) < min_timestamp:
                 raise StaleRead(
                     f"StaleRead: no replica of {key!r} that answered ({len(answers)} of {alive} alive"
-                    f"{_reasons(failures)}) has a write as new as this session's timestamp {min_timestamp}; "
+                    f"{reasons(failures)}) has a write as new as this session's timestamp {min_timestamp}; "
                     f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
                     "retry later, or read at a higher level", min_timestamp, _timestamp(newest))
             needed = len(answers)
@@ -231,7 +234,7 @@ class Coordinator:
         if not responses.wait(deadline, needed=max(0, needed - holding)):
             repaired, failures = responses.snapshot()
             raise TimedOut(f"{level.name} read found stale replicas and could not repair enough of them in time"
-                           + _reasons(failures), holding + len(repaired), needed)
+                           + reasons(failures), holding + len(repaired), needed)
         repaired, _ = responses.snapshot()
         return [node_id for node_id, _ in repaired]
 
@@ -291,7 +294,7 @@ class Coordinator:
         if not responses.wait(deadline):
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} scan of a token range needs {needed} replicas, "
-                           f"{len(answered)} answered in time" + _reasons(failures), len(answered), needed)
+                           f"{len(answered)} answered in time" + reasons(failures), len(answered), needed)
         merged, stale, covered = merge_pages(responses.snapshot()[0], limit, high)
         if stale:
             log.debug("scan repairs %d stale cells", len(stale))
@@ -309,12 +312,6 @@ def _raise_or_return(outcome):
     return outcome
 
 
-def _reasons(failures):
-    if not failures:
-        return ""
-    return " (" + "; ".join(f"node {n}: {why}" for n, why in sorted(failures.items())) + ")"
-
-
 def _write_failure_message(level, acked, needed, failures):
-    return (f"{level.name} write needs {needed} acknowledgements, got {acked}{_reasons(failures)}; "
+    return (f"{level.name} write needs {needed} acknowledgements, got {acked}{reasons(failures)}; "
             "the write may or may not have been applied (replicas that missed it will get a hint)")

@@ -64,3 +64,10 @@ class Responses:
     def snapshot(self):
         with self._cond:
             return list(self.answers), dict(self.failures)
+
+
+def reasons(failures):
+    """' (node 1: why; node 2: why)' from {node_id: why}, or '' when none failed: for error messages."""
+    if not failures:
+        return ""
+    return " (" + "; ".join(f"node {n}: {why}" for n, why in sorted(failures.items())) + ")"
