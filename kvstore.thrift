@@ -127,6 +127,8 @@ struct NodeDump {
   /** Records appended to the commit log since the node started, and the fsyncs that made them durable. */
   6: i64 records_written,
   7: i64 fsyncs,
+  /** With a limit: where the next page starts (pass it as `start`); unset after the last page. */
+  8: optional binary next_start,
 }
 
 /** The request itself is wrong (empty or oversized key, oversized value, unknown level); `why` says how. */
@@ -267,8 +269,12 @@ service KVStore {
   /** Liveness: sender announces itself; the answer names this node and its generation. */
   Heartbeat heartbeat(1: i32 from_node),
 
-  /** This replica's state, for the inspector; with a non-empty `key`, only that key. */
-  NodeDump dump(1: binary key),
+  /**
+   * This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
+   * cells from `start` in key order, tombstones included: all of them, or at most `limit` (> 0),
+   * so that a large replica is read a page at a time.
+   */
+  NodeDump dump(1: binary key, 2: binary start, 3: i32 limit),
 
   /**
    * Compact this replica's log now (as nodetool compact): expired values become tombstones,

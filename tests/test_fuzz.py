@@ -39,7 +39,7 @@ def valid_calls(rng):
             ("get_endpoints", (key,)),
             ("describe_ring", ()), ("replica_write", (ttypes.Mutation(key, cell),)), ("replica_read", (key,)),
             ("deliver_hints", ([ttypes.Mutation(key, cell)] * rng.randint(0, 3),)),
-            ("heartbeat", (rng.randint(-5, 10),)), ("dump", (key,))]
+            ("heartbeat", (rng.randint(-5, 10),)), ("dump", (rng.choice([key, b""]), value, rng.choice([0, 3, -1])))]
 
 
 def encode(method, args):

@@ -169,3 +169,17 @@ def test_inspector_reports_a_down_node_as_down(cluster):
     assert "pending hints: node 2: 1" in text
     report = json.loads(inspect(cluster, "--json"))
     assert report["nodes"][2]["up"] is False and report["nodes"][2]["error"]
+
+
+def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster):
+    from kvstore.client import dump_replica
+    from kvstore.replicas import from_cell
+    with shared_cluster.client() as kv:
+        kv.mput({b"\x20page-%02d" % i: b"v%d" % i for i in range(25)}, "ALL")
+        kv.delete(b"\x20page-07", "ALL")
+    node = shared_cluster.nodes[0]
+    first = shared_cluster.call(0, "dump", None, b"", 4)
+    assert len(first.cells) == 4 and first.next_start == first.cells[-1].key + b"\x00"
+    paged = dump_replica((node.host, node.port), page=4)
+    whole = {m.key: from_cell(m.cell) for m in shared_cluster.dump(0).cells}
+    assert paged.cells == whole and len(whole) >= 25 and whole[b"\x20page-07"].value is None

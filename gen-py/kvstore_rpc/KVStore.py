@@ -208,12 +208,16 @@ class Iface(object):
         """
         pass
 
-    def dump(self, key):
+    def dump(self, key, start, limit):
         """
-        This replica's state, for the inspector; with a non-empty `key`, only that key.
+        This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
+        cells from `start` in key order, tombstones included: all of them, or at most `limit` (> 0),
+        so that a large replica is read a page at a time.
 
         Parameters:
          - key
+         - start
+         - limit
 
         """
         pass
@@ -902,21 +906,27 @@ class Client(Iface):
             return result.success
         raise TApplicationException(TApplicationException.MISSING_RESULT, "heartbeat failed: unknown result")
 
-    def dump(self, key):
+    def dump(self, key, start, limit):
         """
-        This replica's state, for the inspector; with a non-empty `key`, only that key.
+        This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
+        cells from `start` in key order, tombstones included: all of them, or at most `limit` (> 0),
+        so that a large replica is read a page at a time.
 
         Parameters:
          - key
+         - start
+         - limit
 
         """
-        self.send_dump(key)
+        self.send_dump(key, start, limit)
         return self.recv_dump()
 
-    def send_dump(self, key):
+    def send_dump(self, key, start, limit):
         self._oprot.writeMessageBegin('dump', TMessageType.CALL, self._seqid)
         args = dump_args()
         args.key = key
+        args.start = start
+        args.limit = limit
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -1505,7 +1515,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = dump_result()
         try:
-            result.success = self._handler.dump(args.key)
+            result.success = self._handler.dump(args.key, args.start, args.limit)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -4290,12 +4300,16 @@ class dump_args(object):
     """
     Attributes:
      - key
+     - start
+     - limit
 
     """
 
 
-    def __init__(self, key=None,):
+    def __init__(self, key=None, start=None, limit=None,):
         self.key = key
+        self.start = start
+        self.limit = limit
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -4311,6 +4325,16 @@ class dump_args(object):
                     self.key = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.start = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -4324,6 +4348,14 @@ class dump_args(object):
         if self.key is not None:
             oprot.writeFieldBegin('key', TType.STRING, 1)
             oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.start is not None:
+            oprot.writeFieldBegin('start', TType.STRING, 2)
+            oprot.writeBinary(self.start)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 3)
+            oprot.writeI32(self.limit)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -4345,6 +4377,8 @@ all_structs.append(dump_args)
 dump_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'start', 'BINARY', None, ),  # 2
+    (3, TType.I32, 'limit', None, None, ),  # 3
 )
 
 

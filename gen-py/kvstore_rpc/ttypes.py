@@ -873,11 +873,12 @@ class NodeDump(object):
      - hint_log_bytes: Bytes of the hint logs on disk.
      - records_written: Records appended to the commit log since the node started, and the fsyncs that made them durable.
      - fsyncs
+     - next_start: With a limit: where the next page starts (pass it as `start`); unset after the last page.
 
     """
 
 
-    def __init__(self, node_id=None, cells=None, pending_hints=None, log_bytes=None, hint_log_bytes=None, records_written=None, fsyncs=None,):
+    def __init__(self, node_id=None, cells=None, pending_hints=None, log_bytes=None, hint_log_bytes=None, records_written=None, fsyncs=None, next_start=None,):
         self.node_id = node_id
         self.cells = cells
         self.pending_hints = pending_hints
@@ -885,6 +886,7 @@ class NodeDump(object):
         self.hint_log_bytes = hint_log_bytes
         self.records_written = records_written
         self.fsyncs = fsyncs
+        self.next_start = next_start
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -942,6 +944,11 @@ class NodeDump(object):
                     self.fsyncs = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 8:
+                if ftype == TType.STRING:
+                    self.next_start = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -986,6 +993,10 @@ class NodeDump(object):
         if self.fsyncs is not None:
             oprot.writeFieldBegin('fsyncs', TType.I64, 7)
             oprot.writeI64(self.fsyncs)
+            oprot.writeFieldEnd()
+        if self.next_start is not None:
+            oprot.writeFieldBegin('next_start', TType.STRING, 8)
+            oprot.writeBinary(self.next_start)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1754,6 +1765,7 @@ NodeDump.thrift_spec = (
     (5, TType.I64, 'hint_log_bytes', None, None, ),  # 5
     (6, TType.I64, 'records_written', None, None, ),  # 6
     (7, TType.I64, 'fsyncs', None, None, ),  # 7
+    (8, TType.STRING, 'next_start', 'BINARY', None, ),  # 8
 )
 all_structs.append(InvalidRequest)
 InvalidRequest.thrift_spec = (

@@ -274,12 +274,19 @@ class ReplicaDump(NamedTuple):
     hint_log_bytes: int
 
 
-def dump_replica(address, key=None, timeout=CALL_TIMEOUT):
-    """The state of the replica at address (one node, not the cluster): every key, or only `key`."""
+DUMP_PAGE = 10_000
+
+
+def dump_replica(address, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE):
+    """The state of the replica at address (one node, not the cluster): every key (read `page` keys a
+    call, so a large replica never needs one huge frame), or only `key`."""
     connection = Connection(*address, connect_timeout=1.0)
     try:
-        dump = connection.call("dump", (key,), timeout)
+        dump = connection.call("dump", (key, b"", 0 if key else page), timeout)
+        cells = {m.key: from_cell(m.cell) for m in dump.cells}
+        while dump.next_start is not None:
+            dump = connection.call("dump", (None, dump.next_start, page), timeout)
+            cells.update((m.key, from_cell(m.cell)) for m in dump.cells)
     finally:
         connection.close()
-    return ReplicaDump({m.key: from_cell(m.cell) for m in dump.cells}, dict(dump.pending_hints),
-                       dump.log_bytes, dump.hint_log_bytes)
+    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes)

@@ -192,15 +192,20 @@ class Handler:
             self._detector.mark_up(from_node)
         return ttypes.Heartbeat(self._node_id, self._generation)
 
-    def dump(self, key):
+    def dump(self, key, start=None, limit=None):
+        next_start = None
         if key:
             cell = self._storage.get(key)
             items = [(key, cell)] if cell is not None else []
+        elif limit and limit > 0:
+            items = self._storage.scan(start or b"", None, min(limit, MAX_SCAN_LIMIT))
+            if len(items) == min(limit, MAX_SCAN_LIMIT):
+                next_start = items[-1][0] + b"\x00"
         else:
             items = self._storage.items()
         records, fsyncs = self._storage.log_counters
         return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
-                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs)
+                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
 
 
 def _check_ttl(ttl):
