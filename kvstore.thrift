@@ -208,13 +208,16 @@ service KVStore {
   WriteResult remove(1: binary key, 2: ConsistencyLevel level)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
 
-  /** Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back. */
-  ExpireResult expire(1: binary key, 2: i32 seconds, 3: ConsistencyLevel level)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+  /**
+   * Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
+   * min_timestamp: a session's, as for get.
+   */
+  ExpireResult expire(1: binary key, 2: i32 seconds, 3: ConsistencyLevel level, 4: i64 min_timestamp)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale),
 
   /** Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist. */
-  i64 ttl(1: binary key, 2: ConsistencyLevel level)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+  i64 ttl(1: binary key, 2: ConsistencyLevel level, 3: i64 min_timestamp)
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale),
 
   /**
    * Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.

@@ -44,6 +44,10 @@ def test_stale_read_when_no_reachable_replica_has_the_sessions_write(cluster):
             kv.get(key, "ONE")
         assert (info.value.wanted, info.value.seen) == (written.timestamp, old.timestamp)
         assert str(info.value).startswith("StaleRead: no replica of")
+        with pytest.raises(StaleRead):   # ttl and expire read through the session too
+            kv.ttl(key, "ONE")
+        with pytest.raises(StaleRead):
+            kv.expire(key, 60, "ONE")
         # Without the session the old value comes back silently: what the session protects against.
         kv.session = False
         assert kv.get(key, "ONE").value == b"old"

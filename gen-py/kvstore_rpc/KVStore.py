@@ -57,25 +57,28 @@ class Iface(object):
         """
         pass
 
-    def expire(self, key, seconds, level):
+    def expire(self, key, seconds, level, min_timestamp):
         """
         Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
+        min_timestamp: a session's, as for get.
 
         Parameters:
          - key
          - seconds
          - level
+         - min_timestamp
 
         """
         pass
 
-    def ttl(self, key, level):
+    def ttl(self, key, level, min_timestamp):
         """
         Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist.
 
         Parameters:
          - key
          - level
+         - min_timestamp
 
         """
         pass
@@ -374,25 +377,28 @@ class Client(Iface):
             raise result.timed_out
         raise TApplicationException(TApplicationException.MISSING_RESULT, "remove failed: unknown result")
 
-    def expire(self, key, seconds, level):
+    def expire(self, key, seconds, level, min_timestamp):
         """
         Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
+        min_timestamp: a session's, as for get.
 
         Parameters:
          - key
          - seconds
          - level
+         - min_timestamp
 
         """
-        self.send_expire(key, seconds, level)
+        self.send_expire(key, seconds, level, min_timestamp)
         return self.recv_expire()
 
-    def send_expire(self, key, seconds, level):
+    def send_expire(self, key, seconds, level, min_timestamp):
         self._oprot.writeMessageBegin('expire', TMessageType.CALL, self._seqid)
         args = expire_args()
         args.key = key
         args.seconds = seconds
         args.level = level
+        args.min_timestamp = min_timestamp
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -416,25 +422,29 @@ class Client(Iface):
             raise result.unavailable
         if result.timed_out is not None:
             raise result.timed_out
+        if result.stale is not None:
+            raise result.stale
         raise TApplicationException(TApplicationException.MISSING_RESULT, "expire failed: unknown result")
 
-    def ttl(self, key, level):
+    def ttl(self, key, level, min_timestamp):
         """
         Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist.
 
         Parameters:
          - key
          - level
+         - min_timestamp
 
         """
-        self.send_ttl(key, level)
+        self.send_ttl(key, level, min_timestamp)
         return self.recv_ttl()
 
-    def send_ttl(self, key, level):
+    def send_ttl(self, key, level, min_timestamp):
         self._oprot.writeMessageBegin('ttl', TMessageType.CALL, self._seqid)
         args = ttl_args()
         args.key = key
         args.level = level
+        args.min_timestamp = min_timestamp
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -458,6 +468,8 @@ class Client(Iface):
             raise result.unavailable
         if result.timed_out is not None:
             raise result.timed_out
+        if result.stale is not None:
+            raise result.stale
         raise TApplicationException(TApplicationException.MISSING_RESULT, "ttl failed: unknown result")
 
     def multi_put(self, items, level, ttl_seconds):
@@ -1130,7 +1142,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = expire_result()
         try:
-            result.success = self._handler.expire(args.key, args.seconds, args.level)
+            result.success = self._handler.expire(args.key, args.seconds, args.level, args.min_timestamp)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1143,6 +1155,9 @@ class Processor(Iface, TProcessor):
         except TimedOut as timed_out:
             msg_type = TMessageType.REPLY
             result.timed_out = timed_out
+        except StaleRead as stale:
+            msg_type = TMessageType.REPLY
+            result.stale = stale
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -1162,7 +1177,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = ttl_result()
         try:
-            result.success = self._handler.ttl(args.key, args.level)
+            result.success = self._handler.ttl(args.key, args.level, args.min_timestamp)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1175,6 +1190,9 @@ class Processor(Iface, TProcessor):
         except TimedOut as timed_out:
             msg_type = TMessageType.REPLY
             result.timed_out = timed_out
+        except StaleRead as stale:
+            msg_type = TMessageType.REPLY
+            result.stale = stale
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2131,14 +2149,16 @@ class expire_args(object):
      - key
      - seconds
      - level
+     - min_timestamp
 
     """
 
 
-    def __init__(self, key=None, seconds=None, level=None,):
+    def __init__(self, key=None, seconds=None, level=None, min_timestamp=None,):
         self.key = key
         self.seconds = seconds
         self.level = level
+        self.min_timestamp = min_timestamp
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2164,6 +2184,11 @@ class expire_args(object):
                     self.level = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I64:
+                    self.min_timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2185,6 +2210,10 @@ class expire_args(object):
         if self.level is not None:
             oprot.writeFieldBegin('level', TType.I32, 3)
             oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.min_timestamp is not None:
+            oprot.writeFieldBegin('min_timestamp', TType.I64, 4)
+            oprot.writeI64(self.min_timestamp)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2208,6 +2237,7 @@ expire_args.thrift_spec = (
     (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
     (2, TType.I32, 'seconds', None, None, ),  # 2
     (3, TType.I32, 'level', None, None, ),  # 3
+    (4, TType.I64, 'min_timestamp', None, None, ),  # 4
 )
 
 
@@ -2218,15 +2248,17 @@ class expire_result(object):
      - invalid
      - unavailable
      - timed_out
+     - stale
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
+        self.stale = stale
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2258,6 +2290,11 @@ class expire_result(object):
                     self.timed_out = TimedOut.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRUCT:
+                    self.stale = StaleRead.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2284,6 +2321,10 @@ class expire_result(object):
             oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
             self.timed_out.write(oprot)
             oprot.writeFieldEnd()
+        if self.stale is not None:
+            oprot.writeFieldBegin('stale', TType.STRUCT, 4)
+            self.stale.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2306,6 +2347,7 @@ expire_result.thrift_spec = (
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+    (4, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 4
 )
 
 
@@ -2314,13 +2356,15 @@ class ttl_args(object):
     Attributes:
      - key
      - level
+     - min_timestamp
 
     """
 
 
-    def __init__(self, key=None, level=None,):
+    def __init__(self, key=None, level=None, min_timestamp=None,):
         self.key = key
         self.level = level
+        self.min_timestamp = min_timestamp
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2341,6 +2385,11 @@ class ttl_args(object):
                     self.level = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.min_timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2358,6 +2407,10 @@ class ttl_args(object):
         if self.level is not None:
             oprot.writeFieldBegin('level', TType.I32, 2)
             oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.min_timestamp is not None:
+            oprot.writeFieldBegin('min_timestamp', TType.I64, 3)
+            oprot.writeI64(self.min_timestamp)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2380,6 +2433,7 @@ ttl_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
     (2, TType.I32, 'level', None, None, ),  # 2
+    (3, TType.I64, 'min_timestamp', None, None, ),  # 3
 )
 
 
@@ -2390,15 +2444,17 @@ class ttl_result(object):
      - invalid
      - unavailable
      - timed_out
+     - stale
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
+        self.stale = stale
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2429,6 +2485,11 @@ class ttl_result(object):
                     self.timed_out = TimedOut.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRUCT:
+                    self.stale = StaleRead.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2455,6 +2516,10 @@ class ttl_result(object):
             oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
             self.timed_out.write(oprot)
             oprot.writeFieldEnd()
+        if self.stale is not None:
+            oprot.writeFieldBegin('stale', TType.STRUCT, 4)
+            self.stale.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2477,6 +2542,7 @@ ttl_result.thrift_spec = (
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+    (4, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 4
 )
 
 

@@ -109,7 +109,7 @@ class Client:
         return self.get_detail(key, level).value
 
     def get_detail(self, key, level=None):
-        result = self._call("get", key, self._level(level), self._seen.get(key, 0) if self.session else 0)
+        result = self._call("get", key, self._level(level), self._floor(key))
         return ReadDetail(self._value(key, result.cell), result.answered, result.repaired)
 
     def delete(self, key, level=None):
@@ -119,12 +119,12 @@ class Client:
     def expire(self, key, seconds, level=None):
         """Make an existing key expire `seconds` from now (0 or less deletes it). -> Written, or None when
         the key does not exist."""
-        result = self._call("expire", key, seconds, self._level(level), write=True)
+        result = self._call("expire", key, seconds, self._level(level), self._floor(key), write=True)
         return self._written(key, result.write) if result.found else None
 
     def ttl(self, key, level=None):
         """Seconds until key expires; -1 when it never does; -2 when it does not exist (as Redis)."""
-        return self._call("ttl", key, self._level(level))
+        return self._call("ttl", key, self._level(level), self._floor(key))
 
     def endpoints(self, key):
         """[NodeInfo] of the nodes holding key's replicas, in ring order."""
@@ -170,6 +170,10 @@ class Client:
 
     def _level(self, level):
         return int(self.level if level is None else parse_level(level))
+
+    def _floor(self, key):
+        """The session's timestamp for key (0: none), sent with a read so it sees this session's writes."""
+        return self._seen.get(key, 0) if self.session else 0
 
     def _written(self, key, result):
         if self.session:

@@ -91,9 +91,9 @@ class Coordinator:
         expires = now + int(ttl * 1_000_000) if ttl else 0
         return self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
-    def expire(self, key, seconds, level):
+    def expire(self, key, seconds, level, min_timestamp=0):
         """Redis EXPIRE -> (found, WriteOutcome or None): read, write back expiring (<= 0 deletes); not atomic."""
-        current = self.get(key, level).cell
+        current = self.get(key, level, min_timestamp).cell
         if current is None:
             return False, None
         if seconds <= 0:
@@ -102,9 +102,9 @@ class Coordinator:
         write = self._write_many([(key, Cell(current.value, now, now + int(seconds * 1_000_000)))], level)[0]
         return True, _raise_or_return(write)
 
-    def ttl(self, key, level):
+    def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
-        return seconds_left(self.get(key, level).cell, self._clock.now())
+        return seconds_left(self.get(key, level, min_timestamp).cell, self._clock.now())
 
     def _write_many(self, writes, level):
         deadline = time.monotonic() + self._timeout

@@ -53,21 +53,21 @@ class Handler:
             self._check_key(key)
             return _write_result(self._coordinator.delete(key, parse_level(level)))
 
-    def expire(self, key, seconds, level):
+    def expire(self, key, seconds, level, min_timestamp=None):
         self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
             if seconds is None:
                 raise errors.InvalidRequest("expire needs a number of seconds")
             seconds = seconds if seconds <= 0 else _check_ttl(seconds)   # <= 0 deletes, as in Redis
-            found, outcome = self._coordinator.expire(key, seconds, parse_level(level))
+            found, outcome = self._coordinator.expire(key, seconds, parse_level(level), min_timestamp or 0)
             return ttypes.ExpireResult(found, _write_result(outcome) if outcome else None)
 
-    def ttl(self, key, level):
+    def ttl(self, key, level, min_timestamp=None):
         self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
-            return self._coordinator.ttl(key, parse_level(level))
+            return self._coordinator.ttl(key, parse_level(level), min_timestamp or 0)
 
     def multi_put(self, items, level, ttl_seconds=None):
         self._wait_until_ready()
