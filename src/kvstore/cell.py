@@ -22,7 +22,6 @@ from typing import NamedTuple, Optional
 _V0_HEAD = struct.Struct("!IqI")     # key length, timestamp, value length (live cells only)
 _V1_HEAD = struct.Struct("!BIqqI")   # kind, key length, timestamp, expires, value length
 _KIND_VALUE, _KIND_TOMBSTONE = 1, 2
-MUTATION_HEAD_BYTES = _V1_HEAD.size
 
 
 class Cell(NamedTuple):
@@ -30,10 +29,6 @@ class Cell(NamedTuple):
     value: Optional[bytes]   # None: a tombstone
     timestamp: int
     expires: int = 0         # live: 0 or when it expires; tombstone: when it was deleted (microseconds)
-
-    @property
-    def is_tombstone(self):
-        return self.value is None
 
 
 def tombstone(timestamp, deleted_at=None):

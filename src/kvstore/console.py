@@ -102,7 +102,7 @@ class Console:
     def cmd_put(self, args):
         ttl = None
         if len(args) >= 4 and args[-2].lower() == "ttl":   # KEY VALUE [LEVEL] ttl N: a key may be named ttl
-            ttl = _seconds(args[-1], "ttl")
+            ttl = _whole_number(args[-1], "ttl")
             args = args[:-2]
         if len(args) not in (2, 3):
             raise CommandError("usage: put KEY VALUE [one|quorum|all] [ttl SECONDS]")
@@ -133,7 +133,7 @@ class Console:
     def cmd_expire(self, args):
         if len(args) not in (2, 3):
             raise CommandError("usage: expire KEY SECONDS [one|quorum|all]")
-        seconds, level = _seconds(args[1], "expire", allow_zero=True), self._level(args, 2)
+        seconds, level = _whole_number(args[1], "expire", allow_zero=True), self._level(args, 2)
         written = self.client.expire(args[0].encode(), seconds, level)
         if written is None:
             self._print("(not found)  [nothing to expire]")
@@ -176,7 +176,7 @@ class Console:
         limit = None
         for i, word in enumerate(args):
             if word.lower() == "limit" and i + 1 < len(args):
-                limit = _seconds(args[i + 1], "limit")
+                limit = _whole_number(args[i + 1], "limit")
                 args = args[:i] + args[i + 2:]
                 break
         if len(args) not in (2, 3):
@@ -221,7 +221,7 @@ class Console:
         self._print(HELP)
 
 
-def _seconds(word, what, allow_zero=False):
+def _whole_number(word, what, allow_zero=False):
     try:
         value = int(word)
     except ValueError:

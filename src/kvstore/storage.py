@@ -165,9 +165,9 @@ class Storage:
             return [(key, self._cells[key]) for key in keys]
 
     def items(self):
-        """A snapshot of (key, cell), sorted by key."""
+        """A snapshot of (key, cell), sorted by key (the key index is already in order)."""
         with self._lock:
-            return sorted(self._cells.items())
+            return [(key, self._cells[key]) for key in self._keys]
 
     def __len__(self):
         return len(self._cells)
