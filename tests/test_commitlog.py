@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from kvstore.commitlog import GROW_BYTES, CommitLog, encode_record
+from kvstore.commitlog import GROW_BYTES, CommitLog
+from kvstore.records import encode_record
 from kvstore.errors import CorruptLogError
 
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "kvstore"
 
 # Modules that must not speak Thrift: the storage and placement core.
-PURE = {"errors", "config", "cell", "clock", "ring", "consistency", "commitlog", "storage", "hints",
+PURE = {"errors", "config", "cell", "clock", "ring", "consistency", "records", "commitlog", "storage", "hints",
         "coordinator", "failure", "handoff"}
 THRIFT_MODULES = {"thrift", "kvstore_rpc"}
 

@@ -1,5 +1,5 @@
 """A real node's start-up on a torn or corrupt commit log."""
-from kvstore.commitlog import encode_record, scan_records
+from kvstore.records import encode_record, scan_records
 from kvstore_rpc.ttypes import ConsistencyLevel
 
 QUORUM = ConsistencyLevel.QUORUM

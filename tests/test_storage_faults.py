@@ -2,7 +2,7 @@
 import psutil
 import pytest
 
-from kvstore.commitlog import scan_records
+from kvstore.records import scan_records
 from kvstore.localcluster import wait_for
 from kvstore_rpc.ttypes import ConsistencyLevel, TimedOut
 

@@ -1,12 +1,13 @@
 """An append-only, checksummed log whose appends are durable when they return.
 
-Record layout: [length u32][crc32 of the length u32][payload][crc32 of the payload u32],
-big-endian. Invariants:
+Records and reading them back: records.py. Invariants:
 - append() returns only after the record is fsynced; concurrent appenders share
-  one fsync (group commit): whoever finds no sync running syncs everything
-  written so far, the others wait for it.
+  one write and one fsync (group commit): an appender that finds no write in
+  progress leads: it writes every queued record in one pwrite, fsyncs, and
+  tells each appender of the group how it went; those arriving meanwhile queue
+  for the next group. An appender does no system call of its own.
 - A failed write (disk full) is cut back off the file, so the log stays a clean
-  sequence of records and the caller gets StorageError.
+  sequence of records and every appender of that group gets StorageError.
 - A failed fsync leaves the file's state unknown: the log refuses every later
   append until the node restarts and replays it.
 - The file grows ahead of the records, 1 MiB of zeros at a time, and records are
@@ -23,102 +24,18 @@ big-endian. Invariants:
   trailer landed but whose middle did not is reported as corruption: the safe
   side, and the operator's --skip-corrupt-records recovers everything else.
 """
+import contextlib
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 
-from kvstore.errors import CorruptLogError, StorageError
+from kvstore.errors import StorageError
+from kvstore.records import content_end_of, encode_record, scan_records
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!II")
-_TRAILER = struct.Struct("!I")
-_LENGTH = struct.Struct("!I")
-MAX_RECORD_BYTES = 1 << 30
 GROW_BYTES = 1 << 20        # zeros added ahead of the records at a time
-RECORD_OVERHEAD = 12 + 25   # the record's framing plus a mutation's head (see cell.encode_mutation)
-
-
-def encode_record(payload):
-    length = _LENGTH.pack(len(payload))
-    return (length + _LENGTH.pack(zlib.crc32(length)) + payload
-            + _TRAILER.pack(zlib.crc32(payload)))
-
-
-def scan_records(data, path="<memory>", skip_corrupt=False):
-    """(payload spans [(start, end)], end of the last good record, skipped [(offset, length)]).
-
-    Everything from the returned end on is a torn tail (or nothing). Corruption
-    raises CorruptLogError, unless skip_corrupt: then the damaged bytes are
-    skipped up to the next record that passes both checksums, and reported."""
-    spans, skipped = [], []
-    pos, size, content_end = 0, len(data), content_end_of(data)
-    view, crc32 = memoryview(data), zlib.crc32
-    header, trailer = _HEADER.unpack_from, _TRAILER.unpack_from
-    while pos < size:
-        if size - pos >= _HEADER.size:  # the common case inline: a whole record, both checksums good
-            length, header_crc = header(data, pos)
-            start = pos + _HEADER.size
-            stop = start + length
-            if (stop + _TRAILER.size <= size and crc32(view[pos:pos + 4]) == header_crc
-                    and crc32(view[start:stop]) == trailer(data, stop)[0]):
-                spans.append((start, stop))
-                pos = stop + _TRAILER.size
-                continue
-        record = _record_at(data, pos, size, content_end)  # anything else: tell a torn tail from corruption
-        if record is _TORN:
-            break
-        if isinstance(record, str):  # what is wrong with the record at pos
-            if not skip_corrupt:
-                raise CorruptLogError(path, pos, record)
-            resume = next((p for p in range(pos + 1, content_end)
-                           if isinstance(_record_at(data, p, size, content_end), tuple)), content_end)
-            skipped.append((pos, resume - pos))
-            pos = resume
-            continue
-        span, pos = record
-        spans.append(span)
-    return spans, pos, skipped
-
-
-_TORN = object()
-
-
-def content_end_of(data):
-    """The offset just past the last non-zero byte (0 when all are zero): the zeros after it are the
-    log's grown tail, or the unlanded part of a torn record."""
-    view, end = memoryview(data), len(data)
-    while end > 0:
-        start = max(0, end - (1 << 16))
-        kept = len(bytes(view[start:end]).rstrip(b"\0"))
-        if kept:
-            return start + kept
-        end = start
-    return 0
-
-
-def _record_at(data, pos, size, content_end):
-    """((start, end) of the payload, next offset) for a good record; _TORN for a torn tail; else why
-    it is corrupt."""
-    if size - pos < _HEADER.size:
-        return _TORN  # a header cut short
-    length, header_crc = _HEADER.unpack_from(data, pos)
-    if zlib.crc32(data[pos:pos + 4]) != header_crc:
-        if pos + 4 >= content_end:
-            return _TORN  # its checksum and everything after are zeros: the header never finished landing
-        return "record header fails its checksum"
-    end = pos + _HEADER.size + length + _TRAILER.size
-    if end > size:
-        return _TORN  # payload cut short
-    start, stop = pos + _HEADER.size, end - _TRAILER.size
-    if zlib.crc32(memoryview(data)[start:stop]) != _TRAILER.unpack_from(data, stop)[0]:
-        if stop >= content_end:
-            return _TORN  # written into the preallocated zeros, its trailer and all after it never landed
-        return f"record of {length} bytes fails its checksum"
-    return (start, stop), end
 
 
 class CommitLog:
@@ -126,11 +43,10 @@ class CommitLog:
         self.path = str(path)
         self._sync = sync
         self._fd = None
-        self._write_lock = threading.Lock()   # orders writes and guards the offsets
-        self._sync_cond = threading.Condition()
+        self._cond = threading.Condition()   # guards the queue and _busy
+        self._queue = []        # _Pending appends not written yet
+        self._busy = False      # a thread is writing the file (a group leader, a rewrite, close)
         self._written = 0
-        self._synced = 0
-        self._syncing = False
         self._failed = None
         self.fsync_count = 0
         self.records_written = 0   # with fsync_count: how well group commit groups
@@ -173,7 +89,7 @@ class CommitLog:
 
     def _open(self, size):
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._written = self._synced = size
+        self._written = size
         self._allocated = os.fstat(self._fd).st_size
         _sync_directory(self.path)
 
@@ -183,22 +99,71 @@ class CommitLog:
 
     def append_all(self, payloads):
         """Append records in order; all durable when this returns (one fsync, shared)."""
-        record = b"".join(encode_record(p) for p in payloads)
-        with self._write_lock:
+        pending = _Pending(b"".join(encode_record(p) for p in payloads), len(payloads))
+        with self._cond:
             self._check_usable()
-            start = self._written
-            if start + len(record) > self._allocated:
-                self._grow(start + len(record))
+            self._queue.append(pending)
+            while not pending.done:
+                if self._busy:
+                    self._cond.wait()   # a leader is writing: ours goes in the next group, or is in this one
+                else:
+                    self._lead()
+        if pending.error is not None:
+            raise pending.error
+
+    def _lead(self):
+        """Write and sync every queued record as one group (called holding the condition; it is
+        released during the I/O), then tell each appender of the group how it went."""
+        group, self._queue = self._queue, []
+        with self._exclusive(locked=True):
+            error = self._write_and_sync(b"".join(p.record for p in group), sum(p.count for p in group))
+        for pending in group:
+            pending.done, pending.error = True, error
+
+    def _write_and_sync(self, data, count):
+        """None, or the StorageError every record of data gets. Run by one thread at a time."""
+        if self._fd is None or self._failed is not None:
             try:
-                _write_fully(self._fd, record, start)
-            except OSError as exc:
-                os.ftruncate(self._fd, start)  # keep the log a clean sequence of records
-                self._allocated = start
-                raise StorageError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
-            self._written = start + len(record)
-            self.records_written += len(payloads)
-            end = self._written
-        self._sync_to(end)
+                self._check_usable()
+            except StorageError as exc:
+                return exc
+        start = self._written
+        if start + len(data) > self._allocated:
+            self._grow(start + len(data))
+        try:
+            _write_fully(self._fd, data, start)
+        except OSError as exc:
+            os.ftruncate(self._fd, start)  # keep the log a clean sequence of records
+            self._allocated = start
+            return StorageError(f"cannot append to {self.path}: {exc.strerror or exc}")
+        self._written = start + len(data)
+        self.records_written += count
+        try:
+            self._sync(self._fd)
+        except OSError as exc:
+            self._failed = exc.strerror or str(exc)
+            return StorageError(f"fsync of {self.path} failed: {self._failed}")
+        self.fsync_count += 1
+        return None
+
+    @contextlib.contextmanager
+    def _exclusive(self, locked=False):
+        """The file to this thread alone: no group is written meanwhile (appenders queue and wait).
+        locked: the caller holds the condition (it is released inside, and held again after)."""
+        if not locked:
+            self._cond.acquire()
+        while self._busy:
+            self._cond.wait()
+        self._busy = True
+        self._cond.release()
+        try:
+            yield
+        finally:
+            self._cond.acquire()
+            self._busy = False
+            self._cond.notify_all()
+            if not locked:
+                self._cond.release()
 
     def _grow(self, needed):
         """Zeros ahead of the records, up to at least `needed` bytes; best effort (see the docstring)."""
@@ -216,35 +181,11 @@ class CommitLog:
             raise StorageError(f"{self.path} failed an fsync earlier ({self._failed}); "
                                "restart the node to replay it")
 
-    def _sync_to(self, end):
-        with self._sync_cond:
-            while self._synced < end:
-                if self._syncing:
-                    self._sync_cond.wait()
-                    continue
-                if self._failed is not None:
-                    raise StorageError(f"fsync of {self.path} failed: {self._failed}")
-                self._syncing = True
-                target = self._written
-                self._sync_cond.release()
-                try:
-                    self._sync(self._fd)
-                    self.fsync_count += 1
-                except OSError as exc:
-                    self._failed = exc.strerror or str(exc)
-                finally:
-                    self._sync_cond.acquire()
-                    self._syncing = False
-                    if self._failed is None:
-                        self._synced = max(self._synced, target)
-                    self._sync_cond.notify_all()
-
     def rewrite(self, payloads):
         """Replace the whole log with these payloads, atomically (write aside, fsync, rename)."""
         tmp = self.path + ".rewrite"
-        with self._write_lock:
+        with self._exclusive():
             self._check_usable()
-            self._sync_to(self._written)  # no fsync may still run on the descriptor we close below
             data = b"".join(encode_record(p) for p in payloads)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -264,19 +205,23 @@ class CommitLog:
         return self._written
 
     def close(self):
-        with self._write_lock:
+        with self._exclusive():
             if self._fd is None:
                 return
-            try:
-                self._sync_to(self._written)
-            except StorageError as exc:
-                log.error("closing %s without a final sync: %s", self.path, exc)
             try:
                 os.ftruncate(self._fd, self._written)  # a clean log ends at its last record
             except OSError as exc:
                 log.warning("could not cut the preallocated zeros off %s: %s", self.path, exc)
             os.close(self._fd)
             self._fd = None
+
+
+class _Pending:
+    """One append_all waiting for its group to be written: its records, and how it went."""
+    __slots__ = ("record", "count", "done", "error")
+
+    def __init__(self, record, count):
+        self.record, self.count, self.done, self.error = record, count, False, None
 
 
 def _write_fully(fd, data, offset):

@@ -19,6 +19,7 @@ from kvstore.errors import ConnectFailed, NodeUnavailable
 from kvstore.framing import FrameSocket
 from kvstore_rpc import KVStore
 
+RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked before reuse
 # Answers come from our own nodes; a dump of a large replica may be big.
 CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
 CLIENT_MAX_CONTAINER = 100_000_000
@@ -42,6 +43,7 @@ class Connection:
                                        container_length_limit=CLIENT_MAX_CONTAINER),
             TBinaryProtocolAccelerated(TMemoryBuffer()))
         self.broken = False
+        self.last_answer = float("-inf")   # time.monotonic() when the last answer arrived
 
     def call(self, method, args, timeout):
         """Call one RPC; its answer must arrive within `timeout` seconds. Arguments left off at the end
@@ -57,6 +59,7 @@ class Connection:
             getattr(client, f"send_{method}")(*args)
             self._frames.send_frame(client._oprot.trans.getvalue())
             client._iprot.trans = TMemoryBuffer(self._frames.read_frame(CLIENT_MAX_FRAME, deadline))
+            self.last_answer = time.monotonic()
             return getattr(client, f"recv_{method}")()
         except (TTransportException, TProtocolException, OSError, EOFError, ValueError) as exc:
             self.broken = True
@@ -99,7 +102,9 @@ class PeerPool:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
                 break
-            if not connection.peer_closed():  # the node restarted since this one was pooled
+            # Has the node restarted since this one was pooled? Not within RECHECK_AFTER of its last
+            # answer: no node stops and serves again that fast, and the check is a system call.
+            if time.monotonic() - connection.last_answer < RECHECK_AFTER or not connection.peer_closed():
                 return connection
             connection.close()
         return Connection(self.node.host, self.node.port, min(self._connect_timeout, max(timeout, 0.001)))

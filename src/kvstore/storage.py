@@ -24,7 +24,7 @@ import time
 from sortedcontainers import SortedList
 
 from kvstore.cell import encode_mutation, newer, purge, replay_into
-from kvstore.commitlog import RECORD_OVERHEAD
+from kvstore.records import RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
 
 log = logging.getLogger(__name__)
