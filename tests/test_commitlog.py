@@ -8,8 +8,8 @@ import time
 import pytest
 
 from kvstore.commitlog import GROW_BYTES, CommitLog
+from kvstore.errors import CorruptLogError, StorageError
 from kvstore.records import encode_record
-from kvstore.errors import CorruptLogError
 
 
 def write_log(path, payloads):
@@ -162,3 +162,64 @@ def test_skipping_corrupt_records_recovers_the_rest_and_keeps_the_damaged_file(t
     log.append(b"after")
     log.close()
     assert CommitLog(path).replay() == [PAYLOADS[0]] + PAYLOADS[2:] + [b"after"]  # clean without the flag
+
+
+def test_a_periodic_log_acknowledges_before_syncing_and_syncs_within_its_period(tmp_path):
+    synced = []
+    log = CommitLog(tmp_path / "c.log", sync=lambda fd: synced.append(os.fstat(fd).st_size), sync_period=0.05)
+    log.replay()
+    log.append(b"first")
+    assert synced == [] and log.fsync_count == 0   # acknowledged: written, not yet synced
+    deadline = time.monotonic() + 5
+    while log.fsync_count == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.fsync_count == 1
+    log.append(b"second")
+    log.close()   # a clean stop syncs what the period had not
+    assert log.fsync_count == 2
+    assert CommitLog(tmp_path / "c.log").replay() == [b"first", b"second"]
+
+
+def test_a_group_whose_write_fails_fails_every_appender_of_it_and_the_log_goes_on(tmp_path):
+    log = CommitLog(tmp_path / "c.log")
+    log.replay()
+    log.append(b"kept")
+    real_write = os.pwrite
+    gate = threading.Event()
+
+    def slow_sync(fd):   # holds the first group's leader in its fsync while two more appenders queue
+        gate.wait(5)
+        os.fdatasync(fd)
+    log._sync = slow_sync
+    results = {}
+
+    def append(name):
+        try:
+            log.append(name)
+            results[name] = "ok"
+        except StorageError as exc:
+            results[name] = str(exc)
+    leader = threading.Thread(target=append, args=(b"leader",))
+    leader.start()
+    time.sleep(0.1)
+    followers = [threading.Thread(target=append, args=(n,)) for n in (b"a", b"b")]
+    for t in followers:
+        t.start()
+    time.sleep(0.1)
+
+    def full_disk(fd, data, offset):
+        if len(data) < GROW_BYTES:   # the records, not the zeros grown ahead of them
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data, offset)
+    os.pwrite = full_disk
+    try:
+        gate.set()
+        for t in [leader] + followers:
+            t.join(5)
+    finally:
+        os.pwrite = real_write
+    assert results[b"leader"] == "ok"
+    assert "No space left" in results[b"a"] and "No space left" in results[b"b"], results
+    log.append(b"after")
+    log.close()
+    assert CommitLog(tmp_path / "c.log").replay() == [b"kept", b"leader", b"after"]

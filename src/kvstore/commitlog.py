@@ -10,6 +10,9 @@ Records and reading them back: records.py. Invariants:
   sequence of records and every appender of that group gets StorageError.
 - A failed fsync leaves the file's state unknown: the log refuses every later
   append until the node restarts and replays it.
+- With a sync period (an operator's choice, Cassandra's commitlog_sync: periodic),
+  an append returns once written to the file, and a thread syncs every period:
+  a write then survives the node's process crashing, not the machine.
 - The file grows ahead of the records, 1 MiB of zeros at a time, and records are
   written into those zeros: an fdatasync that does not change the file's size
   needs no filesystem journal commit, which on one shared disk made every
@@ -39,9 +42,15 @@ GROW_BYTES = 1 << 20        # zeros added ahead of the records at a time
 
 
 class CommitLog:
-    def __init__(self, path, sync=os.fdatasync):
+    def __init__(self, path, sync=os.fdatasync, sync_period=None):
+        """sync_period: None (the default) syncs before every append returns; a number of seconds
+        syncs that often instead, in a thread of its own (not durable at acknowledgement)."""
         self.path = str(path)
         self._sync = sync
+        self._sync_period = sync_period
+        self._closing = threading.Event()
+        self._synced = 0        # the offset the last sync covered
+        self._periodic = None   # the periodic sync's thread
         self._fd = None
         self._cond = threading.Condition()   # guards the queue and _busy
         self._queue = []        # _Pending appends not written yet
@@ -89,8 +98,11 @@ class CommitLog:
 
     def _open(self, size):
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._written = size
+        self._written = self._synced = size
         self._allocated = os.fstat(self._fd).st_size
+        if self._sync_period is not None and self._periodic is None:
+            self._periodic = threading.Thread(target=self._sync_periodically, name="commitlog-sync", daemon=True)
+            self._periodic.start()
         _sync_directory(self.path)
 
     def append(self, payload):
@@ -138,13 +150,29 @@ class CommitLog:
             return StorageError(f"cannot append to {self.path}: {exc.strerror or exc}")
         self._written = start + len(data)
         self.records_written += count
+        if self._sync_period is not None:
+            return None   # the periodic thread syncs it
+        return self._sync_written()
+
+    def _sync_written(self):
+        """Sync everything written; None, or the StorageError of a failed sync (every later append
+        is then refused). Run by one thread at a time."""
         try:
             self._sync(self._fd)
         except OSError as exc:
             self._failed = exc.strerror or str(exc)
             return StorageError(f"fsync of {self.path} failed: {self._failed}")
         self.fsync_count += 1
+        self._synced = self._written
         return None
+
+    def _sync_periodically(self):
+        while not self._closing.wait(self._sync_period):
+            with self._exclusive():
+                if self._fd is not None and self._failed is None and self._synced < self._written:
+                    error = self._sync_written()
+                    if error is not None:
+                        log.error("%s", error)
 
     @contextlib.contextmanager
     def _exclusive(self, locked=False):
@@ -205,9 +233,12 @@ class CommitLog:
         return self._written
 
     def close(self):
+        self._closing.set()
         with self._exclusive():
             if self._fd is None:
                 return
+            if self._synced < self._written and self._failed is None:
+                self._sync_written()   # periodic sync: what is written is durable after a clean stop
             try:
                 os.ftruncate(self._fd, self._written)  # a clean log ends at its last record
             except OSError as exc:

@@ -35,6 +35,7 @@ class Settings:
     idle_timeout: float = 3600.0        # a connection silent between requests this long is closed
     read_timeout: float = 10.0          # once a frame has begun, all of it must arrive within this
     max_connections: int = 512
+    commitlog_sync_period: float = 0.0  # 0: fsync before acknowledging; N: every N seconds (not durable at ack)
     max_key_bytes: int = MAX_KEY_BYTES
 
     @property

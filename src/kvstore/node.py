@@ -55,10 +55,21 @@ def parse_args(argv):
     p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
                    help="seconds a client has to send a whole request once it began")
     p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument("--commitlog-sync-period", type=_seconds, default=defaults.commitlog_sync_period, metavar="SECONDS",
+                   help="0 (the default): every write is fsynced before it is acknowledged (concurrent writes share "
+                        "the fsync). N > 0: acknowledge once written, fsync every N seconds, as Cassandra's "
+                        "commitlog_sync: periodic; a write then survives a crash of the node, not of the machine")
     p.add_argument("--skip-corrupt-records", action="store_true",
                    help="start despite a corrupt log: skip the damaged records (reported; the file is kept aside)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
+
+
+def _seconds(text):
+    value = float(text)
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text}: seconds from 0 to 3600")
+    return value
 
 
 def configure_logging(node_id, level):
@@ -93,7 +104,7 @@ def main(argv=None):
                         heartbeat_interval=args.heartbeat_interval, hint_window=args.hint_window,
                         gc_grace=args.gc_grace_seconds,
                         idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
-                        max_connections=args.max_connections)
+                        max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
     data_dir.mkdir(parents=True, exist_ok=True)
     running = processes.find_node(data_dir)
@@ -109,7 +120,11 @@ def main(argv=None):
 
 def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     check_accelerator()
-    storage = Storage(CommitLog(data_dir / "commit.log"), gc_grace=settings.gc_grace)
+    if settings.commitlog_sync_period:
+        log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
+                    "since the last sync is lost if the machine fails", settings.commitlog_sync_period)
+    storage = Storage(CommitLog(data_dir / "commit.log", sync_period=settings.commitlog_sync_period or None),
+                      gc_grace=settings.gc_grace)
     hints = HintStore(data_dir / "hints", settings.hint_window)
     try:
         storage.load(skip_corrupt)

@@ -3,9 +3,11 @@
 Each cell (put or get, at ONE or QUORUM, with C clients) runs for --duration seconds
 against a 4-node store at its default durability (fsync before acknowledging), then
 against the floor: one no-op server, and a no-op fan-out cluster of 4 coordinators
-over 4 no-op replicas. Ratios, not absolute figures, are what to compare across machines.
+over 4 no-op replicas; all of them are started first and measured in turn, cell by
+cell. Ratios, not absolute figures, are what to compare across machines.
 """
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -27,10 +29,15 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--clients", default="1,16", help="client counts to sweep, e.g. 1,4,16 (default 1,16)")
     p.add_argument("--duration", type=float, default=5, help="seconds per cell (default 5)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="runs of each cell, every system in turn; the median round is reported (default 1)")
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--keys", type=int, default=10000)
     p.add_argument("--cluster", help="measure a running cluster (its cluster file) instead of starting one")
     p.add_argument("--no-floor", action="store_true", help="skip the floor servers")
+    p.add_argument("--sync-period", type=float, default=0, metavar="SECONDS",
+                   help="also measure a store whose nodes fsync every SECONDS instead of before acknowledging "
+                        "(--commitlog-sync-period; NOT durable at acknowledgement), reported apart (default: no)")
     p.add_argument("--restart-keys", type=int, default=1_000_000, help="keys for the restart test (0: skip)")
     p.add_argument("--hint-seconds", type=float, default=60, help="seconds of writes with a node down (0: skip)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -44,21 +51,43 @@ def progress(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def measure(addresses, sweep, args, label, levels=CELLS, log_counters=None):
-    """log_counters: a function giving the store's (records, fsyncs), to report fsyncs per write."""
-    results = {}
+class System:
+    """One thing measured: a label, the addresses its clients spread over, the cells it runs, and
+    (for a store) a function giving its (records, fsyncs), to report fsyncs per write."""
+
+    def __init__(self, label, addresses, cells=CELLS, log_counters=None):
+        self.label, self.addresses, self.cells, self.log_counters = label, addresses, cells, log_counters
+
+
+def measure(systems, sweep, args):
+    """{label: {cell name: figures}}. Cell by cell, every system in turn, round after round: the
+    drift of a shared machine then falls on the store and the floor alike. With several rounds a
+    cell's figures are those of its median round (by ops/s)."""
+    results = {system.label: {} for system in systems}
     for clients in sweep:
-        for op, level in levels:
-            before = log_counters() if log_counters and op == "put" else None
-            cell = run_load(addresses, op, level, clients, args.duration, args.value_size, args.keys)
-            if before:
-                records, fsyncs = (a - b for a, b in zip(log_counters(), before))
-                cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
-            results[f"{op} {level} {clients}"] = cell
-            progress(f"{label:>8} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
-                     f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}"
-                     + (f" fsyncs/write {cell['fsyncs_per_write']}" if "fsyncs_per_write" in cell else ""))
+        for op, level in CELLS:
+            runs = {system.label: [] for system in systems}
+            for _ in range(args.rounds):
+                for system in systems:
+                    if (op, level) in system.cells:
+                        runs[system.label].append(measure_cell(system, op, level, clients, args))
+            for label, cells in runs.items():
+                if cells:
+                    results[label][f"{op} {level} {clients}"] = sorted(cells, key=lambda c: c["ops_per_s"])[len(cells) // 2]
     return results
+
+
+def measure_cell(system, op, level, clients, args):
+    counters = system.log_counters if op == "put" else None
+    before = counters() if counters else None
+    cell = run_load(system.addresses, op, level, clients, args.duration, args.value_size, args.keys)
+    if before:
+        records, fsyncs = (a - b for a, b in zip(counters(), before))
+        cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
+    progress(f"{system.label:>8} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
+             f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}"
+             + (f" fsyncs/write {cell['fsyncs_per_write']}" if "fsyncs_per_write" in cell else ""))
+    return cell
 
 
 def cluster_log_counters(call, node_ids):
@@ -67,20 +96,21 @@ def cluster_log_counters(call, node_ids):
     return sum(d.records_written for d in dumps), sum(d.fsyncs for d in dumps)
 
 
-def measure_store(args, sweep, directory):
+@contextlib.contextmanager
+def store(args, directory, label="store", extra_args=()):
+    """A 4-node store of our own (or the running one of --cluster), prefilled with the keys."""
     if args.cluster:
         from kvstore.config import read_cluster_file
-        nodes = read_cluster_file(args.cluster)
-        return measure([(n.host, n.port) for n in nodes], sweep, args, "store")
-    cluster = Cluster(directory / "store", extra_args=()).start()
+        yield System(label, [(n.host, n.port) for n in read_cluster_file(args.cluster)])
+        return
+    cluster = Cluster(directory / label, extra_args=extra_args).start()
     try:
-        addresses = [(n.host, n.port) for n in cluster.nodes]
-        progress(f"prefilling {args.keys} keys")
+        progress(f"{label}: prefilling {args.keys} keys")
         connection = cluster.connect(0)
         for i in range(args.keys):
             connection.call("put", (bench_key(i), b"v" * args.value_size, 1), 10)
-        counters = lambda: cluster_log_counters(cluster.call, range(len(cluster.nodes)))  # noqa: E731
-        return measure(addresses, sweep, args, "store", log_counters=counters)
+        yield System(label, [(n.host, n.port) for n in cluster.nodes],
+                     log_counters=lambda: cluster_log_counters(cluster.call, range(len(cluster.nodes))))
     finally:
         cluster.close()
 
@@ -95,24 +125,25 @@ def _spawn_floor(kind, port, replicas=()):
     return proc
 
 
-def measure_floor(args, sweep):
+@contextlib.contextmanager
+def floor():
+    """(one no-op server, a no-op fan-out cluster of 4 coordinators over 4 no-op replicas)."""
     procs = []
     try:
         port = free_ports(1)[0]
         procs.append(_spawn_floor("noop", port))
-        single = measure([("127.0.0.1", port)], sweep, args, "noop", [("put", "QUORUM"), ("get", "QUORUM")])
         replica_ports = free_ports(4)
         procs += [_spawn_floor("noop", p) for p in replica_ports]
         coordinator_ports = free_ports(4)
         for i, p in enumerate(coordinator_ports):
             replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
             procs.append(_spawn_floor("fanout", p, replicas))
-        fanout = measure([("127.0.0.1", p) for p in coordinator_ports], sweep, args, "fanout")
+        yield (System("noop", [("127.0.0.1", port)], [("put", "QUORUM"), ("get", "QUORUM")]),
+               System("fanout", [("127.0.0.1", p) for p in coordinator_ports]))
     finally:
         for proc in procs:
             proc.kill()
             proc.wait(10)
-    return single, fanout
 
 
 def table(store, single, fanout):
@@ -136,14 +167,27 @@ def main(argv=None):
         replicas = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in args.replicas.split(",") if a]
         serve(args.serve, "127.0.0.1", args.port, replicas)
         return 0
+    if args.cluster and args.sync_period:
+        print("bench.py: --sync-period starts a store of its own; it cannot be used with --cluster", file=sys.stderr)
+        return 2
     sweep = [int(c) for c in args.clients.split(",")]
-    report = {"settings": {"clients": sweep, "duration_s": args.duration, "value_bytes": args.value_size,
-                           "keys": args.keys, "durability": "fsync before acknowledging (default)"}}
-    with tempfile.TemporaryDirectory(prefix="kvstore-bench-") as tmp:
+    report = {"settings": {"clients": sweep, "duration_s": args.duration, "rounds": args.rounds,
+                           "value_bytes": args.value_size, "keys": args.keys,
+                           "durability": "fsync before acknowledging (default)"}}
+    with tempfile.TemporaryDirectory(prefix="kvstore-bench-") as tmp, contextlib.ExitStack() as running:
         directory = Path(tmp)
-        report["store"] = measure_store(args, sweep, directory)
-        single, fanout = ({}, {}) if args.no_floor else measure_floor(args, sweep)
-        report["floor_single_rpc"], report["floor_fanout"] = single, fanout
+        systems = [running.enter_context(store(args, directory))]
+        if args.sync_period:
+            systems.append(running.enter_context(store(
+                args, directory, "periodic", ("--commitlog-sync-period", str(args.sync_period)))))
+        if not args.no_floor:
+            systems += running.enter_context(floor())
+        results = measure(systems, sweep, args)
+        running.close()
+        report["store"] = results["store"]
+        report["floor_single_rpc"], report["floor_fanout"] = results.get("noop", {}), results.get("fanout", {})
+        if args.sync_period:
+            report["store_periodic_sync"] = results["periodic"]
         if args.restart_keys:
             progress(f"restart: writing a log of {args.restart_keys} keys and starting a node on it")
             report["restart"] = measure_restart(directory / "restart", args.restart_keys, args.value_size)
@@ -153,7 +197,11 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(table(report["store"], single, fanout))
+        print(table(report["store"], report["floor_single_rpc"], report["floor_fanout"]))
+        if args.sync_period:
+            print(f"\nNOT DURABLE AT ACKNOWLEDGEMENT: the store with --commitlog-sync-period {args.sync_period:g} "
+                  "(fsync every period, not before acknowledging)")
+            print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"]))
         for part in ("restart", "hints"):
             if part in report:
                 print(f"{part}: " + ", ".join(f"{k} {v}" for k, v in report[part].items()))
