@@ -60,15 +60,16 @@ class System:
 
 
 def measure(systems, sweep, args):
-    """{label: {cell name: figures}}. Cell by cell, every system in turn, round after round: the
-    drift of a shared machine then falls on the store and the floor alike. With several rounds a
-    cell's figures are those of its median round (by ops/s)."""
+    """{label: {cell name: figures}}. Cell by cell, every system in turn, round after round (each
+    round begins with the next system): the drift of a shared machine then falls on the store and
+    the floor alike. With several rounds a cell's figures are those of its median round (by ops/s)."""
     results = {system.label: {} for system in systems}
     for clients in sweep:
         for op, level in CELLS:
             runs = {system.label: [] for system in systems}
-            for _ in range(args.rounds):
-                for system in systems:
+            for round_ in range(args.rounds):
+                turn = round_ % len(systems)   # each round starts with the next system: no fixed order
+                for system in systems[turn:] + systems[:turn]:
                     if (op, level) in system.cells:
                         runs[system.label].append(measure_cell(system, op, level, clients, args))
             for label, cells in runs.items():
