@@ -127,10 +127,13 @@ class CommitLog:
         """Write and sync every queued record as one group (called holding the condition; it is
         released during the I/O), then tell each appender of the group how it went."""
         group, self._queue = self._queue, []
-        with self._exclusive(locked=True):
-            error = self._write_and_sync(b"".join(p.record for p in group), sum(p.count for p in group))
-        for pending in group:
-            pending.done, pending.error = True, error
+        error = StorageError(f"an append to {self.path} failed unexpectedly (see the node's log)")
+        try:
+            with self._exclusive(locked=True):
+                error = self._write_and_sync(b"".join(p.record for p in group), sum(p.count for p in group))
+        finally:  # whatever happened, no appender of the group is left waiting
+            for pending in group:
+                pending.done, pending.error = True, error
 
     def _write_and_sync(self, data, count):
         """None, or the StorageError every record of data gets. Run by one thread at a time."""
