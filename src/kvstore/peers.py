@@ -20,6 +20,7 @@ from kvstore.framing import FrameSocket
 from kvstore_rpc import KVStore
 
 RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked before reuse
+
 # Answers come from our own nodes; a dump of a large replica may be big.
 CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
 CLIENT_MAX_CONTAINER = 100_000_000

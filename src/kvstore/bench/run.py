@@ -74,7 +74,8 @@ def measure(systems, sweep, args):
                         runs[system.label].append(measure_cell(system, op, level, clients, args))
             for label, cells in runs.items():
                 if cells:
-                    results[label][f"{op} {level} {clients}"] = sorted(cells, key=lambda c: c["ops_per_s"])[len(cells) // 2]
+                    median = sorted(cells, key=lambda c: c["ops_per_s"])[len(cells) // 2]
+                    results[label][f"{op} {level} {clients}"] = median
     return results
 
 
@@ -184,7 +185,7 @@ def main(argv=None):
         if not args.no_floor:
             systems += running.enter_context(floor())
         results = measure(systems, sweep, args)
-        running.close()
+        running.close()   # stop them all: the restart and hint measurements need the machine to themselves
         report["store"] = results["store"]
         report["floor_single_rpc"], report["floor_fanout"] = results.get("noop", {}), results.get("fanout", {})
         if args.sync_period:
