@@ -137,11 +137,9 @@ class CommitLog:
 
     def _write_and_sync(self, data, count):
         """None, or the StorageError every record of data gets. Run by one thread at a time."""
-        if self._fd is None or self._failed is not None:
-            try:
-                self._check_usable()
-            except StorageError as exc:
-                return exc
+        error = self._unusable()
+        if error is not None:
+            return error
         start = self._written
         if start + len(data) > self._allocated:
             self._grow(start + len(data))
@@ -206,11 +204,18 @@ class CommitLog:
         self._allocated = os.fstat(self._fd).st_size
 
     def _check_usable(self):
+        error = self._unusable()
+        if error is not None:
+            raise error
+
+    def _unusable(self):
+        """The StorageError an append would get now (the log is closed, or an fsync failed), or None."""
         if self._fd is None:
-            raise StorageError(f"{self.path} is not open")
+            return StorageError(f"{self.path} is not open")
         if self._failed is not None:
-            raise StorageError(f"{self.path} failed an fsync earlier ({self._failed}); "
-                               "restart the node to replay it")
+            return StorageError(f"{self.path} failed an fsync earlier ({self._failed}); "
+                                "restart the node to replay it")
+        return None
 
     def rewrite(self, payloads):
         """Replace the whole log with these payloads, atomically (write aside, fsync, rename)."""
