@@ -185,9 +185,10 @@ def test_a_group_whose_write_fails_fails_every_appender_of_it_and_the_log_goes_o
     log.replay()
     log.append(b"kept")
     real_write = os.pwrite
-    gate = threading.Event()
+    syncing, gate = threading.Event(), threading.Event()
 
     def slow_sync(fd):   # holds the first group's leader in its fsync while two more appenders queue
+        syncing.set()
         gate.wait(5)
         os.fdatasync(fd)
     log._sync = slow_sync
@@ -201,11 +202,13 @@ def test_a_group_whose_write_fails_fails_every_appender_of_it_and_the_log_goes_o
             results[name] = str(exc)
     leader = threading.Thread(target=append, args=(b"leader",))
     leader.start()
-    time.sleep(0.1)
+    assert syncing.wait(5)
     followers = [threading.Thread(target=append, args=(n,)) for n in (b"a", b"b")]
     for t in followers:
         t.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while len(log._queue) < 2 and time.monotonic() < deadline:   # both queued behind the leader
+        time.sleep(0.01)
 
     def full_disk(fd, data, offset):
         if len(data) < GROW_BYTES:   # the records, not the zeros grown ahead of them
