@@ -1,61 +1,182 @@
-"""Channels answer every request exactly once: with its result, with the peer's error, when its
-deadline passed before sending, and when sending fails in a way nobody foresaw. The pool is a fake
-here: a real peer cannot be made to raise an unforeseen error on demand."""
+"""Channels answer every request exactly once (with its result, with the peer's error, when its
+deadline passed before sending, when the peer is down, slow or gone, when the channel stops, and
+when sending fails in a way nobody foresaw), and coalesce what is submitted while a batch is in
+flight. The peer is a real Thrift server on loopback (our RpcServer) with a handler whose
+behaviour each test sets; only the unforeseen failure is injected, into a real connection."""
 import threading
 import time
 
-from kvstore.channels import PeerChannel
-from kvstore.errors import NodeUnavailable
+import pytest
+
+from kvstore.channels import POLL, PeerChannel
+from kvstore.config import Settings
+from kvstore.errors import ConnectFailed, NodeUnavailable
+from kvstore.localcluster import free_ports
+from kvstore.peers import Connection
+from kvstore.rpcserver import RpcServer
+from kvstore_rpc import KVStore, ttypes
 
 
-class FakePool:
-    def __init__(self, behaviour):
-        self.behaviour = behaviour
+class Replica:
+    """replica_read_batch answers each key upper-cased, after `delay` seconds and once `gate` opens."""
+
+    def __init__(self):
         self.calls = []
+        self.delay = 0.0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.called = threading.Event()
 
-    def call(self, method, items, timeout):
-        self.calls.append(list(items))
-        return self.behaviour(items)
+    def replica_read_batch(self, keys):
+        self.calls.append(list(keys))
+        self.called.set()
+        assert self.gate.wait(10)
+        time.sleep(self.delay)
+        return [ttypes.ReadResult(ttypes.Cell(key.upper(), 1)) for key in keys]
 
 
-def submit_and_wait(pool, requests, timeout=5.0):
-    answers, done = [], threading.Event()
+def serve(port, handler):
+    server = RpcServer("127.0.0.1", port, KVStore.Processor(handler), Settings())
+    server.bind()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
-    def callback(index):
+
+@pytest.fixture
+def port():
+    return free_ports(1)[0]
+
+
+@pytest.fixture
+def replica(port):
+    handler = Replica()
+    server = serve(port, handler)
+    yield handler
+    handler.gate.set()
+    server.stop()
+
+
+def connector(port, kind=Connection):
+    return lambda timeout: kind("127.0.0.1", port, min(1.0, max(timeout, 0.001)))
+
+
+class Answers:
+    def __init__(self):
+        self.got = {}
+        self.count = 0
+        self._cond = threading.Condition()
+
+    def callback(self, name):
         def answer(error, result):
-            answers.append((index, error, result))
-            if len(answers) == len(requests):
-                done.set()
+            with self._cond:
+                assert name not in self.got, f"{name} answered twice"
+                self.got[name] = (error, result.cell.value if result else None)
+                self.count += 1
+                self._cond.notify_all()
         return answer
-    channel = PeerChannel(7, pool, "replica_read_batch")
-    try:
-        channel.submit_many([(item, 1, deadline, callback(i)) for i, (item, deadline) in enumerate(requests)])
-        assert done.wait(timeout), answers
-        time.sleep(0.05)   # a second answer, if any, would land now
-        return sorted(answers, key=lambda a: a[0])
-    finally:
+
+    def wait_for(self, count, timeout=5.0):
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.count >= count, timeout), self.got
+        time.sleep(0.05)   # a second answer to any of them would land now
+        return self.got
+
+
+def submit(channel, answers, *keys, deadline=None):
+    deadline = deadline or time.monotonic() + 5
+    channel.submit_many([(key, len(key), deadline, answers.callback(key)) for key in keys])
+
+
+@pytest.fixture
+def channel_to(request):
+    channels = []
+
+    def make(port, kind=Connection):
+        channel = PeerChannel(7, connector(port, kind), "replica_read_batch")
+        channels.append(channel)
+        return channel
+    yield make
+    for channel in channels:
         channel.stop()
 
 
-def test_a_group_goes_in_one_call_and_each_request_gets_its_result():
-    pool = FakePool(lambda items: [item.upper() for item in items])
-    later = time.monotonic() + 5
-    answers = submit_and_wait(pool, [(b"a", later), (b"b", later), (b"c", later)])
-    assert pool.calls == [[b"a", b"b", b"c"]]
-    assert answers == [(0, None, b"A"), (1, None, b"B"), (2, None, b"C")]
+def test_a_group_goes_in_one_call_and_each_request_gets_its_result(port, replica, channel_to):
+    answers = Answers()
+    submit(channel_to(port), answers, b"a", b"b", b"c")
+    assert answers.wait_for(3) == {b"a": (None, b"A"), b"b": (None, b"B"), b"c": (None, b"C")}
+    assert replica.calls == [[b"a", b"b", b"c"]]
 
 
-def test_a_request_past_its_deadline_is_not_sent():
-    pool = FakePool(lambda items: list(items))
-    answers = submit_and_wait(pool, [(b"late", time.monotonic() - 1), (b"on-time", time.monotonic() + 5)])
-    assert pool.calls == [[b"on-time"]]
-    assert isinstance(answers[0][1], NodeUnavailable) and answers[0][1].sent is False
-    assert answers[1] == (1, None, b"on-time")
+def test_requests_submitted_while_a_batch_is_in_flight_go_together_in_the_next(port, replica, channel_to):
+    channel, answers = channel_to(port), Answers()
+    replica.gate.clear()
+    submit(channel, answers, b"first")
+    assert replica.called.wait(5)
+    submit(channel, answers, b"x")
+    submit(channel, answers, b"y")
+    replica.gate.set()
+    assert answers.wait_for(3) == {b"first": (None, b"FIRST"), b"x": (None, b"X"), b"y": (None, b"Y")}
+    assert replica.calls == [[b"first"], [b"x", b"y"]]
 
 
-def test_an_unforeseen_failure_still_answers_every_request_once():
-    def broken(items):
+def test_a_request_past_its_deadline_is_not_sent(port, replica, channel_to):
+    channel, answers = channel_to(port), Answers()
+    submit(channel, answers, b"late", deadline=time.monotonic() - 1)
+    submit(channel, answers, b"on-time")
+    got = answers.wait_for(2)
+    assert isinstance(got[b"late"][0], NodeUnavailable) and got[b"late"][0].sent is False
+    assert got[b"on-time"] == (None, b"ON-TIME")
+    assert replica.calls == [[b"on-time"]]
+
+
+def test_a_peer_that_does_not_answer_in_time_fails_the_batch_and_a_new_connection_serves_the_next(
+        port, replica, channel_to):
+    channel, answers = channel_to(port), Answers()
+    replica.delay = 1.5
+    started = time.monotonic()
+    submit(channel, answers, b"slow", deadline=started + 0.5)
+    error, _ = answers.wait_for(1)[b"slow"]
+    assert isinstance(error, NodeUnavailable) and error.sent and "in time" in str(error)
+    assert time.monotonic() - started < 0.5 + 2 * POLL + 0.5
+    replica.delay = 0.0
+    submit(channel, answers, b"next")
+    assert answers.wait_for(2)[b"next"] == (None, b"NEXT")
+
+
+def test_a_peer_that_is_down_fails_each_batch_and_is_reached_once_it_is_up(port, channel_to):
+    channel, answers = channel_to(port), Answers()
+    submit(channel, answers, b"down")
+    error, _ = answers.wait_for(1)[b"down"]
+    assert isinstance(error, ConnectFailed) and error.sent is False
+    handler = Replica()
+    server = serve(port, handler)
+    try:
+        submit(channel, answers, b"up")
+        assert answers.wait_for(2)[b"up"] == (None, b"UP")
+    finally:
+        server.stop()
+
+
+def test_stopping_answers_what_is_in_flight_and_what_comes_after(port, replica, channel_to):
+    channel, answers = channel_to(port), Answers()
+    replica.gate.clear()
+    submit(channel, answers, b"in-flight")
+    assert replica.called.wait(5)
+    submit(channel, answers, b"queued")
+    channel.stop()
+    submit(channel, answers, b"after")
+    got = answers.wait_for(3, timeout=2 * POLL + 2)
+    assert got[b"in-flight"][0].sent is True and got[b"queued"][0].sent is False
+    assert got[b"after"][0].sent is False and "stopped" in str(got[b"after"][0])
+
+
+class BuggyConnection(Connection):
+    def read_answer(self, method, deadline):
         raise RuntimeError("a bug")
-    answers = submit_and_wait(FakePool(broken), [(b"a", time.monotonic() + 5), (b"b", time.monotonic() + 5)])
-    assert [index for index, _, _ in answers] == [0, 1]
-    assert all(isinstance(error, NodeUnavailable) and "a bug" in str(error) for _, error, _ in answers)
+
+
+def test_an_unforeseen_failure_still_answers_every_request_once(port, replica, channel_to):
+    answers = Answers()
+    submit(channel_to(port, BuggyConnection), answers, b"a", b"b")
+    got = answers.wait_for(2)
+    assert all(isinstance(error, NodeUnavailable) and "a bug" in str(error) for error, _ in got.values())

@@ -88,6 +88,11 @@ class FrameSocket:
             return True
 
     def close(self):
+        """Close the socket; a thread blocked reading it wakes at once (it reads the end of the stream)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass   # not connected, or already shut
         try:
             self.sock.close()
         except OSError:

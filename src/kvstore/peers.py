@@ -25,6 +25,8 @@ RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked 
 CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
 CLIENT_MAX_CONTAINER = 100_000_000
 
+_TRANSPORT_ERRORS = (TTransportException, TProtocolException, OSError, EOFError, ValueError)
+
 
 class Connection:
     """One open Thrift client to one node. Not thread-safe: one caller at a time."""
@@ -47,28 +49,61 @@ class Connection:
         self.last_answer = float("-inf")   # time.monotonic() when the last answer arrived
 
     def call(self, method, args, timeout):
-        """Call one RPC; its answer must arrive within `timeout` seconds. Arguments left off at the end
-        are sent unset (as a caller built before they were added would send them)."""
+        """Call one RPC; its answer must arrive within `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        try:
+            self._frames.set_timeout(timeout)
+        except OSError as exc:
+            raise self._lost(method, exc) from None
+        self.send_call(method, args)
+        return self.read_answer(method, deadline)
+
+    def send_call(self, method, args):
+        """Send one call and return without its answer (read_answer reads it). Arguments left off at
+        the end are sent unset (as a caller built before they were added would send them)."""
         missing = _arity(method) - len(args)
         if missing > 0:
             args = tuple(args) + (None,) * missing
         client = self.client
         try:
-            self._frames.set_timeout(timeout)
             client._oprot.trans = TMemoryBuffer()
             getattr(client, f"send_{method}")(*args)
             self._frames.send_frame(client._oprot.trans.getvalue())
+        except _TRANSPORT_ERRORS as exc:
+            raise self._lost(method, exc) from None
+
+    def wait_for_answer(self, wait):
+        """True once an answer's first bytes are here; False after `wait` seconds of silence;
+        NodeUnavailable if the node closed the connection or it failed."""
+        try:
+            self._frames.set_timeout(wait)
+            if self._frames.wait_for_data(wait):
+                return True
+            raise EOFError("the node closed the connection")
+        except socket.timeout:
+            return False
+        except _TRANSPORT_ERRORS as exc:
+            raise self._lost("a call", exc) from None
+
+    def read_answer(self, method, deadline):
+        """The answer to the call sent before, all of it arrived before `deadline` (time.monotonic());
+        the IDL's declared exceptions are raised as they are."""
+        client = self.client
+        try:
             client._iprot.trans = TMemoryBuffer(self._frames.read_frame(CLIENT_MAX_FRAME, deadline))
             self.last_answer = time.monotonic()
             return getattr(client, f"recv_{method}")()
-        except (TTransportException, TProtocolException, OSError, EOFError, ValueError) as exc:
-            self.broken = True
-            self.close()
-            raise NodeUnavailable(f"{self.address} did not answer {method}: {_reason(exc)}", sent=True) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._lost(method, exc) from None
         except TApplicationException as exc:
             # The node is alive but failed inside (a bug on its side); the connection stays usable.
             raise NodeUnavailable(f"{self.address} failed {method}: {exc.message}", sent=True) from None
+
+    def _lost(self, method, exc):
+        """The connection's state is unknown after a transport failure: it is closed, never reused."""
+        self.broken = True
+        self.close()
+        return NodeUnavailable(f"{self.address} did not answer {method}: {_reason(exc)}", sent=True)
 
     def peer_closed(self):
         """True when the other side has closed the connection (checked without blocking)."""
@@ -108,6 +143,11 @@ class PeerPool:
             if time.monotonic() - connection.last_answer < RECHECK_AFTER or not connection.peer_closed():
                 return connection
             connection.close()
+        return self.connect(timeout)
+
+    def connect(self, timeout):
+        """A new connection of the caller's own (not pooled); ConnectFailed if the node cannot be reached
+        within `timeout` (or the pool's connect timeout, if shorter)."""
         return Connection(self.node.host, self.node.port, min(self._connect_timeout, max(timeout, 0.001)))
 
     def _give_back(self, connection):

@@ -46,9 +46,9 @@ class RemoteReplica:
     def __init__(self, node_id, pool):
         self.node_id = node_id
         self._pool = pool
-        self._writes = PeerChannel(node_id, pool, "replica_write_batch")
-        self._reads = PeerChannel(node_id, pool, "replica_read_batch")
-        self._scans = PeerChannel(node_id, pool, "replica_scan_batch")
+        self._writes = PeerChannel(node_id, pool.connect, "replica_write_batch")
+        self._reads = PeerChannel(node_id, pool.connect, "replica_read_batch")
+        self._scans = PeerChannel(node_id, pool.connect, "replica_scan_batch")
 
     def write_many_async(self, writes, deadline):
         self._writes.submit_many([(to_mutation(key, cell), len(key) + len(cell.value or b""), deadline, callback)
