@@ -120,6 +120,26 @@ def test_concurrent_appends_share_fsyncs(tmp_path):
     assert len(CommitLog(tmp_path / "c.log").replay()) == 320
 
 
+
+def test_appends_queued_behind_groups_and_rewrites_are_all_woken(tmp_path):
+    """An appender waits until its group is written or it is first in line to lead; none is left
+    behind, whether the file was held by a group leader or by a rewrite."""
+    log = CommitLog(tmp_path / "c.log", sync=lambda fd: time.sleep(0.002))
+    log.replay()
+    appenders = [threading.Thread(target=lambda: [log.append(b"x") for _ in range(25)], daemon=True)
+                 for _ in range(8)]
+    rewriter = threading.Thread(target=lambda: [log.rewrite([b"base"]) or time.sleep(0.003) for _ in range(10)],
+                                daemon=True)
+    for thread in appenders + [rewriter]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    for thread in appenders + [rewriter]:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in appenders + [rewriter]), "an appender was never woken"
+    log.close()
+    assert CommitLog(tmp_path / "c.log").replay()[0] == b"base"
+
+
 DISK_FULL = r"""
 import resource, signal, sys
 sys.path[:0] = sys.argv[2:]

@@ -5,7 +5,9 @@ Records and reading them back: records.py. Invariants:
   one write and one fsync (group commit): an appender that finds no write in
   progress leads: it writes every queued record in one pwrite, fsyncs, and
   tells each appender of the group how it went; those arriving meanwhile queue
-  for the next group. An appender does no system call of its own.
+  for the next group. An appender does no system call of its own, and is woken
+  only when its group is written or when it is first in line to lead the next
+  (never for another appender's sake: no herd waking at every group's end).
 - A failed write (disk full) is cut back off the file, so the log stays a clean
   sequence of records and every appender of that group gets StorageError.
 - A failed fsync leaves the file's state unknown: the log refuses every later
@@ -52,7 +54,8 @@ class CommitLog:
         self._synced = 0        # the offset the last sync covered
         self._periodic = None   # the periodic sync's thread
         self._fd = None
-        self._cond = threading.Condition()   # guards the queue and _busy
+        self._lock = threading.Lock()       # guards the queue and _busy
+        self._cond = threading.Condition(self._lock)   # a rewrite, close or periodic sync waits on it
         self._queue = []        # _Pending appends not written yet
         self._busy = False      # a thread is writing the file (a group leader, a rewrite, close)
         self._written = 0
@@ -111,13 +114,16 @@ class CommitLog:
 
     def append_all(self, payloads):
         """Append records in order; all durable when this returns (one fsync, shared)."""
-        pending = _Pending(b"".join(encode_record(p) for p in payloads), len(payloads))
-        with self._cond:
+        pending = _Pending(b"".join(encode_record(p) for p in payloads), len(payloads),
+                           threading.Condition(self._lock))
+        with self._lock:
             self._check_usable()
             self._queue.append(pending)
             while not pending.done:
                 if self._busy:
-                    self._cond.wait()   # a leader is writing: ours goes in the next group, or is in this one
+                    # Someone is writing. Woken when our group is written, or when we are first in the
+                    # queue and the file is free (then we lead), never for another appender's sake.
+                    pending.wake.wait()
                 else:
                     self._lead()
         if pending.error is not None:
@@ -134,6 +140,7 @@ class CommitLog:
         finally:  # whatever happened, no appender of the group is left waiting
             for pending in group:
                 pending.done, pending.error = True, error
+                pending.wake.notify()
 
     def _write_and_sync(self, data, count):
         """None, or the StorageError every record of data gets. Run by one thread at a time."""
@@ -190,6 +197,8 @@ class CommitLog:
         finally:
             self._cond.acquire()
             self._busy = False
+            if self._queue:
+                self._queue[0].wake.notify()   # the first appender waiting leads the next group
             self._cond.notify_all()
             if not locked:
                 self._cond.release()
@@ -257,10 +266,10 @@ class CommitLog:
 
 class _Pending:
     """One append_all waiting for its group to be written: its records, and how it went."""
-    __slots__ = ("record", "count", "done", "error")
+    __slots__ = ("record", "count", "done", "error", "wake")
 
-    def __init__(self, record, count):
-        self.record, self.count, self.done, self.error = record, count, False, None
+    def __init__(self, record, count, wake):
+        self.record, self.count, self.done, self.error, self.wake = record, count, False, None, wake
 
 
 def _write_fully(fd, data, offset):
