@@ -87,6 +87,13 @@ def submit(channel, answers, *keys, deadline=None):
     channel.submit_many([(key, len(key), deadline, answers.callback(key)) for key in keys])
 
 
+def hold_in_flight(channel, answers, replica, key):
+    """Send key and keep its batch in flight: the replica has it and does not answer until its gate opens."""
+    replica.gate.clear()
+    submit(channel, answers, key)
+    assert replica.called.wait(5)
+
+
 @pytest.fixture
 def channel_to(request):
     channels = []
@@ -109,9 +116,7 @@ def test_a_group_goes_in_one_call_and_each_request_gets_its_result(port, replica
 
 def test_requests_submitted_while_a_batch_is_in_flight_go_together_in_the_next(port, replica, channel_to):
     channel, answers = channel_to(port), Answers()
-    replica.gate.clear()
-    submit(channel, answers, b"first")
-    assert replica.called.wait(5)
+    hold_in_flight(channel, answers, replica, b"first")
     submit(channel, answers, b"x")
     submit(channel, answers, b"y")
     replica.gate.set()
@@ -159,9 +164,7 @@ def test_a_peer_that_is_down_fails_each_batch_and_is_reached_once_it_is_up(port,
 
 def test_stopping_answers_what_is_in_flight_and_what_comes_after(port, replica, channel_to):
     channel, answers = channel_to(port), Answers()
-    replica.gate.clear()
-    submit(channel, answers, b"in-flight")
-    assert replica.called.wait(5)
+    hold_in_flight(channel, answers, replica, b"in-flight")
     submit(channel, answers, b"queued")
     channel.stop()
     submit(channel, answers, b"after")

@@ -29,7 +29,8 @@ _TRANSPORT_ERRORS = (TTransportException, TProtocolException, OSError, EOFError,
 
 
 class Connection:
-    """One open Thrift client to one node. Not thread-safe: one caller at a time."""
+    """One open Thrift client to one node. One caller at a time, except that one thread may send a
+    call (send_call) while another waits for and reads the answers (wait_for_answer, read_answer)."""
 
     def __init__(self, host, port, connect_timeout):
         self.address = f"{host}:{port}"
@@ -74,7 +75,8 @@ class Connection:
 
     def wait_for_answer(self, wait):
         """True once an answer's first bytes are here; False after `wait` seconds of silence;
-        NodeUnavailable if the node closed the connection or it failed."""
+        NodeUnavailable if the node closed the connection or it failed. From then on, each send and
+        read on this connection is bounded by `wait` (the socket's timeouts)."""
         try:
             self._frames.set_timeout(wait)
             if self._frames.wait_for_data(wait):

@@ -6,7 +6,7 @@ requests in the caller's thread (never an RPC to itself; a group of writes
 shares one fsync) and calls back before returning. RemoteReplica is another
 node: requests go through its channels (coalesced into batches; a group
 submitted together goes in one call) and are called back from the channel's
-thread. This is also where our types and the IDL's meet for internode calls.
+thread (or from the caller's, when a request fails before it leaves). This is also where our types and the IDL's meet for internode calls.
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
