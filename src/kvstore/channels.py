@@ -218,11 +218,11 @@ class PeerChannel:
             if self._connection is not connection or self._in_flight is not batch:
                 return   # dropped meanwhile (the channel stopped): its requests are answered already
             following, expired = self._take()
-        _answer_unsent(expired, self.node_id)
-        if following:
-            self._send(connection, following)   # first, so the peer works while these are answered
         for request, result in zip(batch, results or [None] * len(batch)):
             _answer(request, error, result)
+        _answer_unsent(expired, self.node_id)
+        if following:
+            self._send(connection, following)
 
 
 def _answer_unsent(requests, node_id, why=None):
