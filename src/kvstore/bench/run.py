@@ -3,8 +3,11 @@
 Each cell (put or get, at ONE or QUORUM, with C clients) runs for --duration seconds
 against a 4-node store at its default durability (fsync before acknowledging), then
 against the floor: one no-op server, and a no-op fan-out cluster of 4 coordinators
-over 4 no-op replicas; all of them are started first and measured in turn, cell by
-cell. Ratios, not absolute figures, are what to compare across machines.
+over 4 no-op replicas (the issue's floor: thread per connection, a thread pool
+forwarding; the ratios are taken against it), and the same fan-out cluster built as
+one selector loop per process (loopfloor.py, shown beside it); all of them are
+started first and measured in turn, cell by cell. Ratios, not absolute figures, are
+what to compare across machines.
 """
 import argparse
 import contextlib
@@ -17,6 +20,7 @@ from pathlib import Path
 from kvstore import processes
 from kvstore.bench.durability import measure_hint_delivery, measure_restart
 from kvstore.bench.floor import serve
+from kvstore.bench.loopfloor import serve_loop
 from kvstore.bench.load import bench_key, run_load
 from kvstore.localcluster import Cluster, free_ports
 from kvstore.peers import ping
@@ -41,7 +45,7 @@ def parse_args(argv):
     p.add_argument("--restart-keys", type=int, default=1_000_000, help="keys for the restart test (0: skip)")
     p.add_argument("--hint-seconds", type=float, default=60, help="seconds of writes with a node down (0: skip)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--serve", choices=("noop", "fanout"), help=argparse.SUPPRESS)
+    p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-fanout"), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--replicas", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -86,7 +90,7 @@ def measure_cell(system, op, level, clients, args):
     if before:
         records, fsyncs = (a - b for a, b in zip(counters(), before))
         cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
-    progress(f"{system.label:>8} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
+    progress(f"{system.label:>11} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
              f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}"
              + (f" fsyncs/write {cell['fsyncs_per_write']}" if "fsyncs_per_write" in cell else ""))
     return cell
@@ -129,37 +133,40 @@ def _spawn_floor(kind, port, replicas=()):
 
 @contextlib.contextmanager
 def floor():
-    """(one no-op server, a no-op fan-out cluster of 4 coordinators over 4 no-op replicas)."""
+    """(one no-op server, a no-op fan-out cluster of 4 coordinators over 4 no-op replicas, the same
+    cluster built as selector loops)."""
     procs = []
     try:
         port = free_ports(1)[0]
         procs.append(_spawn_floor("noop", port))
-        replica_ports = free_ports(4)
-        procs += [_spawn_floor("noop", p) for p in replica_ports]
-        coordinator_ports = free_ports(4)
-        for i, p in enumerate(coordinator_ports):
-            replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
-            procs.append(_spawn_floor("fanout", p, replicas))
-        yield (System("noop", [("127.0.0.1", port)], [("put", "QUORUM"), ("get", "QUORUM")]),
-               System("fanout", [("127.0.0.1", p) for p in coordinator_ports]))
+        clusters = []
+        for kind in ("", "loop-"):
+            replica_ports, coordinator_ports = free_ports(4), free_ports(4)
+            procs += [_spawn_floor(kind + "noop", p) for p in replica_ports]
+            for i, p in enumerate(coordinator_ports):
+                replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
+                procs.append(_spawn_floor(kind + "fanout", p, replicas))
+            clusters.append(System(kind + "fanout", [("127.0.0.1", p) for p in coordinator_ports]))
+        yield (System("noop", [("127.0.0.1", port)], [("put", "QUORUM"), ("get", "QUORUM")]), *clusters)
     finally:
         for proc in procs:
             proc.kill()
             proc.wait(10)
 
 
-def table(store, single, fanout):
+def table(store, single, fanout, loop=None):
     lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}{'fsync/w':>8}  "
-             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}"]
+             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}  {'loop floor':>10}{'p99':>8}"]
     for name, cell in store.items():
         op, level, clients = name.split()
         one = single.get(f"{op} QUORUM {clients}", {})
-        fan = fanout.get(name, {})
+        fan, looped = fanout.get(name, {}), (loop or {}).get(name, {})
         ratio = f"{cell['ops_per_s'] / fan['ops_per_s']:.2f}x" if fan.get("ops_per_s") else "-"
         lines.append(f"{name:<22}{cell['ops_per_s']:>12}{cell['p50_ms']:>8}{cell['p99_ms']:>8}{cell['max_ms']:>8}"
                      f"{cell['errors']:>5}{str(cell.get('fsyncs_per_write', '-')):>8}  "
                      f"{one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
-                     f"{fan.get('p99_ms', '-'):>8}  {ratio:>13}")
+                     f"{fan.get('p99_ms', '-'):>8}  {ratio:>13}  {looped.get('ops_per_s', '-'):>10}"
+                     f"{looped.get('p99_ms', '-'):>8}")
     return "\n".join(lines)
 
 
@@ -167,7 +174,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.serve:
         replicas = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in args.replicas.split(",") if a]
-        serve(args.serve, "127.0.0.1", args.port, replicas)
+        if args.serve.startswith("loop-"):
+            serve_loop(args.serve[len("loop-"):], "127.0.0.1", args.port, replicas)
+        else:
+            serve(args.serve, "127.0.0.1", args.port, replicas)
         return 0
     if args.cluster and args.sync_period:
         print("bench.py: --sync-period starts a store of its own; it cannot be used with --cluster", file=sys.stderr)
@@ -188,6 +198,7 @@ def main(argv=None):
         running.close()   # stop them all: the restart and hint measurements need the machine to themselves
         report["store"] = results["store"]
         report["floor_single_rpc"], report["floor_fanout"] = results.get("noop", {}), results.get("fanout", {})
+        report["floor_loop_fanout"] = results.get("loop-fanout", {})
         if args.sync_period:
             report["store_periodic_sync"] = results["periodic"]
         if args.restart_keys:
@@ -199,11 +210,12 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(table(report["store"], report["floor_single_rpc"], report["floor_fanout"]))
+        print(table(report["store"], report["floor_single_rpc"], report["floor_fanout"], report["floor_loop_fanout"]))
         if args.sync_period:
             print(f"\nNOT DURABLE AT ACKNOWLEDGEMENT: the store with --commitlog-sync-period {args.sync_period:g} "
                   "(fsync every period, not before acknowledging)")
-            print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"]))
+            print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"],
+                        report["floor_loop_fanout"]))
         for part in ("restart", "hints"):
             if part in report:
                 print(f"{part}: " + ", ".join(f"{k} {v}" for k, v in report[part].items()))

@@ -1,0 +1,156 @@
+"""A second fan-out floor: the same framed transport and accelerated binary protocol, another
+server design. Each process is one thread running one selector loop: no thread per connection,
+no thread pool, no interpreter lock to take turns at. The fan-out coordinator keeps one connection
+to each replica and pipelines every call on it (answers are matched by sequence id).
+
+The issue's floor (floor.py: thread per connection, a thread pool forwarding) is the one the
+store's ratios are taken against; this one is reported beside it, as what Python and Thrift
+allow with an event loop, to show how much a node built that way could gain. A benchmark tool,
+not a server: it trusts its clients (no limits, no timeouts) and stops when killed.
+"""
+import selectors
+import socket
+import struct
+
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.Thrift import TMessageType
+from thrift.transport.TTransport import TMemoryBuffer
+
+from kvstore_rpc import KVStore, ttypes
+
+_LENGTH = struct.Struct("!i")
+_ARGS = {"put": KVStore.put_args, "get": KVStore.get_args, "heartbeat": KVStore.heartbeat_args}
+_RESULTS = {"put": KVStore.put_result, "get": KVStore.get_result}
+_ANSWERS = {"put": KVStore.put_result(success=ttypes.WriteResult(1, [0], [])),
+            "get": KVStore.get_result(success=ttypes.ReadResult(ttypes.Cell(b"x" * 100, 1), [0], [])),
+            "heartbeat": KVStore.heartbeat_result(success=ttypes.Heartbeat(0, 0))}
+
+
+def _frame(name, kind, seqid, body):
+    out = TBinaryProtocolAccelerated(TMemoryBuffer())
+    out.writeMessageBegin(name, kind, seqid)
+    body.write(out)
+    out.writeMessageEnd()
+    payload = out.trans.getvalue()
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def _parse(payload, classes):
+    """(method name, sequence id, decoded body) of one message."""
+    protocol = TBinaryProtocolAccelerated(TMemoryBuffer(payload))
+    name, _, seqid = protocol.readMessageBegin()
+    body = classes[name]()
+    body.read(protocol)
+    protocol.readMessageEnd()
+    return name, seqid, body
+
+
+class _Link:
+    """One non-blocking connection: frames in to on_frame(link, payload), bytes out buffered."""
+
+    def __init__(self, loop, sock, on_frame):
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._loop, self.sock, self._on_frame = loop, sock, on_frame
+        self._in, self._out = bytearray(), bytearray()
+        loop.register(sock, selectors.EVENT_READ, self)
+
+    def readable(self):
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._loop.unregister(self.sock)
+            self.sock.close()
+            return
+        self._in += data
+        while len(self._in) >= _LENGTH.size:
+            length, = _LENGTH.unpack_from(self._in)
+            if len(self._in) < _LENGTH.size + length:
+                break
+            payload = bytes(self._in[_LENGTH.size:_LENGTH.size + length])
+            del self._in[:_LENGTH.size + length]
+            self._on_frame(self, payload)
+
+    def send(self, data):
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self._out += data[sent:]
+            self._loop.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+
+    def writable(self):
+        del self._out[:self.sock.send(self._out)]
+        if not self._out:
+            self._loop.modify(self.sock, selectors.EVENT_READ, self)
+
+
+def _answer_at_once(link, payload):
+    name, seqid, _ = _parse(payload, _ARGS)
+    link.send(_frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
+
+
+class _Fanout:
+    """Forwards each put and get to every replica; answers after 1 (ONE) or 2 (QUORUM)."""
+
+    def __init__(self, loop, replicas):
+        self._pending = {}   # our sequence id -> [client link, its sequence id, method, needed, answers]
+        self._next = 0
+        self._replicas = [_Link(loop, socket.create_connection(address), self._answered) for address in replicas]
+
+    def request(self, link, payload):
+        name, seqid, args = _parse(payload, _ARGS)
+        if name == "heartbeat":
+            link.send(_frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
+            return
+        self._next += 1
+        needed = 1 if args.level == ttypes.ConsistencyLevel.ONE else 2
+        self._pending[self._next] = [link, seqid, name, needed, 0]
+        call = _frame(name, TMessageType.CALL, self._next, args)
+        for replica in self._replicas:
+            replica.send(call)
+
+    def _answered(self, _, payload):
+        _, seqid, _ = _parse(payload, _RESULTS)
+        pending = self._pending.get(seqid)
+        if pending is None:
+            return
+        pending[4] += 1
+        client, client_seqid, name, needed, answers = pending
+        if answers == needed:
+            client.send(_frame(name, TMessageType.REPLY, client_seqid, _ANSWERS[name]))
+        if answers == len(self._replicas):
+            del self._pending[seqid]
+
+
+def serve_loop(kind, host, port, replicas=()):
+    """kind: "noop" or "fanout" (over replicas [(host, port)]); runs until the process is killed."""
+    loop = selectors.DefaultSelector()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(128)
+    listener.setblocking(False)
+    on_frame = _answer_at_once if kind == "noop" else _Fanout(loop, replicas).request
+    loop.register(listener, selectors.EVENT_READ, None)
+    while True:
+        for key, events in loop.select():
+            if key.data is None:
+                try:
+                    sock, _ = listener.accept()
+                except BlockingIOError:
+                    continue
+                _Link(loop, sock, on_frame)
+                continue
+            if events & selectors.EVENT_READ:
+                key.data.readable()
+            if events & selectors.EVENT_WRITE and key.data.sock.fileno() != -1:
+                key.data.writable()
