@@ -63,8 +63,7 @@ class _Link:
         except OSError:
             data = b""
         if not data:
-            self._loop.unregister(self.sock)
-            self.sock.close()
+            self.close()
             return
         self._in += data
         while len(self._in) >= _LENGTH.size:
@@ -75,7 +74,16 @@ class _Link:
             del self._in[:_LENGTH.size + length]
             self._on_frame(self, payload)
 
+    def close(self):
+        if self.sock.fileno() != -1:
+            self._loop.unregister(self.sock)
+            self.sock.close()
+
     def send(self, data):
+        """Send now what the socket takes, keep the rest for when it is writable (a peer that has
+        gone, for example a client that left before its answer, is closed and forgotten)."""
+        if self.sock.fileno() == -1:
+            return
         if self._out:
             self._out += data
             return
@@ -83,12 +91,21 @@ class _Link:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
+        except OSError:
+            self.close()
+            return
         if sent < len(data):
             self._out += data[sent:]
             self._loop.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
 
     def writable(self):
-        del self._out[:self.sock.send(self._out)]
+        try:
+            del self._out[:self.sock.send(self._out)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
         if not self._out:
             self._loop.modify(self.sock, selectors.EVENT_READ, self)
 
