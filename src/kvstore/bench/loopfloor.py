@@ -1,16 +1,24 @@
-"""A second fan-out floor: the same framed transport and accelerated binary protocol, another
-server design. Each process is one thread running one selector loop: no thread per connection,
-no thread pool, no interpreter lock to take turns at. The fan-out coordinator keeps one connection
+"""Reference floors: the same framed transport and accelerated binary protocol, another server
+design. Each process is one thread running one selector loop: no thread per connection, no
+thread pool, no interpreter lock to take turns at. The fan-out coordinator keeps one connection
 to each replica and pipelines every call on it (answers are matched by sequence id).
 
+Replicas are no-op ("noop"), or durable ("durable"): each put's bytes are written to a file and
+answered once an fdatasync covers them (gets are answered at once), a syncer thread sharing one fdatasync among all calls
+that arrived while the last one ran (group commit), nothing else. Over durable replicas, the
+fan-out is the least any design of this shape pays for fsync before acknowledging, on this disk.
+
 The issue's floor (floor.py: thread per connection, a thread pool forwarding) is the one the
-store's ratios are taken against; this one is reported beside it, as what Python and Thrift
-allow with an event loop, to show how much a node built that way could gain. A benchmark tool,
-not a server: it trusts its clients (no limits, no timeouts) and stops when killed.
+store's ratios are taken against; these are reported beside it, to show how much a node built
+as an event loop could gain, and what durability alone costs. A benchmark tool, not a server: it
+trusts its clients (no limits, no timeouts) and stops when killed.
 """
+import os
 import selectors
 import socket
 import struct
+import tempfile
+import threading
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.Thrift import TMessageType
@@ -148,15 +156,81 @@ class _Fanout:
             del self._pending[seqid]
 
 
+class _Durable:
+    """A replica that answers each call once its bytes are written and fdatasynced."""
+
+    LOG_BYTES = 64 << 20   # written as zeros first and then overwritten in a ring, as the store's log grows
+
+    def __init__(self, loop):
+        self._log = tempfile.TemporaryFile(prefix="kvstore-floor-")   # on the disk the store uses
+        self._fd, self._offset = self._log.fileno(), 0
+        os.pwrite(self._fd, bytes(self.LOG_BYTES), 0)
+        os.fsync(self._fd)
+        self._lock = threading.Lock()
+        self._written = threading.Condition(self._lock)
+        self._unsynced, self._synced = [], []   # (link, answer) to send once synced / synced, not sent
+        self._wake_read, self._wake_write = os.pipe()   # the syncer wakes the loop through it
+        os.set_blocking(self._wake_read, False)
+        self.sock = self   # for the loop: fileno() and the read event are this object's
+        loop.register(self._wake_read, selectors.EVENT_READ, self)
+        threading.Thread(target=self._sync, name="syncer", daemon=True).start()
+
+    def fileno(self):
+        return self._wake_read
+
+    def request(self, link, payload):
+        name, seqid, _ = _parse(payload, _ARGS)
+        answer = _frame(name, TMessageType.REPLY, seqid, _ANSWERS[name])
+        if name != "put":   # a read, or a heartbeat: nothing to make durable
+            link.send(answer)
+            return
+        if self._offset + len(payload) > self.LOG_BYTES:
+            self._offset = 0
+        os.pwrite(self._fd, payload, self._offset)
+        self._offset += len(payload)
+        with self._lock:
+            self._unsynced.append((link, answer))
+            self._written.notify()
+
+    def _sync(self):
+        while True:
+            with self._lock:
+                while not self._unsynced:
+                    self._written.wait()
+                group, self._unsynced = self._unsynced, []
+            os.fdatasync(self._fd)
+            with self._lock:
+                wake = not self._synced
+                self._synced += group
+            if wake:
+                os.write(self._wake_write, b"!")
+
+    def readable(self):
+        """The syncer's wake-up: send the answers it synced."""
+        try:
+            os.read(self._wake_read, 4096)
+        except BlockingIOError:
+            pass
+        with self._lock:
+            synced, self._synced = self._synced, []
+        for link, answer in synced:
+            link.send(answer)
+
+
 def serve_loop(kind, host, port, replicas=()):
-    """kind: "noop" or "fanout" (over replicas [(host, port)]); runs until the process is killed."""
+    """kind: "noop", "durable" or "fanout" (over replicas [(host, port)]); runs until killed."""
     loop = selectors.DefaultSelector()
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(128)
     listener.setblocking(False)
-    on_frame = _answer_at_once if kind == "noop" else _Fanout(loop, replicas).request
+    if kind == "noop":
+        on_frame = _answer_at_once
+    elif kind == "durable":
+        on_frame = _Durable(loop).request
+    else:
+        on_frame = _Fanout(loop, replicas).request
     loop.register(listener, selectors.EVENT_READ, None)
     while True:
         for key, events in loop.select():

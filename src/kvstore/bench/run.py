@@ -4,9 +4,10 @@ Each cell (put or get, at ONE or QUORUM, with C clients) runs for --duration sec
 against a 4-node store at its default durability (fsync before acknowledging), then
 against the floor: one no-op server, and a no-op fan-out cluster of 4 coordinators
 over 4 no-op replicas (the issue's floor: thread per connection, a thread pool
-forwarding; the ratios are taken against it), and the same fan-out cluster built as
-one selector loop per process (loopfloor.py, shown beside it); all of them are
-started first and measured in turn, cell by cell. Ratios, not absolute figures, are
+forwarding; the ratios are taken against it), and two reference floors built as one
+selector loop per process (loopfloor.py): the same no-op fan-out cluster, and one whose
+replicas fsync before answering; all of them are started first and measured in turn,
+cell by cell. Ratios, not absolute figures, are
 what to compare across machines.
 """
 import argparse
@@ -45,7 +46,8 @@ def parse_args(argv):
     p.add_argument("--restart-keys", type=int, default=1_000_000, help="keys for the restart test (0: skip)")
     p.add_argument("--hint-seconds", type=float, default=60, help="seconds of writes with a node down (0: skip)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-fanout"), help=argparse.SUPPRESS)
+    p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--replicas", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -134,19 +136,21 @@ def _spawn_floor(kind, port, replicas=()):
 @contextlib.contextmanager
 def floor():
     """(one no-op server, a no-op fan-out cluster of 4 coordinators over 4 no-op replicas, the same
-    cluster built as selector loops)."""
+    cluster built as selector loops, and that one again over replicas that fsync)."""
     procs = []
     try:
         port = free_ports(1)[0]
         procs.append(_spawn_floor("noop", port))
         clusters = []
-        for kind in ("", "loop-"):
+        for label, replica_kind, fanout_kind in (("fanout", "noop", "fanout"),
+                                                 ("loop-fanout", "loop-noop", "loop-fanout"),
+                                                 ("loop-durable-fanout", "loop-durable", "loop-fanout")):
             replica_ports, coordinator_ports = free_ports(4), free_ports(4)
-            procs += [_spawn_floor(kind + "noop", p) for p in replica_ports]
+            procs += [_spawn_floor(replica_kind, p) for p in replica_ports]
             for i, p in enumerate(coordinator_ports):
                 replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
-                procs.append(_spawn_floor(kind + "fanout", p, replicas))
-            clusters.append(System(kind + "fanout", [("127.0.0.1", p) for p in coordinator_ports]))
+                procs.append(_spawn_floor(fanout_kind, p, replicas))
+            clusters.append(System(label, [("127.0.0.1", p) for p in coordinator_ports]))
         yield (System("noop", [("127.0.0.1", port)], [("put", "QUORUM"), ("get", "QUORUM")]), *clusters)
     finally:
         for proc in procs:
@@ -154,20 +158,34 @@ def floor():
             proc.wait(10)
 
 
-def table(store, single, fanout, loop=None):
+def table(store, single, fanout):
     lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}{'fsync/w':>8}  "
-             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}  {'loop floor':>10}{'p99':>8}"]
+             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}"]
     for name, cell in store.items():
         op, level, clients = name.split()
         one = single.get(f"{op} QUORUM {clients}", {})
-        fan, looped = fanout.get(name, {}), (loop or {}).get(name, {})
-        ratio = f"{cell['ops_per_s'] / fan['ops_per_s']:.2f}x" if fan.get("ops_per_s") else "-"
+        fan = fanout.get(name, {})
         lines.append(f"{name:<22}{cell['ops_per_s']:>12}{cell['p50_ms']:>8}{cell['p99_ms']:>8}{cell['max_ms']:>8}"
                      f"{cell['errors']:>5}{str(cell.get('fsyncs_per_write', '-')):>8}  "
                      f"{one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
-                     f"{fan.get('p99_ms', '-'):>8}  {ratio:>13}  {looped.get('ops_per_s', '-'):>10}"
-                     f"{looped.get('p99_ms', '-'):>8}")
+                     f"{fan.get('p99_ms', '-'):>8}  {_ratio(cell, fan):>13}")
     return "\n".join(lines)
+
+
+def reference_table(store, loop, durable_loop):
+    """The store beside the selector-loop floors: without storage, and with replicas that fsync."""
+    lines = [f"{'cell':<22}{'store ops/s':>12}{'loop floor':>12}{'p99':>8}{'durable loop':>14}{'p99':>8}"
+             f"  {'store/durable loop':>18}"]
+    for name, cell in store.items():
+        looped, durable = loop.get(name, {}), durable_loop.get(name, {})
+        lines.append(f"{name:<22}{cell['ops_per_s']:>12}{looped.get('ops_per_s', '-'):>12}"
+                     f"{looped.get('p99_ms', '-'):>8}{durable.get('ops_per_s', '-'):>14}{durable.get('p99_ms', '-'):>8}"
+                     f"  {_ratio(cell, durable):>18}")
+    return "\n".join(lines)
+
+
+def _ratio(cell, floor_cell):
+    return f"{cell['ops_per_s'] / floor_cell['ops_per_s']:.2f}x" if floor_cell.get("ops_per_s") else "-"
 
 
 def main(argv=None):
@@ -199,6 +217,7 @@ def main(argv=None):
         report["store"] = results["store"]
         report["floor_single_rpc"], report["floor_fanout"] = results.get("noop", {}), results.get("fanout", {})
         report["floor_loop_fanout"] = results.get("loop-fanout", {})
+        report["floor_loop_durable_fanout"] = results.get("loop-durable-fanout", {})
         if args.sync_period:
             report["store_periodic_sync"] = results["periodic"]
         if args.restart_keys:
@@ -210,12 +229,14 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(table(report["store"], report["floor_single_rpc"], report["floor_fanout"], report["floor_loop_fanout"]))
+        print(table(report["store"], report["floor_single_rpc"], report["floor_fanout"]))
         if args.sync_period:
             print(f"\nNOT DURABLE AT ACKNOWLEDGEMENT: the store with --commitlog-sync-period {args.sync_period:g} "
                   "(fsync every period, not before acknowledging)")
-            print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"],
-                        report["floor_loop_fanout"]))
+            print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"]))
+        if report["floor_loop_fanout"]:
+            print("\nREFERENCE: the same fan-out as selector loops, without storage and with replicas that fsync")
+            print(reference_table(report["store"], report["floor_loop_fanout"], report["floor_loop_durable_fanout"]))
         for part in ("restart", "hints"):
             if part in report:
                 print(f"{part}: " + ", ".join(f"{k} {v}" for k, v in report[part].items()))
