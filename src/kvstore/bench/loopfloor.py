@@ -4,9 +4,10 @@ thread pool, no interpreter lock to take turns at. The fan-out coordinator keeps
 to each replica and pipelines every call on it (answers are matched by sequence id).
 
 Replicas are no-op ("noop"), or durable ("durable"): each put's bytes are written to a file and
-answered once an fdatasync covers them (gets are answered at once), a syncer thread sharing one fdatasync among all calls
-that arrived while the last one ran (group commit), nothing else. Over durable replicas, the
-fan-out is the least any design of this shape pays for fsync before acknowledging, on this disk.
+answered once an fdatasync covers them, a syncer thread sharing one fdatasync among all the puts
+that arrived while the last one ran (group commit), and nothing else (gets are answered at
+once). Over durable replicas, the fan-out is the least any design of this shape pays for fsync
+before acknowledging, on this disk.
 
 The issue's floor (floor.py: thread per connection, a thread pool forwarding) is the one the
 store's ratios are taken against; these are reported beside it, to show how much a node built
@@ -157,7 +158,7 @@ class _Fanout:
 
 
 class _Durable:
-    """A replica that answers each call once its bytes are written and fdatasynced."""
+    """A replica that answers each put once its bytes are written and fdatasynced."""
 
     LOG_BYTES = 64 << 20   # written as zeros first and then overwritten in a ring, as the store's log grows
 
