@@ -116,14 +116,16 @@ class PeerChannel:
             self._drop(connection, NodeUnavailable(f"node {self.node_id}: the {self._method} failed: {exc!r}"))
 
     def _drop(self, connection, error):
-        """The connection broke: close it and fail the batch in flight on it (unless already done)."""
+        """The connection broke (None: it could not be opened): close it and fail the batch in flight
+        on it, unless that was done already."""
         with self._cond:
             if self._connection is not connection:
                 return
             batch, self._connection, self._in_flight = self._in_flight, None, None
             if self._queue:
                 self._cond.notify()
-        connection.close()
+        if connection is not None:
+            connection.close()
         for request in batch or ():
             _answer(request, error, None)
 
@@ -134,24 +136,13 @@ class PeerChannel:
                     break
             except Exception as exc:  # a bug of ours: answer the batch in flight, keep the channel going
                 log.exception("the %s channel to node %d failed", self._method, self.node_id)
-                self._reset(NodeUnavailable(f"node {self.node_id}: the {self._method} failed: {exc!r}"))
-        queued = self._reset(NodeUnavailable(f"node {self.node_id}: the channel stopped", sent=True))
-        _answer_unsent(queued, self.node_id, "the channel stopped")
-
-    def _reset(self, error):
-        """Drop the connection, whatever its state, answering the batch in flight with error; once
-        stopped, also take every queued request and return them (the caller answers them)."""
+                self._drop(self._connection, NodeUnavailable(f"node {self.node_id}: the {self._method} failed: "
+                                                             f"{exc!r}"))
+        self._drop(self._connection, NodeUnavailable(f"node {self.node_id}: the channel stopped", sent=True))
         with self._cond:
-            connection, batch, self._connection, self._in_flight = self._connection, self._in_flight, None, None
-            queued = []
-            if self._stopped:
-                queued = list(self._queue)
-                self._queue.clear()
-        if connection is not None:
-            connection.close()
-        for request in batch or ():
-            _answer(request, error, None)
-        return queued
+            queued = list(self._queue)
+            self._queue.clear()
+        _answer_unsent(queued, self.node_id, "the channel stopped")
 
     def _step(self):
         """Connect and send, or read one answer (or wait POLL for it); False once stopped."""
@@ -175,10 +166,7 @@ class PeerChannel:
         try:
             connection = self._connect(self._deadline - time.monotonic())
         except NodeUnavailable as exc:
-            with self._cond:
-                self._in_flight = None
-            for request in batch:
-                _answer(request, exc, None)
+            self._drop(None, exc)   # no connection yet: answers the batch taken for it
             return
         with self._cond:
             self._connection = connection

@@ -7,8 +7,7 @@ over 4 no-op replicas (the issue's floor: thread per connection, a thread pool
 forwarding; the ratios are taken against it), and two reference floors built as one
 selector loop per process (loopfloor.py): the same no-op fan-out cluster, and one whose
 replicas fsync before answering; all of them are started first and measured in turn,
-cell by cell. Ratios, not absolute figures, are
-what to compare across machines.
+cell by cell. Ratios, not absolute figures, are what to compare across machines.
 """
 import argparse
 import contextlib
@@ -92,7 +91,7 @@ def measure_cell(system, op, level, clients, args):
     if before:
         records, fsyncs = (a - b for a, b in zip(counters(), before))
         cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
-    progress(f"{system.label:>11} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
+    progress(f"{system.label:>19} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
              f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}"
              + (f" fsyncs/write {cell['fsyncs_per_write']}" if "fsyncs_per_write" in cell else ""))
     return cell
