@@ -1,4 +1,6 @@
 """server.sh and terminate_servers.py as a user runs them, on their own data directory and ports."""
+import hashlib
+import json
 import os
 import random
 import socket
@@ -97,3 +99,46 @@ def test_terminate_servers_stops_our_nodes_and_leaves_foreign_processes_alone(en
         for proc in (bystander, impostor):
             proc.kill()
             proc.wait(10)
+
+
+def log_digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_node_started_by_hand_owns_its_data_directory_and_the_tools_find_it(env, tmp_path):
+    """Two processes on one data directory destroyed acknowledged writes: the second replayed and cut
+    the live node's log. Now the first holds the directory's lock; the tools see it however it started."""
+    data = tmp_path / "data"
+    assert run(env, "./server.sh").returncode == 0
+    assert run(env, "./server.sh", "stop", "0").returncode == 0
+    # As the README shows: no --data-dir on the command line, the cluster file found by default.
+    with open(tmp_path / "by-hand.log", "wb") as log:
+        by_hand = subprocess.Popen(["python3", "src/server.py", "--id", "0"], cwd=processes.ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        processes.wait_until(lambda: states(env)[0] == "up", 30)
+        status = run(env, "./server.sh", "status").stdout.splitlines()[1].split()
+        assert status[2:4] == ["up", str(by_hand.pid)], status
+        script = "".join(f"put 0-hand-{i} v{i} one\n" for i in range(50))   # keys "0..." live on node 0
+        written = run(env, "python3", "src/client.py", "--node", status[1], stdin=script)
+        assert written.returncode == 0, written.stdout + written.stderr
+        log_before = log_digest(data / "node0" / "commit.log")
+
+        assert run(env, "./server.sh", "start").returncode == 0        # starts nothing for node 0
+        assert run(env, "./server.sh", "status").stdout.splitlines()[1].split()[3] == str(by_hand.pid)
+        second = run(env, "python3", "src/server.py", "--id", "0")
+        assert second.returncode == 5, second.stderr
+        assert f"in use by another node process (pid {by_hand.pid})" in second.stderr
+        assert log_digest(data / "node0" / "commit.log") == log_before   # not replayed, not cut
+
+        stopped = run(env, "python3", "terminate_servers.py")
+        assert f"node0: stopped (pid {by_hand.pid})" in stopped.stdout, stopped.stdout
+        assert by_hand.wait(30) == 0
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+            by_hand.wait(10)
+    assert run(env, "./server.sh", "start").returncode == 0
+    dump = json.loads(run(env, "python3", "inspector.py", "--json").stdout)
+    node0 = {k["key"]: k.get("value") for k in dump["nodes"][0]["keys"]}
+    assert all(node0.get(f"0-hand-{i}") == f"v{i}" for i in range(50)), node0

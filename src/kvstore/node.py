@@ -1,18 +1,22 @@
 """One node: the composition root. Builds every object from the cluster file and settings,
 replays the logs, serves, announces itself, and shuts down cleanly on SIGTERM.
 
-Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen.
+Before it reads or writes anything in its data directory, a node takes the
+directory's lock (kvstore.datadir) and holds it until it exits: a second
+process on the same directory refuses to start, naming the pid that holds it.
+
+Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
+5 the data directory is in use by another process.
 """
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from kvstore import processes
+from kvstore import datadir, processes
 from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
 from kvstore.config import Settings, read_cluster_file
@@ -29,7 +33,7 @@ from kvstore.rpcserver import RpcServer
 from kvstore.storage import Storage
 from kvstore_rpc import KVStore
 
-EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN = 0, 2, 3, 4
+EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
 
 log = logging.getLogger("kvstore.node")
 
@@ -106,16 +110,17 @@ def main(argv=None):
                         idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
                         max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    running = processes.find_node(data_dir)
-    if running is not None and running.pid != os.getpid():
-        log.error("node %d is already running on %s with pid %d", args.id, data_dir, running.pid)
-        return EXIT_CONFIG
+    try:
+        lock = datadir.claim(data_dir)
+    except datadir.DataDirInUse as exc:
+        log.error("%s", exc)
+        return EXIT_IN_USE
     processes.write_pid_file(data_dir)
     try:
         return run(me, nodes, settings, data_dir, args.listen or me.host, args.skip_corrupt_records)
     finally:
         processes.remove_pid_file(data_dir)
+        lock.release()
 
 
 def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):

@@ -1,9 +1,12 @@
 """Finding, starting and signalling this project's node processes, and nothing else.
 
-A node writes `node.pid` ("PID CREATE_TIME") in its data directory. A pid is
-ours only if psutil finds a process with that pid and creation time whose
-command line runs src/server.py with that same data directory. Processes are
-never found by name.
+A node holds its data directory's lock (kvstore.datadir) for as long as it
+runs, and writes `node.pid` ("PID CREATE_TIME") beside it for people to read.
+The tools find a node by asking the kernel which process holds that lock, then
+check with psutil that the process runs a kvstore src/server.py. So a node is
+found however it was started (by ./server.sh or by hand, with or without
+--data-dir), and a pid file left behind by a dead node, or naming a process
+that is not ours, is never believed. Processes are never found by name.
 """
 import os
 import signal
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from kvstore import datadir
 from kvstore.bootstrap import ROOT
 
 SERVER_SCRIPT = ROOT / "src" / "server.py"
@@ -46,28 +50,21 @@ def _read_pid_file(path):
 
 def find_node(data_dir):
     """The running node process that owns data_dir, or None (never a process that is not ours)."""
-    recorded = _read_pid_file(Path(data_dir) / PID_FILE)
-    if recorded is None:
+    pid = datadir.holder(data_dir)
+    if pid is None:
         return None
-    pid, created = recorded
     try:
         process = psutil.Process(pid)
-        if abs(process.create_time() - created) > 0.01 or process.status() == psutil.STATUS_ZOMBIE:
-            return None  # that pid now belongs to another process, or ours already died
-        if not is_node_command(process.cmdline(), process.cwd(), data_dir):
+        if process.status() == psutil.STATUS_ZOMBIE or not runs_server(process.cmdline()):
             return None
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     return process
 
 
-def is_node_command(cmdline, cwd, data_dir):
-    """True when cmdline runs a kvstore src/server.py on data_dir."""
-    runs_server = any(Path(arg).name == "server.py" and Path(arg).parent.name == "src" for arg in cmdline)
-    if not runs_server or "--data-dir" not in cmdline[:-1]:
-        return False
-    given = Path(cmdline[cmdline.index("--data-dir") + 1])
-    return (Path(cwd) / given).resolve() == Path(data_dir).resolve()
+def runs_server(cmdline):
+    """True when cmdline runs a kvstore src/server.py."""
+    return any(Path(arg).name == "server.py" and Path(arg).parent.name == "src" for arg in cmdline)
 
 
 def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable, prefix=()):

@@ -4,13 +4,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from kvstore import processes
+from kvstore import datadir, processes
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def node_dirs(data_dir):
-    return sorted(p.parent for p in Path(data_dir).glob(f"node*/{processes.PID_FILE}"))
+    """Every node directory a node has run in: each holds the lock file (or, from older nodes, a pid file)."""
+    return sorted({p.parent for name in (datadir.LOCK_FILE, processes.PID_FILE)
+                   for p in Path(data_dir).glob(f"node*/{name}")})
 
 
 def looks_like_ours(data_dir):
@@ -28,8 +30,9 @@ def main(argv=None):
     for node_dir in node_dirs(data_dir):
         pid = processes.stop_node(node_dir)
         if pid is None:
-            print(f"{node_dir.name}: not running (stale pid file removed)")
-            (node_dir / processes.PID_FILE).unlink(missing_ok=True)
+            stale = node_dir / processes.PID_FILE
+            print(f"{node_dir.name}: not running" + (" (stale pid file removed)" if stale.exists() else ""))
+            stale.unlink(missing_ok=True)
         else:
             print(f"{node_dir.name}: stopped (pid {pid})")
             stopped += 1
