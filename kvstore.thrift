@@ -74,10 +74,13 @@ struct KeyValue {
   2: binary value,
 }
 
-/** Keys in [start, end) (an empty end: no bound), at most limit of them: one replica's part of a scan. */
+/**
+ * Keys in [start, end_key) (an empty end_key: no bound), at most limit of them: one replica's part of a scan.
+ * (Not `end`: that word is reserved in most of the languages Thrift generates code for.)
+ */
 struct KeyRange {
   1: binary start,
-  2: binary end,
+  2: binary end_key,
   3: i32 limit,
 }
 
@@ -231,10 +234,10 @@ service KVStore {
     throws (1: InvalidRequest invalid),
 
   /**
-   * The live keys in [start, end) in byte order (an empty `end`: to the end of the key space),
+   * The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
    * at most `limit`, read from every token range's replicas at `level` and merged.
    */
-  ScanResult scan(1: binary start, 2: binary end, 3: i32 limit, 4: ConsistencyLevel level)
+  ScanResult scan(1: binary start, 2: binary end_key, 3: i32 limit, 4: ConsistencyLevel level)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
 
   /** The nodes that hold key's replicas, in ring order (like nodetool getendpoints). */
@@ -261,7 +264,7 @@ service KVStore {
   list<ReadResult> replica_read_batch(1: list<binary> keys) throws (1: InvalidRequest invalid),
 
   /**
-   * For each range, this replica's cells for keys in [start, end) (empty end: unbounded),
+   * For each range, this replica's cells for keys in [start, end_key) (empty end_key: unbounded),
    * tombstones and expired cells included, at most `limit`, in byte order.
    */
   list<list<Mutation>> replica_scan_batch(1: list<KeyRange> ranges) throws (1: InvalidRequest invalid),

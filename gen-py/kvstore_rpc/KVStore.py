@@ -108,14 +108,14 @@ class Iface(object):
         """
         pass
 
-    def scan(self, start, end, limit, level):
+    def scan(self, start, end_key, limit, level):
         """
-        The live keys in [start, end) in byte order (an empty `end`: to the end of the key space),
+        The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
         at most `limit`, read from every token range's replicas at `level` and merged.
 
         Parameters:
          - start
-         - end
+         - end_key
          - limit
          - level
 
@@ -182,7 +182,7 @@ class Iface(object):
 
     def replica_scan_batch(self, ranges):
         """
-        For each range, this replica's cells for keys in [start, end) (empty end: unbounded),
+        For each range, this replica's cells for keys in [start, end_key) (empty end_key: unbounded),
         tombstones and expired cells included, at most `limit`, in byte order.
 
         Parameters:
@@ -553,26 +553,26 @@ class Client(Iface):
             raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "multi_get failed: unknown result")
 
-    def scan(self, start, end, limit, level):
+    def scan(self, start, end_key, limit, level):
         """
-        The live keys in [start, end) in byte order (an empty `end`: to the end of the key space),
+        The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
         at most `limit`, read from every token range's replicas at `level` and merged.
 
         Parameters:
          - start
-         - end
+         - end_key
          - limit
          - level
 
         """
-        self.send_scan(start, end, limit, level)
+        self.send_scan(start, end_key, limit, level)
         return self.recv_scan()
 
-    def send_scan(self, start, end, limit, level):
+    def send_scan(self, start, end_key, limit, level):
         self._oprot.writeMessageBegin('scan', TMessageType.CALL, self._seqid)
         args = scan_args()
         args.start = start
-        args.end = end
+        args.end_key = end_key
         args.limit = limit
         args.level = level
         args.write(self._oprot)
@@ -813,7 +813,7 @@ class Client(Iface):
 
     def replica_scan_batch(self, ranges):
         """
-        For each range, this replica's cells for keys in [start, end) (empty end: unbounded),
+        For each range, this replica's cells for keys in [start, end_key) (empty end_key: unbounded),
         tombstones and expired cells included, at most `limit`, in byte order.
 
         Parameters:
@@ -1264,7 +1264,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = scan_result()
         try:
-            result.success = self._handler.scan(args.start, args.end, args.limit, args.level)
+            result.success = self._handler.scan(args.start, args.end_key, args.limit, args.level)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -2913,16 +2913,16 @@ class scan_args(object):
     """
     Attributes:
      - start
-     - end
+     - end_key
      - limit
      - level
 
     """
 
 
-    def __init__(self, start=None, end=None, limit=None, level=None,):
+    def __init__(self, start=None, end_key=None, limit=None, level=None,):
         self.start = start
-        self.end = end
+        self.end_key = end_key
         self.limit = limit
         self.level = level
 
@@ -2942,7 +2942,7 @@ class scan_args(object):
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRING:
-                    self.end = iprot.readBinary()
+                    self.end_key = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
@@ -2969,9 +2969,9 @@ class scan_args(object):
             oprot.writeFieldBegin('start', TType.STRING, 1)
             oprot.writeBinary(self.start)
             oprot.writeFieldEnd()
-        if self.end is not None:
-            oprot.writeFieldBegin('end', TType.STRING, 2)
-            oprot.writeBinary(self.end)
+        if self.end_key is not None:
+            oprot.writeFieldBegin('end_key', TType.STRING, 2)
+            oprot.writeBinary(self.end_key)
             oprot.writeFieldEnd()
         if self.limit is not None:
             oprot.writeFieldBegin('limit', TType.I32, 3)
@@ -3001,7 +3001,7 @@ all_structs.append(scan_args)
 scan_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
-    (2, TType.STRING, 'end', 'BINARY', None, ),  # 2
+    (2, TType.STRING, 'end_key', 'BINARY', None, ),  # 2
     (3, TType.I32, 'limit', None, None, ),  # 3
     (4, TType.I32, 'level', None, None, ),  # 4
 )

@@ -459,19 +459,20 @@ class KeyValue(object):
 
 class KeyRange(object):
     """
-    Keys in [start, end) (an empty end: no bound), at most limit of them: one replica's part of a scan.
+    Keys in [start, end_key) (an empty end_key: no bound), at most limit of them: one replica's part of a scan.
+    (Not `end`: that word is reserved in most of the languages Thrift generates code for.)
 
     Attributes:
      - start
-     - end
+     - end_key
      - limit
 
     """
 
 
-    def __init__(self, start=None, end=None, limit=None,):
+    def __init__(self, start=None, end_key=None, limit=None,):
         self.start = start
-        self.end = end
+        self.end_key = end_key
         self.limit = limit
 
     def read(self, iprot):
@@ -490,7 +491,7 @@ class KeyRange(object):
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRING:
-                    self.end = iprot.readBinary()
+                    self.end_key = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
@@ -512,9 +513,9 @@ class KeyRange(object):
             oprot.writeFieldBegin('start', TType.STRING, 1)
             oprot.writeBinary(self.start)
             oprot.writeFieldEnd()
-        if self.end is not None:
-            oprot.writeFieldBegin('end', TType.STRING, 2)
-            oprot.writeBinary(self.end)
+        if self.end_key is not None:
+            oprot.writeFieldBegin('end_key', TType.STRING, 2)
+            oprot.writeBinary(self.end_key)
             oprot.writeFieldEnd()
         if self.limit is not None:
             oprot.writeFieldBegin('limit', TType.I32, 3)
@@ -1725,7 +1726,7 @@ all_structs.append(KeyRange)
 KeyRange.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
-    (2, TType.STRING, 'end', 'BINARY', None, ),  # 2
+    (2, TType.STRING, 'end_key', 'BINARY', None, ),  # 2
     (3, TType.I32, 'limit', None, None, ),  # 3
 )
 all_structs.append(ScanResult)

@@ -164,7 +164,7 @@ class Handler:
                 if request is None or request.start is None or not request.limit or request.limit < 0:
                     raise errors.InvalidRequest("a range needs a start and a positive limit")
                 limit = min(request.limit, MAX_SCAN_LIMIT)
-                pages.append([to_mutation(k, c) for k, c in self._storage.scan(request.start, request.end or None, limit)])
+                pages.append([to_mutation(k, c) for k, c in self._storage.scan(request.start, request.end_key or None, limit)])
             return pages
 
     def replica_read_batch(self, keys):
