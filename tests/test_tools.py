@@ -6,7 +6,7 @@ from kvstore.localcluster import wait_for
 from kvstore import processes
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 
-QUORUM = ConsistencyLevel.QUORUM
+QUORUM, ALL = ConsistencyLevel.QUORUM, ConsistencyLevel.ALL
 CLIENT = "src/client.py"
 
 
@@ -65,7 +65,7 @@ def test_console_deletes_expires_batches_scans_and_keeps_a_session(shared_cluste
     assert lines[8] in ("600", "599") and lines[9] == "-1  (the key never expires)"
     assert lines[10].startswith("OK  [expires in 300 s, timestamp ")
     assert lines[11] == "(not found)  [nothing to expire]"
-    assert [line.split()[0] for line in lines[12:14]] == ["t:a", "t:c"] and lines[14] == "(2 keys, more remain)"
+    assert [line.split()[0] for line in lines[12:14]] == ["t:a", "t:c"] and lines[14] == '(2 keys, more remain)  next page: scan "t:c\\x00" t; limit 2'
     assert [line.split()[0] for line in lines[15:18]] == ["t:a", "t:c", "t:d"] and lines[18] == "(3 keys)"
     assert lines[19:] == ["Read-your-writes session is off.", "Read-your-writes session is off."]
 
@@ -79,7 +79,8 @@ def test_console_pages_a_long_scan_and_stops_when_asked(shared_cluster):
         console = Console(kv, out=out, ask_more=lambda: asked.append(1) or len(asked) < 2)
         assert console.execute('scan page: page; quorum')
     rows = out.getvalue().splitlines()
-    assert len(asked) == 2 and len(rows) == PAGE_SIZE * 2 + 1 and rows[-1] == f"({PAGE_SIZE * 2} keys, more remain)"
+    assert len(asked) == 2 and len(rows) == PAGE_SIZE * 2 + 1 and rows[-1] == (
+        f'({PAGE_SIZE * 2} keys, more remain)  next page: scan "page:039\\x00" page; quorum')
     assert rows[0].startswith("page:000") and rows[PAGE_SIZE * 2 - 1].startswith("page:039")
 
 
@@ -89,7 +90,7 @@ def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_
     assert out.stdout.splitlines()[:3] == [
         "Error: InvalidRequest: the key must not be empty",
         "Error: unknown consistency level 'sometimes' (expected ONE=1, QUORUM=2, ALL=3); use one, quorum or all",
-        "Error: unknown command 'frobnicate'; type help for the list",
+        "Error: unknown command frobnicate; type help for the list",
     ]
     assert "Traceback" not in out.stdout + out.stderr
 
@@ -141,7 +142,7 @@ def test_inspector_shows_every_replica_and_marks_divergence(cluster):
     text = inspect(cluster)
     assert "node 1  127.0.0.1:" in text and " up " in text
     assert "v" * 39 + "…" in text                    # long values are cut short
-    assert "0xfffe2d62696e617279" in text            # non-UTF-8 keys shown as hex
+    assert '"\\xff\\xfe-binary"' in text              # non-UTF-8 keys in the console's notation
     assert f"* {key.decode()}: stale on node 1" in text and "stale on node 2" in text
     assert "1 divergent" in text
 
@@ -183,3 +184,67 @@ def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster
     paged = dump_replica((node.host, node.port), page=4)
     whole = {m.key: from_cell(m.cell) for m in shared_cluster.dump(0).cells}
     assert paged.cells == whole and len(whole) >= 25 and whole[b"\x20page-07"].value is None
+
+
+def run_bytes(argv, stdin=b""):
+    argv = [a if isinstance(a, bytes) else str(a) for a in argv]   # bytes reach argv as they are
+    return subprocess.run(["python3", *argv], cwd=processes.ROOT, input=stdin, capture_output=True, timeout=60)
+
+
+def test_binary_keys_and_values_are_typed_and_shown_in_one_notation(shared_cluster):
+    # Raw bytes typed (as printf sends them), then the same bytes in the notation the console prints.
+    script = (b"put \xff\xfe raw quorum\n"
+              b'get "\\xff\\xfe" quorum\n'
+              b'put 0xfffe00 text quorum\n'
+              b'put "\\xff\\xfe\\x00" "\\x00\\x01 bytes" quorum\n'
+              b"get 0xfffe00 quorum\n"
+              b'mget "\\xff\\xfe\\x00" quorum\n'
+              b"put ok yes\n")
+    out = run_bytes([CLIENT, "--cluster", shared_cluster.cluster_file], script)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[1].startswith("raw  [timestamp ")
+    assert lines[4].startswith("text  [timestamp ")                   # the text key, not the bytes it spells
+    assert lines[5].startswith(r'"\xff\xfe\x00"  "\x00\x01 bytes"  [timestamp ')
+    assert lines[6].startswith("OK  [")                                  # the console went on to the end
+    assert shared_cluster.cell_on(shared_cluster.replicas(b"\xff\xfe")[0], b"\xff\xfe").value == b"raw"
+
+    for key_argument in (b"\xff\xfe", rb'"\xff\xfe"'):                   # raw bytes, or the notation
+        shown = run_bytes(["inspector.py", "--cluster", shared_cluster.cluster_file, "--key", key_argument])
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.decode().startswith('key "\\xff\\xfe"\n') and b"raw" in shown.stdout
+    listing = run_bytes(["inspector.py", "--cluster", shared_cluster.cluster_file]).stdout.decode()
+    assert "    0xfffe00 " in listing and '    "\\xff\\xfe\\x00" ' in listing
+
+
+def test_a_scan_with_more_to_come_prints_the_command_that_continues_it(shared_cluster):
+    with shared_cluster.client() as kv:
+        kv.mput({b"cont:%d" % i: b"v" for i in range(5)}, "QUORUM")
+    pages, command, seen = 0, "scan cont: cont; limit 2 quorum", []
+    while command:
+        out = console(shared_cluster, command + "\n")
+        assert out.returncode == 0, out.stdout + out.stderr
+        *rows, last = out.stdout.splitlines()
+        seen += [row.split()[0] for row in rows]
+        command = last.split("next page: ", 1)[1] if "next page: " in last else None
+        pages += 1
+    assert pages == 3 and seen == [f"cont:{i}" for i in range(5)] and last == "(1 key)"
+
+
+def test_console_mistakes_get_plain_errors_without_python_reprs(shared_cluster):
+    out = console(shared_cluster, 'scan "" "" limit\nscan b a\nput "open x\n')
+    assert out.stdout.splitlines() == [
+        "Error: limit needs a number: scan START END [limit N] [one|quorum|all]",
+        "Error: InvalidRequest: the scan's start b is after its end a (an empty end scans to the end of the key space)",
+        'Error: cannot read the line: a double quote is not closed (type \\" for a quote inside one)',
+    ]
+
+
+def test_inspector_counts_in_words_and_fails_when_no_node_answers(cluster):
+    cluster.call(0, "put", b"\x05only", b"x", ALL)
+    text = inspect(cluster)
+    assert "\n1 key, 0 divergent\n" in text and "unverified" not in text and "  up  1 key  " in text
+    for i in range(4):
+        cluster.crash(i)
+    out = cluster.run_tool("inspector.py", "--cluster", cluster.cluster_file)
+    assert out.returncode == 1 and "no node of the cluster answers" in out.stderr

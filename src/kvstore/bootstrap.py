@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+# Where ./server.sh keeps a local cluster, and so where every tool looks for it by default.
+DEFAULT_DATA_DIR = Path(os.environ.get("KVSTORE_DATA_DIR", ROOT / "data"))
+DEFAULT_CLUSTER_FILE = DEFAULT_DATA_DIR / "cluster.txt"
 REQUIRED = ("thrift", "psutil")
 
 

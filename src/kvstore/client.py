@@ -22,9 +22,11 @@ newest timestamp it wrote or read and sends it with its reads; a coordinator
 that cannot find a cell that new on any replica raises StaleRead instead of
 returning older data. The memory grows with the keys used; forget() clears it.
 """
+import contextlib
 import random
 from typing import NamedTuple, Optional
 
+from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.config import read_cluster_file
 from kvstore.consistency import Level, parse_level
 from kvstore.errors import ConfigError, InvalidRequest, NodeUnavailable, StaleRead, TimedOut, Unavailable
@@ -32,7 +34,7 @@ from kvstore.peers import Connection
 from kvstore.replicas import from_cell
 from kvstore_rpc import ttypes
 
-CALL_TIMEOUT = 15.0
+CALL_TIMEOUT = 15.0   # seconds a call may take before the client gives up on its node (timeout=)
 _IDL_ERRORS = (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut, ttypes.StaleRead)
 
 
@@ -59,9 +61,11 @@ class ReadDetail(NamedTuple):
 
 class Client:
     def __init__(self, nodes, level=Level.ONE, session=True, timeout=CALL_TIMEOUT, connect_timeout=1.0,
-                 preferred=None, on_failover=None, choose=random.choice):
+                 preferred=None, on_failover=None, choose=random.choice, watch=None):
         """nodes: [(host, port)] or ["host:port"]; level: the default consistency level (ONE, as cqlsh);
-        preferred: the node to try first; on_failover(text): told when the client moves to another node."""
+        timeout: seconds a call may wait for its node; preferred: the node to try first;
+        on_failover(text): told when the client moves to another node; watch(address, method): a context
+        manager entered around each call to a node (the console's note when a wait grows long)."""
         self._addresses = [parse_address(n) if isinstance(n, str) else tuple(n) for n in nodes]
         self._preferred = parse_address(preferred) if isinstance(preferred, str) else preferred
         if self._preferred and self._preferred not in self._addresses:
@@ -71,16 +75,19 @@ class Client:
         self.level = parse_level(level)
         self.session = session
         self._seen = {}   # key -> the newest timestamp this session wrote or read
-        self._timeout = timeout
+        self.timeout = timeout
         self._connect_timeout = connect_timeout
         self._on_failover = on_failover or (lambda text: None)
         self._choose = choose
+        self._watch = watch or (lambda address, method: contextlib.nullcontext())
         self._connection = None
         self.address = None
 
     @classmethod
-    def from_cluster_file(cls, path, **options):
-        return cls([(n.host, n.port) for n in read_cluster_file(path)], **options)
+    def from_cluster_file(cls, path=None, **options):
+        """A client for every node of a cluster file (default: the local cluster's, data/cluster.txt, or
+        $KVSTORE_DATA_DIR/cluster.txt: the one ./server.sh made)."""
+        return cls([(n.host, n.port) for n in read_cluster_file(path or DEFAULT_CLUSTER_FILE)], **options)
 
     def __enter__(self):
         return self
@@ -189,11 +196,12 @@ class Client:
 
     def _call(self, method, *args, write=False):
         """Call method on the current node, moving to another when it is gone (see the module doc)."""
-        tried = set()
+        tried, why = set(), None
         while True:
-            connection = self._current(tried)
+            connection = self._current(tried, why)
             try:
-                return connection.call(method, args, self._timeout)
+                with self._watch(self.address, method):
+                    return connection.call(method, args, self.timeout)
             except _IDL_ERRORS as exc:
                 raise _from_idl(exc) from None
             except NodeUnavailable as exc:
@@ -202,16 +210,19 @@ class Client:
                     raise NodeUnavailable(f"lost the coordinator {self._name(self.address)} during {method}: "
                                           f"{exc}. The write may or may not have been applied.") from None
                 tried.add(self.address)
+                why = str(exc)
 
-    def _current(self, tried):
+    def _current(self, tried, why=None):
         if self._connection is not None and self._connection.peer_closed():  # it restarted or died
             self._drop(self._connection)
             tried.add(self.address)
+            why = "it closed the connection"
         if self._connection is None:
             lost = self.address if tried else None
             self._connect(tried)
             if lost:
-                self._on_failover(f"node {self._name(lost)} is gone; now connected to {self._name(self.address)}")
+                self._on_failover(f"node {self._name(lost)} is gone; now connected to {self._name(self.address)}"
+                                  + (f" ({why})" if why else ""))
         return self._connection
 
     def _connect(self, avoid):

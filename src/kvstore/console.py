@@ -1,30 +1,31 @@
-"""The interactive console: python3 src/client.py [--node HOST:PORT] [--cluster FILE]
+"""The kvstore console's commands: python3 src/client.py [--node HOST:PORT] [--cluster FILE] ...
 
 It talks to the cluster through kvstore.client.Client: one coordinator (the
 one named, or a random live node of the cluster file), and the next live node
-when that one dies (a note says so). Keys and values are typed as text
-(UTF-8); quote them to include spaces ("my key"). On a terminal it offers line
-editing and history and pages long scans; with piped input it prints no
-prompt, runs every line, and exits 1 if any failed. It keeps a
-read-your-writes session (`session off` turns it off).
+when that one dies (a note says so). Keys and values are typed and shown in
+kvstore.notation: text as it is, quoted to include spaces ("my key"), and any
+bytes in double quotes with escapes ("\\xff\\xfe"); what it prints can be typed
+back. With piped input it prints no prompt, runs every line, and exits 1 if any
+failed; on a terminal kvstore.terminal runs it. It keeps a read-your-writes
+session (`session off` turns it off).
 """
 import argparse
-import os
-import shlex
 import sys
 
-from kvstore import processes
-from kvstore.client import Client, parse_address
+from kvstore import terminal
+from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
+from kvstore.client import CALL_TIMEOUT, Client, parse_address
 from kvstore.config import read_cluster_file
 from kvstore.consistency import Level, parse_level
-from kvstore.display import error_text, nodes, show_bytes, stamp_text, written_text
+from kvstore.display import error_text, nodes, stamp_text, written_text
 from kvstore.errors import ConfigError, InvalidRequest, KVStoreError, NodeUnavailable
+from kvstore.notation import NotationError, show, split_words
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-HISTORY_FILE = os.path.expanduser("~/.kvstore_history")
 PAGE_SIZE = 20   # scan rows per page on a terminal, as cqlsh pages its results
 
-HELP = """Commands (KEY and VALUE are text; quote them to include spaces; LEVEL is one, quorum or all):
+HELP = """Commands (LEVEL is one, quorum or all; KEY and VALUE are text, quoted to include spaces: "my key";
+any bytes in double quotes with escapes: "\\xff\\x00", "tab\\there", "\\"quoted\\""):
   put KEY VALUE [LEVEL] [ttl SECONDS]   write VALUE under KEY; with ttl it expires after SECONDS
   get KEY [LEVEL]                       read KEY
   delete KEY [LEVEL]                    delete KEY (writes a tombstone)
@@ -32,14 +33,15 @@ HELP = """Commands (KEY and VALUE are text; quote them to include spaces; LEVEL 
   ttl KEY [LEVEL]                       seconds until KEY expires; -1: never; -2: no such key
   mput K1 V1 K2 V2 ... [LEVEL]          write many keys in one call (each on its own: not atomic)
   mget K1 K2 ... [LEVEL]                read many keys in one call
-  scan START END [limit N] [LEVEL]      keys in [START, END) in byte order ("" for an open end)
+  scan START END [limit N] [LEVEL]      keys in [START, END) in byte order ("" for an open end);
+                                        when more remain it prints the command for the next page
   consistency [LEVEL]                   show or set the default level (starts at ONE, as in cqlsh)
   session [on|off]                      read-your-writes session: on, off, or show
   endpoints KEY                         the nodes holding KEY's replicas (as nodetool getendpoints)
   help                                  this text
   exit, quit, Ctrl-D                    leave"""
 
-LEVEL_NAMES = {level.name.lower() for level in Level}
+LEVEL_NAMES = {level.name.lower().encode() for level in Level}
 
 
 class CommandError(Exception):
@@ -58,17 +60,17 @@ class Console:
     def execute(self, line):
         """Run one command line; True if it succeeded (or was empty), False if it failed."""
         try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            print(f"Error: cannot parse the line: {exc}", file=self._out)
+            words = split_words(line)
+        except NotationError as exc:
+            print(f"Error: cannot read the line: {exc}", file=self._out)
             return False
         if not words:
             return True
-        name, args = words[0].lower(), words[1:]
-        command = getattr(self, f"cmd_{name}", None)
+        name, args = words[0].decode("utf-8", "replace").lower(), words[1:]
+        command = getattr(self, f"cmd_{name}", None) if name.isidentifier() else None
         try:
             if command is None:
-                raise CommandError(f"unknown command {words[0]!r}; type help for the list")
+                raise CommandError(f"unknown command {show(words[0])}; type help for the list")
             return command(args) is not False
         except CommandError as exc:
             print(f"Error: {exc}", file=self._out)
@@ -86,7 +88,7 @@ class Console:
 
     def _parse_level(self, word):
         try:
-            return parse_level(word)
+            return parse_level(word.decode("utf-8", "replace") if isinstance(word, bytes) else word)
         except InvalidRequest as exc:
             raise CommandError(f"{exc}; use one, quorum or all") from None
 
@@ -101,13 +103,13 @@ class Console:
 
     def cmd_put(self, args):
         ttl = None
-        if len(args) >= 4 and args[-2].lower() == "ttl":   # KEY VALUE [LEVEL] ttl N: a key may be named ttl
+        if len(args) >= 4 and args[-2].lower() == b"ttl":   # KEY VALUE [LEVEL] ttl N: a key may be named ttl
             ttl = _whole_number(args[-1], "ttl")
             args = args[:-2]
         if len(args) not in (2, 3):
             raise CommandError("usage: put KEY VALUE [one|quorum|all] [ttl SECONDS]")
         level = self._level(args, 2)
-        written = self.client.put(args[0].encode(), args[1].encode(), level, ttl)
+        written = self.client.put(args[0], args[1], level, ttl)
         expiry = f", expires in {ttl} s" if ttl else ""
         self._print(f"OK  [{written_text(written, level)}{expiry}]")
 
@@ -115,26 +117,26 @@ class Console:
         if len(args) not in (1, 2):
             raise CommandError("usage: get KEY [one|quorum|all]")
         level = self._level(args, 1)
-        detail = self.client.get_detail(args[0].encode(), level)
+        detail = self.client.get_detail(args[0], level)
         source = f"from {nodes(detail.answered)} at {level.name}"
         if detail.repaired:
             source += f", repaired {nodes(detail.repaired)}"
         if detail.value is None:
             self._print(f"(not found)  [{source}]")
         else:
-            self._print(f"{show_bytes(detail.value.value)}  [{stamp_text(detail.value)}, {source}]")
+            self._print(f"{show(detail.value.value)}  [{stamp_text(detail.value)}, {source}]")
 
     def cmd_delete(self, args):
         if len(args) not in (1, 2):
             raise CommandError("usage: delete KEY [one|quorum|all]")
         level = self._level(args, 1)
-        self._print(f"OK  [deleted: tombstone {written_text(self.client.delete(args[0].encode(), level), level)}]")
+        self._print(f"OK  [deleted: tombstone {written_text(self.client.delete(args[0], level), level)}]")
 
     def cmd_expire(self, args):
         if len(args) not in (2, 3):
             raise CommandError("usage: expire KEY SECONDS [one|quorum|all]")
         seconds, level = _whole_number(args[1], "expire", allow_zero=True), self._level(args, 2)
-        written = self.client.expire(args[0].encode(), seconds, level)
+        written = self.client.expire(args[0], seconds, level)
         if written is None:
             self._print("(not found)  [nothing to expire]")
         elif seconds <= 0:
@@ -145,54 +147,61 @@ class Console:
     def cmd_ttl(self, args):
         if len(args) not in (1, 2):
             raise CommandError("usage: ttl KEY [one|quorum|all]")
-        seconds = self.client.ttl(args[0].encode(), self._level(args, 1))
+        seconds = self.client.ttl(args[0], self._level(args, 1))
         self._print({-1: "-1  (the key never expires)", -2: "-2  (no such key)"}.get(seconds, str(seconds)))
 
     def cmd_mput(self, args):
         args, level = self._trailing_level(args)
         if not args or len(args) % 2:
             raise CommandError("usage: mput KEY VALUE [KEY VALUE ...] [one|quorum|all]")
-        outcomes = self.client.mput([(args[i].encode(), args[i + 1].encode()) for i in range(0, len(args), 2)],
-                                    level)
+        outcomes = self.client.mput([(args[i], args[i + 1]) for i in range(0, len(args), 2)], level)
         return self._print_outcomes(outcomes, lambda written: f"OK  [{written_text(written, level)}]")
 
     def cmd_mget(self, args):
         args, level = self._trailing_level(args)
         if not args:
             raise CommandError("usage: mget KEY [KEY ...] [one|quorum|all]")
-        outcomes = self.client.mget([key.encode() for key in args], level)
+        outcomes = self.client.mget(args, level)
         return self._print_outcomes(outcomes, lambda value: "(not found)" if value is None else
-                                    f"{show_bytes(value.value)}  [{stamp_text(value)}]")
+                                    f"{show(value.value)}  [{stamp_text(value)}]")
 
-    def _print_outcomes(self, outcomes, show):
+    def _print_outcomes(self, outcomes, describe):
         """One line per key; False (the command failed) if any key failed."""
-        width = max(len(show_bytes(key, 40)) for key in outcomes)
+        width = max(len(show(key, 40)) for key in outcomes)
         for key, outcome in outcomes.items():
-            text = f"Error: {error_text(outcome)}" if isinstance(outcome, Exception) else show(outcome)
-            self._print(f"{show_bytes(key, 40):<{width}}  {text}")
+            text = f"Error: {error_text(outcome)}" if isinstance(outcome, Exception) else describe(outcome)
+            self._print(f"{show(key, 40):<{width}}  {text}")
         return not any(isinstance(o, Exception) for o in outcomes.values())
 
     def cmd_scan(self, args):
-        limit = None
+        limit, given_level = None, None
         for i, word in enumerate(args):
-            if word.lower() == "limit" and i + 1 < len(args):
+            if word.lower() == b"limit":
+                if i + 1 == len(args):
+                    raise CommandError("limit needs a number: scan START END [limit N] [one|quorum|all]")
                 limit = _whole_number(args[i + 1], "limit")
                 args = args[:i] + args[i + 2:]
                 break
         if len(args) not in (2, 3):
             raise CommandError('usage: scan START END [limit N] [one|quorum|all]   ("" for an open end)')
-        start, end, level = args[0].encode(), args[1].encode() or None, self._level(args, 2)
+        start, end, level = args[0], args[1] or None, self._level(args, 2)
         shown = 0
         while start is not None and (limit is None or shown < limit):
             page = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - shown)
             items, start = self.client.scan_page(start, end, page, level)
             for key, value in items:
-                self._print(f"{show_bytes(key, 40)}  {show_bytes(value.value, 60)}  [{stamp_text(value)}]")
+                self._print(f"{show(key, 40)}  {show(value.value, 60)}  [{stamp_text(value)}]")
             shown += len(items)
             more = start is not None and (limit is None or shown < limit)
             if more and self._ask_more is not None and not self._ask_more():
                 break
-        self._print(f"({shown} key{'s' if shown != 1 else ''}{', more remain' if start is not None else ''})")
+        counted = f"{shown} key{'s' if shown != 1 else ''}"
+        if start is None:
+            self._print(f"({counted})")
+            return
+        # The next page starts at the resume key: the same command from there continues the scan.
+        rest = (f" limit {limit}" if limit else "") + (f" {args[2].decode()}" if len(args) == 3 else "")
+        self._print(f"({counted}, more remain)  next page: scan {show(start)} {show(end or b'')}{rest}")
 
     def cmd_consistency(self, args):
         if not args:
@@ -202,8 +211,8 @@ class Console:
         self._print(f"Consistency level set to {self.client.level.name}.")
 
     def cmd_session(self, args):
-        if args and args[0].lower() in ("on", "off"):
-            self.client.session = args[0].lower() == "on"
+        if args and args[0].lower() in (b"on", b"off"):
+            self.client.session = args[0].lower() == b"on"
             if not self.client.session:
                 self.client.forget()
         elif args:
@@ -214,7 +223,7 @@ class Console:
     def cmd_endpoints(self, args):
         if len(args) != 1:
             raise CommandError("usage: endpoints KEY")
-        for node in self.client.endpoints(args[0].encode()):
+        for node in self.client.endpoints(args[0]):
             self._print(f"{node.host}:{node.port}  node {node.node_id}  {'up' if node.up else 'down'}")
 
     def cmd_help(self, args):
@@ -225,7 +234,7 @@ def _whole_number(word, what, allow_zero=False):
     try:
         value = int(word)
     except ValueError:
-        raise CommandError(f"{what} needs a whole number, not {word!r}") from None
+        raise CommandError(f"{what} needs a whole number, not {show(word)}") from None
     if value < 0 or (value == 0 and not allow_zero):
         raise CommandError(f"{what} needs a positive number, not {value}")
     return value
@@ -240,52 +249,10 @@ def cluster_addresses(cluster_file, preferred):
         return [preferred]
 
 
-def run_interactive(console):
-    try:
-        import readline  # line editing and history for input()
-    except ImportError:
-        readline = None
-    if readline is not None:
-        try:
-            readline.read_history_file(HISTORY_FILE)
-        except OSError:
-            pass  # no history yet
-    print("kvstore console; type help for the commands, exit or Ctrl-D to leave.")
-    try:
-        while True:
-            try:
-                line = input("kvstore> ")
-            except EOFError:
-                print()
-                break
-            except KeyboardInterrupt:
-                print()
-                continue
-            if line.strip().lower() in ("exit", "quit"):
-                break
-            console.execute(line)
-    finally:
-        if readline is not None:
-            try:
-                readline.write_history_file(HISTORY_FILE)
-            except OSError:
-                pass
-    return EXIT_OK
-
-
-def _ask_more():
-    try:
-        answer = input("---MORE--- (Enter for the next page, q to stop) ")
-    except (EOFError, KeyboardInterrupt):
-        print()
-        return False
-    return answer.strip().lower() not in ("q", "quit")
-
-
 def run_script(console, lines):
     failed = 0
     for line in lines:
-        if line.strip().lower() in ("exit", "quit"):
+        if line.strip().lower() in (b"exit", b"quit", "exit", "quit"):
             break
         if not console.execute(line):
             failed += 1
@@ -295,17 +262,33 @@ def run_script(console, lines):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="client.py", description="The kvstore console.")
     p.add_argument("--node", help="HOST:PORT of the coordinator (default: a random live node)")
-    p.add_argument("--cluster", default=str(processes.DEFAULT_DATA_DIR / "cluster.txt"),
-                   help="the cluster file (default: data/cluster.txt)")
+    p.add_argument("--cluster", default=str(DEFAULT_CLUSTER_FILE),
+                   help="the cluster file (default: data/cluster.txt, or $KVSTORE_DATA_DIR/cluster.txt)")
+    p.add_argument("--level", default="one", type=str.lower, choices=sorted(n.decode() for n in LEVEL_NAMES),
+                   help="the default consistency level (default: one, as in cqlsh; the consistency command changes it)")
+    p.add_argument("--timeout", type=_positive_seconds, default=CALL_TIMEOUT, metavar="SECONDS",
+                   help=f"how long to wait for a node to answer before giving up on it (default {CALL_TIMEOUT:g})")
     args = p.parse_args(argv)
+    interactive = sys.stdin.isatty()
     try:
         preferred = parse_address(args.node) if args.node else None
-        client = Client(cluster_addresses(args.cluster, preferred), preferred=preferred,
-                        on_failover=lambda text: print(text, file=sys.stderr, flush=True))
+        client = Client(cluster_addresses(args.cluster, preferred), preferred=preferred, level=args.level,
+                        timeout=args.timeout, on_failover=lambda text: print(text, file=sys.stderr, flush=True),
+                        watch=terminal.watch(args.timeout) if interactive else None)
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if sys.stdin.isatty():
-        return run_interactive(Console(client, ask_more=_ask_more))
+    sys.stdout.reconfigure(errors="backslashreplace")   # whatever a node's message holds, print it
+    sys.stdin.reconfigure(errors="surrogateescape")     # any bytes typed reach the notation as they are
+    if interactive:
+        return terminal.run_interactive(client, Console)
     sys.stdout.reconfigure(line_buffering=True)  # a program driving us sees each answer as it comes
-    return run_script(Console(client), sys.stdin)
+    with client:
+        return run_script(Console(client), sys.stdin.buffer)
+
+
+def _positive_seconds(text):
+    value = float(text)
+    if not 0 < value <= 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text}: seconds, more than 0")
+    return value

@@ -27,6 +27,7 @@ from typing import NamedTuple
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
 from kvstore.consistency import block_for
 from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
+from kvstore.notation import show
 from kvstore.responses import Responses, reasons
 from kvstore.scans import merge_pages
 
@@ -210,7 +211,7 @@ class Coordinator:
             newest = reconcile(cell for _, cell in answers)
             if _timestamp(newest) < min_timestamp:
                 raise StaleRead(
-                    f"StaleRead: no replica of {key!r} that answered ({len(answers)} of {alive} alive"
+                    f"StaleRead: no replica of {show(key)} that answered ({len(answers)} of {alive} alive"
                     f"{reasons(failures)}) has a write as new as this session's timestamp {min_timestamp}; "
                     f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
                     "retry later, or read at a higher level", min_timestamp, _timestamp(newest))
@@ -263,7 +264,7 @@ class Coordinator:
         """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
         top of the key space) in byte order, at most limit, from each token range's replicas at level."""
         if end is not None and start > end:
-            raise InvalidRequest(f"the scan's start {start!r} is after its end {end!r} "
+            raise InvalidRequest(f"the scan's start {show(start)} is after its end {show(end)} "
                                  "(an empty end scans to the end of the key space)")
         if limit <= 0:
             raise InvalidRequest(f"the scan's limit must be positive, not {limit}")

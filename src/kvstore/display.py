@@ -1,4 +1,4 @@
-"""How the console and the inspector show things: bytes as text or hex, times, nodes, results."""
+"""How the console and the inspector show things: times, nodes, results (bytes: kvstore.notation)."""
 import datetime
 
 from kvstore.errors import InvalidRequest
@@ -8,19 +8,6 @@ def nodes(ids):
     if not ids:
         return "no node"
     return ("node " if len(ids) == 1 else "nodes ") + ", ".join(str(i) for i in ids)
-
-
-def show_bytes(data, limit=None):
-    """Text if it is printable UTF-8, else 0x-prefixed hex; cut to limit characters with an ellipsis."""
-    try:
-        text = data.decode("utf-8")
-        if not text.isprintable():
-            raise UnicodeDecodeError("utf-8", data, 0, 1, "unprintable")
-    except UnicodeDecodeError:
-        text = "0x" + data.hex()
-    if limit and len(text) > limit:
-        text = text[:limit - 1] + "…"
-    return text
 
 
 def show_time(timestamp_us):

@@ -14,15 +14,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from kvstore import processes
+from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.cell import reconcile
 from kvstore.config import read_cluster_file
 from kvstore.client import dump_replica
-from kvstore.display import show_bytes, show_time
+from kvstore.display import show_time
+from kvstore.notation import NotationError, parse_word, show
 from kvstore.errors import ConfigError, NodeUnavailable
 from kvstore.ring import Ring
 
 TIMEOUT = 10.0
+EXIT_OK, EXIT_NONE_UP, EXIT_USAGE = 0, 1, 2
 VALUE_WIDTH = 40
 
 
@@ -98,21 +100,24 @@ def render_text(states, reports, out):
             print(f"node {node.node_id}  {node.address}  DOWN  ({state.error})", file=out)
             continue
         hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
-        print(f"node {node.node_id}  {node.address}  up  {len(state.cells)} keys  log {_size(state.log_bytes)}"
+        print(f"node {node.node_id}  {node.address}  up  {_count(len(state.cells), 'key')}  log {_size(state.log_bytes)}"
               f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
-            print(f"    {show_bytes(key, 30):<30}  {show_cell(cell)}{mark}", file=out)
+            print(f"    {show(key, 30):<30}  {show_cell(cell)}{mark}", file=out)
     bad = divergent(reports)
     unverified = [r for r in reports if r.problems and r not in bad]
-    print(f"\n{len(reports)} keys, {len(bad)} divergent, {len(unverified)} unverified (a replica is down)", file=out)
+    summary = f"\n{_count(len(reports), 'key')}, {len(bad)} divergent"
+    if unverified:
+        summary += f", {len(unverified)} unverified (a replica is down)"
+    print(summary, file=out)
     for report in bad:
-        print(f"  * {show_bytes(report.key, 30)}: " + "; ".join(report.problems), file=out)
+        print(f"  * {show(report.key, 30)}: " + "; ".join(report.problems), file=out)
 
 
 def render_key(report, states, out):
     by_id = {s.node.node_id: s.node for s in states}
-    print(f"key {show_bytes(report.key)}", file=out)
+    print(f"key {show(report.key)}", file=out)
     for node_id, cell in report.replicas.items():
         where = f"  node {node_id}  {by_id[node_id].address:<21}"
         if cell == "down":
@@ -150,7 +155,7 @@ def show_cell(cell, now=None):
     now = time.time() * 1e6 if now is None else now
     if cell.value is None:
         return f"{'(tombstone)':<{VALUE_WIDTH}}  {cell.timestamp}  deleted {show_time(cell.expires)}"
-    text = f"{show_bytes(cell.value, VALUE_WIDTH):<{VALUE_WIDTH}}  {cell.timestamp}"
+    text = f"{show(cell.value, VALUE_WIDTH):<{VALUE_WIDTH}}  {cell.timestamp}"
     if cell.expires:
         text += f"  {'expired' if cell.expires <= now else 'expires'} {show_time(cell.expires)}"
     return text
@@ -163,6 +168,10 @@ def _bytes_json(data):
         return {"hex": data.hex()}
 
 
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _size(count):
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
@@ -172,26 +181,34 @@ def _size(count):
 
 def main(argv=None, out=sys.stdout):
     p = argparse.ArgumentParser(prog="inspector.py", description="Dump every replica's state; flag divergence.")
-    p.add_argument("--cluster", default=str(processes.DEFAULT_DATA_DIR / "cluster.txt"))
-    p.add_argument("--key", help="show one key (text) on each of its replicas")
+    p.add_argument("--cluster", default=str(DEFAULT_CLUSTER_FILE))
+    p.add_argument("--key", help='show one key on each of its replicas: text, or bytes as the console takes them '
+                                 '("\\xff\\x00")')
     p.add_argument("--json", action="store_true", help="print everything, in full, as JSON")
     args = p.parse_args(argv)
     try:
         nodes = read_cluster_file(args.cluster)
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
-        return 2
-    key = args.key.encode() if args.key else None
+        return EXIT_USAGE
+    try:
+        key = parse_word(args.key) if args.key is not None else None
+    except NotationError as exc:
+        print(f"Error: cannot read --key: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if key == b"":
         print("Error: the key must not be empty", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     states = collect(nodes, key)
     reports = analyze(Ring(nodes), states, only_key=key)
     try:
         render(args, key, states, reports, out)
     except BrokenPipeError:  # piped into head: not an error
         sys.stderr.close()
-    return 0
+    if not any(state.up for state in states):
+        print(f"Error: no node of the cluster answers ({args.cluster})", file=sys.stderr)
+        return EXIT_NONE_UP
+    return EXIT_OK
 
 
 def render(args, key, states, reports, out):

@@ -18,10 +18,9 @@ from pathlib import Path
 import psutil
 
 from kvstore import datadir
-from kvstore.bootstrap import ROOT
+from kvstore.bootstrap import DEFAULT_DATA_DIR, ROOT
 
 SERVER_SCRIPT = ROOT / "src" / "server.py"
-DEFAULT_DATA_DIR = Path(os.environ.get("KVSTORE_DATA_DIR", ROOT / "data"))
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
 
