@@ -10,6 +10,10 @@
  * what the failure detector and the inspector use; clients normally do not
  * need them.
  *
+ * Every answer fits in 16,000,000 bytes, under the 16,384,000-byte frame that stock Thrift clients
+ * accept by default: a value is at most 15 MiB (the node's --max-value-bytes, at most 15,929,344), and
+ * answers that hold many cells (scan, multi_get, dump) stop at that budget and say where to go on.
+ *
  * Keys and values are raw bytes. Timestamps are microseconds since the Unix
  * epoch, given by the coordinator; the higher timestamp wins. On a tie a
  * delete beats an expiring value, which beats a plain one; then the later
@@ -229,13 +233,18 @@ service KVStore {
   list<KeyWriteOutcome> multi_put(1: list<KeyValue> items, 2: ConsistencyLevel level, 3: i32 ttl_seconds)
     throws (1: InvalidRequest invalid),
 
-  /** Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's. */
+  /**
+   * Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's.
+   * When the answer reaches its byte budget the list stops early: the keys after the last outcome were
+   * not read, and are asked for again in another call (at least one key is always answered).
+   */
   list<KeyReadOutcome> multi_get(1: list<binary> keys, 2: ConsistencyLevel level, 3: map<binary, i64> min_timestamps)
     throws (1: InvalidRequest invalid),
 
   /**
    * The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
-   * at most `limit`, read from every token range's replicas at `level` and merged.
+   * at most `limit` and no more than fit in the answer's byte budget (resume_key says where the next
+   * page starts), read from every token range's replicas at `level` and merged.
    */
   ScanResult scan(1: binary start, 2: binary end_key, 3: i32 limit, 4: ConsistencyLevel level)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
@@ -277,8 +286,8 @@ service KVStore {
 
   /**
    * This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
-   * cells from `start` in key order, tombstones included: all of them, or at most `limit` (> 0),
-   * so that a large replica is read a page at a time.
+   * cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no count), and no
+   * more than fit in the answer's byte budget; next_start says where the next page starts.
    */
   NodeDump dump(1: binary key, 2: binary start, 3: i32 limit),
 

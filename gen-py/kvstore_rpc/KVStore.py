@@ -99,6 +99,8 @@ class Iface(object):
     def multi_get(self, keys, level, min_timestamps):
         """
         Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's.
+        When the answer reaches its byte budget the list stops early: the keys after the last outcome were
+        not read, and are asked for again in another call (at least one key is always answered).
 
         Parameters:
          - keys
@@ -111,7 +113,8 @@ class Iface(object):
     def scan(self, start, end_key, limit, level):
         """
         The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
-        at most `limit`, read from every token range's replicas at `level` and merged.
+        at most `limit` and no more than fit in the answer's byte budget (resume_key says where the next
+        page starts), read from every token range's replicas at `level` and merged.
 
         Parameters:
          - start
@@ -214,8 +217,8 @@ class Iface(object):
     def dump(self, key, start, limit):
         """
         This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
-        cells from `start` in key order, tombstones included: all of them, or at most `limit` (> 0),
-        so that a large replica is read a page at a time.
+        cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no count), and no
+        more than fit in the answer's byte budget; next_start says where the next page starts.
 
         Parameters:
          - key
@@ -516,6 +519,8 @@ class Client(Iface):
     def multi_get(self, keys, level, min_timestamps):
         """
         Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's.
+        When the answer reaches its byte budget the list stops early: the keys after the last outcome were
+        not read, and are asked for again in another call (at least one key is always answered).
 
         Parameters:
          - keys
@@ -556,7 +561,8 @@ class Client(Iface):
     def scan(self, start, end_key, limit, level):
         """
         The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
-        at most `limit`, read from every token range's replicas at `level` and merged.
+        at most `limit` and no more than fit in the answer's byte budget (resume_key says where the next
+        page starts), read from every token range's replicas at `level` and merged.
 
         Parameters:
          - start
@@ -921,8 +927,8 @@ class Client(Iface):
     def dump(self, key, start, limit):
         """
         This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
-        cells from `start` in key order, tombstones included: all of them, or at most `limit` (> 0),
-        so that a large replica is read a page at a time.
+        cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no count), and no
+        more than fit in the answer's byte budget; next_start says where the next page starts.
 
         Parameters:
          - key

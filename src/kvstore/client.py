@@ -153,10 +153,17 @@ class Client:
 
     def mget(self, keys, level=None):
         """Read many keys. -> {key: Value, None (absent) or the exception that key met}."""
-        keys = list(keys)
-        floors = {k: self._seen[k] for k in keys if k in self._seen} if self.session else {}
-        outcomes = self._call("multi_get", keys, self._level(level), floors)
-        return {o.key: _key_error(o) or self._value(o.key, o.result.cell) for o in outcomes}
+        keys, results, done = list(keys), {}, 0
+        while done < len(keys):
+            # A node answers only as many keys as fit in one answer, in order: ask again for the rest.
+            rest = keys[done:]
+            floors = {k: self._seen[k] for k in rest if k in self._seen} if self.session else {}
+            outcomes = self._call("multi_get", rest, self._level(level), floors)
+            if not outcomes:
+                break
+            results.update((o.key, _key_error(o) or self._value(o.key, o.result.cell)) for o in outcomes)
+            done += len(outcomes)
+        return results
 
     # ---- scans ----
 

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from kvstore.errors import ConfigError
 
 MAX_KEY_BYTES = 64 * 1024
+# Stock Thrift clients refuse a frame over 16,384,000 bytes (the Python library's TFramedTransport default;
+# other languages' libraries are alike). Every answer a node gives a client stays within this budget: a scan
+# page, a multi_get or a dump page stops at it and says where to go on.
+MAX_ANSWER_BYTES = 16_000_000
+ENTRY_OVERHEAD = 64   # what one key and its cell cost in an answer beyond their bytes (field headers, stamps)
+# The largest --max-value-bytes: one value and its key must fit in one answer.
+MAX_VALUE_LIMIT = MAX_ANSWER_BYTES - MAX_KEY_BYTES - 4096
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,7 @@ class NodeConfig:
 @dataclass(frozen=True)
 class Settings:
     """What one node needs to know besides the ring. Times are in seconds."""
-    max_value_bytes: int = 16 * 1024 * 1024
+    max_value_bytes: int = 15 * 1024 * 1024   # at most MAX_VALUE_LIMIT, so every value can be read back
     request_timeout: float = 2.0        # one deadline per client request, passed down the fan-out
     connect_timeout: float = 1.0
     heartbeat_interval: float = 0.5
@@ -42,6 +49,11 @@ class Settings:
     def max_frame_bytes(self):
         # A put carries a key, a value and a few dozen bytes of framing.
         return self.max_value_bytes + self.max_key_bytes + 4096
+
+
+def entry_bytes(key, value):
+    """What one key and its value (None: a tombstone) cost in an answer, for the answer budget."""
+    return len(key) + len(value or b"") + ENTRY_OVERHEAD
 
 
 def default_tokens(count):

@@ -25,6 +25,7 @@ import time
 from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
+from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.consistency import block_for
 from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
@@ -260,16 +261,17 @@ class Coordinator:
 
     # ---- scans ----
 
-    def scan(self, start, end, limit, level):
+    def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
         """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
-        top of the key space) in byte order, at most limit, from each token range's replicas at level."""
+        top of the key space) in byte order, at most limit and at most max_bytes of them (but always one),
+        from each token range's replicas at level."""
         if end is not None and start > end:
             raise InvalidRequest(f"the scan's start {show(start)} is after its end {show(end)} "
                                  "(an empty end scans to the end of the key space)")
         if limit <= 0:
             raise InvalidRequest(f"the scan's limit must be positive, not {limit}")
         deadline = time.monotonic() + self._timeout
-        items, low = [], start
+        items, low, size = [], start, 0
         while low is not None and (end is None or low < end):
             segment_end, replicas = self._ring.segment_at(low)
             high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
@@ -278,6 +280,9 @@ class Coordinator:
             now = self._clock.now()
             for key, cell in cells:
                 if visible(cell, now) is not None:
+                    size += entry_bytes(key, cell.value)
+                    if items and size > max_bytes:
+                        return items, key   # the page is full by bytes: the next one starts at this key
                     items.append((key, cell))
                     if len(items) == limit:
                         resume = key + b"\x00"

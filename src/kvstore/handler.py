@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from kvstore import errors
+from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.consistency import parse_level
 from kvstore.replicas import from_cell, to_cell, to_mutation
 from kvstore_rpc import ttypes
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_KEYS = 10_000      # keys in one multi_put or multi_get
 MAX_SCAN_LIMIT = 10_000      # keys in one page of a scan
 MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
+DUMP_CHUNK = 1000            # cells a dump page takes from storage at a time while it fills by bytes
 
 
 class Handler:
@@ -73,6 +75,10 @@ class Handler:
         self._wait_until_ready()
         with _client_errors():
             items = self._check_batch(items)
+            answer = sum(entry_bytes(item.key or b"", None) for item in items)
+            if answer > MAX_ANSWER_BYTES:
+                raise errors.InvalidRequest(f"a multi_put of {len(items)} keys would answer {answer} bytes, over the "
+                                            f"{MAX_ANSWER_BYTES}-byte limit of an answer: send fewer keys a call")
             level, ttl = parse_level(level), _check_ttl(ttl_seconds)
 
             def check(item):
@@ -89,8 +95,13 @@ class Handler:
             keys, level = self._check_batch(keys), parse_level(level)
             outcomes = _per_key(keys, self._check_key,
                                 lambda valid: self._coordinator.get_many(valid, level, min_timestamps or {}))
-            return [_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result)
-                    for key, outcome in zip(keys, outcomes)]
+            answer, size = [], 0
+            for key, outcome in zip(keys, outcomes):
+                size += entry_bytes(key, getattr(getattr(outcome, "cell", None), "value", None))
+                if answer and size > MAX_ANSWER_BYTES:
+                    break   # the answer is full: the keys after this one are asked again (see the IDL)
+                answer.append(_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result))
+            return answer
 
     def scan(self, start, end, limit, level):
         self._wait_until_ready()
@@ -193,19 +204,32 @@ class Handler:
         return ttypes.Heartbeat(self._node_id, self._generation)
 
     def dump(self, key, start=None, limit=None):
-        next_start = None
         if key:
             cell = self._storage.get(key)
-            items = [(key, cell)] if cell is not None else []
-        elif limit and limit > 0:
-            items = self._storage.scan(start or b"", None, min(limit, MAX_SCAN_LIMIT))
-            if len(items) == min(limit, MAX_SCAN_LIMIT):
-                next_start = items[-1][0] + b"\x00"
+            items, next_start = ([(key, cell)] if cell is not None else []), None
         else:
-            items = self._storage.items()
+            items, next_start = self._dump_page(start or b"", min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None)
         records, fsyncs = self._storage.log_counters
         return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
                                self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
+
+
+    def _dump_page(self, start, count):
+        """(cells from start in key order, where the next page starts or None): at most count of them
+        (None: no count), and never more than fit in one answer."""
+        items, size, low = [], 0, start
+        while True:
+            chunk = self._storage.scan(low, None, DUMP_CHUNK)
+            for key, cell in chunk:
+                size += entry_bytes(key, cell.value)
+                if items and size > MAX_ANSWER_BYTES:
+                    return items, key
+                items.append((key, cell))
+                if len(items) == count:
+                    return items, key + b"\x00"
+            if len(chunk) < DUMP_CHUNK:
+                return items, None
+            low = chunk[-1][0] + b"\x00"
 
 
 def _check_ttl(ttl):

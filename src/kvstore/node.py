@@ -19,7 +19,7 @@ from pathlib import Path
 from kvstore import datadir, processes
 from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
-from kvstore.config import Settings, read_cluster_file
+from kvstore.config import MAX_VALUE_LIMIT, Settings, read_cluster_file
 from kvstore.coordinator import Coordinator
 from kvstore.errors import ConfigError, CorruptLogError
 from kvstore.failure import FailureDetector
@@ -46,7 +46,9 @@ def parse_args(argv):
     p.add_argument("--id", type=int, required=True, help="this node's id in the cluster file")
     p.add_argument("--data-dir", help="this node's data directory (default: next to the cluster file, nodeID)")
     p.add_argument("--listen", help="address to bind (default: the node's host in the cluster file)")
-    p.add_argument("--max-value-bytes", type=int, default=defaults.max_value_bytes)
+    p.add_argument("--max-value-bytes", type=_value_limit, default=defaults.max_value_bytes,
+                   help=f"the largest value a client may write (default 15 MiB; at most {MAX_VALUE_LIMIT}, so that "
+                        "stock Thrift clients, which read frames of up to 16,384,000 bytes, can read every value back)")
     p.add_argument("--request-timeout", type=float, default=defaults.request_timeout,
                    help="seconds a coordinator waits for replicas")
     p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval)
@@ -67,6 +69,14 @@ def parse_args(argv):
                    help="start despite a corrupt log: skip the damaged records (reported; the file is kept aside)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
+
+
+def _value_limit(text):
+    value = int(text)
+    if not 1 <= value <= MAX_VALUE_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text}: bytes from 1 to {MAX_VALUE_LIMIT}; a larger value could not be "
+                                         "read back by stock Thrift clients (16,384,000-byte frames)")
+    return value
 
 
 def _seconds(text):

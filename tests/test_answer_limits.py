@@ -1,0 +1,93 @@
+"""Everything a node accepts, a stock Thrift client can read back.
+
+The client here is the Thrift library's own: TSocket, TFramedTransport at its
+default frame limit (16,384,000 bytes; other languages' libraries are alike)
+and TBinaryProtocol. A value at the node's limit, a multi_get of large values,
+a 10,000-key scan over large values and an unpaged dump all arrive in frames it
+accepts, and say where to go on.
+"""
+import pytest
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import DEFAULT_MAX_FRAME_SIZE, TFramedTransport
+
+from kvstore.config import Settings
+from kvstore_rpc import KVStore
+from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest
+
+QUORUM = ConsistencyLevel.QUORUM
+LIMIT = Settings().max_value_bytes
+
+
+@pytest.fixture
+def stock(shared_cluster):
+    node = shared_cluster.nodes[0]
+    sock = TSocket(node.host, node.port)
+    sock.setTimeout(30_000)
+    transport = TFramedTransport(sock)     # the library's default maximum frame
+    transport.open()
+    yield KVStore.Client(TBinaryProtocol(transport))
+    transport.close()
+
+
+def test_the_value_limit_is_under_what_stock_clients_read():
+    assert LIMIT == 15 * 1024 * 1024 and DEFAULT_MAX_FRAME_SIZE == 16_384_000
+
+
+def test_a_value_at_the_limit_is_read_back_and_one_byte_more_is_refused(stock):
+    value = bytes(range(256)) * (LIMIT // 256)
+    assert len(value) == LIMIT
+    stock.put(b"big", value, QUORUM, 0)
+    assert stock.get(b"big", QUORUM, 0).cell.value == value
+    with pytest.raises(InvalidRequest, match=f"over the limit of {LIMIT} bytes"):
+        stock.put(b"bigger", value + b"x", QUORUM, 0)
+    assert stock.get(b"big", QUORUM, 0).cell.value == value    # the connection is still good
+
+
+def test_a_multi_get_of_large_values_stops_at_the_budget_and_the_library_asks_for_the_rest(stock, shared_cluster):
+    value = b"m" * (6 * 1024 * 1024)
+    for i in range(3):
+        stock.put(b"mg%d" % i, value, QUORUM, 0)
+    answer = stock.multi_get([b"mg0", b"mg1", b"mg2", b"mg0"], QUORUM, {})
+    assert [o.key for o in answer] == [b"mg0", b"mg1"]              # 12 MiB fit; the rest is asked again
+    assert all(o.result.cell.value == value for o in answer)
+    with shared_cluster.client() as kv:
+        got = kv.mget([b"mg0", b"mg1", b"mg2", b"absent"], "QUORUM")
+    assert [got[k].value for k in (b"mg0", b"mg1", b"mg2")] == [value] * 3 and got[b"absent"] is None
+
+
+def test_a_large_scan_page_and_an_unpaged_dump_fit_in_a_stock_frame(stock, shared_cluster):
+    value = b"s" * 1_000_000
+    keys = [b"scan-%02d" % i for i in range(24)]       # 24 MB in all: more than one frame holds
+    with shared_cluster.client() as kv:
+        for i in range(0, len(keys), 4):                 # a batch must fit in one request frame
+            kv.mput({key: value for key in keys[i:i + 4]}, "QUORUM")
+    seen, start, pages = [], b"scan-", 0
+    while start is not None:
+        page = stock.scan(start, b"scan.", 10_000, QUORUM)
+        seen += [m.key for m in page.items]
+        start, pages = page.resume_key, pages + 1
+    assert seen == keys and pages == 2
+
+    replica = shared_cluster.replicas(b"scan-00")[0]
+    cells, start, pages = [], b"", 0
+    while True:
+        page = _stock_dump(shared_cluster, replica, start)
+        cells += [m.key for m in page.cells if m.key.startswith(b"scan-")]
+        pages += 1
+        if page.next_start is None:
+            break
+        start = page.next_start
+    assert cells == keys and pages >= 2
+
+
+def _stock_dump(cluster, node_id, start):
+    node = cluster.nodes[node_id]
+    sock = TSocket(node.host, node.port)
+    sock.setTimeout(30_000)
+    transport = TFramedTransport(sock)
+    transport.open()
+    try:
+        return KVStore.Client(TBinaryProtocol(transport)).dump(None, start, 0)   # 0: no count, only the budget
+    finally:
+        transport.close()
