@@ -42,7 +42,7 @@ def run(env, *argv, stdin=None):
 
 def states(env):
     out = run(env, "./server.sh", "status")
-    return [line.split()[2] for line in out.stdout.splitlines()[1:]]
+    return [line.split()[2] for line in out.stdout.splitlines()[1:] if line[:1].isdigit()]
 
 
 def test_server_sh_crash_restart_workflow_keeps_the_data(env):
@@ -142,3 +142,54 @@ def test_a_node_started_by_hand_owns_its_data_directory_and_the_tools_find_it(en
     dump = json.loads(run(env, "python3", "inspector.py", "--json").stdout)
     node0 = {k["key"]: k.get("value") for k in dump["nodes"][0]["keys"]}
     assert all(node0.get(f"0-hand-{i}") == f"v{i}" for i in range(50)), node0
+
+
+def node_command_lines(data):
+    return [processes.find_node(f"{data}/node{i}").cmdline() for i in range(4)]
+
+
+def test_node_options_after_a_double_dash_are_checked_kept_and_used_by_restart(env, tmp_path):
+    data = env["KVSTORE_DATA_DIR"]
+    refused = run(env, "./server.sh", "start", "--", "--commitlog-sync-period", "soon")
+    assert refused.returncode == 2 and "the nodes would refuse these options" in refused.stderr
+    assert "--commitlog-sync-period: invalid _seconds value: 'soon'" in refused.stderr
+    assert not os.path.exists(f"{data}/cluster.txt")                         # nothing was started
+    assert "sets --id, --cluster and --data-dir" in run(env, "./server.sh", "start", "--", "--id", "2").stderr
+
+    started = run(env, "./server.sh", "start", "--", "--commitlog-sync-period", "10", "--max-connections", "64")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "node options saved in" in started.stdout
+    assert all(c[-4:] == ["--commitlog-sync-period", "10", "--max-connections", "64"] for c in node_command_lines(data))
+    assert "commit log synced every 10 s" in (tmp_path / "data" / "node1" / "node.log").read_text()
+    assert run(env, "./server.sh", "status").stdout.splitlines()[-1].endswith(
+        "node.options): --commitlog-sync-period 10 --max-connections 64")
+
+    run(env, "./server.sh", "crash", "1")
+    assert run(env, "./server.sh", "restart", "1").returncode == 0            # the saved options again
+    assert node_command_lines(data)[1][-4:] == ["--commitlog-sync-period", "10", "--max-connections", "64"]
+    assert run(env, "./server.sh", "restart", "2", "--", "--max-connections", "32").returncode == 0
+    assert node_command_lines(data)[2][-2:] == ["--max-connections", "32"]
+    assert (tmp_path / "data" / "node.options").read_text().splitlines()[1:] == ["--max-connections 32"]
+
+
+def test_a_node_at_its_connection_limit_is_shown_as_up_and_refusing(env):
+    assert run(env, "./server.sh", "start", "--", "--max-connections", "24").returncode == 0
+    port = int(env["KVSTORE_BASE_PORT"]) + 2
+    idle = []
+    try:
+        for _ in range(40):     # its peers hold some of the 24 slots; these take the rest
+            idle.append(socket.create_connection(("127.0.0.1", port)))
+        status = run(env, "./server.sh", "status").stdout.splitlines()
+        assert status[3].split()[2] == "refusing", status
+        assert status[5] == (f"node 2 is up but refusing connections: 127.0.0.1:{port} refused the connection: "
+                             "the node is at its connection limit: 24 connections open (--max-connections); "
+                             "try another node, or again later")
+        shown = run(env, "python3", "inspector.py")
+        assert shown.returncode == 0, shown.stderr
+        assert f"node 2  127.0.0.1:{port}  UP, REFUSING CONNECTIONS  (127.0.0.1:{port} refused the connection: " \
+            "the node is at its connection limit" in shown.stdout
+    finally:
+        for s in idle:
+            s.close()
+    processes.wait_until(lambda: states(env)[2] == "up", 30)
+    assert states(env) == ["up"] * 4

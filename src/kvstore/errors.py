@@ -57,6 +57,13 @@ class ConnectFailed(NodeUnavailable):
         super().__init__(message, sent=False)
 
 
+class NodeRefused(NodeUnavailable):
+    """The node is up but refused the connection (at its connection limit); the request never left."""
+
+    def __init__(self, message):
+        super().__init__(message, sent=False)
+
+
 class StorageError(KVStoreError):
     """A replica could not make a write durable (disk full, I/O error)."""
 

@@ -24,6 +24,11 @@ _CHUNK = 1 << 16
 _TIMEVAL = struct.Struct("@ll")
 
 
+def encode_frame(payload):
+    """payload as one frame: its 4-byte length, then its bytes."""
+    return _LENGTH.pack(len(payload)) + payload
+
+
 class FrameSocket:
     def __init__(self, sock, timeout):
         sock.settimeout(None)  # blocking: the kernel's timeouts below bound every call
@@ -44,7 +49,7 @@ class FrameSocket:
 
     def send_frame(self, payload):
         try:
-            self.sock.sendall(_LENGTH.pack(len(payload)) + payload)
+            self.sock.sendall(encode_frame(payload))
         except BlockingIOError:
             raise socket.timeout("timed out sending") from None
 

@@ -20,7 +20,7 @@ from kvstore.config import read_cluster_file
 from kvstore.client import dump_replica
 from kvstore.display import show_time
 from kvstore.notation import NotationError, parse_word, show
-from kvstore.errors import ConfigError, NodeUnavailable
+from kvstore.errors import ConfigError, NodeRefused, NodeUnavailable
 from kvstore.ring import Ring
 
 TIMEOUT = 10.0
@@ -32,6 +32,7 @@ VALUE_WIDTH = 40
 class NodeState:
     node: object
     up: bool = False
+    refusing: bool = False   # up, but it refused our connection (at its connection limit)
     cells: dict = field(default_factory=dict)   # key -> Cell
     pending_hints: dict = field(default_factory=dict)
     log_bytes: int = 0
@@ -53,6 +54,8 @@ def collect(nodes, key=None, timeout=TIMEOUT):
         state = NodeState(node)
         try:
             dump = dump_replica((node.host, node.port), key, timeout)
+        except NodeRefused as exc:
+            state.refusing, state.error = True, str(exc)
         except NodeUnavailable as exc:
             state.error = str(exc)
         else:
@@ -97,7 +100,7 @@ def render_text(states, reports, out):
     for state in states:
         node = state.node
         if not state.up:
-            print(f"node {node.node_id}  {node.address}  DOWN  ({state.error})", file=out)
+            print(f"node {node.node_id}  {node.address}  {_unread(state)}  ({state.error})", file=out)
             continue
         hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
         print(f"node {node.node_id}  {node.address}  up  {_count(len(state.cells), 'key')}  log {_size(state.log_bytes)}"
@@ -109,7 +112,7 @@ def render_text(states, reports, out):
     unverified = [r for r in reports if r.problems and r not in bad]
     summary = f"\n{_count(len(reports), 'key')}, {len(bad)} divergent"
     if unverified:
-        summary += f", {len(unverified)} unverified (a replica is down)"
+        summary += f", {len(unverified)} unverified (a replica could not be read)"
     print(summary, file=out)
     for report in bad:
         print(f"  * {show(report.key, 30)}: " + "; ".join(report.problems), file=out)
@@ -117,11 +120,12 @@ def render_text(states, reports, out):
 
 def render_key(report, states, out):
     by_id = {s.node.node_id: s.node for s in states}
+    by_state = {s.node.node_id: s for s in states}
     print(f"key {show(report.key)}", file=out)
     for node_id, cell in report.replicas.items():
         where = f"  node {node_id}  {by_id[node_id].address:<21}"
         if cell == "down":
-            print(f"{where}DOWN", file=out)
+            print(f"{where}{_unread(by_state[node_id])}", file=out)
         elif cell is None:
             print(f"{where}(missing)", file=out)
         else:
@@ -139,7 +143,8 @@ def as_json(states, reports):
     bad = divergent(reports)
     return {
         "nodes": [{
-            "id": s.node.node_id, "address": s.node.address, "up": s.up, "error": s.error or None,
+            "id": s.node.node_id, "address": s.node.address, "up": s.up or s.refusing, "read": s.up,
+            "refusing_connections": s.refusing, "error": s.error or None,
             "key_count": len(s.cells), "log_bytes": s.log_bytes, "hint_log_bytes": s.hint_log_bytes,
             "pending_hints": {str(t): n for t, n in sorted(s.pending_hints.items())},
             "keys": [{"key": _bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
@@ -166,6 +171,11 @@ def _bytes_json(data):
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return {"hex": data.hex()}
+
+
+def _unread(state):
+    """How a node that could not be read is shown: down, or up but refusing connections."""
+    return "UP, REFUSING CONNECTIONS" if state.refusing else "DOWN"
 
 
 def _count(number, noun):

@@ -1,26 +1,46 @@
 """What ./server.sh does: start a cluster, and crash, stop, restart or show one node.
 
 The data directory (default data/, or $KVSTORE_DATA_DIR, or --data-dir) holds
-the cluster file (cluster.txt) and one directory per node (nodeID/: commit log,
-hints, node.pid, node.log). Starting reuses whatever data is there.
+the cluster file (cluster.txt), the node options (node.options) and one
+directory per node (nodeID/: commit log, hints, node.lock, node.pid, node.log).
+Starting reuses whatever data is there.
+
+Node options: `./server.sh start -- OPTION ...` (or `restart ID -- OPTION ...`)
+passes options to the nodes it starts (--commitlog-sync-period 10, ...) and
+saves them in node.options, one option a line, so every later start and
+restart uses them too; the file may be edited by hand. They are checked by the
+node's own parser before anything starts.
 """
 import argparse
+import contextlib
+import io
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
 
+import psutil
+
 from kvstore import processes
 from kvstore.config import make_cluster, read_cluster_file, write_cluster_file
 from kvstore.errors import ConfigError
-from kvstore.peers import ping
+from kvstore.peers import ping, probe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
+OPTIONS_FILE = "node.options"
+SET_BY_SERVER_SH = ("--id", "--cluster", "--data-dir")   # each node's own: never a cluster-wide option
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="server.sh", description="Run a kvstore cluster on this machine.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    node_options = None
+    if "--" in argv:   # everything after it is for the nodes
+        node_options, argv = argv[argv.index("--") + 1:], argv[:argv.index("--")]
+    p = argparse.ArgumentParser(prog="server.sh", description="Run a kvstore cluster on this machine.",
+                                epilog="Options for the nodes go after --, e.g. './server.sh start -- "
+                                       "--commitlog-sync-period 10'; they are saved in DATA_DIR/node.options.")
     p.add_argument("--data-dir", default=str(processes.DEFAULT_DATA_DIR),
                    help="where the cluster file and node data live (default: data/, or $KVSTORE_DATA_DIR)")
     p.add_argument("--host", default=os.environ.get("KVSTORE_HOST", "127.0.0.1"),
@@ -38,6 +58,9 @@ def parse_args(argv):
     args = p.parse_args(argv)
     args.command = args.command or "start"
     args.nodes = getattr(args, "nodes", None)
+    if node_options is not None and args.command not in ("start", "restart"):
+        p.error("options for the nodes (after --) go with start or restart")
+    args.node_options = node_options
     return args
 
 
@@ -58,6 +81,29 @@ class Cluster:
     def node_dir(self, node_id):
         return self.data_dir / f"node{node_id}"
 
+    @property
+    def options_file(self):
+        return self.data_dir / OPTIONS_FILE
+
+    def node_options(self):
+        """The saved options every node is started with ([] when there are none)."""
+        try:
+            text = self.options_file.read_text()
+        except FileNotFoundError:
+            return []
+        return [word for line in text.splitlines() for word in shlex.split(line, comments=True)]
+
+    def save_node_options(self, options):
+        """Check options with the node's own parser, then keep them for every later start and restart."""
+        check_node_options(options)
+        lines, i = [], 0
+        while i < len(options):   # an option and its value on one line, for whoever edits the file
+            takes_value = i + 1 < len(options) and not options[i + 1].startswith("--")
+            lines.append(shlex.join(options[i:i + 1 + takes_value]))
+            i += 1 + takes_value
+        self.options_file.write_text("# options for every node of this cluster, one a line (./server.sh start -- ...)\n"
+                                     + "".join(line + "\n" for line in lines))
+
     def create(self, count, host, base_port):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         write_cluster_file(self.cluster_file, make_cluster(count, host, base_port))
@@ -67,7 +113,7 @@ class Cluster:
         """Spawn the node unless it runs; returns the Popen or None."""
         if processes.find_node(self.node_dir(node_id)) is not None:
             return None
-        return processes.spawn_node(self.cluster_file, node_id, self.node_dir(node_id))
+        return processes.spawn_node(self.cluster_file, node_id, self.node_dir(node_id), self.node_options())
 
     def wait_ready(self, node_id, spawned, timeout=READY_TIMEOUT):
         """True once the node answers a heartbeat; False if it exits or the timeout passes."""
@@ -78,13 +124,40 @@ class Cluster:
         return bool(answered) and not (spawned and spawned.poll() is not None)
 
 
+def check_node_options(options):
+    """ConfigError naming the problem when the nodes would refuse these options."""
+    for option in options:
+        if option.split("=", 1)[0] in SET_BY_SERVER_SH:
+            raise ConfigError(f"{option}: server.sh sets --id, --cluster and --data-dir for each node itself")
+    from kvstore.node import parse_args as node_parse_args   # only here: the node's parser is the judge
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            node_parse_args(["--id", "0", *options])
+    except SystemExit:
+        why = said.getvalue().strip().splitlines()[-1].removeprefix("server.py: ")
+        raise ConfigError(f"the nodes would refuse these options ({shlex.join(options)}): {why}") from None
+
+
+def use_node_options(cluster, args):
+    if args.node_options is not None:
+        if not cluster.data_dir.exists():
+            cluster.data_dir.mkdir(parents=True)
+        cluster.save_node_options(args.node_options)
+        running = cluster.cluster_file.exists() and any(
+            processes.find_node(cluster.node_dir(n.node_id)) for n in cluster.nodes())
+        print(f"node options saved in {cluster.options_file}: {shlex.join(args.node_options) or '(none)'}"
+              + ("; running nodes keep theirs until './server.sh restart ID'" if running else ""))
+
+
 def cmd_start(cluster, args):
-    if not cluster.cluster_file.exists():
-        cluster.create(args.nodes or int(os.environ.get("KVSTORE_NODES", 4)), args.host, args.base_port)
-    elif args.nodes is not None and len(cluster.nodes()) != args.nodes:
+    if args.nodes is not None and cluster.cluster_file.exists() and len(cluster.nodes()) != args.nodes:
         print(f"{cluster.cluster_file} already describes {len(cluster.nodes())} nodes; "
               "run 'python3 terminate_servers.py --purge' to start afresh with another size", file=sys.stderr)
         return EXIT_USAGE
+    use_node_options(cluster, args)
+    if not cluster.cluster_file.exists():
+        cluster.create(args.nodes or int(os.environ.get("KVSTORE_NODES", 4)), args.host, args.base_port)
     spawned = {n.node_id: cluster.start_node(n.node_id) for n in cluster.nodes()}
     failed = [node_id for node_id, proc in spawned.items() if not cluster.wait_ready(node_id, proc)]
     for node_id in failed:
@@ -120,6 +193,7 @@ def cmd_stop(cluster, args):
 
 def cmd_restart(cluster, args):
     cluster.node(args.id)  # a clear error for an unknown id
+    use_node_options(cluster, args)
     if processes.stop_node(cluster.node_dir(args.id)) is not None:
         print(f"stopped node {args.id}")
     spawned = cluster.start_node(args.id)
@@ -132,17 +206,34 @@ def cmd_restart(cluster, args):
 
 def cmd_status(cluster, args):
     print(f"{'node':<6}{'address':<22}{'state':<10}{'pid':<9}data")
+    notes = []
     for node in cluster.nodes():
         process = processes.find_node(cluster.node_dir(node.node_id))
-        if process is None:
-            state = "down"
-        elif ping(node.host, node.port, 0.5) is not None:
-            state = "up"
-        else:
-            state = "starting"
+        state, why = node_state(node, process)
+        if state == "refusing":
+            notes.append(f"node {node.node_id} is up but refusing connections: {why}")
         pid = str(process.pid) if process else "-"
         print(f"{node.node_id:<6}{node.address:<22}{state:<10}{pid:<9}{cluster.node_dir(node.node_id)}")
+    for note in notes:
+        print(note)
+    options = cluster.node_options()
+    if options:
+        print(f"node options ({cluster.options_file}): {shlex.join(options)}")
     return EXIT_OK
+
+
+def node_state(node, process):
+    """(state, why): down (no process), paused (SIGSTOP), up, refusing (up, at its connection limit),
+    or starting (its process runs but does not answer yet: replaying its log, say)."""
+    if process is None:
+        return "down", ""
+    try:
+        if process.status() == psutil.STATUS_STOPPED:
+            return "paused", ""
+    except psutil.NoSuchProcess:
+        return "down", ""
+    state, why = probe(node.host, node.port, 0.5)
+    return (state if state in ("up", "refusing") else "starting"), why
 
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,

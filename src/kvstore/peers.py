@@ -15,7 +15,7 @@ from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException
 from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTransportException
 
-from kvstore.errors import ConnectFailed, NodeUnavailable
+from kvstore.errors import ConnectFailed, NodeRefused, NodeUnavailable
 from kvstore.framing import FrameSocket
 from kvstore_rpc import KVStore
 
@@ -98,6 +98,10 @@ class Connection:
         except _TRANSPORT_ERRORS as exc:
             raise self._lost(method, exc) from None
         except TApplicationException as exc:
+            if exc.type == TApplicationException.UNKNOWN:   # a node at its connection limit says so, and closes
+                self.broken = True
+                self.close()
+                raise NodeRefused(f"{self.address} refused the connection: {exc.message}") from None
             # The node is alive but failed inside (a bug on its side); the connection stays usable.
             raise NodeUnavailable(f"{self.address} failed {method}: {exc.message}", sent=True) from None
 
@@ -180,15 +184,24 @@ def _reason(exc):
     return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def ping(host, port, timeout=1.0):
-    """The node's Heartbeat if it answers within timeout, else None."""
+def probe(host, port, timeout=1.0):
+    """How a node answers a heartbeat within timeout: ("up", its Heartbeat), ("refusing", why: it is up
+    but refused the connection), or ("down", why: no connection, or no answer)."""
     try:
         connection = Connection(host, port, timeout)
-    except NodeUnavailable:
-        return None
+    except NodeUnavailable as exc:
+        return "down", str(exc)
     try:
-        return connection.call("heartbeat", (-1,), timeout)
-    except NodeUnavailable:
-        return None
+        return "up", connection.call("heartbeat", (-1,), timeout)
+    except NodeRefused as exc:
+        return "refusing", str(exc)
+    except NodeUnavailable as exc:
+        return "down", str(exc)
     finally:
         connection.close()
+
+
+def ping(host, port, timeout=1.0):
+    """The node's Heartbeat if it answers within timeout, else None."""
+    state, answer = probe(host, port, timeout)
+    return answer if state == "up" else None

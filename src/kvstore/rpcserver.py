@@ -3,7 +3,10 @@
 Why not the library's servers: TThreadPoolServer pins a pool thread to every
 idle connection (new clients wait), and none of them put a deadline on a
 half-sent message. Here:
-- each connection has its own thread, up to max_connections (more are refused);
+- each connection has its own thread, up to max_connections; one more is told why
+  in a frame any Thrift client raises as a TApplicationException (type UNKNOWN,
+  "... at its connection limit"), then closed, as Redis answers "max number of
+  clients reached";
 - between requests a connection may stay idle up to idle_timeout;
 - once a frame's length has arrived, the whole frame must arrive within
   read_timeout, or the connection is closed (a stalled or slow-loris client
@@ -20,10 +23,11 @@ import socket
 import threading
 import time
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
+from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
-from kvstore.framing import FrameSocket
+from kvstore.framing import FrameSocket, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ class RpcServer:
         self._stopped = threading.Event()
         self._active = 0
         self._lock = threading.Lock()
+        self._refusal = refusal_frame(f"the node is at its connection limit: {settings.max_connections} connections "
+                                      "open (--max-connections); try another node, or again later")
 
     def bind(self):
         """Open the listening socket; OSError (for example: the port is in use) propagates."""
@@ -68,7 +74,7 @@ class RpcServer:
             if full:
                 log.warning("refusing connection from %s:%s: %d connections open (the limit)",
                             peer[0], peer[1], self._settings.max_connections)
-                sock.close()
+                _refuse(sock, self._refusal)
                 continue
             threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True).start()
 
@@ -113,3 +119,29 @@ class RpcServer:
         iprot.trans, oprot.trans = TMemoryBuffer(request), TMemoryBuffer()
         self._processor.process(iprot, oprot)
         return oprot.trans.getvalue()
+
+
+def refusal_frame(message):
+    """A framed Thrift exception message that any Thrift client, whatever it called, raises as a
+    TApplicationException of type UNKNOWN carrying `message`."""
+    buffer = TMemoryBuffer()
+    protocol = TBinaryProtocol(buffer)
+    protocol.writeMessageBegin("", TMessageType.EXCEPTION, 0)
+    TApplicationException(TApplicationException.UNKNOWN, message).write(protocol)
+    protocol.writeMessageEnd()
+    return encode_frame(buffer.getvalue())
+
+
+def _refuse(sock, frame):
+    """Send the refusal, then close without a reset: what the client sent is drained first, so the close
+    is an orderly end and the client reads the refusal before it. Never blocks the accepting thread."""
+    try:
+        sock.setblocking(False)
+        sock.send(frame)   # a few hundred bytes: an empty socket buffer always takes them
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass   # nothing more to read (BlockingIOError), or the client is already gone
+    finally:
+        sock.close()
