@@ -1,8 +1,8 @@
 """Stop every node of this cluster, and nothing else: python3 terminate_servers.py [--purge] [--data-dir DIR]
 
-Nodes are found through the pid files in the data directory (data/nodeID/node.pid)
-and each pid is checked with psutil (creation time, command line, data directory)
-before it is signalled: SIGTERM, then SIGKILL if it has not exited in time.
+Each node is found as the process holding its data directory's lock (data/nodeID/node.lock),
+however it was started, and checked with psutil (it runs src/server.py) before it is
+signalled: SIGTERM, then SIGKILL if it has not exited in time.
 --purge also deletes the data directory, after naming it.
 """
 import sys

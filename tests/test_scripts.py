@@ -2,7 +2,6 @@
 import hashlib
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -11,25 +10,13 @@ import psutil
 import pytest
 
 from kvstore import processes
-
-
-def four_free_ports():
-    for _ in range(50):
-        base = random.randrange(20000, 60000)
-        try:
-            for port in range(base, base + 4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise AssertionError("no 4 consecutive free ports")
+from kvstore.localcluster import consecutive_free_ports
 
 
 @pytest.fixture
 def env(tmp_path):
     data = tmp_path / "data"
-    environment = dict(os.environ, KVSTORE_DATA_DIR=str(data), KVSTORE_BASE_PORT=str(four_free_ports()))
+    environment = dict(os.environ, KVSTORE_DATA_DIR=str(data), KVSTORE_BASE_PORT=str(consecutive_free_ports(4)))
     environment.pop("KVSTORE_REEXEC", None)
     yield environment
     subprocess.run(["python3", "terminate_servers.py"], cwd=processes.ROOT, env=environment, timeout=60)

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import psutil
 
-from kvstore import processes
+from kvstore import processes, settling
 from kvstore.config import make_cluster, read_cluster_file, write_cluster_file
 from kvstore.errors import ConfigError
 from kvstore.peers import ping, probe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 15.0   # seconds to wait for peers to see a change (a node down, up, its hints delivered)
 OPTIONS_FILE = "node.options"
 SET_BY_SERVER_SH = ("--id", "--cluster", "--data-dir")   # each node's own: never a cluster-wide option
 
@@ -162,8 +163,31 @@ def cmd_start(cluster, args):
     failed = [node_id for node_id, proc in spawned.items() if not cluster.wait_ready(node_id, proc)]
     for node_id in failed:
         report_not_up(cluster, node_id)
+    for node_id, proc in spawned.items():
+        if proc is not None and node_id not in failed:
+            settle(cluster, node_id)
     cmd_status(cluster, args)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def running_peers(cluster, node_id):
+    """The other nodes of the cluster whose processes run. A crash or stop returns once these see the node
+    down, so that the next write through any of them hints it rather than finding out."""
+    return [n for n in cluster.nodes() if n.node_id != node_id and processes.find_node(cluster.node_dir(n.node_id))]
+
+
+def settle(cluster, node_id):
+    """Wait (bounded) until the running peers of a node just started see it up and have handed it their
+    hints, so that what a person reads next is current; say so when they have not."""
+    peers = running_peers(cluster, node_id)
+    late = settling.wait_seen(peers, node_id, up=True, timeout=SETTLE_TIMEOUT)
+    if late:
+        print(f"note: node {node_id} is up, but nodes {', '.join(str(n.node_id) for n in late)} do not see it yet")
+        return
+    held = settling.wait_handed_off(peers, node_id, SETTLE_TIMEOUT)
+    if held:
+        print(f"note: hints for node {node_id} still being delivered: "
+              + ", ".join(f"{count} on node {holder}" for holder, count in sorted(held.items())))
 
 
 def report_not_up(cluster, node_id):
@@ -177,6 +201,7 @@ def cmd_crash(cluster, args):
     if pid is None:
         print(f"node {args.id} is not running", file=sys.stderr)
         return EXIT_FAILED
+    settling.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT)
     print(f"crashed node {args.id} (SIGKILL to pid {pid}); './server.sh restart {args.id}' brings it back")
     return EXIT_OK
 
@@ -187,6 +212,7 @@ def cmd_stop(cluster, args):
     if pid is None:
         print(f"node {args.id} is not running", file=sys.stderr)
         return EXIT_FAILED
+    settling.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT)
     print(f"stopped node {args.id} (pid {pid})")
     return EXIT_OK
 
@@ -200,6 +226,7 @@ def cmd_restart(cluster, args):
     if not cluster.wait_ready(args.id, spawned):
         report_not_up(cluster, args.id)
         return EXIT_FAILED
+    settle(cluster, args.id)
     print(f"node {args.id} is up (pid {processes.find_node(cluster.node_dir(args.id)).pid})")
     return EXIT_OK
 

@@ -8,6 +8,7 @@ graceful SIGTERM, restart(i) starts a node again on its data, wipe(i) deletes
 a stopped node's data. Every wait polls against a deadline and raises
 ClusterError when it passes; close() kills whatever is left.
 """
+import random
 import signal
 import socket
 import subprocess
@@ -55,6 +56,21 @@ def free_ports(count):
     finally:
         for s in sockets:
             s.close()
+
+
+def consecutive_free_ports(count, low=20000, high=60000):
+    """The first of `count` consecutive ports free on loopback (as ./server.sh gives node i base + i)."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(low, high - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise ClusterError(f"no {count} consecutive free ports")
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

@@ -1,0 +1,118 @@
+"""The README's examples, run as a user runs them, print what the README shows.
+
+Every ```console block is run from the top on a fresh cluster of its own (its
+own data directory and free ports, through the same environment variables a
+user may set): each `$ ` line as a shell command in the checkout, its output
+(stdout and stderr, as a terminal shows both) compared with the lines under it.
+What differs from run to run is compared by its shape: timestamps and dates,
+pids, which replicas acknowledged first, the ports, the data directory's path,
+and the width of columns. A line `...` stands for any number of lines. Each ```python block is
+saved as example.py, which the console lines that follow may run. The layout
+section may name only files that exist.
+"""
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kvstore.localcluster import consecutive_free_ports
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCK = re.compile(r"^```(console|python|text)\n(.*?)^```$", re.S | re.M)
+README_PORTS = range(9000, 9004)
+
+VARYING = [   # (pattern, what it stands for): the same on both sides after this
+    (re.compile(r"\b\d{16}\b"), "<timestamp>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC"), "<time>"),
+    (re.compile(r"\bpid \d+"), "pid <pid>"),
+    (re.compile(r"^(\d+ +\S+ +\S+ +)\d+", re.M), r"\1<pid>"),        # the pid column of ./server.sh status
+    (re.compile(r"(acknowledged by|from) nodes? [\d, ]+ at"), r"\1 <nodes> at"),
+    (re.compile(r"\S*/data\b"), "<data>"),
+    (re.compile(r" {2,}"), "  "),   # columns: a real port may be wider than the README's 9000
+]
+
+
+def console_blocks():
+    return [(kind, text) for kind, text in BLOCK.findall(README) if kind in ("console", "python")]
+
+
+def steps(block):
+    """[(command, expected lines)] of a console block."""
+    found = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            found.append((line[2:], []))
+        elif found:
+            found[-1][1].append(line)
+    return found
+
+
+def normalize(text):
+    for pattern, replacement in VARYING:
+        text = pattern.sub(replacement, text)
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def matches(expected, actual):
+    """expected lines, where `...` stands for any number of lines, against the actual lines."""
+    if not expected:
+        return not actual
+    if expected[0] == "...":
+        return any(matches(expected[1:], actual[i:]) for i in range(len(actual) + 1))
+    return bool(actual) and expected[0] == actual[0] and matches(expected[1:], actual[1:])
+
+
+@pytest.fixture
+def user(tmp_path):
+    """The environment of a user with a cluster of their own: a data directory and free ports."""
+    base = consecutive_free_ports(len(README_PORTS))
+    env = dict(os.environ, KVSTORE_DATA_DIR=str(tmp_path / "data"), KVSTORE_BASE_PORT=str(base))
+    env.pop("KVSTORE_REEXEC", None)
+    yield env, base, tmp_path
+    subprocess.run(["python3", "terminate_servers.py", "--purge"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+
+
+def run_step(command, env, base, workdir):
+    for i, port in enumerate(README_PORTS):
+        command = command.replace(f"127.0.0.1:{port}", f"127.0.0.1:{base + i}")
+    command = re.sub(r"(?<![\w/])example\.py\b", str(workdir / "example.py"), command)
+    out = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=180)
+    text = out.stdout.replace(f"{base}-{base + 3}", "9000-9003")
+    for i, port in enumerate(README_PORTS):
+        text = text.replace(f"127.0.0.1:{base + i}", f"127.0.0.1:{port}")
+    return text.replace(env["KVSTORE_DATA_DIR"], "/data")
+
+
+@pytest.mark.parametrize("index", range(len(console_blocks())))
+def test_a_readme_example_prints_what_the_readme_shows(index, user):
+    env, base, workdir = user
+    blocks = console_blocks()
+    kind, block = blocks[index]
+    if kind == "python":
+        pytest.skip("a python block is run by the console block after it")
+    for previous_kind, previous in blocks[:index]:
+        if previous_kind == "python":
+            (workdir / "example.py").write_text(previous)   # the last one before this block
+    for command, expected in steps(block):
+        actual = run_step(command, env, base, workdir)
+        assert matches(normalize("\n".join(expected)), normalize(actual)), (
+            f"README: `$ {command}` printed:\n{actual}\nThe README shows:\n" + "\n".join(expected))
+
+
+def test_the_readme_layout_names_only_files_that_exist():
+    layout = README.split("## Layout", 1)[1]
+    block = BLOCK.search(layout).group(2)
+    named = [line.split()[0] for line in block.splitlines() if line.strip() and not line.startswith(" ")]
+    assert named, "the layout section has no file list"
+    missing = [path for path in named
+               if not any((ROOT / p).exists() for p in (path, f"src/kvstore/{path}", f"src/kvstore/{path}.py"))]
+    assert not missing, f"the README's layout names files that do not exist: {missing}"
+
+
+def test_the_readme_has_examples_to_run():
+    assert sum(kind == "console" for kind, _ in console_blocks()) >= 3
+    assert any(kind == "python" for kind, _ in console_blocks())
