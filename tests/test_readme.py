@@ -36,7 +36,14 @@ VARYING = [   # (pattern, what it stands for): the same on both sides after this
 
 
 def console_blocks():
-    return [(kind, text) for kind, text in BLOCK.findall(README) if kind in ("console", "python")]
+    """[(a console block, the last python block before it, or None)] in README order."""
+    found, python = [], None
+    for kind, text in BLOCK.findall(README):
+        if kind == "python":
+            python = text
+        elif kind == "console":
+            found.append((text, python))
+    return found
 
 
 def steps(block):
@@ -90,13 +97,9 @@ def run_step(command, env, base, workdir):
 @pytest.mark.parametrize("index", range(len(console_blocks())))
 def test_a_readme_example_prints_what_the_readme_shows(index, user):
     env, base, workdir = user
-    blocks = console_blocks()
-    kind, block = blocks[index]
-    if kind == "python":
-        pytest.skip("a python block is run by the console block after it")
-    for previous_kind, previous in blocks[:index]:
-        if previous_kind == "python":
-            (workdir / "example.py").write_text(previous)   # the last one before this block
+    block, python = console_blocks()[index]
+    if python is not None:
+        (workdir / "example.py").write_text(python)
     for command, expected in steps(block):
         actual = run_step(command, env, base, workdir)
         assert matches(normalize("\n".join(expected)), normalize(actual)), (
@@ -114,5 +117,6 @@ def test_the_readme_layout_names_only_files_that_exist():
 
 
 def test_the_readme_has_examples_to_run():
-    assert sum(kind == "console" for kind, _ in console_blocks()) >= 3
-    assert any(kind == "python" for kind, _ in console_blocks())
+    blocks = console_blocks()
+    assert len(blocks) >= 4 and any(".venv/bin/python example.py" in block for block, _ in blocks)
+    assert any(python for _, python in blocks)

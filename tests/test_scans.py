@@ -24,3 +24,17 @@ def test_a_full_page_bounds_the_merge_at_its_last_key():
 
 def test_an_empty_range_is_complete_up_to_its_end():
     assert merge_pages([(1, []), (2, [])], limit=5, high=None) == ([], [], None)
+
+
+def test_a_page_stops_at_its_count_or_its_bytes_and_says_where_the_next_begins():
+    from kvstore.config import ENTRY_OVERHEAD
+    from kvstore.scans import Page
+    by_count = Page(limit=2, max_bytes=10**9)
+    assert by_count.add(b"a", Cell(b"1", 1)) is None
+    assert by_count.add(b"b", Cell(b"2", 1)) == b"b\x00"          # full: the next page starts after b
+    by_bytes = Page(limit=100, max_bytes=2 * (1 + 10 + ENTRY_OVERHEAD))
+    assert [by_bytes.add(k, Cell(b"x" * 10, 1)) for k in (b"a", b"b")] == [None, None]
+    assert by_bytes.add(b"c", Cell(b"x" * 10, 1)) == b"c"         # did not fit: the next page starts at c
+    assert [k for k, _ in by_bytes.items] == [b"a", b"b"]
+    alone = Page(limit=100, max_bytes=1)
+    assert alone.add(b"big", Cell(b"x" * 1000, 1)) is None and len(alone.items) == 1   # always one key

@@ -174,7 +174,7 @@ class Console:
         return not any(isinstance(o, Exception) for o in outcomes.values())
 
     def cmd_scan(self, args):
-        limit, given_level = None, None
+        limit = None
         for i, word in enumerate(args):
             if word.lower() == b"limit":
                 if i + 1 == len(args):

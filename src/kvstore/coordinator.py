@@ -25,12 +25,12 @@ import time
 from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
-from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
+from kvstore.config import MAX_ANSWER_BYTES
 from kvstore.consistency import block_for
 from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
 from kvstore.responses import Responses, reasons
-from kvstore.scans import merge_pages
+from kvstore.scans import Page, merge_pages
 
 log = logging.getLogger(__name__)
 
@@ -271,24 +271,19 @@ class Coordinator:
         if limit <= 0:
             raise InvalidRequest(f"the scan's limit must be positive, not {limit}")
         deadline = time.monotonic() + self._timeout
-        items, low, size = [], start, 0
+        page, low = Page(limit, max_bytes), start
         while low is not None and (end is None or low < end):
             segment_end, replicas = self._ring.segment_at(low)
             high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
-            page = max(limit - len(items), MIN_SCAN_PAGE)
-            cells, covered = self._scan_segment(low, high, page, replicas, level, deadline)
+            asked = max(limit - len(page.items), MIN_SCAN_PAGE)
+            cells, covered = self._scan_segment(low, high, asked, replicas, level, deadline)
             now = self._clock.now()
             for key, cell in cells:
-                if visible(cell, now) is not None:
-                    size += entry_bytes(key, cell.value)
-                    if items and size > max_bytes:
-                        return items, key   # the page is full by bytes: the next one starts at this key
-                    items.append((key, cell))
-                    if len(items) == limit:
-                        resume = key + b"\x00"
-                        return items, (resume if end is None or resume < end else None)
+                resume = page.add(key, cell) if visible(cell, now) is not None else None
+                if resume is not None:
+                    return page.items, (resume if end is None or resume < end else None)
             low = covered
-        return items, None
+        return page.items, None
 
     def _scan_segment(self, low, high, limit, replicas, level, deadline):
         """(merged [(key, cell)] in key order, where the merge is complete up to: exclusive, None for

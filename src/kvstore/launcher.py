@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psutil
 
-from kvstore import processes, settling
+from kvstore import node_options, processes, settling
+from kvstore.bootstrap import DEFAULT_DATA_DIR
 from kvstore.config import make_cluster, read_cluster_file, write_cluster_file
 from kvstore.errors import ConfigError
 from kvstore.peers import ping, probe
@@ -42,7 +43,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="server.sh", description="Run a kvstore cluster on this machine.",
                                 epilog="Options for the nodes go after --, e.g. './server.sh start -- "
                                        "--commitlog-sync-period 10'; they are saved in DATA_DIR/node.options.")
-    p.add_argument("--data-dir", default=str(processes.DEFAULT_DATA_DIR),
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                    help="where the cluster file and node data live (default: data/, or $KVSTORE_DATA_DIR)")
     p.add_argument("--host", default=os.environ.get("KVSTORE_HOST", "127.0.0.1"),
                    help="address of every node of a new cluster (default 127.0.0.1, or $KVSTORE_HOST)")
@@ -130,11 +131,10 @@ def check_node_options(options):
     for option in options:
         if option.split("=", 1)[0] in SET_BY_SERVER_SH:
             raise ConfigError(f"{option}: server.sh sets --id, --cluster and --data-dir for each node itself")
-    from kvstore.node import parse_args as node_parse_args   # only here: the node's parser is the judge
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):
-            node_parse_args(["--id", "0", *options])
+            node_options.parse_args(["--id", "0", *options])   # the node's own parser is the judge
     except SystemExit:
         why = said.getvalue().strip().splitlines()[-1].removeprefix("server.py: ")
         raise ConfigError(f"the nodes would refuse these options ({shlex.join(options)}): {why}") from None

@@ -8,7 +8,6 @@ process on the same directory refuses to start, naming the pid that holds it.
 Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
 5 the data directory is in use by another process.
 """
-import argparse
 import logging
 import signal
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 from kvstore import datadir, processes
 from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
-from kvstore.config import MAX_VALUE_LIMIT, Settings, read_cluster_file
+from kvstore.config import Settings, read_cluster_file
 from kvstore.coordinator import Coordinator
 from kvstore.errors import ConfigError, CorruptLogError
 from kvstore.failure import FailureDetector
@@ -28,6 +27,7 @@ from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
 from kvstore.peers import PeerPool
 from kvstore.replicas import LocalReplica, RemoteReplica
+from kvstore.node_options import parse_args
 from kvstore.ring import Ring
 from kvstore.rpcserver import RpcServer
 from kvstore.storage import Storage
@@ -36,54 +36,6 @@ from kvstore_rpc import KVStore
 EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
 
 log = logging.getLogger("kvstore.node")
-
-
-def parse_args(argv):
-    defaults = Settings()
-    p = argparse.ArgumentParser(prog="server.py", description="Run one kvstore node.")
-    p.add_argument("--cluster", default=str(processes.DEFAULT_DATA_DIR / "cluster.txt"),
-                   help="the cluster file (default: data/cluster.txt)")
-    p.add_argument("--id", type=int, required=True, help="this node's id in the cluster file")
-    p.add_argument("--data-dir", help="this node's data directory (default: next to the cluster file, nodeID)")
-    p.add_argument("--listen", help="address to bind (default: the node's host in the cluster file)")
-    p.add_argument("--max-value-bytes", type=_value_limit, default=defaults.max_value_bytes,
-                   help=f"the largest value a client may write (default 15 MiB; at most {MAX_VALUE_LIMIT}, so that "
-                        "stock Thrift clients, which read frames of up to 16,384,000 bytes, can read every value back)")
-    p.add_argument("--request-timeout", type=float, default=defaults.request_timeout,
-                   help="seconds a coordinator waits for replicas")
-    p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval)
-    p.add_argument("--hint-window", type=float, default=defaults.hint_window,
-                   help="seconds a hint is kept before it is dropped (default 3 hours)")
-    p.add_argument("--gc-grace-seconds", type=float, default=defaults.gc_grace,
-                   help="how long a delete's tombstone is kept before compaction may drop it (default 10 days); "
-                        "a replica down longer than this must be wiped before it rejoins")
-    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout)
-    p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
-                   help="seconds a client has to send a whole request once it began")
-    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
-    p.add_argument("--commitlog-sync-period", type=_seconds, default=defaults.commitlog_sync_period, metavar="SECONDS",
-                   help="0 (the default): every write is fsynced before it is acknowledged (concurrent writes share "
-                        "the fsync). N > 0: acknowledge once written, fsync every N seconds, as Cassandra's "
-                        "commitlog_sync: periodic; a write then survives a crash of the node, not of the machine")
-    p.add_argument("--skip-corrupt-records", action="store_true",
-                   help="start despite a corrupt log: skip the damaged records (reported; the file is kept aside)")
-    p.add_argument("--log-level", default="INFO")
-    return p.parse_args(argv)
-
-
-def _value_limit(text):
-    value = int(text)
-    if not 1 <= value <= MAX_VALUE_LIMIT:
-        raise argparse.ArgumentTypeError(f"{text}: bytes from 1 to {MAX_VALUE_LIMIT}; a larger value could not be "
-                                         "read back by stock Thrift clients (16,384,000-byte frames)")
-    return value
-
-
-def _seconds(text):
-    value = float(text)
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text}: seconds from 0 to 3600")
-    return value
 
 
 def configure_logging(node_id, level):

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from kvstore import datadir
-from kvstore.bootstrap import DEFAULT_DATA_DIR, ROOT
+from kvstore.bootstrap import ROOT
 
 SERVER_SCRIPT = ROOT / "src" / "server.py"
 PID_FILE = "node.pid"

@@ -6,8 +6,12 @@ nothing past its last key, so the merge is complete only up to the smallest
 such last key; past it the scan asks again. Within that, each key's cells
 reconcile by last-write-wins, and every replica that answered with something
 else for a key (or nothing) is stale and gets the newest cell.
+
+A Page is what the client gets: live keys up to the scan's limit, and no more
+than fit in one answer's byte budget.
 """
 from kvstore.cell import reconcile
+from kvstore.config import entry_bytes
 
 
 def merge_pages(answers, limit, high):
@@ -31,3 +35,24 @@ def merge_pages(answers, limit, high):
         merged.append((key, newest))
         stale.extend((node_id, key, newest) for node_id, _ in answers if held.get(node_id) != newest)
     return merged, stale, covered
+
+
+class Page:
+    """One page of a scan being filled: at most `limit` keys and `max_bytes` of answer (but always one
+    key, so every page makes progress)."""
+
+    def __init__(self, limit, max_bytes):
+        self.items = []
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def add(self, key, cell):
+        """Add (key, cell) unless the page is full by bytes. Once the page is full: the key the next page
+        starts from (this key, when it did not fit; the one after it, when it filled the page). Else None."""
+        size = entry_bytes(key, cell.value)
+        if self.items and self._bytes + size > self._max_bytes:
+            return key
+        self.items.append((key, cell))
+        self._bytes += size
+        return key + b"\x00" if len(self.items) == self._limit else None

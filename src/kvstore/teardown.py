@@ -1,10 +1,12 @@
-"""What terminate_servers.py does: stop this cluster's nodes by pid file, optionally purge its data."""
+"""What terminate_servers.py does: stop this cluster's nodes (found by their data directories' locks),
+optionally purge its data."""
 import argparse
 import shutil
 import sys
 from pathlib import Path
 
 from kvstore import datadir, processes
+from kvstore.bootstrap import DEFAULT_DATA_DIR
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -22,7 +24,7 @@ def looks_like_ours(data_dir):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="terminate_servers.py", description=__doc__)
-    p.add_argument("--data-dir", default=str(processes.DEFAULT_DATA_DIR))
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--purge", action="store_true", help="also delete the data directory")
     args = p.parse_args(argv)
     data_dir = Path(args.data_dir).resolve()
