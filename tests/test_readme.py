@@ -12,6 +12,7 @@ section may name only files that exist.
 """
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BLOCK = re.compile(r"^```(console|python|text)\n(.*?)^```$", re.S | re.M)
 README_PORTS = range(9000, 9004)
+STEP_TIMEOUT = 120
 
 VARYING = [   # (pattern, what it stands for): the same on both sides after this
     (re.compile(r"\b\d{16}\b"), "<timestamp>"),
@@ -86,9 +88,20 @@ def run_step(command, env, base, workdir):
     for i, port in enumerate(README_PORTS):
         command = command.replace(f"127.0.0.1:{port}", f"127.0.0.1:{base + i}")
     command = re.sub(r"(?<![\w/])example\.py\b", str(workdir / "example.py"), command)
-    out = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=180)
-    text = out.stdout.replace(f"{base}-{base + 3}", "9000-9003")
+    # Its own process group, so that a step that runs too long is stopped with everything it started.
+    step = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        printed, _ = step.communicate(timeout=STEP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(step.pid, signal.SIGTERM)   # the tools stop the nodes they started on SIGTERM
+        try:
+            step.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(step.pid, signal.SIGKILL)
+            step.communicate()
+        raise AssertionError(f"README: `$ {command}` ran past {STEP_TIMEOUT} s (a README example must be quick)")
+    text = printed.replace(f"{base}-{base + 3}", "9000-9003")
     for i, port in enumerate(README_PORTS):
         text = text.replace(f"127.0.0.1:{base + i}", f"127.0.0.1:{port}")
     return text.replace(env["KVSTORE_DATA_DIR"], "/data")
