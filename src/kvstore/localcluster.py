@@ -14,10 +14,10 @@ import socket
 import subprocess
 from pathlib import Path
 
-from kvstore import processes
+from kvstore import processes, settling
 from kvstore.client import Client
 from kvstore.config import NodeConfig, make_cluster, write_cluster_file
-from kvstore.errors import KVStoreError, NodeUnavailable
+from kvstore.errors import KVStoreError
 from kvstore.peers import Connection, ping
 from kvstore.ring import Ring
 
@@ -180,11 +180,8 @@ class Cluster:
             connection.close()
 
     def seen_up(self, observer, i):
-        try:
-            ring = self.call(observer, "describe_ring", timeout=2.0)
-        except NodeUnavailable:
-            return None
-        return next(n.up for n in ring if n.node_id == i)
+        """Whether node observer sees node i up; None when observer does not answer."""
+        return settling.sees_up(self.nodes[observer], i)
 
     def wait_seen(self, observer, i, up, timeout=10.0):
         wait_for(lambda: self.seen_up(observer, i) is up, timeout,
