@@ -1,14 +1,16 @@
 /**
  * kvstore: the contract between clients and nodes, and between nodes.
  *
- * Every node serves this one service on one port (framed transport, binary
- * protocol). Any node takes any client call and coordinates it: it finds the
- * key's three replicas on the ring, sends to them in parallel, and answers as
- * soon as the consistency level is met.
- *
- * The calls under "between nodes" are what coordinators send to replicas and
- * what the failure detector and the inspector use; clients normally do not
- * need them.
+ * Every node serves two services, each on a port of its own (framed transport,
+ * binary protocol):
+ * - KVStore, on its client port (the cluster file's HOST:PORT): what clients call.
+ *   Any node takes any client call and coordinates it: it finds the key's three
+ *   replicas on the ring, sends to them in parallel, and answers as soon as the
+ *   consistency level is met.
+ * - Internode, on its peer port (the cluster file's fourth column): what
+ *   coordinators send to replicas, and what the failure detector, hint hand-off
+ *   and the operator's inspector use. A client connection cannot reach these
+ *   calls: they do not exist on the client port.
  *
  * Every answer fits in 16,000,000 bytes, under the 16,384,000-byte frame that stock Thrift clients
  * accept by default: a value is at most 15 MiB (the node's --max-value-bytes, at most 15,929,344), and
@@ -196,8 +198,8 @@ struct KeyReadOutcome {
   6: optional StaleRead stale,
 }
 
+/** The client calls, on each node's client port: any node coordinates any of them. */
 service KVStore {
-  // ---- client calls: any node coordinates ----
 
   /** Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now. */
   WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level, 4: i32 ttl_seconds)
@@ -254,8 +256,10 @@ service KVStore {
 
   /** Every node of the ring, and whether this node sees it up. */
   list<NodeInfo> describe_ring(),
+}
 
-  // ---- between nodes ----
+/** The calls between nodes, on each node's peer port. Field ids are those they had when one service held all. */
+service Internode {
 
   /** Apply a write to this replica's storage (durable before it returns). */
   void replica_write(1: Mutation mutation) throws (1: StorageFailure failure, 2: InvalidRequest invalid),

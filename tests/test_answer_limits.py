@@ -12,7 +12,7 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import DEFAULT_MAX_FRAME_SIZE, TFramedTransport
 
 from kvstore.config import Settings
-from kvstore_rpc import KVStore
+from kvstore_rpc import Internode, KVStore
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest
 
 QUORUM = ConsistencyLevel.QUORUM
@@ -83,11 +83,11 @@ def test_a_large_scan_page_and_an_unpaged_dump_fit_in_a_stock_frame(stock, share
 
 def _stock_dump(cluster, node_id, start):
     node = cluster.nodes[node_id]
-    sock = TSocket(node.host, node.port)
+    sock = TSocket(node.host, node.peer_port)     # dump is a call between nodes: the peer port
     sock.setTimeout(30_000)
     transport = TFramedTransport(sock)
     transport.open()
     try:
-        return KVStore.Client(TBinaryProtocol(transport)).dump(None, start, 0)   # 0: no count, only the budget
+        return Internode.Client(TBinaryProtocol(transport)).dump(None, start, 0)   # 0: no count, only the budget
     finally:
         transport.close()

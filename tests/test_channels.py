@@ -14,7 +14,7 @@ from kvstore.errors import ConnectFailed, NodeUnavailable
 from kvstore.localcluster import free_ports
 from kvstore.peers import Connection
 from kvstore.rpcserver import RpcServer
-from kvstore_rpc import KVStore, ttypes
+from kvstore_rpc import Internode, ttypes
 
 
 class Replica:
@@ -36,7 +36,7 @@ class Replica:
 
 
 def serve(port, handler):
-    server = RpcServer("127.0.0.1", port, KVStore.Processor(handler), Settings())
+    server = RpcServer("127.0.0.1", port, Internode.Processor(handler), Settings())
     server.bind()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -57,7 +57,7 @@ def replica(port):
 
 
 def connector(port, kind=Connection):
-    return lambda timeout: kind("127.0.0.1", port, min(1.0, max(timeout, 0.001)))
+    return lambda timeout: kind("127.0.0.1", port, min(1.0, max(timeout, 0.001)), service=Internode)
 
 
 class Answers:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from kvstore.localcluster import FAST_SETTINGS, Cluster
-from kvstore_rpc import KVStore, ttypes
+from kvstore_rpc import Internode, KVStore, ttypes
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TTransport import TMemoryBuffer
 
@@ -44,8 +44,10 @@ def valid_calls(rng):
 
 
 def encode(method, args):
+    """A call as its service's client encodes it; calls meant for nodes arrive at the client port too."""
     buf = TMemoryBuffer()
-    client = KVStore.Client(TBinaryProtocol(buf))
+    service = KVStore if hasattr(KVStore, f"{method}_args") else Internode
+    client = service.Client(TBinaryProtocol(buf))
     getattr(client, f"send_{method}")(*args)
     return buf.getvalue()
 

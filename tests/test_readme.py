@@ -101,9 +101,10 @@ def run_step(command, env, base, workdir):
             os.killpg(step.pid, signal.SIGKILL)
             step.communicate()
         raise AssertionError(f"README: `$ {command}` ran past {STEP_TIMEOUT} s (a README example must be quick)")
-    text = printed.replace(f"{base}-{base + 3}", "9000-9003")
+    text = printed.replace(f"{base}-{base + 3}", "9000-9003").replace(f"{base + 100}-{base + 103}", "9100-9103")
     for i, port in enumerate(README_PORTS):
         text = text.replace(f"127.0.0.1:{base + i}", f"127.0.0.1:{port}")
+        text = text.replace(f"127.0.0.1:{base + 100 + i}", f"127.0.0.1:{port + 100}")
     return text.replace(env["KVSTORE_DATA_DIR"], "/data")
 
 

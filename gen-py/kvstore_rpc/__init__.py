@@ -1,1 +1,1 @@
-__all__ = ['ttypes', 'constants', 'KVStore']
+__all__ = ['ttypes', 'constants', 'KVStore', 'Internode']

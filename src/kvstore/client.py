@@ -32,7 +32,7 @@ from kvstore.consistency import Level, parse_level
 from kvstore.errors import ConfigError, InvalidRequest, NodeUnavailable, StaleRead, TimedOut, Unavailable
 from kvstore.peers import Connection
 from kvstore.replicas import from_cell
-from kvstore_rpc import ttypes
+from kvstore_rpc import Internode, ttypes
 
 CALL_TIMEOUT = 15.0   # seconds a call may take before the client gives up on its node (timeout=)
 _IDL_ERRORS = (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut, ttypes.StaleRead)
@@ -299,10 +299,10 @@ class ReplicaDump(NamedTuple):
 DUMP_PAGE = 10_000
 
 
-def dump_replica(address, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE):
-    """The state of the replica at address (one node, not the cluster): every key (read `page` keys a
-    call, so a large replica never needs one huge frame), or only `key`."""
-    connection = Connection(*address, connect_timeout=1.0)
+def dump_replica(peer_address, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE):
+    """The state of the replica at peer_address (one node's peer port, not the cluster): every key (read
+    `page` keys a call, so a large replica never needs one huge frame), or only `key`."""
+    connection = Connection(*peer_address, connect_timeout=1.0, service=Internode)
     try:
         dump = connection.call("dump", (key, b"", 0 if key else page), timeout)
         cells = {m.key: from_cell(m.cell) for m in dump.cells}

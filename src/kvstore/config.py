@@ -1,8 +1,11 @@
 """The cluster file and a node's settings, as frozen dataclasses.
 
 The cluster file is what every tool reads: one node a line,
-`ID HOST:PORT TOKEN`, the token in hex (the last key of the node's range).
-Lines starting with # are comments. Operators may edit tokens to rebalance.
+`ID HOST:PORT TOKEN PEER_PORT`: the client port, the token in hex (the last
+key of the node's range), and the port other nodes call it on (the internode
+service). A line without PEER_PORT (a file written before nodes had two ports)
+means the client port + 100. Lines starting with # are comments. Operators may
+edit tokens to rebalance.
 """
 from dataclasses import dataclass
 
@@ -18,16 +21,28 @@ ENTRY_OVERHEAD = 64   # what one key and its cell cost in an answer beyond their
 MAX_VALUE_LIMIT = MAX_ANSWER_BYTES - MAX_KEY_BYTES - 4096
 
 
+PEER_PORT_OFFSET = 100   # a node's peer port when the cluster file does not name one: its client port + 100
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     node_id: int
     host: str
-    port: int
+    port: int          # the client port: the KVStore service
     token: bytes
+    peer_port: int = 0   # the internode service; 0: port + PEER_PORT_OFFSET
+
+    def __post_init__(self):
+        if not self.peer_port:
+            object.__setattr__(self, "peer_port", self.port + PEER_PORT_OFFSET)
 
     @property
     def address(self):
         return f"{self.host}:{self.port}"
+
+    @property
+    def peer_address(self):
+        return f"{self.host}:{self.peer_port}"
 
 
 @dataclass(frozen=True)
@@ -63,14 +78,17 @@ def default_tokens(count):
     return [bytes([(i + 1) * 256 // count - 1]) for i in range(count)]
 
 
-def make_cluster(count, host="127.0.0.1", base_port=9000):
-    return [NodeConfig(i, host, base_port + i, token)
+def make_cluster(count, host="127.0.0.1", base_port=9000, peer_base_port=None):
+    """Node i on client port base_port + i and peer port peer_base_port + i (default base_port + 100)."""
+    peer_base_port = base_port + PEER_PORT_OFFSET if peer_base_port is None else peer_base_port
+    return [NodeConfig(i, host, base_port + i, token, peer_base_port + i)
             for i, token in enumerate(default_tokens(count))]
 
 
 def format_cluster(nodes):
-    lines = ["# kvstore cluster file: one node a line: ID HOST:PORT TOKEN (hex; the node owns (previous token, token])"]
-    lines += [f"{n.node_id} {n.host}:{n.port} {n.token.hex()}" for n in nodes]
+    lines = ["# kvstore cluster file: one node a line: ID HOST:PORT TOKEN PEER_PORT",
+             "# (PORT: clients; TOKEN in hex: the node owns (previous token, token]; PEER_PORT: other nodes)"]
+    lines += [f"{n.node_id} {n.host}:{n.port} {n.token.hex()} {n.peer_port}" for n in nodes]
     return "\n".join(lines) + "\n"
 
 
@@ -86,17 +104,23 @@ def parse_cluster(text, source="cluster file"):
         if not line:
             continue
         try:
-            node_id, address, token_hex = line.split()
+            node_id, address, token_hex, *peer = line.split()
+            if len(peer) > 1:
+                raise ValueError("too many fields")
             host, port = address.rsplit(":", 1)
-            node = NodeConfig(int(node_id), host, int(port), bytes.fromhex(token_hex))
+            node = NodeConfig(int(node_id), host, int(port), bytes.fromhex(token_hex), int(peer[0]) if peer else 0)
         except ValueError:
             raise ConfigError(
-                f"{source} line {number}: expected 'ID HOST:PORT TOKEN_HEX', got {raw!r}") from None
+                f"{source} line {number}: expected 'ID HOST:PORT TOKEN_HEX [PEER_PORT]', got {raw!r}") from None
         if not node.token:
             raise ConfigError(f"{source} line {number}: the token must not be empty")
         nodes.append(node)
     if not nodes:
         raise ConfigError(f"{source} names no nodes")
+    ports = [(n.host, p) for n in nodes for p in (n.port, n.peer_port)]
+    if len(set(ports)) != len(ports):
+        raise ConfigError(f"{source}: two ports are the same (each node's client and peer ports must differ "
+                          "from each other and from every other node's on the same host)")
     for what, values in (("id", [n.node_id for n in nodes]), ("token", [n.token for n in nodes]),
                          ("address", [n.address for n in nodes])):
         if len(set(values)) != len(values):

@@ -1,34 +1,29 @@
-"""The Thrift service: validate, convert types, delegate, map our errors to the IDL's.
+"""The client service (KVStore, on the client port): validate, convert types, delegate, map errors.
 
 One method per IDL method. Nothing here decides anything about replication;
-it only guards the door (sizes, levels, missing fields) and translates.
+it only guards the door (sizes, levels, missing fields) and translates. The
+calls between nodes have a door of their own, on the peer port (internode.py).
 """
 import contextlib
-import logging
 
 from kvstore import errors
 from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.consistency import parse_level
-from kvstore.replicas import from_cell, to_cell, to_mutation
+from kvstore.replicas import to_cell, to_mutation
 from kvstore_rpc import ttypes
 
-log = logging.getLogger(__name__)
 
 MAX_BATCH_KEYS = 10_000      # keys in one multi_put or multi_get
 MAX_SCAN_LIMIT = 10_000      # keys in one page of a scan
 MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
-DUMP_CHUNK = 1000            # cells a dump page takes from storage at a time while it fills by bytes
 
 
 class Handler:
-    def __init__(self, node_id, generation, ring, coordinator, storage, hints, detector, settings, ready):
+    def __init__(self, node_id, ring, coordinator, detector, settings, ready):
         """ready: set once the node's first heartbeat round is done; client requests wait for it."""
         self._node_id = node_id
-        self._generation = generation
         self._ring = ring
         self._coordinator = coordinator
-        self._storage = storage
-        self._hints = hints
         self._detector = detector
         self._settings = settings
         self._ready = ready
@@ -146,90 +141,15 @@ class Handler:
         return ttypes.NodeInfo(node.node_id, node.host, node.port, node.token, self._detector.is_up(node.node_id))
 
     def _check_key(self, key):
-        if not key:
-            raise errors.InvalidRequest("the key must not be empty")
-        if len(key) > self._settings.max_key_bytes:
-            raise errors.InvalidRequest(
-                f"key of {len(key)} bytes is over the limit of {self._settings.max_key_bytes} bytes")
-
-    # ---- between nodes ----
-
-    def replica_write(self, mutation):
-        with _replica_errors():
-            key, cell = self._check_mutation(mutation)
-            self._storage.apply(key, cell)
-
-    def replica_read(self, key):
-        with _replica_errors():
-            self._check_key(key)
-            return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
-
-    def replica_write_batch(self, mutations):
-        with _replica_errors():
-            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
-
-    def replica_scan_batch(self, ranges):
-        with _replica_errors():
-            pages = []
-            for request in ranges or []:
-                if request is None or request.start is None or not request.limit or request.limit < 0:
-                    raise errors.InvalidRequest("a range needs a start and a positive limit")
-                limit = min(request.limit, MAX_SCAN_LIMIT)
-                pages.append([to_mutation(k, c) for k, c in self._storage.scan(request.start, request.end_key or None, limit)])
-            return pages
-
-    def replica_read_batch(self, keys):
-        with _replica_errors():
-            for key in keys or []:
-                self._check_key(key)
-            return [ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], []) for key in keys or []]
-
-    def deliver_hints(self, mutations):
-        with _replica_errors():
-            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
-
-    def _check_mutation(self, mutation):
-        if mutation is None or mutation.cell is None or mutation.cell.timestamp is None:
-            raise errors.InvalidRequest("a mutation needs a key, a cell and a timestamp")
-        self._check_key(mutation.key)
-        return mutation.key, from_cell(mutation.cell)
-
-    def compact(self):
-        with _replica_errors():
-            return self._storage.compact()
-
-    def heartbeat(self, from_node):
-        if from_node is not None and from_node >= 0:
-            self._detector.mark_up(from_node)
-        return ttypes.Heartbeat(self._node_id, self._generation)
-
-    def dump(self, key, start=None, limit=None):
-        if key:
-            cell = self._storage.get(key)
-            items, next_start = ([(key, cell)] if cell is not None else []), None
-        else:
-            items, next_start = self._dump_page(start or b"", min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None)
-        records, fsyncs = self._storage.log_counters
-        return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
-                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
+        check_key(key, self._settings.max_key_bytes)
 
 
-    def _dump_page(self, start, count):
-        """(cells from start in key order, where the next page starts or None): at most count of them
-        (None: no count), and never more than fit in one answer."""
-        items, size, low = [], 0, start
-        while True:
-            chunk = self._storage.scan(low, None, DUMP_CHUNK)
-            for key, cell in chunk:
-                size += entry_bytes(key, cell.value)
-                if items and size > MAX_ANSWER_BYTES:
-                    return items, key
-                items.append((key, cell))
-                if len(items) == count:
-                    return items, key + b"\x00"
-            if len(chunk) < DUMP_CHUNK:
-                return items, None
-            low = chunk[-1][0] + b"\x00"
+def check_key(key, max_bytes):
+    """InvalidRequest unless key is a key a node stores: not empty, at most max_bytes."""
+    if not key:
+        raise errors.InvalidRequest("the key must not be empty")
+    if len(key) > max_bytes:
+        raise errors.InvalidRequest(f"key of {len(key)} bytes is over the limit of {max_bytes} bytes")
 
 
 def _check_ttl(ttl):
@@ -292,14 +212,3 @@ def _client_errors():
         yield
     except (errors.InvalidRequest, errors.Unavailable, errors.TimedOut, errors.StaleRead) as exc:
         raise _to_idl(exc) from None
-
-
-@contextlib.contextmanager
-def _replica_errors():
-    try:
-        yield
-    except errors.StorageError as exc:
-        log.error("replica write failed: %s", exc)
-        raise ttypes.StorageFailure(why=str(exc)) from None
-    except errors.InvalidRequest as exc:
-        raise ttypes.InvalidRequest(why=str(exc)) from None

@@ -53,7 +53,7 @@ def collect(nodes, key=None, timeout=TIMEOUT):
     for node in nodes:
         state = NodeState(node)
         try:
-            dump = dump_replica((node.host, node.port), key, timeout)
+            dump = dump_replica((node.host, node.peer_port), key, timeout)
         except NodeRefused as exc:
             state.refusing, state.error = True, str(exc)
         except NodeUnavailable as exc:

@@ -108,8 +108,10 @@ class Cluster:
 
     def create(self, count, host, base_port):
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        write_cluster_file(self.cluster_file, make_cluster(count, host, base_port))
-        print(f"created {self.cluster_file}: {count} nodes on {host}:{base_port}-{base_port + count - 1}")
+        nodes = make_cluster(count, host, base_port)
+        write_cluster_file(self.cluster_file, nodes)
+        print(f"created {self.cluster_file}: {count} nodes on {host}:{base_port}-{base_port + count - 1} "
+              f"(other nodes call them on ports {nodes[0].peer_port}-{nodes[-1].peer_port})")
 
     def start_node(self, node_id):
         """Spawn the node unless it runs; returns the Popen or None."""

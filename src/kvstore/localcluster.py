@@ -16,10 +16,11 @@ from pathlib import Path
 
 from kvstore import processes, settling
 from kvstore.client import Client
-from kvstore.config import NodeConfig, make_cluster, write_cluster_file
+from kvstore.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
 from kvstore.errors import KVStoreError
 from kvstore.peers import Connection, ping
 from kvstore.ring import Ring
+from kvstore_rpc import Internode
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
                  "--log-level", "DEBUG")
@@ -36,7 +37,9 @@ class Loopback:
     can_partition = False
 
     def addresses(self, count):
-        return [("127.0.0.1", port) for port in free_ports(count)]
+        """[(host, client port, peer port)] for count nodes."""
+        ports = free_ports(2 * count)
+        return [("127.0.0.1", ports[i], ports[count + i]) for i in range(count)]
 
     def prefix(self, i):
         return []
@@ -58,13 +61,15 @@ def free_ports(count):
             s.close()
 
 
-def consecutive_free_ports(count, low=20000, high=60000):
-    """The first of `count` consecutive ports free on loopback (as ./server.sh gives node i base + i)."""
+def consecutive_free_ports(count, low=20000, high=32000):
+    """The first of `count` consecutive ports free on loopback, with the `count` from it + 100 free too
+    (as ./server.sh gives node i the client port base + i and the peer port base + 100 + i). Below
+    Linux's ephemeral range (32768 up), so that no outgoing connection takes a stopped node's port."""
     rng = random.Random()
     for _ in range(50):
-        base = rng.randrange(low, high - count)
+        base = rng.randrange(low, high - count - PEER_PORT_OFFSET)
         try:
-            for port in range(base, base + count):
+            for port in [*range(base, base + count), *range(base + PEER_PORT_OFFSET, base + PEER_PORT_OFFSET + count)]:
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", port))
             return base
@@ -86,7 +91,8 @@ class Cluster:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hosts = hosts or Loopback()
         addresses = self.hosts.addresses(size)
-        self.nodes = [NodeConfig(n.node_id, *addresses[n.node_id], n.token) for n in make_cluster(size)]
+        self.nodes = [NodeConfig(n.node_id, host, port, n.token, peer_port)
+                      for n, (host, port, peer_port) in zip(make_cluster(size), addresses)]
         self.ring = Ring(self.nodes)
         self.cluster_file = self.directory / "cluster.txt"
         write_cluster_file(self.cluster_file, self.nodes)
@@ -166,14 +172,17 @@ class Cluster:
 
     # ---- talking to it ----
 
-    def connect(self, i):
+    def connect(self, i, peer=False):
+        """A connection to node i's client port (peer=True: its peer port, the Internode service)."""
         node = self.nodes[i]
-        connection = Connection(node.host, node.port, 2.0)
+        connection = (Connection(node.host, node.peer_port, 2.0, service=Internode) if peer
+                      else Connection(node.host, node.port, 2.0))
         self._connections.append(connection)
         return connection
 
     def call(self, i, method, *args, timeout=10.0):
-        connection = self.connect(i)
+        """method on node i: on its peer port when it is an internode call, else on its client port."""
+        connection = self.connect(i, peer=hasattr(Internode, f"{method}_args"))
         try:
             return connection.call(method, args, timeout)
         finally:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 
+from kvstore.config import PEER_PORT_OFFSET
 from kvstore.errors import KVStoreError
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class NetnsHosts:
         except NetnsUnavailable:
             self.close()
             raise
-        return [(self.ip_of(i), NODE_PORT) for i in range(count)]
+        return [(self.ip_of(i), NODE_PORT, NODE_PORT + PEER_PORT_OFFSET) for i in range(count)]
 
     def _add_host(self, i):
         namespace, outside = f"{self._namespace_prefix}{i}", f"kvv{os.getpid() % 100000}x{i}"

@@ -25,13 +25,14 @@ from kvstore.failure import FailureDetector
 from kvstore.handler import Handler
 from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
+from kvstore.internode import InternodeHandler
 from kvstore.peers import PeerPool
 from kvstore.replicas import LocalReplica, RemoteReplica
 from kvstore.node_options import parse_args
 from kvstore.ring import Ring
 from kvstore.rpcserver import RpcServer
 from kvstore.storage import Storage
-from kvstore_rpc import KVStore
+from kvstore_rpc import Internode, KVStore
 
 EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
 
@@ -110,29 +111,35 @@ def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, Clock(), settings.request_timeout)
     generation = int(time.time() * 1e6)
     ready = threading.Event()
-    handler = Handler(me.node_id, generation, ring, coordinator, storage, hints, detector, settings, ready)
-    server = RpcServer(listen_host, me.port, KVStore.Processor(handler), settings)
-    try:
-        server.bind()
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", listen_host, me.port, exc.strerror or exc)
-        return EXIT_LISTEN
+    # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
+    servers = [RpcServer(listen_host, me.port, KVStore.Processor(
+                   Handler(me.node_id, ring, coordinator, detector, settings, ready)), settings),
+               RpcServer(listen_host, me.peer_port, Internode.Processor(
+                   InternodeHandler(me.node_id, generation, storage, hints, detector, settings)), settings)]
+    for server, port in zip(servers, (me.port, me.peer_port)):
+        try:
+            server.bind()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", listen_host, port, exc.strerror or exc)
+            return EXIT_LISTEN
 
     stop = threading.Event()
     # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG), not kill the node.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serving = threading.Thread(target=server.serve_forever, name="accept", daemon=True)
-    serving.start()
-    log.info("serving on %s:%d (data in %s, %d keys)", listen_host, me.port, data_dir, len(storage))
+    for server, name in zip(servers, ("accept-clients", "accept-peers")):
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    log.info("serving clients on %s:%d and peers on port %d (data in %s, %d keys)", listen_host, me.port,
+             me.peer_port, data_dir, len(storage))
     detector.start()  # announces this node: peers mark it up and deliver the hints they hold for it
     ready.set()       # client requests waited for this round, so they never see peers as down at start
     while not stop.wait(1.0):  # a timed wait, so signals are handled promptly
         pass
 
     log.info("stopping")
-    server.stop()
+    for server in servers:
+        server.stop()
     detector.stop()
     for replica in replicas.values():
         replica.close()

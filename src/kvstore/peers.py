@@ -17,7 +17,7 @@ from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTra
 
 from kvstore.errors import ConnectFailed, NodeRefused, NodeUnavailable
 from kvstore.framing import FrameSocket
-from kvstore_rpc import KVStore
+from kvstore_rpc import Internode, KVStore
 
 RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked before reuse
 
@@ -32,8 +32,11 @@ class Connection:
     """One open Thrift client to one node. One caller at a time, except that one thread may send a
     call (send_call) while another waits for and reads the answers (wait_for_answer, read_answer)."""
 
-    def __init__(self, host, port, connect_timeout):
+    def __init__(self, host, port, connect_timeout, service=KVStore):
+        """service: the generated module of the service that port serves (KVStore on a client port,
+        Internode on a peer port)."""
         self.address = f"{host}:{port}"
+        self._service = service
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
@@ -42,7 +45,7 @@ class Connection:
         self._frames = FrameSocket(sock, connect_timeout)
         # The generated client writes a call into one memory buffer and reads the answer from another;
         # the frames travel through FrameSocket.
-        self.client = KVStore.Client(
+        self.client = service.Client(
             TBinaryProtocolAccelerated(TMemoryBuffer(), string_length_limit=CLIENT_MAX_FRAME,
                                        container_length_limit=CLIENT_MAX_CONTAINER),
             TBinaryProtocolAccelerated(TMemoryBuffer()))
@@ -62,7 +65,7 @@ class Connection:
     def send_call(self, method, args):
         """Send one call and return without its answer (read_answer reads it). Arguments left off at
         the end are sent unset (as a caller built before they were added would send them)."""
-        missing = _arity(method) - len(args)
+        missing = _arity(self._service, method) - len(args)
         if missing > 0:
             args = tuple(args) + (None,) * missing
         client = self.client
@@ -120,10 +123,13 @@ class Connection:
 
 
 class PeerPool:
-    """Idle connections to one node, reused across requests; at most `max_idle` kept."""
+    """Idle connections to one node's peer port (the Internode service), reused across requests; at
+    most `max_idle` kept."""
 
-    def __init__(self, node, connect_timeout, max_idle=32):
+    def __init__(self, node, connect_timeout, max_idle=32, peer=True):
+        """peer=False: the node's client port and service instead (the benchmark's floor forwards client calls)."""
         self.node = node
+        self._port, self._service = (node.peer_port, Internode) if peer else (node.port, KVStore)
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
         self._idle = []
@@ -154,7 +160,8 @@ class PeerPool:
     def connect(self, timeout):
         """A new connection of the caller's own (not pooled); ConnectFailed if the node cannot be reached
         within `timeout` (or the pool's connect timeout, if shorter)."""
-        return Connection(self.node.host, self.node.port, min(self._connect_timeout, max(timeout, 0.001)))
+        return Connection(self.node.host, self._port, min(self._connect_timeout, max(timeout, 0.001)),
+                          service=self._service)
 
     def _give_back(self, connection):
         with self._lock:
@@ -171,8 +178,8 @@ class PeerPool:
 
 
 @functools.lru_cache(maxsize=None)
-def _arity(method):
-    spec = getattr(KVStore, f"{method}_args").thrift_spec
+def _arity(service, method):
+    spec = getattr(service, f"{method}_args").thrift_spec
     return sum(1 for field in spec if field is not None)
 
 
@@ -185,14 +192,14 @@ def _reason(exc):
 
 
 def probe(host, port, timeout=1.0):
-    """How a node answers a heartbeat within timeout: ("up", its Heartbeat), ("refusing", why: it is up
-    but refused the connection), or ("down", why: no connection, or no answer)."""
+    """How a node's client port answers within timeout: ("up", its describe_ring), ("refusing", why: it is
+    up but refused the connection), or ("down", why: no connection, or no answer)."""
     try:
         connection = Connection(host, port, timeout)
     except NodeUnavailable as exc:
         return "down", str(exc)
     try:
-        return "up", connection.call("heartbeat", (-1,), timeout)
+        return "up", connection.call("describe_ring", (), timeout)
     except NodeRefused as exc:
         return "refusing", str(exc)
     except NodeUnavailable as exc:
@@ -202,6 +209,6 @@ def probe(host, port, timeout=1.0):
 
 
 def ping(host, port, timeout=1.0):
-    """The node's Heartbeat if it answers within timeout, else None."""
+    """The node's answer (its view of the ring) if its client port answers within timeout, else None."""
     state, answer = probe(host, port, timeout)
     return answer if state == "up" else None

@@ -11,14 +11,18 @@ import time
 
 from kvstore.errors import NodeUnavailable
 from kvstore.peers import Connection
+from kvstore_rpc import Internode, KVStore
 
 ASK_TIMEOUT = 1.0
 PROBE_KEY = b"\x00"   # dump(key) answers one key's cell and the node's pending hints: cheap
 
 
 def _ask(node, method, *args):
+    """method's answer from node (on its peer port when it is an internode call), or None."""
+    peer = hasattr(Internode, f"{method}_args")
     try:
-        connection = Connection(node.host, node.port, ASK_TIMEOUT)
+        connection = Connection(node.host, node.peer_port if peer else node.port, ASK_TIMEOUT,
+                                service=Internode if peer else KVStore)
     except NodeUnavailable:
         return None
     try:

@@ -28,11 +28,11 @@ from thrift.transport.TTransport import TMemoryBuffer
 from kvstore_rpc import KVStore, ttypes
 
 _LENGTH = struct.Struct("!i")
-_ARGS = {"put": KVStore.put_args, "get": KVStore.get_args, "heartbeat": KVStore.heartbeat_args}
+_ARGS = {"put": KVStore.put_args, "get": KVStore.get_args, "describe_ring": KVStore.describe_ring_args}
 _RESULTS = {"put": KVStore.put_result, "get": KVStore.get_result}
 _ANSWERS = {"put": KVStore.put_result(success=ttypes.WriteResult(1, [0], [])),
             "get": KVStore.get_result(success=ttypes.ReadResult(ttypes.Cell(b"x" * 100, 1), [0], [])),
-            "heartbeat": KVStore.heartbeat_result(success=ttypes.Heartbeat(0, 0))}
+            "describe_ring": KVStore.describe_ring_result(success=[])}   # what readiness is asked with
 
 
 def _frame(name, kind, seqid, body):
@@ -134,7 +134,7 @@ class _Fanout:
 
     def request(self, link, payload):
         name, seqid, args = _parse(payload, _ARGS)
-        if name == "heartbeat":
+        if name == "describe_ring":
             link.send(_frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
             return
         self._next += 1
@@ -182,7 +182,7 @@ class _Durable:
     def request(self, link, payload):
         name, seqid, _ = _parse(payload, _ARGS)
         answer = _frame(name, TMessageType.REPLY, seqid, _ANSWERS[name])
-        if name != "put":   # a read, or a heartbeat: nothing to make durable
+        if name != "put":   # a read, or a readiness check: nothing to make durable
             link.send(answer)
             return
         if self._offset + len(payload) > self.LOG_BYTES:

@@ -1,0 +1,120 @@
+"""The internode service (Internode, on the peer port): what other nodes call on this one.
+
+Coordinators write to and read from this replica, the failure detector sends
+heartbeats, hint hand-off delivers the writes a coordinator held while this
+node was down, and the operator's inspector dumps the replica's state. One
+method per IDL method: validate, apply to storage, map errors to the IDL's.
+None of it is reachable from the client port.
+"""
+import contextlib
+import logging
+
+from kvstore import errors
+from kvstore.config import MAX_ANSWER_BYTES
+from kvstore.handler import MAX_SCAN_LIMIT, check_key
+from kvstore.replicas import from_cell, to_cell, to_mutation
+from kvstore.scans import Page
+from kvstore_rpc import ttypes
+
+log = logging.getLogger(__name__)
+
+DUMP_CHUNK = 1000   # cells a dump page takes from storage at a time while it fills by bytes
+
+
+class InternodeHandler:
+    def __init__(self, node_id, generation, storage, hints, detector, settings):
+        """generation: when this node process started (microseconds): a new one tells peers it restarted."""
+        self._node_id = node_id
+        self._generation = generation
+        self._storage = storage
+        self._hints = hints
+        self._detector = detector
+        self._settings = settings
+
+    def _check_key(self, key):
+        check_key(key, self._settings.max_key_bytes)
+
+    def replica_write(self, mutation):
+        with _replica_errors():
+            key, cell = self._check_mutation(mutation)
+            self._storage.apply(key, cell)
+
+    def replica_read(self, key):
+        with _replica_errors():
+            self._check_key(key)
+            return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
+
+    def replica_write_batch(self, mutations):
+        with _replica_errors():
+            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+
+    def replica_scan_batch(self, ranges):
+        with _replica_errors():
+            pages = []
+            for request in ranges or []:
+                if request is None or request.start is None or not request.limit or request.limit < 0:
+                    raise errors.InvalidRequest("a range needs a start and a positive limit")
+                limit = min(request.limit, MAX_SCAN_LIMIT)
+                pages.append([to_mutation(k, c) for k, c in self._storage.scan(request.start, request.end_key or None, limit)])
+            return pages
+
+    def replica_read_batch(self, keys):
+        with _replica_errors():
+            for key in keys or []:
+                self._check_key(key)
+            return [ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], []) for key in keys or []]
+
+    def deliver_hints(self, mutations):
+        with _replica_errors():
+            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+
+    def _check_mutation(self, mutation):
+        if mutation is None or mutation.cell is None or mutation.cell.timestamp is None:
+            raise errors.InvalidRequest("a mutation needs a key, a cell and a timestamp")
+        self._check_key(mutation.key)
+        return mutation.key, from_cell(mutation.cell)
+
+    def compact(self):
+        with _replica_errors():
+            return self._storage.compact()
+
+    def heartbeat(self, from_node):
+        if from_node is not None and from_node >= 0:
+            self._detector.mark_up(from_node)
+        return ttypes.Heartbeat(self._node_id, self._generation)
+
+    def dump(self, key, start=None, limit=None):
+        if key:
+            cell = self._storage.get(key)
+            items, next_start = ([(key, cell)] if cell is not None else []), None
+        else:
+            items, next_start = self._dump_page(start or b"", min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None)
+        records, fsyncs = self._storage.log_counters
+        return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
+                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
+
+
+    def _dump_page(self, start, count):
+        """(cells from start in key order, where the next page starts or None): at most count of them
+        (None: no count), and never more than fit in one answer."""
+        page, low = Page(count, MAX_ANSWER_BYTES), start
+        while True:
+            chunk = self._storage.scan(low, None, DUMP_CHUNK)
+            for key, cell in chunk:
+                resume = page.add(key, cell)
+                if resume is not None:
+                    return page.items, resume
+            if len(chunk) < DUMP_CHUNK:
+                return page.items, None
+            low = chunk[-1][0] + b"\x00"
+
+
+@contextlib.contextmanager
+def _replica_errors():
+    try:
+        yield
+    except errors.StorageError as exc:
+        log.error("replica write failed: %s", exc)
+        raise ttypes.StorageFailure(why=str(exc)) from None
+    except errors.InvalidRequest as exc:
+        raise ttypes.InvalidRequest(why=str(exc)) from None
