@@ -258,7 +258,13 @@ service KVStore {
   list<NodeInfo> describe_ring(),
 }
 
-/** The calls between nodes, on each node's peer port. Field ids are those they had when one service held all. */
+/**
+ * The calls between nodes, on each node's peer port. Field ids are those they had when one service held all.
+ * Before its first call, a connection proves it knows the cluster secret, in three frames (framed like Thrift
+ * messages, but not Thrift): the caller sends "kvstore-peer/1 " and a 32-byte nonce; the node answers its own
+ * 32-byte nonce and HMAC-SHA256(secret, "node" + caller nonce + node nonce); the caller sends
+ * HMAC-SHA256(secret, "caller" + node nonce + caller nonce). A connection that fails, or takes over 5 s, is closed.
+ */
 service Internode {
 
   /** Apply a write to this replica's storage (durable before it returns). */

@@ -9,7 +9,7 @@ accepts, and say where to go on.
 import pytest
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TSocket import TSocket
-from thrift.transport.TTransport import DEFAULT_MAX_FRAME_SIZE, TFramedTransport
+from thrift.transport.TTransport import DEFAULT_MAX_FRAME_SIZE, TFramedTransport, TMemoryBuffer
 
 from kvstore.config import Settings
 from kvstore_rpc import Internode, KVStore
@@ -82,12 +82,10 @@ def test_a_large_scan_page_and_an_unpaged_dump_fit_in_a_stock_frame(stock, share
 
 
 def _stock_dump(cluster, node_id, start):
-    node = cluster.nodes[node_id]
-    sock = TSocket(node.host, node.peer_port)     # dump is a call between nodes: the peer port
-    sock.setTimeout(30_000)
-    transport = TFramedTransport(sock)
-    transport.open()
-    try:
-        return Internode.Client(TBinaryProtocol(transport)).dump(None, start, 0)   # 0: no count, only the budget
-    finally:
-        transport.close()
+    """One dump page from the peer port (dump is a call between nodes, asked for with the cluster
+    secret); its answer, encoded as a node sends it, must fit in a stock client's frame."""
+    page = cluster.call(node_id, "dump", None, start, 0)   # 0: no count, only the budget
+    encoded = TMemoryBuffer()
+    Internode.dump_result(success=page).write(TBinaryProtocol(encoded))
+    assert len(encoded.getvalue()) < DEFAULT_MAX_FRAME_SIZE
+    return page

@@ -62,15 +62,6 @@ def test_a_far_future_write_from_a_client_is_not_applied_and_later_writes_win(sh
     assert all(shared_cluster.cell_on(i, b"victim").timestamp < YEAR_2100 for i in shared_cluster.replicas(b"victim"))
 
 
-def test_the_peer_port_serves_the_calls_between_nodes(shared_cluster):
-    node = shared_cluster.nodes[0]
-    client, transport = internode_client_on(node.host, node.peer_port)
-    try:
-        assert client.heartbeat(-1).node_id == 0
-    finally:
-        transport.close()
-
-
 def test_a_cluster_file_from_before_the_peer_port_means_the_client_port_plus_100():
     old, new = parse_cluster("0 127.0.0.1:9000 7f\n1 127.0.0.1:9001 ff 7001\n")
     assert (old.port, old.peer_port) == (9000, 9000 + PEER_PORT_OFFSET) and new.peer_port == 7001

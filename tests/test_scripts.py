@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 
@@ -184,4 +185,16 @@ def test_a_node_at_its_connection_limit_is_shown_as_up_and_refusing(env):
         for s in idle:
             s.close()
     processes.wait_until(lambda: states(env)[2] == "up", 30)
+    assert states(env) == ["up"] * 4
+
+
+def test_server_sh_makes_a_cluster_secret_only_its_owner_can_read(env, tmp_path):
+    assert run(env, "./server.sh").returncode == 0
+    secret = tmp_path / "data" / "cluster.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(bytes.fromhex(secret.read_text())) == 32
+    assert run(env, "python3", "terminate_servers.py").returncode == 0
+    secret.unlink()                                   # a cluster made before nodes proved a secret
+    started = run(env, "./server.sh", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"created {secret}: the secret the nodes prove to each other" in started.stdout
     assert states(env) == ["up"] * 4

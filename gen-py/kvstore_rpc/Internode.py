@@ -21,6 +21,10 @@ all_structs = []
 class Iface(object):
     """
     The calls between nodes, on each node's peer port. Field ids are those they had when one service held all.
+    Before its first call, a connection proves it knows the cluster secret, in three frames (framed like Thrift
+    messages, but not Thrift): the caller sends "kvstore-peer/1 " and a 32-byte nonce; the node answers its own
+    32-byte nonce and HMAC-SHA256(secret, "node" + caller nonce + node nonce); the caller sends
+    HMAC-SHA256(secret, "caller" + node nonce + caller nonce). A connection that fails, or takes over 5 s, is closed.
 
     """
     def replica_write(self, mutation):
@@ -121,6 +125,10 @@ class Iface(object):
 class Client(Iface):
     """
     The calls between nodes, on each node's peer port. Field ids are those they had when one service held all.
+    Before its first call, a connection proves it knows the cluster secret, in three frames (framed like Thrift
+    messages, but not Thrift): the caller sends "kvstore-peer/1 " and a 32-byte nonce; the node answers its own
+    32-byte nonce and HMAC-SHA256(secret, "node" + caller nonce + node nonce); the caller sends
+    HMAC-SHA256(secret, "caller" + node nonce + caller nonce). A connection that fails, or takes over 5 s, is closed.
 
     """
     def __init__(self, iprot, oprot=None):

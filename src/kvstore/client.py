@@ -299,10 +299,11 @@ class ReplicaDump(NamedTuple):
 DUMP_PAGE = 10_000
 
 
-def dump_replica(peer_address, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE):
-    """The state of the replica at peer_address (one node's peer port, not the cluster): every key (read
-    `page` keys a call, so a large replica never needs one huge frame), or only `key`."""
-    connection = Connection(*peer_address, connect_timeout=1.0, service=Internode)
+def dump_replica(peer_address, secret, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE):
+    """The state of the replica at peer_address (one node's peer port, not the cluster; secret: the
+    cluster's, which the peer port asks for): every key (read `page` keys a call, so a large replica
+    never needs one huge frame), or only `key`."""
+    connection = Connection(*peer_address, connect_timeout=1.0, service=Internode, secret=secret)
     try:
         dump = connection.call("dump", (key, b"", 0 if key else page), timeout)
         cells = {m.key: from_cell(m.cell) for m in dump.cells}

@@ -22,7 +22,7 @@ class FailureDetector:
         self._interval = interval
         self._timeout = timeout
         self._on_alive = on_alive
-        self._up = {node_id: False for node_id in peers}
+        self._up = {node_id: None for node_id in peers}   # None: not reached yet (down, for is_up)
         self._generations = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -35,7 +35,7 @@ class FailureDetector:
         with self._lock:
             was_up = self._up.get(node_id)
             self._up[node_id] = False
-        if was_up:
+        if was_up is not False:   # once, when it goes down, or when it was never reached since start
             log.info("node %d is down: %s", node_id, reason)
 
     def mark_up(self, node_id, generation=None):

@@ -20,6 +20,7 @@ from kvstore.config import read_cluster_file
 from kvstore.client import dump_replica
 from kvstore.display import show_time
 from kvstore.notation import NotationError, parse_word, show
+from kvstore.peerauth import read_secret, secret_path
 from kvstore.errors import ConfigError, NodeRefused, NodeUnavailable
 from kvstore.ring import Ring
 
@@ -48,12 +49,13 @@ class KeyReport:
     problems: list        # human-readable reasons; empty when the key is consistent
 
 
-def collect(nodes, key=None, timeout=TIMEOUT):
+def collect(nodes, secret, key=None, timeout=TIMEOUT):
+    """Each node's NodeState, read through its peer port with the cluster secret."""
     states = []
     for node in nodes:
         state = NodeState(node)
         try:
-            dump = dump_replica((node.host, node.peer_port), key, timeout)
+            dump = dump_replica((node.host, node.peer_port), secret, key, timeout)
         except NodeRefused as exc:
             state.refusing, state.error = True, str(exc)
         except NodeUnavailable as exc:
@@ -192,12 +194,15 @@ def _size(count):
 def main(argv=None, out=sys.stdout):
     p = argparse.ArgumentParser(prog="inspector.py", description="Dump every replica's state; flag divergence.")
     p.add_argument("--cluster", default=str(DEFAULT_CLUSTER_FILE))
+    p.add_argument("--cluster-secret", metavar="FILE",
+                   help="the cluster secret the nodes' peer ports ask for (default: cluster.secret beside the cluster file)")
     p.add_argument("--key", help='show one key on each of its replicas: text, or bytes as the console takes them '
                                  '("\\xff\\x00")')
     p.add_argument("--json", action="store_true", help="print everything, in full, as JSON")
     args = p.parse_args(argv)
     try:
         nodes = read_cluster_file(args.cluster)
+        secret = read_secret(args.cluster_secret or secret_path(args.cluster))
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -209,7 +214,7 @@ def main(argv=None, out=sys.stdout):
     if key == b"":
         print("Error: the key must not be empty", file=sys.stderr)
         return EXIT_USAGE
-    states = collect(nodes, key)
+    states = collect(nodes, secret, key)
     reports = analyze(Ring(nodes), states, only_key=key)
     try:
         render(args, key, states, reports, out)

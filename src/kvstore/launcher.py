@@ -26,6 +26,7 @@ from kvstore import node_options, processes, settling
 from kvstore.bootstrap import DEFAULT_DATA_DIR
 from kvstore.config import make_cluster, read_cluster_file, write_cluster_file
 from kvstore.errors import ConfigError
+from kvstore.peerauth import create_secret, read_secret, secret_path
 from kvstore.peers import ping, probe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -82,6 +83,17 @@ class Cluster:
 
     def node_dir(self, node_id):
         return self.data_dir / f"node{node_id}"
+
+    @property
+    def secret_file(self):
+        return secret_path(self.cluster_file)
+
+    def ensure_secret(self):
+        """A cluster made before nodes proved a shared secret gets one now (every node reads it at start)."""
+        if not self.secret_file.exists():
+            create_secret(self.secret_file)
+            print(f"created {self.secret_file}: the secret the nodes prove to each other (mode 0600; across "
+                  "hosts, copy it to every node)")
 
     @property
     def options_file(self):
@@ -161,6 +173,7 @@ def cmd_start(cluster, args):
     use_node_options(cluster, args)
     if not cluster.cluster_file.exists():
         cluster.create(args.nodes or int(os.environ.get("KVSTORE_NODES", 4)), args.host, args.base_port)
+    cluster.ensure_secret()
     spawned = {n.node_id: cluster.start_node(n.node_id) for n in cluster.nodes()}
     failed = [node_id for node_id, proc in spawned.items() if not cluster.wait_ready(node_id, proc)]
     for node_id in failed:
@@ -186,7 +199,7 @@ def settle(cluster, node_id):
     if late:
         print(f"note: node {node_id} is up, but nodes {', '.join(str(n.node_id) for n in late)} do not see it yet")
         return
-    held = settling.wait_handed_off(peers, node_id, SETTLE_TIMEOUT)
+    held = settling.wait_handed_off(peers, node_id, SETTLE_TIMEOUT, read_secret(cluster.secret_file))
     if held:
         print(f"note: hints for node {node_id} still being delivered: "
               + ", ".join(f"{count} on node {holder}" for holder, count in sorted(held.items())))
@@ -222,6 +235,7 @@ def cmd_stop(cluster, args):
 def cmd_restart(cluster, args):
     cluster.node(args.id)  # a clear error for an unknown id
     use_node_options(cluster, args)
+    cluster.ensure_secret()
     if processes.stop_node(cluster.node_dir(args.id)) is not None:
         print(f"stopped node {args.id}")
     spawned = cluster.start_node(args.id)

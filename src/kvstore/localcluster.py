@@ -18,6 +18,7 @@ from kvstore import processes, settling
 from kvstore.client import Client
 from kvstore.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
 from kvstore.errors import KVStoreError
+from kvstore.peerauth import create_secret, secret_path
 from kvstore.peers import Connection, ping
 from kvstore.ring import Ring
 from kvstore_rpc import Internode
@@ -96,6 +97,7 @@ class Cluster:
         self.ring = Ring(self.nodes)
         self.cluster_file = self.directory / "cluster.txt"
         write_cluster_file(self.cluster_file, self.nodes)
+        self.secret = create_secret(secret_path(self.cluster_file))   # what every node proves to its peers
         self.extra_args = tuple(extra_args)
         self.procs = {}
         self._connections = []
@@ -175,7 +177,7 @@ class Cluster:
     def connect(self, i, peer=False):
         """A connection to node i's client port (peer=True: its peer port, the Internode service)."""
         node = self.nodes[i]
-        connection = (Connection(node.host, node.peer_port, 2.0, service=Internode) if peer
+        connection = (Connection(node.host, node.peer_port, 2.0, service=Internode, secret=self.secret) if peer
                       else Connection(node.host, node.port, 2.0))
         self._connections.append(connection)
         return connection

@@ -4,6 +4,9 @@ replays the logs, serves, announces itself, and shuts down cleanly on SIGTERM.
 Before it reads or writes anything in its data directory, a node takes the
 directory's lock (kvstore.datadir) and holds it until it exits: a second
 process on the same directory refuses to start, naming the pid that holds it.
+It reads the cluster secret (kvstore.peerauth) first too: its peer port takes
+no call from a connection that has not proved it, and it proves it to every
+peer it calls. No secret, or one others can read: exit 2, naming the fix.
 
 Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
 5 the data directory is in use by another process.
@@ -29,6 +32,7 @@ from kvstore.internode import InternodeHandler
 from kvstore.peers import PeerPool
 from kvstore.replicas import LocalReplica, RemoteReplica
 from kvstore.node_options import parse_args
+from kvstore.peerauth import check_caller, read_secret, secret_path
 from kvstore.ring import Ring
 from kvstore.rpcserver import RpcServer
 from kvstore.storage import Storage
@@ -64,6 +68,7 @@ def main(argv=None):
         me = next((n for n in nodes if n.node_id == args.id), None)
         if me is None:
             raise ConfigError(f"node {args.id} is not in {args.cluster}")
+        secret = read_secret(args.cluster_secret or secret_path(args.cluster))
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -80,13 +85,13 @@ def main(argv=None):
         return EXIT_IN_USE
     processes.write_pid_file(data_dir)
     try:
-        return run(me, nodes, settings, data_dir, args.listen or me.host, args.skip_corrupt_records)
+        return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records)
     finally:
         processes.remove_pid_file(data_dir)
         lock.release()
 
 
-def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
+def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False):
     check_accelerator()
     if settings.commitlog_sync_period:
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
@@ -102,7 +107,7 @@ def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
         return EXIT_CORRUPT
 
     ring = Ring(nodes)
-    pools = {n.node_id: PeerPool(n, settings.connect_timeout) for n in nodes if n.node_id != me.node_id}
+    pools = {n.node_id: PeerPool(n, settings.connect_timeout, secret=secret) for n in nodes if n.node_id != me.node_id}
     peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval,
@@ -115,7 +120,8 @@ def run(me, nodes, settings, data_dir, listen_host, skip_corrupt=False):
     servers = [RpcServer(listen_host, me.port, KVStore.Processor(
                    Handler(me.node_id, ring, coordinator, detector, settings, ready)), settings),
                RpcServer(listen_host, me.peer_port, Internode.Processor(
-                   InternodeHandler(me.node_id, generation, storage, hints, detector, settings)), settings)]
+                   InternodeHandler(me.node_id, generation, storage, hints, detector, settings)), settings,
+                   handshake=lambda frames, who: check_caller(frames, secret, who))]
     for server, port in zip(servers, (me.port, me.peer_port)):
         try:
             server.bind()

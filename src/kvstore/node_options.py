@@ -15,6 +15,9 @@ def parse_args(argv):
     p.add_argument("--id", type=int, required=True, help="this node's id in the cluster file")
     p.add_argument("--data-dir", help="this node's data directory (default: next to the cluster file, nodeID)")
     p.add_argument("--listen", help="address to bind (default: the node's host in the cluster file)")
+    p.add_argument("--cluster-secret", metavar="FILE",
+                   help="the cluster's secret, which peers prove to each other (default: cluster.secret beside the "
+                        "cluster file; mode 0600)")
     p.add_argument("--max-value-bytes", type=_value_limit, default=defaults.max_value_bytes,
                    help=f"the largest value a client may write (default 15 MiB; at most {MAX_VALUE_LIMIT}, so that "
                         "stock Thrift clients, which read frames of up to 16,384,000 bytes, can read every value back)")

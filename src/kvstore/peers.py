@@ -12,11 +12,12 @@ import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.protocol.TProtocol import TProtocolException
-from thrift.Thrift import TApplicationException
+from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTransportException
 
 from kvstore.errors import ConnectFailed, NodeRefused, NodeUnavailable
 from kvstore.framing import FrameSocket
+from kvstore.peerauth import NotAPeer, UnexpectedAnswer, prove_to_node
 from kvstore_rpc import Internode, KVStore
 
 RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked before reuse
@@ -32,9 +33,10 @@ class Connection:
     """One open Thrift client to one node. One caller at a time, except that one thread may send a
     call (send_call) while another waits for and reads the answers (wait_for_answer, read_answer)."""
 
-    def __init__(self, host, port, connect_timeout, service=KVStore):
+    def __init__(self, host, port, connect_timeout, service=KVStore, secret=None):
         """service: the generated module of the service that port serves (KVStore on a client port,
-        Internode on a peer port)."""
+        Internode on a peer port); secret: the cluster secret, proved before the first call (peer ports
+        take no call without it). NotAPeer when the node and we do not share it."""
         self.address = f"{host}:{port}"
         self._service = service
         try:
@@ -43,6 +45,22 @@ class Connection:
             raise ConnectFailed(f"cannot connect to {self.address}: {_reason(exc)}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._frames = FrameSocket(sock, connect_timeout)
+        if secret is not None:
+            try:
+                prove_to_node(self._frames, secret, self.address)
+            except UnexpectedAnswer as exc:
+                self._frames.close()
+                refusal = _refusal_in(exc.frame)
+                if refusal is None:
+                    raise
+                raise NodeRefused(f"{self.address} refused the connection: {refusal}") from None
+            except NotAPeer:
+                self._frames.close()
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                self._frames.close()
+                raise NodeUnavailable(f"{self.address} did not finish the peer handshake: {_reason(exc)}",
+                                      sent=False) from None
         # The generated client writes a call into one memory buffer and reads the answer from another;
         # the frames travel through FrameSocket.
         self.client = service.Client(
@@ -126,9 +144,11 @@ class PeerPool:
     """Idle connections to one node's peer port (the Internode service), reused across requests; at
     most `max_idle` kept."""
 
-    def __init__(self, node, connect_timeout, max_idle=32, peer=True):
-        """peer=False: the node's client port and service instead (the benchmark's floor forwards client calls)."""
+    def __init__(self, node, connect_timeout, max_idle=32, peer=True, secret=None):
+        """secret: the cluster secret each new connection proves; peer=False: the node's client port and
+        service instead (the benchmark's floor forwards client calls)."""
         self.node = node
+        self._secret = secret
         self._port, self._service = (node.peer_port, Internode) if peer else (node.port, KVStore)
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
@@ -161,7 +181,7 @@ class PeerPool:
         """A new connection of the caller's own (not pooled); ConnectFailed if the node cannot be reached
         within `timeout` (or the pool's connect timeout, if shorter)."""
         return Connection(self.node.host, self._port, min(self._connect_timeout, max(timeout, 0.001)),
-                          service=self._service)
+                          service=self._service, secret=self._secret)
 
     def _give_back(self, connection):
         with self._lock:
@@ -189,6 +209,20 @@ def _reason(exc):
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _refusal_in(frame):
+    """The message of a node's connection-limit refusal (a Thrift exception of type UNKNOWN) in frame, or None."""
+    try:
+        protocol = TBinaryProtocolAccelerated(TMemoryBuffer(frame))
+        _, kind, _ = protocol.readMessageBegin()
+        if kind != TMessageType.EXCEPTION:
+            return None
+        error = TApplicationException()
+        error.read(protocol)
+    except _TRANSPORT_ERRORS:
+        return None
+    return error.message if error.type == TApplicationException.UNKNOWN else None
 
 
 def probe(host, port, timeout=1.0):

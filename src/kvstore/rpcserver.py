@@ -28,21 +28,27 @@ from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore.framing import FrameSocket, encode_frame
+from kvstore.peerauth import HANDSHAKE_SECONDS, NotAPeer
 
 log = logging.getLogger(__name__)
 
 MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
+REFUSAL_LOG_INTERVAL = 60.0      # seconds between WARNING lines for refused handshakes from one host
 
 
 class RpcServer:
-    def __init__(self, host, port, processor, settings):
+    def __init__(self, host, port, processor, settings, handshake=None):
+        """handshake(frames, who): run on each new connection before any request is read (the peer
+        port's proof of the cluster secret); raising NotAPeer, a timeout or a malformed frame closes it."""
         self._address = (host, port)
+        self._handshake = handshake
         self._processor = processor
         self._settings = settings
         self._listener = None
         self._stopped = threading.Event()
         self._active = 0
         self._lock = threading.Lock()
+        self._refusals_logged = {}   # remote host -> when a refused handshake from it was last logged at WARNING
         self._refusal = refusal_frame(f"the node is at its connection limit: {settings.max_connections} connections "
                                       "open (--max-connections); try another node, or again later")
 
@@ -91,6 +97,18 @@ class RpcServer:
         # Every recv and send is bounded by read_timeout: a client that stops reading is cut off too.
         frames = FrameSocket(sock, self._settings.read_timeout)
         try:
+            if self._handshake is not None:
+                frames.set_timeout(HANDSHAKE_SECONDS)   # a connection that proves nothing is not kept waiting on
+                try:
+                    self._handshake(frames, who)
+                except NotAPeer as exc:
+                    self._log_refusal(peer[0], "refusing connection from %s: %s", who, exc)
+                    return
+                except (ValueError, socket.timeout, EOFError) as exc:
+                    self._log_refusal(peer[0], "refusing connection from %s: it sent no peer handshake within "
+                                      "%g s (%s)", who, HANDSHAKE_SECONDS, exc)
+                    return
+                frames.set_timeout(self._settings.read_timeout)
             while not self._stopped.is_set():
                 if not frames.wait_for_data(self._settings.idle_timeout):
                     break  # closed between requests: the normal end
@@ -107,6 +125,16 @@ class RpcServer:
             sock.close()
             with self._lock:
                 self._active -= 1
+
+    def _log_refusal(self, host, message, *args):
+        """A refused handshake at WARNING once a minute per remote host (a misconfigured peer retries every
+        heartbeat), at DEBUG in between."""
+        now = time.monotonic()
+        with self._lock:
+            quiet = now - self._refusals_logged.get(host, float("-inf")) < REFUSAL_LOG_INTERVAL
+            if not quiet:
+                self._refusals_logged[host] = now
+        log.log(logging.DEBUG if quiet else logging.WARNING, message, *args)
 
     def _protocol(self, transport):
         # strictRead: every Thrift client sends the versioned header; anything else is garbage.

@@ -11,18 +11,18 @@ import time
 
 from kvstore.errors import NodeUnavailable
 from kvstore.peers import Connection
-from kvstore_rpc import Internode, KVStore
+from kvstore_rpc import Internode
 
 ASK_TIMEOUT = 1.0
 PROBE_KEY = b"\x00"   # dump(key) answers one key's cell and the node's pending hints: cheap
 
 
-def _ask(node, method, *args):
-    """method's answer from node (on its peer port when it is an internode call), or None."""
+def _ask(node, method, *args, secret=None):
+    """method's answer from node (on its peer port, proving secret, when it is an internode call), or None."""
     peer = hasattr(Internode, f"{method}_args")
     try:
-        connection = Connection(node.host, node.peer_port if peer else node.port, ASK_TIMEOUT,
-                                service=Internode if peer else KVStore)
+        connection = (Connection(node.host, node.peer_port, ASK_TIMEOUT, service=Internode, secret=secret) if peer
+                      else Connection(node.host, node.port, ASK_TIMEOUT))
     except NodeUnavailable:
         return None
     try:
@@ -39,9 +39,9 @@ def sees_up(observer, node_id):
     return None if ring is None else next((n.up for n in ring if n.node_id == node_id), None)
 
 
-def hints_held(observer, node_id):
+def hints_held(observer, node_id, secret):
     """How many hints observer holds for node_id (0 when it does not answer)."""
-    dump = _ask(observer, "dump", PROBE_KEY, b"", 0)
+    dump = _ask(observer, "dump", PROBE_KEY, b"", 0, secret=secret)
     return 0 if dump is None else (dump.pending_hints or {}).get(node_id, 0)
 
 
@@ -56,11 +56,11 @@ def wait_seen(observers, node_id, up, timeout):
     return waiting
 
 
-def wait_handed_off(observers, node_id, timeout):
+def wait_handed_off(observers, node_id, timeout, secret):
     """Wait until no observer holds hints for node_id; {observer id: hints still held} when time ran out."""
     deadline = time.monotonic() + timeout
     while True:
-        held = {o.node_id: n for o in observers if (n := hints_held(o, node_id))}
+        held = {o.node_id: n for o in observers if (n := hints_held(o, node_id, secret))}
         if not held or time.monotonic() >= deadline:
             return held
         time.sleep(0.05)

@@ -15,8 +15,9 @@ from kvstore import processes
 from kvstore.bench.load import bench_key, run_load
 from kvstore.cell import Cell, encode_mutation
 from kvstore.commitlog import CommitLog
-from kvstore.config import make_cluster, write_cluster_file
+from kvstore.config import NodeConfig, make_cluster, write_cluster_file
 from kvstore.localcluster import Cluster, free_ports
+from kvstore.peerauth import create_secret, secret_path
 from kvstore.peers import ping
 
 BATCH = 10_000
@@ -35,8 +36,10 @@ def write_log(path, keys, value_size):
 def _start_single(directory, keys, value_size):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    node = make_cluster(1, base_port=free_ports(1)[0])[0]
+    port, peer_port = free_ports(2)
+    node = NodeConfig(0, "127.0.0.1", port, make_cluster(1)[0].token, peer_port)
     write_cluster_file(directory / "cluster.txt", [node])
+    create_secret(secret_path(directory / "cluster.txt"))
     if keys:
         (directory / "node0").mkdir(exist_ok=True)
         write_log(directory / "node0" / "commit.log", keys, value_size)

@@ -170,7 +170,7 @@ class Run:
         cell for every key; None if that takes longer than --settle."""
         ring = Ring(self.cluster.nodes)
         while time.monotonic() - healed < self.args.settle:
-            if not divergent(analyze(ring, collect(self.cluster.nodes))):
+            if not divergent(analyze(ring, collect(self.cluster.nodes, self.cluster.secret))):
                 return round(time.monotonic() - healed, 2)
             time.sleep(0.25)
         return None
@@ -178,7 +178,7 @@ class Run:
     def final_state(self):
         """{key hex: (value, timestamp)}: the newest cell any replica holds, after convergence (value None:
         a tombstone)."""
-        reports = analyze(Ring(self.cluster.nodes), collect(self.cluster.nodes))
+        reports = analyze(Ring(self.cluster.nodes), collect(self.cluster.nodes, self.cluster.secret))
         return {r.key.hex(): (r.newest.value.decode() if r.newest.value is not None else None, r.newest.timestamp)
                 for r in reports if r.newest}
 
