@@ -105,7 +105,8 @@ def render_text(states, reports, out):
             print(f"node {node.node_id}  {node.address}  {_unread(state)}  ({state.error})", file=out)
             continue
         hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
-        print(f"node {node.node_id}  {node.address}  up  {_count(len(state.cells), 'key')}  log {_size(state.log_bytes)}"
+        print(f"node {node.node_id}  {node.address}  up  {_count(len(state.cells), 'key')}  "
+              f"log {_size(state.log_bytes)}"
               f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
@@ -195,7 +196,8 @@ def main(argv=None, out=sys.stdout):
     p = argparse.ArgumentParser(prog="inspector.py", description="Dump every replica's state; flag divergence.")
     p.add_argument("--cluster", default=str(DEFAULT_CLUSTER_FILE))
     p.add_argument("--cluster-secret", metavar="FILE",
-                   help="the cluster secret the nodes' peer ports ask for (default: cluster.secret beside the cluster file)")
+                   help="the cluster secret the nodes' peer ports ask for "
+                        "(default: cluster.secret beside the cluster file)")
     p.add_argument("--key", help='show one key on each of its replicas: text, or bytes as the console takes them '
                                  '("\\xff\\x00")')
     p.add_argument("--json", action="store_true", help="print everything, in full, as JSON")

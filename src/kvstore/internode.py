@@ -55,7 +55,8 @@ class InternodeHandler:
                 if request is None or request.start is None or not request.limit or request.limit < 0:
                     raise errors.InvalidRequest("a range needs a start and a positive limit")
                 limit = min(request.limit, MAX_SCAN_LIMIT)
-                pages.append([to_mutation(k, c) for k, c in self._storage.scan(request.start, request.end_key or None, limit)])
+                cells = self._storage.scan(request.start, request.end_key or None, limit)
+                pages.append([to_mutation(k, c) for k, c in cells])
             return pages
 
     def replica_read_batch(self, keys):
@@ -88,7 +89,8 @@ class InternodeHandler:
             cell = self._storage.get(key)
             items, next_start = ([(key, cell)] if cell is not None else []), None
         else:
-            items, next_start = self._dump_page(start or b"", min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None)
+            count = min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None
+            items, next_start = self._dump_page(start or b"", count)
         records, fsyncs = self._storage.log_counters
         return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
                                self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
