@@ -19,9 +19,8 @@ from kvstore.client import Client
 from kvstore.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
 from kvstore.errors import KVStoreError
 from kvstore.peerauth import create_secret, secret_path
-from kvstore.peers import Connection, ping
+from kvstore.peers import Connection, call_once, ping
 from kvstore.ring import Ring
-from kvstore_rpc import Internode
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
                  "--log-level", "DEBUG")
@@ -174,21 +173,16 @@ class Cluster:
 
     # ---- talking to it ----
 
-    def connect(self, i, peer=False):
-        """A connection to node i's client port (peer=True: its peer port, the Internode service)."""
+    def connect(self, i):
+        """A connection to node i's client port, closed with the cluster."""
         node = self.nodes[i]
-        connection = (Connection(node.host, node.peer_port, 2.0, service=Internode, secret=self.secret) if peer
-                      else Connection(node.host, node.port, 2.0))
+        connection = Connection(node.host, node.port, 2.0)
         self._connections.append(connection)
         return connection
 
     def call(self, i, method, *args, timeout=10.0):
         """method on node i: on its peer port when it is an internode call, else on its client port."""
-        connection = self.connect(i, peer=hasattr(Internode, f"{method}_args"))
-        try:
-            return connection.call(method, args, timeout)
-        finally:
-            connection.close()
+        return call_once(self.nodes[i], method, args, timeout, self.secret, connect_timeout=2.0)
 
     def seen_up(self, observer, i):
         """Whether node observer sees node i up; None when observer does not answer."""

@@ -49,11 +49,11 @@ class Connection:
             try:
                 prove_to_node(self._frames, secret, self.address)
             except UnexpectedAnswer as exc:
-                self._frames.close()
                 refusal = _refusal_in(exc.frame)
                 if refusal is None:
+                    self._frames.close()
                     raise
-                raise NodeRefused(f"{self.address} refused the connection: {refusal}") from None
+                raise self._refused(refusal) from None
             except NotAPeer:
                 self._frames.close()
                 raise
@@ -120,11 +120,16 @@ class Connection:
             raise self._lost(method, exc) from None
         except TApplicationException as exc:
             if exc.type == TApplicationException.UNKNOWN:   # a node at its connection limit says so, and closes
-                self.broken = True
-                self.close()
-                raise NodeRefused(f"{self.address} refused the connection: {exc.message}") from None
+                raise self._refused(exc.message) from None
             # The node is alive but failed inside (a bug on its side); the connection stays usable.
             raise NodeUnavailable(f"{self.address} failed {method}: {exc.message}", sent=True) from None
+
+    def _refused(self, why):
+        """A node at its connection limit said so (as an answer, or in place of the handshake's proof): the
+        connection is closed, never reused."""
+        self.broken = True
+        self.close()
+        return NodeRefused(f"{self.address} refused the connection: {why}")
 
     def _lost(self, method, exc):
         """The connection's state is unknown after a transport failure: it is closed, never reused."""
@@ -209,6 +214,18 @@ def _reason(exc):
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def call_once(node, method, args, timeout, secret=None, connect_timeout=None):
+    """method on node (a NodeConfig) over a connection of its own, closed after: on its peer port, proving
+    secret, when method is a call between nodes, else on its client port. NodeUnavailable when it cannot."""
+    peer = hasattr(Internode, f"{method}_args")
+    connection = Connection(node.host, node.peer_port if peer else node.port, connect_timeout or timeout,
+                            service=Internode if peer else KVStore, secret=secret if peer else None)
+    try:
+        return connection.call(method, args, timeout)
+    finally:
+        connection.close()
 
 
 def _refusal_in(frame):

@@ -10,8 +10,7 @@ that what the tools print next is what is true.
 import time
 
 from kvstore.errors import NodeUnavailable
-from kvstore.peers import Connection
-from kvstore_rpc import Internode
+from kvstore.peers import call_once
 
 ASK_TIMEOUT = 1.0
 PROBE_KEY = b"\x00"   # dump(key) answers one key's cell and the node's pending hints: cheap
@@ -19,18 +18,10 @@ PROBE_KEY = b"\x00"   # dump(key) answers one key's cell and the node's pending 
 
 def _ask(node, method, *args, secret=None):
     """method's answer from node (on its peer port, proving secret, when it is an internode call), or None."""
-    peer = hasattr(Internode, f"{method}_args")
     try:
-        connection = (Connection(node.host, node.peer_port, ASK_TIMEOUT, service=Internode, secret=secret) if peer
-                      else Connection(node.host, node.port, ASK_TIMEOUT))
+        return call_once(node, method, args, ASK_TIMEOUT, secret)
     except NodeUnavailable:
         return None
-    try:
-        return connection.call(method, args, ASK_TIMEOUT)
-    except NodeUnavailable:
-        return None
-    finally:
-        connection.close()
 
 
 def sees_up(observer, node_id):
