@@ -6,11 +6,14 @@
  * - KVStore, on its client port (the cluster file's HOST:PORT): what clients call.
  *   Any node takes any client call and coordinates it: it finds the key's three
  *   replicas on the ring, sends to them in parallel, and answers as soon as the
- *   consistency level is met.
+ *   consistency level is met. When the node's authentication is on (the default),
+ *   a connection calls login first; every later call on it runs with that user's
+ *   role (read, readwrite, admin), and a call beyond it raises Unauthorized.
  * - Internode, on its peer port (the cluster file's fourth column): what
- *   coordinators send to replicas, and what the failure detector, hint hand-off
- *   and the operator's inspector use. A client connection cannot reach these
- *   calls: they do not exist on the client port.
+ *   coordinators send to replicas, and what the failure detector and hint
+ *   hand-off use. A client connection cannot reach these calls: they do not
+ *   exist on the client port, and the peer port serves only a connection that
+ *   proves it knows the cluster secret.
  *
  * Every answer fits in 16,000,000 bytes, under the 16,384,000-byte frame that stock Thrift clients
  * accept by default: a value is at most 15 MiB (the node's --max-value-bytes, at most 15,929,344), and
@@ -179,6 +182,26 @@ exception StaleRead {
   3: i64 seen,
 }
 
+/** login was refused: no such user, or the wrong password (which of the two is not said). */
+exception AuthenticationFailed {
+  1: string why,
+}
+
+/**
+ * The call needs a login first, or a role the connection's user does not have; `why` names the user, the
+ * role and what the call needs (for example "user 'bob' has role read; put needs readwrite").
+ */
+exception Unauthorized {
+  1: string why,
+}
+
+/** Who a connection runs as after login. */
+struct LoginResult {
+  1: string user,
+  /** read, readwrite or admin. */
+  2: string role,
+}
+
 /** One key's outcome in a multi_put: a result, or the error that key met. */
 struct KeyWriteOutcome {
   1: binary key,
@@ -203,7 +226,8 @@ service KVStore {
 
   /** Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now. */
   WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level, 4: i32 ttl_seconds)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out,
+            9: Unauthorized unauthorized),
 
   /**
    * Read the newest value of key among `level` replicas; repairs stale replicas it saw.
@@ -211,29 +235,33 @@ service KVStore {
    * older, wait for the other replicas; if none has one that new, raise StaleRead.
    */
   ReadResult get(1: binary key, 2: ConsistencyLevel level, 3: i64 min_timestamp)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale),
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale,
+            9: Unauthorized unauthorized),
 
   /** Delete key: write a tombstone at the given level. */
   WriteResult remove(1: binary key, 2: ConsistencyLevel level)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out,
+            9: Unauthorized unauthorized),
 
   /**
    * Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
    * min_timestamp: a session's, as for get.
    */
   ExpireResult expire(1: binary key, 2: i32 seconds, 3: ConsistencyLevel level, 4: i64 min_timestamp)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale),
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale,
+            9: Unauthorized unauthorized),
 
   /** Seconds until key expires (Redis TTL): -1 when it never does, -2 when it does not exist. */
   i64 ttl(1: binary key, 2: ConsistencyLevel level, 3: i64 min_timestamp)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale),
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale,
+            9: Unauthorized unauthorized),
 
   /**
    * Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
    * Each replica gets one internode call for all its keys.
    */
   list<KeyWriteOutcome> multi_put(1: list<KeyValue> items, 2: ConsistencyLevel level, 3: i32 ttl_seconds)
-    throws (1: InvalidRequest invalid),
+    throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
 
   /**
    * Read many keys, each at `level`: one outcome per key, in order. min_timestamps: the session's.
@@ -241,7 +269,7 @@ service KVStore {
    * not read, and are asked for again in another call (at least one key is always answered).
    */
   list<KeyReadOutcome> multi_get(1: list<binary> keys, 2: ConsistencyLevel level, 3: map<binary, i64> min_timestamps)
-    throws (1: InvalidRequest invalid),
+    throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
 
   /**
    * The live keys in [start, end_key) in byte order (an empty `end_key`: to the end of the key space),
@@ -249,13 +277,33 @@ service KVStore {
    * page starts), read from every token range's replicas at `level` and merged.
    */
   ScanResult scan(1: binary start, 2: binary end_key, 3: i32 limit, 4: ConsistencyLevel level)
-    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out),
+    throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out,
+            9: Unauthorized unauthorized),
 
   /** The nodes that hold key's replicas, in ring order (like nodetool getendpoints). */
-  list<NodeInfo> get_endpoints(1: binary key) throws (1: InvalidRequest invalid),
+  list<NodeInfo> get_endpoints(1: binary key) throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
 
-  /** Every node of the ring, and whether this node sees it up. */
+  /** Every node of the ring, and whether this node sees it up. The one call, with login, allowed before login. */
   list<NodeInfo> describe_ring(),
+
+  /**
+   * Authenticate this connection (when the node's authentication is on): every later call on it runs
+   * as `user`, with that user's role. With authentication off, any login succeeds, as admin.
+   */
+  LoginResult login(1: string user, 2: string password) throws (1: AuthenticationFailed failed),
+
+  /**
+   * Admin (role admin): this node's replica as stored, for the inspector; with a non-empty `key`, only that
+   * key. Otherwise its cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no
+   * count), and no more than fit in the answer's byte budget; next_start says where the next page starts.
+   */
+  NodeDump dump(1: binary key, 2: binary start, 3: i32 limit) throws (9: Unauthorized unauthorized),
+
+  /**
+   * Admin (role admin): compact this node's log now (as nodetool compact): expired values become
+   * tombstones, tombstones older than the grace period are dropped. Returns how many were dropped.
+   */
+  i32 compact() throws (1: StorageFailure failure, 9: Unauthorized unauthorized),
 }
 
 /**
@@ -291,19 +339,9 @@ service Internode {
   /** Apply hinted writes, in order, from a coordinator that held them while this node was down. */
   void deliver_hints(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 
-  /** Liveness: sender announces itself; the answer names this node and its generation. */
-  Heartbeat heartbeat(1: i32 from_node),
-
   /**
-   * This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
-   * cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no count), and no
-   * more than fit in the answer's byte budget; next_start says where the next page starts.
+   * Liveness: sender announces itself; the answer names this node and its generation. A sender that is not
+   * another node of this node's ring is refused.
    */
-  NodeDump dump(1: binary key, 2: binary start, 3: i32 limit),
-
-  /**
-   * Compact this replica's log now (as nodetool compact): expired values become tombstones,
-   * tombstones older than the grace period are dropped. Returns how many were dropped.
-   */
-  i32 compact() throws (1: StorageFailure failure),
+  Heartbeat heartbeat(1: i32 from_node) throws (1: InvalidRequest invalid),
 }

@@ -12,7 +12,7 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import DEFAULT_MAX_FRAME_SIZE, TFramedTransport, TMemoryBuffer
 
 from kvstore.config import Settings
-from kvstore_rpc import Internode, KVStore
+from kvstore_rpc import KVStore
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest
 
 QUORUM = ConsistencyLevel.QUORUM
@@ -26,7 +26,9 @@ def stock(shared_cluster):
     sock.setTimeout(30_000)
     transport = TFramedTransport(sock)     # the library's default maximum frame
     transport.open()
-    yield KVStore.Client(TBinaryProtocol(transport))
+    client = KVStore.Client(TBinaryProtocol(transport))
+    client.login(*shared_cluster.credentials)
+    yield client
     transport.close()
 
 
@@ -82,11 +84,11 @@ def test_a_large_scan_page_and_an_unpaged_dump_fit_in_a_stock_frame(stock, share
 
 
 def _stock_dump(cluster, node_id, start):
-    """One dump page from the peer port (dump is a call between nodes, asked for with the cluster
-    secret); its answer, encoded as a node sends it, must fit in a stock client's frame."""
+    """One dump page (an admin's call on the client port); its answer, encoded as a node sends it, must fit
+    in a stock client's frame."""
     page = cluster.call(node_id, "dump", None, start, 0)   # 0: no count, only the budget
     encoded = TMemoryBuffer()
-    Internode.dump_result(success=page).write(TBinaryProtocol(encoded))
+    KVStore.dump_result(success=page).write(TBinaryProtocol(encoded))
     assert len(encoded.getvalue()) < DEFAULT_MAX_FRAME_SIZE
     return page
 

@@ -14,8 +14,8 @@ def test_a_short_benchmark_run_reports_every_cell():
     expected = {f"{op} {level} {c}" for op in ("put", "get") for level in ("ONE", "QUORUM") for c in (1, 2)}
     assert set(report["store"]) == expected and set(report["floor_fanout"]) == expected
     assert set(report["store_periodic_sync"]) == expected and set(report["floor_loop_fanout"]) == expected
-    assert set(report["floor_loop_durable_fanout"]) == expected
-    for cells in (report["store"], report["store_periodic_sync"], report["floor_fanout"],
+    assert set(report["floor_loop_durable_fanout"]) == expected and set(report["store_tls"]) == expected
+    for cells in (report["store"], report["store_periodic_sync"], report["store_tls"], report["floor_fanout"],
                   report["floor_loop_fanout"], report["floor_loop_durable_fanout"], report["floor_single_rpc"]):
         for name, cell in cells.items():
             assert cell["ops"] > 0 and cell["errors"] == 0, (name, cell)

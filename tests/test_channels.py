@@ -13,7 +13,7 @@ from kvstore.config import Settings
 from kvstore.errors import ConnectFailed, NodeUnavailable
 from kvstore.localcluster import free_ports
 from kvstore.peers import Connection
-from kvstore.rpcserver import RpcServer
+from kvstore.rpcserver import RpcServer, SharedDoor
 from kvstore_rpc import Internode, ttypes
 
 
@@ -36,7 +36,8 @@ class Replica:
 
 
 def serve(port, handler):
-    server = RpcServer("127.0.0.1", port, Internode.Processor(handler), Settings())
+    processor = Internode.Processor(handler)
+    server = RpcServer("127.0.0.1", port, lambda who: SharedDoor(processor, 3600.0), Settings(), Internode)
     server.bind()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

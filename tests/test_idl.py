@@ -46,9 +46,14 @@ def test_a_node_js_client_made_by_the_stock_compiler_works_against_real_nodes(sh
     node = shared_cluster.nodes[1]
     ran = subprocess.run(["node", str(NODE_CLIENT / "client.js"), str(tmp_path), node.host, str(node.port)],
                          capture_output=True, text=True, timeout=60, cwd=NODE_CLIENT,
-                         env=dict(os.environ, NODE_PATH=str(NODE_CLIENT / "node_modules")))
+                         env=dict(os.environ, NODE_PATH=str(NODE_CLIENT / "node_modules"),
+                                  KVSTORE_USER=shared_cluster.credentials[0],
+                                  KVSTORE_PASSWORD=shared_cluster.credentials[1]))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     steps = {line["step"]: line for line in map(json.loads, ran.stdout.splitlines())}
+    assert steps["before-login"]["raised"] == "Unauthorized"
+    assert steps["before-login"]["why"].startswith("Unauthorized: get needs a login first")
+    assert steps["login"] == {"step": "login", "user": "admin", "role": "admin"}
     assert steps["put"]["acknowledged"] >= 2 and steps["put"]["timestamp"] > 0
     assert steps["get"] == {"step": "get", "value": "from node", "timestamp": steps["put"]["timestamp"]}
     assert steps["multi_put"]["ok"] == 5

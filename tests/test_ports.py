@@ -3,7 +3,7 @@
 A client connection cannot reach a call meant for nodes: on the client port it
 does not exist. So an ordinary client can no longer plant a cell stamped in the
 year 2100 (which would make every later write of the key a silent no-op), hand
-a node hints, dump a replica or compact it.
+a node hints.
 """
 import pytest
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
@@ -33,8 +33,6 @@ def internode_client_on(host, port):
     ("replica_write_batch", ([Mutation(b"victim", Cell(b"from 2100", YEAR_2100))],)),
     ("deliver_hints", ([Mutation(b"victim", Cell(None, YEAR_2100))],)),
     ("replica_read", (b"victim",)),
-    ("dump", (None, b"", 0)),
-    ("compact", ()),
     ("heartbeat", (2,)),
 ])
 def test_a_call_meant_for_nodes_does_not_exist_on_the_client_port(shared_cluster, call, args):

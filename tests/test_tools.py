@@ -173,7 +173,7 @@ def test_inspector_reports_a_down_node_as_down(cluster):
 
 
 def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster):
-    from kvstore.client import dump_replica
+    from kvstore.inspection import dump_replica
     from kvstore.replicas import from_cell
     with shared_cluster.client() as kv:
         kv.mput({b"\x20page-%02d" % i: b"v%d" % i for i in range(25)}, "ALL")
@@ -181,7 +181,7 @@ def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster
     node = shared_cluster.nodes[0]
     first = shared_cluster.call(0, "dump", None, b"", 4)
     assert len(first.cells) == 4 and first.next_start == first.cells[-1].key + b"\x00"
-    paged = dump_replica((node.host, node.peer_port), shared_cluster.secret, page=4)
+    paged = dump_replica((node.host, node.port), shared_cluster.credentials, page=4)
     whole = {m.key: from_cell(m.cell) for m in shared_cluster.dump(0).cells}
     assert paged.cells == whole and len(whole) >= 25 and whole[b"\x20page-07"].value is None
 

@@ -91,32 +91,11 @@ class Iface(object):
 
     def heartbeat(self, from_node):
         """
-        Liveness: sender announces itself; the answer names this node and its generation.
+        Liveness: sender announces itself; the answer names this node and its generation. A sender that is not
+        another node of this node's ring is refused.
 
         Parameters:
          - from_node
-
-        """
-        pass
-
-    def dump(self, key, start, limit):
-        """
-        This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
-        cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no count), and no
-        more than fit in the answer's byte budget; next_start says where the next page starts.
-
-        Parameters:
-         - key
-         - start
-         - limit
-
-        """
-        pass
-
-    def compact(self):
-        """
-        Compact this replica's log now (as nodetool compact): expired values become tombstones,
-        tombstones older than the grace period are dropped. Returns how many were dropped.
 
         """
         pass
@@ -357,7 +336,8 @@ class Client(Iface):
 
     def heartbeat(self, from_node):
         """
-        Liveness: sender announces itself; the answer names this node and its generation.
+        Liveness: sender announces itself; the answer names this node and its generation. A sender that is not
+        another node of this node's ring is refused.
 
         Parameters:
          - from_node
@@ -387,80 +367,9 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.invalid is not None:
+            raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "heartbeat failed: unknown result")
-
-    def dump(self, key, start, limit):
-        """
-        This replica's state, for the inspector; with a non-empty `key`, only that key. Otherwise its
-        cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no count), and no
-        more than fit in the answer's byte budget; next_start says where the next page starts.
-
-        Parameters:
-         - key
-         - start
-         - limit
-
-        """
-        self.send_dump(key, start, limit)
-        return self.recv_dump()
-
-    def send_dump(self, key, start, limit):
-        self._oprot.writeMessageBegin('dump', TMessageType.CALL, self._seqid)
-        args = dump_args()
-        args.key = key
-        args.start = start
-        args.limit = limit
-        args.write(self._oprot)
-        self._oprot.writeMessageEnd()
-        self._oprot.trans.flush()
-
-    def recv_dump(self):
-        iprot = self._iprot
-        (fname, mtype, rseqid) = iprot.readMessageBegin()
-        if mtype == TMessageType.EXCEPTION:
-            x = TApplicationException()
-            x.read(iprot)
-            iprot.readMessageEnd()
-            raise x
-        result = dump_result()
-        result.read(iprot)
-        iprot.readMessageEnd()
-        if result.success is not None:
-            return result.success
-        raise TApplicationException(TApplicationException.MISSING_RESULT, "dump failed: unknown result")
-
-    def compact(self):
-        """
-        Compact this replica's log now (as nodetool compact): expired values become tombstones,
-        tombstones older than the grace period are dropped. Returns how many were dropped.
-
-        """
-        self.send_compact()
-        return self.recv_compact()
-
-    def send_compact(self):
-        self._oprot.writeMessageBegin('compact', TMessageType.CALL, self._seqid)
-        args = compact_args()
-        args.write(self._oprot)
-        self._oprot.writeMessageEnd()
-        self._oprot.trans.flush()
-
-    def recv_compact(self):
-        iprot = self._iprot
-        (fname, mtype, rseqid) = iprot.readMessageBegin()
-        if mtype == TMessageType.EXCEPTION:
-            x = TApplicationException()
-            x.read(iprot)
-            iprot.readMessageEnd()
-            raise x
-        result = compact_result()
-        result.read(iprot)
-        iprot.readMessageEnd()
-        if result.success is not None:
-            return result.success
-        if result.failure is not None:
-            raise result.failure
-        raise TApplicationException(TApplicationException.MISSING_RESULT, "compact failed: unknown result")
 
 
 class Processor(Iface, TProcessor):
@@ -474,8 +383,6 @@ class Processor(Iface, TProcessor):
         self._processMap["replica_scan_batch"] = Processor.process_replica_scan_batch
         self._processMap["deliver_hints"] = Processor.process_deliver_hints
         self._processMap["heartbeat"] = Processor.process_heartbeat
-        self._processMap["dump"] = Processor.process_dump
-        self._processMap["compact"] = Processor.process_compact
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -673,6 +580,9 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -682,55 +592,6 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("heartbeat", msg_type, seqid)
-        result.write(oprot)
-        oprot.writeMessageEnd()
-        oprot.trans.flush()
-
-    def process_dump(self, seqid, iprot, oprot):
-        args = dump_args()
-        args.read(iprot)
-        iprot.readMessageEnd()
-        result = dump_result()
-        try:
-            result.success = self._handler.dump(args.key, args.start, args.limit)
-            msg_type = TMessageType.REPLY
-        except TTransport.TTransportException:
-            raise
-        except TApplicationException as ex:
-            logging.exception('TApplication exception in handler')
-            msg_type = TMessageType.EXCEPTION
-            result = ex
-        except Exception:
-            logging.exception('Unexpected exception in handler')
-            msg_type = TMessageType.EXCEPTION
-            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
-        oprot.writeMessageBegin("dump", msg_type, seqid)
-        result.write(oprot)
-        oprot.writeMessageEnd()
-        oprot.trans.flush()
-
-    def process_compact(self, seqid, iprot, oprot):
-        args = compact_args()
-        args.read(iprot)
-        iprot.readMessageEnd()
-        result = compact_result()
-        try:
-            result.success = self._handler.compact()
-            msg_type = TMessageType.REPLY
-        except TTransport.TTransportException:
-            raise
-        except StorageFailure as failure:
-            msg_type = TMessageType.REPLY
-            result.failure = failure
-        except TApplicationException as ex:
-            logging.exception('TApplication exception in handler')
-            msg_type = TMessageType.EXCEPTION
-            result = ex
-        except Exception:
-            logging.exception('Unexpected exception in handler')
-            msg_type = TMessageType.EXCEPTION
-            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
-        oprot.writeMessageBegin("compact", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -1680,12 +1541,14 @@ class heartbeat_result(object):
     """
     Attributes:
      - success
+     - invalid
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, invalid=None,):
         self.success = success
+        self.invalid = invalid
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1702,6 +1565,11 @@ class heartbeat_result(object):
                     self.success.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1715,6 +1583,10 @@ class heartbeat_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.STRUCT, 0)
             self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1735,270 +1607,7 @@ class heartbeat_result(object):
 all_structs.append(heartbeat_result)
 heartbeat_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [Heartbeat, None], None, ),  # 0
-)
-
-
-class dump_args(object):
-    """
-    Attributes:
-     - key
-     - start
-     - limit
-
-    """
-
-
-    def __init__(self, key=None, start=None, limit=None,):
-        self.key = key
-        self.start = start
-        self.limit = limit
-
-    def read(self, iprot):
-        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
-            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
-            return
-        iprot.readStructBegin()
-        while True:
-            (fname, ftype, fid) = iprot.readFieldBegin()
-            if ftype == TType.STOP:
-                break
-            if fid == 1:
-                if ftype == TType.STRING:
-                    self.key = iprot.readBinary()
-                else:
-                    iprot.skip(ftype)
-            elif fid == 2:
-                if ftype == TType.STRING:
-                    self.start = iprot.readBinary()
-                else:
-                    iprot.skip(ftype)
-            elif fid == 3:
-                if ftype == TType.I32:
-                    self.limit = iprot.readI32()
-                else:
-                    iprot.skip(ftype)
-            else:
-                iprot.skip(ftype)
-            iprot.readFieldEnd()
-        iprot.readStructEnd()
-
-    def write(self, oprot):
-        if oprot._fast_encode is not None and self.thrift_spec is not None:
-            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
-            return
-        oprot.writeStructBegin('dump_args')
-        if self.key is not None:
-            oprot.writeFieldBegin('key', TType.STRING, 1)
-            oprot.writeBinary(self.key)
-            oprot.writeFieldEnd()
-        if self.start is not None:
-            oprot.writeFieldBegin('start', TType.STRING, 2)
-            oprot.writeBinary(self.start)
-            oprot.writeFieldEnd()
-        if self.limit is not None:
-            oprot.writeFieldBegin('limit', TType.I32, 3)
-            oprot.writeI32(self.limit)
-            oprot.writeFieldEnd()
-        oprot.writeFieldStop()
-        oprot.writeStructEnd()
-
-    def validate(self):
-        return
-
-    def __repr__(self):
-        L = ['%s=%r' % (key, value)
-             for key, value in self.__dict__.items()]
-        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
-
-    def __eq__(self, other):
-        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
-
-    def __ne__(self, other):
-        return not (self == other)
-all_structs.append(dump_args)
-dump_args.thrift_spec = (
-    None,  # 0
-    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
-    (2, TType.STRING, 'start', 'BINARY', None, ),  # 2
-    (3, TType.I32, 'limit', None, None, ),  # 3
-)
-
-
-class dump_result(object):
-    """
-    Attributes:
-     - success
-
-    """
-
-
-    def __init__(self, success=None,):
-        self.success = success
-
-    def read(self, iprot):
-        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
-            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
-            return
-        iprot.readStructBegin()
-        while True:
-            (fname, ftype, fid) = iprot.readFieldBegin()
-            if ftype == TType.STOP:
-                break
-            if fid == 0:
-                if ftype == TType.STRUCT:
-                    self.success = NodeDump()
-                    self.success.read(iprot)
-                else:
-                    iprot.skip(ftype)
-            else:
-                iprot.skip(ftype)
-            iprot.readFieldEnd()
-        iprot.readStructEnd()
-
-    def write(self, oprot):
-        if oprot._fast_encode is not None and self.thrift_spec is not None:
-            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
-            return
-        oprot.writeStructBegin('dump_result')
-        if self.success is not None:
-            oprot.writeFieldBegin('success', TType.STRUCT, 0)
-            self.success.write(oprot)
-            oprot.writeFieldEnd()
-        oprot.writeFieldStop()
-        oprot.writeStructEnd()
-
-    def validate(self):
-        return
-
-    def __repr__(self):
-        L = ['%s=%r' % (key, value)
-             for key, value in self.__dict__.items()]
-        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
-
-    def __eq__(self, other):
-        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
-
-    def __ne__(self, other):
-        return not (self == other)
-all_structs.append(dump_result)
-dump_result.thrift_spec = (
-    (0, TType.STRUCT, 'success', [NodeDump, None], None, ),  # 0
-)
-
-
-class compact_args(object):
-
-
-    def read(self, iprot):
-        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
-            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
-            return
-        iprot.readStructBegin()
-        while True:
-            (fname, ftype, fid) = iprot.readFieldBegin()
-            if ftype == TType.STOP:
-                break
-            else:
-                iprot.skip(ftype)
-            iprot.readFieldEnd()
-        iprot.readStructEnd()
-
-    def write(self, oprot):
-        if oprot._fast_encode is not None and self.thrift_spec is not None:
-            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
-            return
-        oprot.writeStructBegin('compact_args')
-        oprot.writeFieldStop()
-        oprot.writeStructEnd()
-
-    def validate(self):
-        return
-
-    def __repr__(self):
-        L = ['%s=%r' % (key, value)
-             for key, value in self.__dict__.items()]
-        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
-
-    def __eq__(self, other):
-        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
-
-    def __ne__(self, other):
-        return not (self == other)
-all_structs.append(compact_args)
-compact_args.thrift_spec = (
-)
-
-
-class compact_result(object):
-    """
-    Attributes:
-     - success
-     - failure
-
-    """
-
-
-    def __init__(self, success=None, failure=None,):
-        self.success = success
-        self.failure = failure
-
-    def read(self, iprot):
-        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
-            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
-            return
-        iprot.readStructBegin()
-        while True:
-            (fname, ftype, fid) = iprot.readFieldBegin()
-            if ftype == TType.STOP:
-                break
-            if fid == 0:
-                if ftype == TType.I32:
-                    self.success = iprot.readI32()
-                else:
-                    iprot.skip(ftype)
-            elif fid == 1:
-                if ftype == TType.STRUCT:
-                    self.failure = StorageFailure.read(iprot)
-                else:
-                    iprot.skip(ftype)
-            else:
-                iprot.skip(ftype)
-            iprot.readFieldEnd()
-        iprot.readStructEnd()
-
-    def write(self, oprot):
-        if oprot._fast_encode is not None and self.thrift_spec is not None:
-            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
-            return
-        oprot.writeStructBegin('compact_result')
-        if self.success is not None:
-            oprot.writeFieldBegin('success', TType.I32, 0)
-            oprot.writeI32(self.success)
-            oprot.writeFieldEnd()
-        if self.failure is not None:
-            oprot.writeFieldBegin('failure', TType.STRUCT, 1)
-            self.failure.write(oprot)
-            oprot.writeFieldEnd()
-        oprot.writeFieldStop()
-        oprot.writeStructEnd()
-
-    def validate(self):
-        return
-
-    def __repr__(self):
-        L = ['%s=%r' % (key, value)
-             for key, value in self.__dict__.items()]
-        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
-
-    def __eq__(self, other):
-        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
-
-    def __ne__(self, other):
-        return not (self == other)
-all_structs.append(compact_result)
-compact_result.thrift_spec = (
-    (0, TType.I32, 'success', None, None, ),  # 0
-    (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
 )
 fix_spec(all_structs)
 del all_structs

@@ -141,7 +141,41 @@ class Iface(object):
 
     def describe_ring(self):
         """
-        Every node of the ring, and whether this node sees it up.
+        Every node of the ring, and whether this node sees it up. The one call, with login, allowed before login.
+
+        """
+        pass
+
+    def login(self, user, password):
+        """
+        Authenticate this connection (when the node's authentication is on): every later call on it runs
+        as `user`, with that user's role. With authentication off, any login succeeds, as admin.
+
+        Parameters:
+         - user
+         - password
+
+        """
+        pass
+
+    def dump(self, key, start, limit):
+        """
+        Admin (role admin): this node's replica as stored, for the inspector; with a non-empty `key`, only that
+        key. Otherwise its cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no
+        count), and no more than fit in the answer's byte budget; next_start says where the next page starts.
+
+        Parameters:
+         - key
+         - start
+         - limit
+
+        """
+        pass
+
+    def compact(self):
+        """
+        Admin (role admin): compact this node's log now (as nodetool compact): expired values become
+        tombstones, tombstones older than the grace period are dropped. Returns how many were dropped.
 
         """
         pass
@@ -202,6 +236,8 @@ class Client(Iface):
             raise result.unavailable
         if result.timed_out is not None:
             raise result.timed_out
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "put failed: unknown result")
 
     def get(self, key, level, min_timestamp):
@@ -250,6 +286,8 @@ class Client(Iface):
             raise result.timed_out
         if result.stale is not None:
             raise result.stale
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "get failed: unknown result")
 
     def remove(self, key, level):
@@ -292,6 +330,8 @@ class Client(Iface):
             raise result.unavailable
         if result.timed_out is not None:
             raise result.timed_out
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "remove failed: unknown result")
 
     def expire(self, key, seconds, level, min_timestamp):
@@ -341,6 +381,8 @@ class Client(Iface):
             raise result.timed_out
         if result.stale is not None:
             raise result.stale
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "expire failed: unknown result")
 
     def ttl(self, key, level, min_timestamp):
@@ -387,6 +429,8 @@ class Client(Iface):
             raise result.timed_out
         if result.stale is not None:
             raise result.stale
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "ttl failed: unknown result")
 
     def multi_put(self, items, level, ttl_seconds):
@@ -428,6 +472,8 @@ class Client(Iface):
             return result.success
         if result.invalid is not None:
             raise result.invalid
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "multi_put failed: unknown result")
 
     def multi_get(self, keys, level, min_timestamps):
@@ -470,6 +516,8 @@ class Client(Iface):
             return result.success
         if result.invalid is not None:
             raise result.invalid
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "multi_get failed: unknown result")
 
     def scan(self, start, end_key, limit, level):
@@ -518,6 +566,8 @@ class Client(Iface):
             raise result.unavailable
         if result.timed_out is not None:
             raise result.timed_out
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "scan failed: unknown result")
 
     def get_endpoints(self, key):
@@ -554,11 +604,13 @@ class Client(Iface):
             return result.success
         if result.invalid is not None:
             raise result.invalid
+        if result.unauthorized is not None:
+            raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "get_endpoints failed: unknown result")
 
     def describe_ring(self):
         """
-        Every node of the ring, and whether this node sees it up.
+        Every node of the ring, and whether this node sees it up. The one call, with login, allowed before login.
 
         """
         self.send_describe_ring()
@@ -586,6 +638,122 @@ class Client(Iface):
             return result.success
         raise TApplicationException(TApplicationException.MISSING_RESULT, "describe_ring failed: unknown result")
 
+    def login(self, user, password):
+        """
+        Authenticate this connection (when the node's authentication is on): every later call on it runs
+        as `user`, with that user's role. With authentication off, any login succeeds, as admin.
+
+        Parameters:
+         - user
+         - password
+
+        """
+        self.send_login(user, password)
+        return self.recv_login()
+
+    def send_login(self, user, password):
+        self._oprot.writeMessageBegin('login', TMessageType.CALL, self._seqid)
+        args = login_args()
+        args.user = user
+        args.password = password
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_login(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = login_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.failed is not None:
+            raise result.failed
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "login failed: unknown result")
+
+    def dump(self, key, start, limit):
+        """
+        Admin (role admin): this node's replica as stored, for the inspector; with a non-empty `key`, only that
+        key. Otherwise its cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no
+        count), and no more than fit in the answer's byte budget; next_start says where the next page starts.
+
+        Parameters:
+         - key
+         - start
+         - limit
+
+        """
+        self.send_dump(key, start, limit)
+        return self.recv_dump()
+
+    def send_dump(self, key, start, limit):
+        self._oprot.writeMessageBegin('dump', TMessageType.CALL, self._seqid)
+        args = dump_args()
+        args.key = key
+        args.start = start
+        args.limit = limit
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_dump(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = dump_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "dump failed: unknown result")
+
+    def compact(self):
+        """
+        Admin (role admin): compact this node's log now (as nodetool compact): expired values become
+        tombstones, tombstones older than the grace period are dropped. Returns how many were dropped.
+
+        """
+        self.send_compact()
+        return self.recv_compact()
+
+    def send_compact(self):
+        self._oprot.writeMessageBegin('compact', TMessageType.CALL, self._seqid)
+        args = compact_args()
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_compact(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = compact_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.failure is not None:
+            raise result.failure
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "compact failed: unknown result")
+
 
 class Processor(Iface, TProcessor):
     def __init__(self, handler):
@@ -601,6 +769,9 @@ class Processor(Iface, TProcessor):
         self._processMap["scan"] = Processor.process_scan
         self._processMap["get_endpoints"] = Processor.process_get_endpoints
         self._processMap["describe_ring"] = Processor.process_describe_ring
+        self._processMap["login"] = Processor.process_login
+        self._processMap["dump"] = Processor.process_dump
+        self._processMap["compact"] = Processor.process_compact
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -642,6 +813,9 @@ class Processor(Iface, TProcessor):
         except TimedOut as timed_out:
             msg_type = TMessageType.REPLY
             result.timed_out = timed_out
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -677,6 +851,9 @@ class Processor(Iface, TProcessor):
         except StaleRead as stale:
             msg_type = TMessageType.REPLY
             result.stale = stale
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -709,6 +886,9 @@ class Processor(Iface, TProcessor):
         except TimedOut as timed_out:
             msg_type = TMessageType.REPLY
             result.timed_out = timed_out
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -744,6 +924,9 @@ class Processor(Iface, TProcessor):
         except StaleRead as stale:
             msg_type = TMessageType.REPLY
             result.stale = stale
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -779,6 +962,9 @@ class Processor(Iface, TProcessor):
         except StaleRead as stale:
             msg_type = TMessageType.REPLY
             result.stale = stale
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -805,6 +991,9 @@ class Processor(Iface, TProcessor):
         except InvalidRequest as invalid:
             msg_type = TMessageType.REPLY
             result.invalid = invalid
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -831,6 +1020,9 @@ class Processor(Iface, TProcessor):
         except InvalidRequest as invalid:
             msg_type = TMessageType.REPLY
             result.invalid = invalid
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -863,6 +1055,9 @@ class Processor(Iface, TProcessor):
         except TimedOut as timed_out:
             msg_type = TMessageType.REPLY
             result.timed_out = timed_out
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -889,6 +1084,9 @@ class Processor(Iface, TProcessor):
         except InvalidRequest as invalid:
             msg_type = TMessageType.REPLY
             result.invalid = invalid
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -921,6 +1119,87 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("describe_ring", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_login(self, seqid, iprot, oprot):
+        args = login_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = login_result()
+        try:
+            result.success = self._handler.login(args.user, args.password)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except AuthenticationFailed as failed:
+            msg_type = TMessageType.REPLY
+            result.failed = failed
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("login", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_dump(self, seqid, iprot, oprot):
+        args = dump_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = dump_result()
+        try:
+            result.success = self._handler.dump(args.key, args.start, args.limit)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("dump", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_compact(self, seqid, iprot, oprot):
+        args = compact_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = compact_result()
+        try:
+            result.success = self._handler.compact()
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except StorageFailure as failure:
+            msg_type = TMessageType.REPLY
+            result.failure = failure
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("compact", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -1033,15 +1312,17 @@ class put_result(object):
      - invalid
      - unavailable
      - timed_out
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1073,6 +1354,11 @@ class put_result(object):
                     self.timed_out = TimedOut.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1099,6 +1385,10 @@ class put_result(object):
             oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
             self.timed_out.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1121,6 +1411,12 @@ put_result.thrift_spec = (
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -1218,16 +1514,18 @@ class get_result(object):
      - unavailable
      - timed_out
      - stale
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
         self.stale = stale
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1264,6 +1562,11 @@ class get_result(object):
                     self.stale = StaleRead.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1294,6 +1597,10 @@ class get_result(object):
             oprot.writeFieldBegin('stale', TType.STRUCT, 4)
             self.stale.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1317,6 +1624,11 @@ get_result.thrift_spec = (
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
     (4, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -1401,15 +1713,17 @@ class remove_result(object):
      - invalid
      - unavailable
      - timed_out
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1441,6 +1755,11 @@ class remove_result(object):
                     self.timed_out = TimedOut.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1467,6 +1786,10 @@ class remove_result(object):
             oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
             self.timed_out.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1489,6 +1812,12 @@ remove_result.thrift_spec = (
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -1598,16 +1927,18 @@ class expire_result(object):
      - unavailable
      - timed_out
      - stale
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
         self.stale = stale
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1644,6 +1975,11 @@ class expire_result(object):
                     self.stale = StaleRead.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1674,6 +2010,10 @@ class expire_result(object):
             oprot.writeFieldBegin('stale', TType.STRUCT, 4)
             self.stale.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1697,6 +2037,11 @@ expire_result.thrift_spec = (
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
     (4, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -1794,16 +2139,18 @@ class ttl_result(object):
      - unavailable
      - timed_out
      - stale
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, stale=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
         self.stale = stale
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1839,6 +2186,11 @@ class ttl_result(object):
                     self.stale = StaleRead.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1869,6 +2221,10 @@ class ttl_result(object):
             oprot.writeFieldBegin('stale', TType.STRUCT, 4)
             self.stale.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1892,6 +2248,11 @@ ttl_result.thrift_spec = (
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
     (4, TType.STRUCT, 'stale', [StaleRead, None], None, ),  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -1995,13 +2356,15 @@ class multi_put_result(object):
     Attributes:
      - success
      - invalid
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None,):
+    def __init__(self, success=None, invalid=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2028,6 +2391,11 @@ class multi_put_result(object):
                     self.invalid = InvalidRequest.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2049,6 +2417,10 @@ class multi_put_result(object):
             oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
             self.invalid.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2069,6 +2441,14 @@ all_structs.append(multi_put_result)
 multi_put_result.thrift_spec = (
     (0, TType.LIST, 'success', (TType.STRUCT, [KeyWriteOutcome, None], False), None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -2181,13 +2561,15 @@ class multi_get_result(object):
     Attributes:
      - success
      - invalid
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None,):
+    def __init__(self, success=None, invalid=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2214,6 +2596,11 @@ class multi_get_result(object):
                     self.invalid = InvalidRequest.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2235,6 +2622,10 @@ class multi_get_result(object):
             oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
             self.invalid.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2255,6 +2646,14 @@ all_structs.append(multi_get_result)
 multi_get_result.thrift_spec = (
     (0, TType.LIST, 'success', (TType.STRUCT, [KeyReadOutcome, None], False), None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -2363,15 +2762,17 @@ class scan_result(object):
      - invalid
      - unavailable
      - timed_out
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None,):
+    def __init__(self, success=None, invalid=None, unavailable=None, timed_out=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
         self.unavailable = unavailable
         self.timed_out = timed_out
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2403,6 +2804,11 @@ class scan_result(object):
                     self.timed_out = TimedOut.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2429,6 +2835,10 @@ class scan_result(object):
             oprot.writeFieldBegin('timed_out', TType.STRUCT, 3)
             self.timed_out.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2451,6 +2861,12 @@ scan_result.thrift_spec = (
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     (2, TType.STRUCT, 'unavailable', [Unavailable, None], None, ),  # 2
     (3, TType.STRUCT, 'timed_out', [TimedOut, None], None, ),  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -2521,13 +2937,15 @@ class get_endpoints_result(object):
     Attributes:
      - success
      - invalid
+     - unauthorized
 
     """
 
 
-    def __init__(self, success=None, invalid=None,):
+    def __init__(self, success=None, invalid=None, unauthorized=None,):
         self.success = success
         self.invalid = invalid
+        self.unauthorized = unauthorized
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2554,6 +2972,11 @@ class get_endpoints_result(object):
                     self.invalid = InvalidRequest.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2575,6 +2998,10 @@ class get_endpoints_result(object):
             oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
             self.invalid.write(oprot)
             oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2595,6 +3022,14 @@ all_structs.append(get_endpoints_result)
 get_endpoints_result.thrift_spec = (
     (0, TType.LIST, 'success', (TType.STRUCT, [NodeInfo, None], False), None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 
 
@@ -2708,6 +3143,457 @@ class describe_ring_result(object):
 all_structs.append(describe_ring_result)
 describe_ring_result.thrift_spec = (
     (0, TType.LIST, 'success', (TType.STRUCT, [NodeInfo, None], False), None, ),  # 0
+)
+
+
+class login_args(object):
+    """
+    Attributes:
+     - user
+     - password
+
+    """
+
+
+    def __init__(self, user=None, password=None,):
+        self.user = user
+        self.password = password
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.user = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.password = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('login_args')
+        if self.user is not None:
+            oprot.writeFieldBegin('user', TType.STRING, 1)
+            oprot.writeString(self.user.encode('utf-8') if sys.version_info[0] == 2 else self.user)
+            oprot.writeFieldEnd()
+        if self.password is not None:
+            oprot.writeFieldBegin('password', TType.STRING, 2)
+            oprot.writeString(self.password.encode('utf-8') if sys.version_info[0] == 2 else self.password)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(login_args)
+login_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'user', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'password', 'UTF8', None, ),  # 2
+)
+
+
+class login_result(object):
+    """
+    Attributes:
+     - success
+     - failed
+
+    """
+
+
+    def __init__(self, success=None, failed=None,):
+        self.success = success
+        self.failed = failed
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = LoginResult()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.failed = AuthenticationFailed.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('login_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.failed is not None:
+            oprot.writeFieldBegin('failed', TType.STRUCT, 1)
+            self.failed.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(login_result)
+login_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [LoginResult, None], None, ),  # 0
+    (1, TType.STRUCT, 'failed', [AuthenticationFailed, None], None, ),  # 1
+)
+
+
+class dump_args(object):
+    """
+    Attributes:
+     - key
+     - start
+     - limit
+
+    """
+
+
+    def __init__(self, key=None, start=None, limit=None,):
+        self.key = key
+        self.start = start
+        self.limit = limit
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.start = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('dump_args')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.start is not None:
+            oprot.writeFieldBegin('start', TType.STRING, 2)
+            oprot.writeBinary(self.start)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 3)
+            oprot.writeI32(self.limit)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(dump_args)
+dump_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'start', 'BINARY', None, ),  # 2
+    (3, TType.I32, 'limit', None, None, ),  # 3
+)
+
+
+class dump_result(object):
+    """
+    Attributes:
+     - success
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, unauthorized=None,):
+        self.success = success
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = NodeDump()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('dump_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(dump_result)
+dump_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [NodeDump, None], None, ),  # 0
+    None,  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class compact_args(object):
+
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('compact_args')
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(compact_args)
+compact_args.thrift_spec = (
+)
+
+
+class compact_result(object):
+    """
+    Attributes:
+     - success
+     - failure
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, failure=None, unauthorized=None,):
+        self.success = success
+        self.failure = failure
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.I32:
+                    self.success = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.failure = StorageFailure.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('compact_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.I32, 0)
+            oprot.writeI32(self.success)
+            oprot.writeFieldEnd()
+        if self.failure is not None:
+            oprot.writeFieldBegin('failure', TType.STRUCT, 1)
+            self.failure.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(compact_result)
+compact_result.thrift_spec = (
+    (0, TType.I32, 'success', None, None, ),  # 0
+    (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
 )
 fix_spec(all_structs)
 del all_structs

@@ -7,6 +7,12 @@
         for key, value in kv.scan(b"user:", b"user;"):
             print(key, value.value)
 
+Credentials: credentials=(user, password) logs every connection in (the
+node's authentication is on by default). from_cluster_file finds them as the
+tools do (users.find_credentials): $KVSTORE_USER and $KVSTORE_PASSWORD, else the
+operator's credentials file that ./server.sh wrote beside the cluster file.
+tls=an ssl.SSLContext (tls.client_context(ca)) for nodes started with --tls.
+
 It keeps one persistent connection to one node (any node coordinates any
 request) and moves to the next live node when that one goes: a request that
 never left is sent again elsewhere; a read whose connection broke mid-call is
@@ -14,7 +20,7 @@ retried elsewhere; a write whose connection broke mid-call is not (it may have
 been applied) and raises NodeUnavailable saying so.
 
 Errors are raised as kvstore.errors types (InvalidRequest, Unavailable,
-TimedOut, StaleRead, NodeUnavailable). Batches do not raise per key: each
+TimedOut, StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable). Batches do not raise per key: each
 key's outcome is its result or the exception it met.
 
 Read-your-writes session (on by default): the client remembers, per key, the
@@ -29,13 +35,14 @@ from typing import NamedTuple, Optional
 from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.config import read_cluster_file
 from kvstore.consistency import Level, parse_level
-from kvstore.errors import ConfigError, InvalidRequest, NodeUnavailable, StaleRead, TimedOut, Unavailable
+from kvstore.errors import (ConfigError, ConnectFailed, InvalidRequest, NodeUnavailable, StaleRead, TimedOut,
+                            Unauthorized, Unavailable)
 from kvstore.peers import Connection
-from kvstore.replicas import from_cell
-from kvstore_rpc import Internode, ttypes
+from kvstore.users import find_credentials
+from kvstore_rpc import ttypes
 
 CALL_TIMEOUT = 15.0   # seconds a call may take before the client gives up on its node (timeout=)
-_IDL_ERRORS = (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut, ttypes.StaleRead)
+_IDL_ERRORS = (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut, ttypes.StaleRead, ttypes.Unauthorized)
 
 
 class Value(NamedTuple):
@@ -61,11 +68,12 @@ class ReadDetail(NamedTuple):
 
 class Client:
     def __init__(self, nodes, level=Level.ONE, session=True, timeout=CALL_TIMEOUT, connect_timeout=1.0,
-                 preferred=None, on_failover=None, choose=random.choice, watch=None):
+                 preferred=None, on_failover=None, choose=random.choice, watch=None, credentials=None, tls=None):
         """nodes: [(host, port)] or ["host:port"]; level: the default consistency level (ONE, as cqlsh);
         timeout: seconds a call may wait for its node; preferred: the node to try first;
         on_failover(text): told when the client moves to another node; watch(address, method): a context
-        manager entered around each call to a node (the console's note when a wait grows long)."""
+        manager entered around each call to a node (the console's note when a wait grows long);
+        credentials: (user, password) every connection logs in with; tls: an ssl.SSLContext for TLS ports."""
         self._addresses = [parse_address(n) if isinstance(n, str) else tuple(n) for n in nodes]
         self._preferred = parse_address(preferred) if isinstance(preferred, str) else preferred
         if self._preferred and self._preferred not in self._addresses:
@@ -80,14 +88,21 @@ class Client:
         self._on_failover = on_failover or (lambda text: None)
         self._choose = choose
         self._watch = watch or (lambda address, method: contextlib.nullcontext())
+        self._credentials = credentials
+        self._tls = tls
         self._connection = None
         self.address = None
+        self.role = None   # the role the node gave our login (None: not logged in)
 
     @classmethod
     def from_cluster_file(cls, path=None, **options):
         """A client for every node of a cluster file (default: the local cluster's, data/cluster.txt, or
-        $KVSTORE_DATA_DIR/cluster.txt: the one ./server.sh made)."""
-        return cls([(n.host, n.port) for n in read_cluster_file(path or DEFAULT_CLUSTER_FILE)], **options)
+        $KVSTORE_DATA_DIR/cluster.txt: the one ./server.sh made), logged in as users.find_credentials finds
+        unless credentials= is given."""
+        path = path or DEFAULT_CLUSTER_FILE
+        if "credentials" not in options:
+            options["credentials"] = find_credentials(path)
+        return cls([(n.host, n.port) for n in read_cluster_file(path)], **options)
 
     def __enter__(self):
         return self
@@ -239,14 +254,25 @@ class Client:
         rest = [a for a in self._addresses if a not in avoid and a not in order]
         while rest:
             order.append(rest.pop(rest.index(self._choose(rest))))
+        stalled = None   # a node that took the connection but did not answer the login (paused, overloaded)
         for address in order:
-            try:
-                self._connection = Connection(*address, connect_timeout=self._connect_timeout)
-            except NodeUnavailable:
+            try:   # a refused login raises AuthenticationFailed: another node would refuse it too
+                self._connection = Connection(*address, connect_timeout=self._connect_timeout,
+                                              credentials=self._credentials, tls=self._tls,
+                                              login_timeout=self.timeout)
+                self.role = self._connection.role
+            except ConnectFailed:   # down: the next one, quietly
                 avoid.add(address)
+                continue
+            except NodeUnavailable as exc:
+                avoid.add(address)
+                stalled = stalled or (address, str(exc))
                 continue
             self.address = address
             self._preferred = None  # after a failover, any live node will do
+            if stalled:
+                self._on_failover(f"node {self._name(stalled[0])} is gone; now connected to {self._name(address)} "
+                                  f"({stalled[1]})")
             return
         raise NodeUnavailable("no node of the cluster answers (tried "
                               + ", ".join(self._name(a) for a in sorted(avoid)) + ")", sent=False)
@@ -269,6 +295,8 @@ def _from_idl(exc):
         return Unavailable(exc.alive, exc.needed, message=exc.why)
     if isinstance(exc, ttypes.TimedOut):
         return TimedOut(exc.why, exc.acknowledged, exc.needed)
+    if isinstance(exc, ttypes.Unauthorized):
+        return Unauthorized(exc.why)
     return StaleRead(exc.why, exc.wanted, exc.seen)
 
 
@@ -286,30 +314,3 @@ def parse_address(text):
     if not host or not port.isdigit():
         raise ConfigError(f"expected HOST:PORT, got {text!r}")
     return host, int(port)
-
-
-class ReplicaDump(NamedTuple):
-    """One replica's state as stored, for the inspector: tombstones and expired cells included."""
-    cells: dict           # key -> kvstore.cell.Cell
-    pending_hints: dict   # target node id -> hints held for it
-    log_bytes: int
-    hint_log_bytes: int
-
-
-DUMP_PAGE = 10_000
-
-
-def dump_replica(peer_address, secret, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE):
-    """The state of the replica at peer_address (one node's peer port, not the cluster; secret: the
-    cluster's, which the peer port asks for): every key (read `page` keys a call, so a large replica
-    never needs one huge frame), or only `key`."""
-    connection = Connection(*peer_address, connect_timeout=1.0, service=Internode, secret=secret)
-    try:
-        dump = connection.call("dump", (key, b"", 0 if key else page), timeout)
-        cells = {m.key: from_cell(m.cell) for m in dump.cells}
-        while dump.next_start is not None:
-            dump = connection.call("dump", (None, dump.next_start, page), timeout)
-            cells.update((m.key, from_cell(m.cell)) for m in dump.cells)
-    finally:
-        connection.close()
-    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes)

@@ -56,7 +56,9 @@ class Settings:
     gc_grace: float = 10 * 24 * 3600.0  # tombstones are kept this long, as Cassandra's gc_grace_seconds
     idle_timeout: float = 3600.0        # a connection silent between requests this long is closed
     read_timeout: float = 10.0          # once a frame has begun, all of it must arrive within this
-    max_connections: int = 512
+    max_connections: int = 512          # on each of the two ports
+    max_connections_per_host: int = 128 # client connections from one remote address
+    request_memory: int = 128 * 1024 * 1024   # bytes that large requests being read may hold, per port
     commitlog_sync_period: float = 0.0  # 0: fsync before acknowledging; N: every N seconds (not durable at ack)
     max_key_bytes: int = MAX_KEY_BYTES
 

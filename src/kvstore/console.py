@@ -12,7 +12,7 @@ session (`session off` turns it off).
 import argparse
 import sys
 
-from kvstore import terminal
+from kvstore import terminal, toolauth
 from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.client import CALL_TIMEOUT, Client, parse_address
 from kvstore.config import read_cluster_file
@@ -268,13 +268,15 @@ def main(argv=None):
                    help="the default consistency level (default: one, as in cqlsh; the consistency command changes it)")
     p.add_argument("--timeout", type=_positive_seconds, default=CALL_TIMEOUT, metavar="SECONDS",
                    help=f"how long to wait for a node to answer before giving up on it (default {CALL_TIMEOUT:g})")
+    toolauth.add_options(p)
     args = p.parse_args(argv)
     interactive = sys.stdin.isatty()
     try:
         preferred = parse_address(args.node) if args.node else None
         client = Client(cluster_addresses(args.cluster, preferred), preferred=preferred, level=args.level,
                         timeout=args.timeout, on_failover=lambda text: print(text, file=sys.stderr, flush=True),
-                        watch=terminal.watch(args.timeout) if interactive else None)
+                        watch=terminal.watch(args.timeout) if interactive else None,
+                        **toolauth.connect_options(args, args.cluster))
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -83,3 +83,11 @@ class CorruptLogError(KVStoreError):
 
 class ConfigError(KVStoreError):
     """The cluster file or a setting is wrong."""
+
+
+class AuthenticationFailed(KVStoreError):
+    """A login with an unknown user or the wrong password."""
+
+
+class Unauthorized(KVStoreError):
+    """A call before login, or beyond the role of the connection's user."""

@@ -11,11 +11,16 @@ arrived, up to 64 KiB, in one recv, keeping the rest for the next frame. So a
 small request costs one recv and one send. Bytes are still read only as they
 arrive: memory follows what the peer sends, not what a length prefix claims.
 
+A TLS socket (ssl.SSLSocket) is read and written the same way, with Python's
+own timeouts, which the ssl module needs.
+
 Timeouts raise socket.timeout; the peer closing mid-frame raises EOFError; a
 length over the limit raises ValueError.
 """
 import math
+import select
 import socket
+import ssl
 import struct
 import time
 
@@ -31,6 +36,7 @@ def encode_frame(payload):
 
 class FrameSocket:
     def __init__(self, sock, timeout):
+        self._tls = isinstance(sock, ssl.SSLSocket)
         sock.settimeout(None)  # blocking: the kernel's timeouts below bound every call
         self.sock = sock
         self._buffer = bytearray()
@@ -41,7 +47,10 @@ class FrameSocket:
         """Bound each recv and send by `seconds`, rounded up to a quarter second so that deadlines
         that shrink from call to call seldom cost a system call."""
         seconds = math.ceil(max(seconds, 0.001) * 4) / 4
-        if seconds != self._timeout:
+        if seconds != self._timeout and self._tls:
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
+        elif seconds != self._timeout:
             value = _TIMEVAL.pack(int(seconds), int(round(seconds % 1 * 1_000_000)))
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
@@ -66,25 +75,73 @@ class FrameSocket:
                     raise
         return True
 
-    def read_frame(self, max_bytes, deadline):
-        """The next frame's payload, all of it arrived before `deadline` (time.monotonic())."""
+    def announced_length(self, deadline):
+        """The length the next frame announces (its first 4 bytes), arrived before `deadline`."""
         while len(self._buffer) < _LENGTH.size:
             self._more(deadline)
         length, = _LENGTH.unpack_from(self._buffer)
-        if not 0 <= length <= max_bytes:
+        if length < 0:
+            raise ValueError(f"frame of {length} bytes announced")
+        return length
+
+    def skip_frame(self, length, keep, deadline):
+        """Read the next frame (of `length` bytes, as announced) and throw it away as it arrives, all of it
+        before `deadline`; returns its first `keep` bytes."""
+        end = _LENGTH.size + length
+        while len(self._buffer) < min(end, _LENGTH.size + keep):
+            self._more(deadline)
+        head = bytes(self._buffer[_LENGTH.size:_LENGTH.size + keep])
+        skipped = 0
+        while True:
+            if skipped + len(self._buffer) >= end:
+                del self._buffer[:end - skipped]
+                return head
+            skipped += len(self._buffer)
+            self._buffer.clear()
+            self._more(deadline)
+
+    def read_frame(self, max_bytes, deadline):
+        """The next frame's payload, all of it arrived before `deadline` (time.monotonic())."""
+        length = self.announced_length(deadline)
+        if length > max_bytes:
             raise ValueError(f"frame of {length} bytes announced; the limit is {max_bytes}")
         end = _LENGTH.size + length
+        if length > _CHUNK and len(self._buffer) < end:
+            return self._read_large(length, deadline)
         while len(self._buffer) < end:
             self._more(deadline)
         frame = bytes(self._buffer[_LENGTH.size:end])
         del self._buffer[:end]
         return frame
 
+    def _read_large(self, length, deadline):
+        """A large frame read straight into a buffer of its size, as its bytes arrive: no regrowing copies, so
+        it holds its length in memory while it is read (and twice that for a moment, when it is handed over)."""
+        frame = bytearray(length)
+        view = memoryview(frame)
+        got = len(self._buffer) - _LENGTH.size
+        view[:got] = self._buffer[_LENGTH.size:]
+        self._buffer.clear()
+        while got < length:
+            if time.monotonic() > deadline:
+                raise socket.timeout("deadline passed")
+            try:
+                count = self.sock.recv_into(view[got:], min(length - got, 1 << 20))
+            except BlockingIOError:  # SO_RCVTIMEO passed
+                raise socket.timeout("timed out") from None
+            if not count:
+                raise EOFError("the peer closed the connection mid-frame")
+            got += count
+        view.release()
+        return bytes(frame)
+
     def peer_closed(self):
         """True when the other side has closed the connection or sent what nobody asked for
         (checked without blocking, in one system call)."""
         if self._buffer:
             return True
+        if self._tls:   # TLS: anything readable (data, or the close's alert) means it is not ours to reuse
+            return bool(self.sock.pending() or select.select([self.sock], [], [], 0)[0])
         try:
             return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except (BlockingIOError, InterruptedError):

@@ -6,22 +6,26 @@ are down cannot be judged; their keys are reported as unverified. A key found
 on a node that is not one of its replicas is reported as misplaced.
 Tombstones (deletes) and expiring cells are shown as such: they are cells like
 any other, and replicas must agree on them too.
-It reads each replica through kvstore.client.dump_replica.
+It reads each replica through dump_replica: the admin call dump on each node's
+client port, logged in as an admin (kvstore.toolauth).
 """
 import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.cell import reconcile
 from kvstore.config import read_cluster_file
-from kvstore.client import dump_replica
+from kvstore import toolauth
 from kvstore.display import show_time
 from kvstore.notation import NotationError, parse_word, show
-from kvstore.peerauth import read_secret, secret_path
-from kvstore.errors import ConfigError, NodeRefused, NodeUnavailable
+from kvstore.errors import AuthenticationFailed, ConfigError, NodeRefused, NodeUnavailable, Unauthorized
+from kvstore.peers import Connection
+from kvstore.replicas import from_cell
+from kvstore_rpc import ttypes
 from kvstore.ring import Ring
 
 TIMEOUT = 10.0
@@ -49,13 +53,14 @@ class KeyReport:
     problems: list        # human-readable reasons; empty when the key is consistent
 
 
-def collect(nodes, secret, key=None, timeout=TIMEOUT):
-    """Each node's NodeState, read through its peer port with the cluster secret."""
+def collect(nodes, credentials, key=None, timeout=TIMEOUT, tls=None):
+    """Each node's NodeState, read through its client port, logged in with an admin's credentials;
+    Unauthorized when they are not an admin's."""
     states = []
     for node in nodes:
         state = NodeState(node)
         try:
-            dump = dump_replica((node.host, node.peer_port), secret, key, timeout)
+            dump = dump_replica((node.host, node.port), credentials, key, timeout, tls=tls)
         except NodeRefused as exc:
             state.refusing, state.error = True, str(exc)
         except NodeUnavailable as exc:
@@ -195,16 +200,14 @@ def _size(count):
 def main(argv=None, out=sys.stdout):
     p = argparse.ArgumentParser(prog="inspector.py", description="Dump every replica's state; flag divergence.")
     p.add_argument("--cluster", default=str(DEFAULT_CLUSTER_FILE))
-    p.add_argument("--cluster-secret", metavar="FILE",
-                   help="the cluster secret the nodes' peer ports ask for "
-                        "(default: cluster.secret beside the cluster file)")
+    toolauth.add_options(p)
     p.add_argument("--key", help='show one key on each of its replicas: text, or bytes as the console takes them '
                                  '("\\xff\\x00")')
     p.add_argument("--json", action="store_true", help="print everything, in full, as JSON")
     args = p.parse_args(argv)
     try:
         nodes = read_cluster_file(args.cluster)
-        secret = read_secret(args.cluster_secret or secret_path(args.cluster))
+        login = toolauth.connect_options(args, args.cluster)
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -216,7 +219,11 @@ def main(argv=None, out=sys.stdout):
     if key == b"":
         print("Error: the key must not be empty", file=sys.stderr)
         return EXIT_USAGE
-    states = collect(nodes, secret, key)
+    try:
+        states = collect(nodes, login["credentials"], key, tls=login["tls"])
+    except (Unauthorized, AuthenticationFailed) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     reports = analyze(Ring(nodes), states, only_key=key)
     try:
         render(args, key, states, reports, out)
@@ -236,3 +243,34 @@ def render(args, key, states, reports, out):
         render_key(reports[0], states, out)
     else:
         render_text(states, reports, out)
+
+
+class ReplicaDump(NamedTuple):
+    """One replica's state as stored, for the inspector: tombstones and expired cells included."""
+    cells: dict           # key -> kvstore.cell.Cell
+    pending_hints: dict   # target node id -> hints held for it
+    log_bytes: int
+    hint_log_bytes: int
+
+
+DUMP_PAGE = 10_000
+CALL_TIMEOUT = 15.0
+
+
+def dump_replica(address, credentials, key=None, timeout=CALL_TIMEOUT, page=DUMP_PAGE, tls=None):
+    """The state of the replica at address (one node's client port, not the cluster; credentials: an admin
+    user's, which dump needs): every key (read `page` keys a call, so a large replica never needs one huge
+    frame), or only `key`. Unauthorized when the user is not an admin."""
+    connection = Connection(*address, connect_timeout=1.0, credentials=credentials, tls=tls)
+    try:
+        try:
+            dump = connection.call("dump", (key, b"", 0 if key else page), timeout)
+            cells = {m.key: from_cell(m.cell) for m in dump.cells}
+            while dump.next_start is not None:
+                dump = connection.call("dump", (None, dump.next_start, page), timeout)
+                cells.update((m.key, from_cell(m.cell)) for m in dump.cells)
+        except ttypes.Unauthorized as exc:
+            raise Unauthorized(exc.why) from None
+    finally:
+        connection.close()
+    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes)

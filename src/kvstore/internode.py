@@ -1,30 +1,27 @@
 """The internode service (Internode, on the peer port): what other nodes call on this one.
 
 Coordinators write to and read from this replica, the failure detector sends
-heartbeats, hint hand-off delivers the writes a coordinator held while this
-node was down, and the operator's inspector dumps the replica's state. One
-method per IDL method: validate, apply to storage, map errors to the IDL's.
-None of it is reachable from the client port.
+heartbeats, and hint hand-off delivers the writes a coordinator held while
+this node was down. One method per IDL method: validate, apply to storage, map
+errors to the IDL's. None of it is reachable from the client port.
 """
 import contextlib
 import logging
 
 from kvstore import errors
-from kvstore.config import MAX_ANSWER_BYTES
 from kvstore.handler import MAX_SCAN_LIMIT, check_key
 from kvstore.replicas import from_cell, to_cell, to_mutation
-from kvstore.scans import Page
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
 
-DUMP_CHUNK = 1000   # cells a dump page takes from storage at a time while it fills by bytes
-
 
 class InternodeHandler:
-    def __init__(self, node_id, generation, storage, hints, detector, settings):
-        """generation: when this node process started (microseconds): a new one tells peers it restarted."""
+    def __init__(self, node_id, generation, storage, hints, detector, settings, peer_ids):
+        """generation: when this node process started (microseconds): a new one tells peers it restarted;
+        peer_ids: the ids of the other nodes of the ring (a heartbeat from any other is refused)."""
         self._node_id = node_id
+        self._peer_ids = frozenset(peer_ids)
         self._generation = generation
         self._storage = storage
         self._hints = hints
@@ -75,40 +72,14 @@ class InternodeHandler:
         self._check_key(mutation.key)
         return mutation.key, from_cell(mutation.cell)
 
-    def compact(self):
-        with _replica_errors():
-            return self._storage.compact()
-
     def heartbeat(self, from_node):
-        if from_node is not None and from_node >= 0:
-            self._detector.mark_up(from_node)
+        if from_node not in self._peer_ids:
+            log.warning("refusing a heartbeat from node %s: not another node of this ring (%s)", from_node,
+                        ", ".join(map(str, sorted(self._peer_ids))))
+            raise ttypes.InvalidRequest(why=f"node {from_node} is not another node of this node's ring: check that "
+                                            "every node has the same cluster file")
+        self._detector.mark_up(from_node)
         return ttypes.Heartbeat(self._node_id, self._generation)
-
-    def dump(self, key, start=None, limit=None):
-        if key:
-            cell = self._storage.get(key)
-            items, next_start = ([(key, cell)] if cell is not None else []), None
-        else:
-            count = min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None
-            items, next_start = self._dump_page(start or b"", count)
-        records, fsyncs = self._storage.log_counters
-        return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
-                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
-
-
-    def _dump_page(self, start, count):
-        """(cells from start in key order, where the next page starts or None): at most count of them
-        (None: no count), and never more than fit in one answer."""
-        page, low = Page(count, MAX_ANSWER_BYTES), start
-        while True:
-            chunk = self._storage.scan(low, None, DUMP_CHUNK)
-            for key, cell in chunk:
-                resume = page.add(key, cell)
-                if resume is not None:
-                    return page.items, resume
-            if len(chunk) < DUMP_CHUNK:
-                return page.items, None
-            low = chunk[-1][0] + b"\x00"
 
 
 @contextlib.contextmanager

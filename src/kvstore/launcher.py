@@ -22,11 +22,10 @@ from pathlib import Path
 
 import psutil
 
-from kvstore import node_options, processes, settling
+from kvstore import cluster_access, node_options, processes, settling
 from kvstore.bootstrap import DEFAULT_DATA_DIR
 from kvstore.config import make_cluster, read_cluster_file, write_cluster_file
 from kvstore.errors import ConfigError
-from kvstore.peerauth import create_secret, read_secret, secret_path
 from kvstore.peers import ping, probe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -58,6 +57,7 @@ def parse_args(argv):
                        ("restart", "start a stopped or crashed node on its data (stopping it first if running)")):
         sub.add_parser(name, help=text).add_argument("id", type=int)
     sub.add_parser("status", help="each node: up or down, pid, address")
+    cluster_access.add_parsers(sub)
     args = p.parse_args(argv)
     args.command = args.command or "start"
     args.nodes = getattr(args, "nodes", None)
@@ -84,16 +84,14 @@ class Cluster:
     def node_dir(self, node_id):
         return self.data_dir / f"node{node_id}"
 
-    @property
-    def secret_file(self):
-        return secret_path(self.cluster_file)
+    def ensure_access(self):
+        """A cluster gets what it lacks of its secret, its users and the operator's credentials."""
+        cluster_access.ensure(self.cluster_file)
 
-    def ensure_secret(self):
-        """A cluster made before nodes proved a shared secret gets one now (every node reads it at start)."""
-        if not self.secret_file.exists():
-            create_secret(self.secret_file)
-            print(f"created {self.secret_file}: the secret the nodes prove to each other (mode 0600; across "
-                  "hosts, copy it to every node)")
+    @property
+    def access(self):
+        """{credentials, tls}: how this tool logs in to the nodes and reaches their client ports."""
+        return cluster_access.access(self.cluster_file, self.node_options())
 
     @property
     def options_file(self):
@@ -134,8 +132,9 @@ class Cluster:
     def wait_ready(self, node_id, spawned, timeout=READY_TIMEOUT):
         """True once the node answers a heartbeat; False if it exits or the timeout passes."""
         node = self.node(node_id)
+        tls = self.access["tls"]
         answered = processes.wait_until(
-            lambda: ping(node.host, node.port, 0.5) is not None or (spawned and spawned.poll() is not None),
+            lambda: ping(node.host, node.port, 0.5, tls) is not None or (spawned and spawned.poll() is not None),
             timeout)
         return bool(answered) and not (spawned and spawned.poll() is not None)
 
@@ -173,7 +172,7 @@ def cmd_start(cluster, args):
     use_node_options(cluster, args)
     if not cluster.cluster_file.exists():
         cluster.create(args.nodes or int(os.environ.get("KVSTORE_NODES", 4)), args.host, args.base_port)
-    cluster.ensure_secret()
+    cluster.ensure_access()
     spawned = {n.node_id: cluster.start_node(n.node_id) for n in cluster.nodes()}
     failed = [node_id for node_id, proc in spawned.items() if not cluster.wait_ready(node_id, proc)]
     for node_id in failed:
@@ -194,12 +193,12 @@ def running_peers(cluster, node_id):
 def settle(cluster, node_id):
     """Wait (bounded) until the running peers of a node just started see it up and have handed it their
     hints, so that what a person reads next is current; say so when they have not."""
-    peers = running_peers(cluster, node_id)
-    late = settling.wait_seen(peers, node_id, up=True, timeout=SETTLE_TIMEOUT)
+    peers, access = running_peers(cluster, node_id), cluster.access
+    late = settling.wait_seen(peers, node_id, up=True, timeout=SETTLE_TIMEOUT, access=access)
     if late:
         print(f"note: node {node_id} is up, but nodes {', '.join(str(n.node_id) for n in late)} do not see it yet")
         return
-    held = settling.wait_handed_off(peers, node_id, SETTLE_TIMEOUT, read_secret(cluster.secret_file))
+    held = settling.wait_handed_off(peers, node_id, SETTLE_TIMEOUT, access)
     if held:
         print(f"note: hints for node {node_id} still being delivered: "
               + ", ".join(f"{count} on node {holder}" for holder, count in sorted(held.items())))
@@ -216,7 +215,8 @@ def cmd_crash(cluster, args):
     if pid is None:
         print(f"node {args.id} is not running", file=sys.stderr)
         return EXIT_FAILED
-    settling.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT)
+    settling.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT,
+                       access=cluster.access)
     print(f"crashed node {args.id} (SIGKILL to pid {pid}); './server.sh restart {args.id}' brings it back")
     return EXIT_OK
 
@@ -227,7 +227,8 @@ def cmd_stop(cluster, args):
     if pid is None:
         print(f"node {args.id} is not running", file=sys.stderr)
         return EXIT_FAILED
-    settling.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT)
+    settling.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT,
+                       access=cluster.access)
     print(f"stopped node {args.id} (pid {pid})")
     return EXIT_OK
 
@@ -235,7 +236,7 @@ def cmd_stop(cluster, args):
 def cmd_restart(cluster, args):
     cluster.node(args.id)  # a clear error for an unknown id
     use_node_options(cluster, args)
-    cluster.ensure_secret()
+    cluster.ensure_access()
     if processes.stop_node(cluster.node_dir(args.id)) is not None:
         print(f"stopped node {args.id}")
     spawned = cluster.start_node(args.id)
@@ -249,10 +250,10 @@ def cmd_restart(cluster, args):
 
 def cmd_status(cluster, args):
     print(f"{'node':<6}{'address':<22}{'state':<10}{'pid':<9}data")
-    notes = []
+    notes, tls = [], cluster.access["tls"]
     for node in cluster.nodes():
         process = processes.find_node(cluster.node_dir(node.node_id))
-        state, why = node_state(node, process)
+        state, why = node_state(node, process, tls)
         if state == "refusing":
             notes.append(f"node {node.node_id} is up but refusing connections: {why}")
         pid = str(process.pid) if process else "-"
@@ -265,7 +266,7 @@ def cmd_status(cluster, args):
     return EXIT_OK
 
 
-def node_state(node, process):
+def node_state(node, process, tls=None):
     """(state, why): down (no process), paused (SIGSTOP), up, refusing (up, at its connection limit),
     or starting (its process runs but does not answer yet: replaying its log, say)."""
     if process is None:
@@ -275,12 +276,12 @@ def node_state(node, process):
             return "paused", ""
     except psutil.NoSuchProcess:
         return "down", ""
-    state, why = probe(node.host, node.port, 0.5)
+    state, why = probe(node.host, node.port, 0.5, tls)
     return (state if state in ("up", "refusing") else "starting"), why
 
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,
-            "status": cmd_status}
+            "status": cmd_status, "user": cluster_access.cmd_user, "tls": cluster_access.cmd_tls}
 
 
 def main(argv=None):

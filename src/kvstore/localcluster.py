@@ -9,6 +9,7 @@ a stopped node's data. Every wait polls against a deadline and raises
 ClusterError when it passes; close() kills whatever is left.
 """
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +20,9 @@ from kvstore.client import Client
 from kvstore.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
 from kvstore.errors import KVStoreError
 from kvstore.peerauth import create_secret, secret_path
+from kvstore.tls import client_context, create_local_ca, tls_dir
+from kvstore.users import add_user, credentials_path, users_path, write_credentials
+from kvstore_rpc import Internode
 from kvstore.peers import Connection, call_once, ping
 from kvstore.ring import Ring
 
@@ -85,6 +89,16 @@ def wait_for(predicate, timeout=10.0, what="condition"):
     return value
 
 
+def prepare_access(cluster_file):
+    """(secret, credentials) of a new cluster, as ./server.sh makes them beside its cluster file: the secret
+    every node proves to its peers, and an admin user (authentication is on) whose credentials the tools find."""
+    secret = create_secret(secret_path(cluster_file))
+    credentials = ("admin", secrets.token_urlsafe(12))
+    add_user(users_path(cluster_file), "admin", "admin", credentials[1])
+    write_credentials(credentials_path(cluster_file), *credentials)
+    return secret, credentials
+
+
 class Cluster:
     def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None):
         self.directory = Path(directory)
@@ -96,8 +110,14 @@ class Cluster:
         self.ring = Ring(self.nodes)
         self.cluster_file = self.directory / "cluster.txt"
         write_cluster_file(self.cluster_file, self.nodes)
-        self.secret = create_secret(secret_path(self.cluster_file))   # what every node proves to its peers
+        self.secret, self.credentials = prepare_access(self.cluster_file)
         self.extra_args = tuple(extra_args)
+        # TLS on a port (--tls: clients', --internode-tls: peers'): a local CA, as ./server.sh tls makes one.
+        self.tls = self.peer_tls = None
+        if "--tls" in self.extra_args or "--internode-tls" in self.extra_args:
+            ca, cert, key = create_local_ca(tls_dir(self.cluster_file), sorted({n.host for n in self.nodes}))
+            self.tls = client_context(ca) if "--tls" in self.extra_args else None
+            self.peer_tls = client_context(ca, cert, key) if "--internode-tls" in self.extra_args else None
         self.procs = {}
         self._connections = []
 
@@ -122,7 +142,7 @@ class Cluster:
         node = self.nodes[i]
         proc = self.procs[i]
         ready = processes.wait_until(
-            lambda: proc.poll() is not None or ping(node.host, node.port, 0.5) is not None, timeout)
+            lambda: proc.poll() is not None or ping(node.host, node.port, 0.5, self.tls) is not None, timeout)
         if not ready or proc.poll() is not None:
             raise ClusterError(f"node {i} did not start:\n{self.log(i)}")
 
@@ -176,17 +196,20 @@ class Cluster:
     def connect(self, i):
         """A connection to node i's client port, closed with the cluster."""
         node = self.nodes[i]
-        connection = Connection(node.host, node.port, 2.0)
+        connection = Connection(node.host, node.port, 2.0, credentials=self.credentials, tls=self.tls)
         self._connections.append(connection)
         return connection
 
     def call(self, i, method, *args, timeout=10.0):
-        """method on node i: on its peer port when it is an internode call, else on its client port."""
-        return call_once(self.nodes[i], method, args, timeout, self.secret, connect_timeout=2.0)
+        """method on node i: on its peer port when it is an internode call, else on its client port, logged
+        in as the admin."""
+        peer = hasattr(Internode, f"{method}_args")
+        return call_once(self.nodes[i], method, args, timeout, self.secret, connect_timeout=2.0,
+                         credentials=self.credentials, tls=self.peer_tls if peer else self.tls)
 
     def seen_up(self, observer, i):
         """Whether node observer sees node i up; None when observer does not answer."""
-        return settling.sees_up(self.nodes[observer], i)
+        return settling.sees_up(self.nodes[observer], i, {"tls": self.tls})
 
     def wait_seen(self, observer, i, up, timeout=10.0):
         wait_for(lambda: self.seen_up(observer, i) is up, timeout,
@@ -218,6 +241,8 @@ class Cluster:
     def client(self, i=None, **options):
         """A kvstore.client.Client for this cluster, talking to node i first (default: any)."""
         node = self.nodes[i] if i is not None else None
+        options.setdefault("credentials", self.credentials)
+        options.setdefault("tls", self.tls)
         return Client([(n.host, n.port) for n in self.nodes], preferred=node and (node.host, node.port), **options)
 
     def dump(self, i, key=None):

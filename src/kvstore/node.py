@@ -8,17 +8,25 @@ It reads the cluster secret (kvstore.peerauth) first too: its peer port takes
 no call from a connection that has not proved it, and it proves it to every
 peer it calls. No secret, or one others can read: exit 2, naming the fix.
 
+Clients log in against the users file (kvstore.users) unless the node is
+started with --auth off, which it refuses on a non-loopback address without
+--insecure. --tls and --internode-tls put TLS on the client and peer ports.
+
 Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
 5 the data directory is in use by another process.
 """
+import ipaddress
 import logging
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kvstore import datadir, processes
+from kvstore.access import Gate
+from kvstore.admin import AdminCalls
 from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
 from kvstore.config import Settings, read_cluster_file
@@ -34,8 +42,10 @@ from kvstore.replicas import LocalReplica, RemoteReplica
 from kvstore.node_options import parse_args
 from kvstore.peerauth import check_caller, read_secret, secret_path
 from kvstore.ring import Ring
-from kvstore.rpcserver import RpcServer
+from kvstore.rpcserver import RpcServer, SharedDoor
 from kvstore.storage import Storage
+from kvstore.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, server_context, tls_dir
+from kvstore.users import Authenticator, users_path
 from kvstore_rpc import Internode, KVStore
 
 EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
@@ -60,6 +70,40 @@ def check_accelerator():
     return True
 
 
+@dataclass(frozen=True)
+class Security:
+    """Who the node lets in, and how its ports are wrapped."""
+    authenticator: object = None   # a users.Authenticator; None: authentication off
+    client_tls: object = None      # ssl.SSLContext of the client port, or None
+    peer_tls: object = None        # (server context, client context) for the peer port and calls to peers
+    max_connections_per_host: int = 0
+
+
+def security_from(args, listen_host):
+    """The node's Security from its options; ConfigError names what is wrong."""
+    if args.auth == "off":
+        if not _is_loopback(listen_host) and not args.insecure:
+            raise ConfigError(f"refusing to listen on {listen_host} with --auth off: anyone who reaches it could "
+                              "read and write everything. Turn authentication on, or add --insecure")
+        log.warning("authentication is off (--auth off): anyone who reaches the client port may read, write and "
+                    "dump everything")
+        authenticator = None
+    else:
+        authenticator = Authenticator(args.users or users_path(args.cluster))
+    files = tls_dir(args.cluster)
+    cert, key, ca = args.tls_cert or files / NODE_CERT, args.tls_key or files / NODE_KEY, args.ca or files / CA_FILE
+    client_tls = server_context(cert, key) if args.tls else None
+    peer_tls = (server_context(cert, key, ca), client_context(ca, cert, key)) if args.internode_tls else None
+    return Security(authenticator, client_tls, peer_tls, args.max_connections_per_host)
+
+
+def _is_loopback(host):
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def main(argv=None):
     args = parse_args(argv)
     configure_logging(args.id, args.log_level)
@@ -69,6 +113,7 @@ def main(argv=None):
         if me is None:
             raise ConfigError(f"node {args.id} is not in {args.cluster}")
         secret = read_secret(args.cluster_secret or secret_path(args.cluster))
+        security = security_from(args, args.listen or me.host)
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -76,7 +121,8 @@ def main(argv=None):
                         heartbeat_interval=args.heartbeat_interval, hint_window=args.hint_window,
                         gc_grace=args.gc_grace_seconds,
                         idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
-                        max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period)
+                        max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period,
+                        max_connections_per_host=args.max_connections_per_host, request_memory=args.request_memory)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
     try:
         lock = datadir.claim(data_dir)
@@ -85,13 +131,13 @@ def main(argv=None):
         return EXIT_IN_USE
     processes.write_pid_file(data_dir)
     try:
-        return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records)
+        return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records, security)
     finally:
         processes.remove_pid_file(data_dir)
         lock.release()
 
 
-def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False):
+def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, security=Security()):
     check_accelerator()
     if settings.commitlog_sync_period:
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
@@ -107,7 +153,9 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False):
         return EXIT_CORRUPT
 
     ring = Ring(nodes)
-    pools = {n.node_id: PeerPool(n, settings.connect_timeout, secret=secret) for n in nodes if n.node_id != me.node_id}
+    peer_tls_server, peer_tls_client = security.peer_tls or (None, None)
+    pools = {n.node_id: PeerPool(n, settings.connect_timeout, secret=secret, tls=peer_tls_client)
+             for n in nodes if n.node_id != me.node_id}
     peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval,
@@ -117,11 +165,19 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False):
     generation = int(time.time() * 1e6)
     ready = threading.Event()
     # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
-    servers = [RpcServer(listen_host, me.port, KVStore.Processor(
-                   Handler(me.node_id, ring, coordinator, detector, settings, ready)), settings),
-               RpcServer(listen_host, me.peer_port, Internode.Processor(
-                   InternodeHandler(me.node_id, generation, storage, hints, detector, settings)), settings,
-                   handshake=lambda frames, who: check_caller(frames, secret, who))]
+    # On the client port each connection has a gate of its own: who logged in, and what that user may call.
+    handler = Handler(me.node_id, ring, coordinator, detector, settings, ready)
+    admin = AdminCalls(me.node_id, storage, hints)
+    calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",
+                                                       "remove", "expire", "multi_put", "describe_ring")}
+    calls.update(dump=admin.dump, compact=admin.compact)
+    peer_door = SharedDoor(Internode.Processor(InternodeHandler(me.node_id, generation, storage, hints, detector,
+                                                                settings, pools)), settings.idle_timeout)
+    servers = [RpcServer(listen_host, me.port,
+                         lambda who: Gate(calls, security.authenticator, settings.idle_timeout, who), settings,
+                         KVStore, tls=security.client_tls, per_host_limit=settings.max_connections_per_host),
+               RpcServer(listen_host, me.peer_port, lambda who: peer_door, settings, Internode,
+                         handshake=lambda frames, who: check_caller(frames, secret, who), tls=peer_tls_server)]
     for server, port in zip(servers, (me.port, me.peer_port)):
         try:
             server.bind()
@@ -136,8 +192,9 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False):
         signal.signal(sig, lambda *_: stop.set())
     for server, name in zip(servers, ("accept-clients", "accept-peers")):
         threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
-    log.info("serving clients on %s:%d and peers on port %d (data in %s, %d keys)", listen_host, me.port,
-             me.peer_port, data_dir, len(storage))
+    log.info("serving clients on %s:%d%s and peers on port %d%s (data in %s, %d keys; authentication %s)",
+             listen_host, me.port, " (TLS)" if security.client_tls else "", me.peer_port,
+             " (TLS)" if peer_tls_server else "", data_dir, len(storage), "on" if security.authenticator else "off")
     detector.start()  # announces this node: peers mark it up and deliver the hints they hold for it
     ready.set()       # client requests waited for this round, so they never see peers as down at start
     while not stop.wait(1.0):  # a timed wait, so signals are handled promptly

@@ -32,7 +32,28 @@ def parse_args(argv):
     p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout)
     p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
                    help="seconds a client has to send a whole request once it began")
-    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                   help="connections each of the node's two ports takes at once (default 512)")
+    p.add_argument("--max-connections-per-host", type=int, default=defaults.max_connections_per_host,
+                   help="client connections one remote address may hold at once (default 128)")
+    p.add_argument("--request-memory", type=int, default=defaults.request_memory, metavar="BYTES",
+                   help="bytes that requests over 64 KiB being read may hold together, per port (default 128 MiB); "
+                        "past it a request waits, then its connection is closed")
+    p.add_argument("--auth", choices=("on", "off"), default="on",
+                   help="on (the default): clients log in as a user of the users file; off: anyone who reaches "
+                        "the client port may do anything (for experiments; logged as a warning)")
+    p.add_argument("--users", metavar="FILE",
+                   help="the users file (default: users beside the cluster file; managed by ./server.sh user)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow --auth off on an address other than loopback (refused otherwise, as Redis's "
+                        "protected mode)")
+    p.add_argument("--tls", action="store_true", help="TLS on the client port (clients then need --tls)")
+    p.add_argument("--internode-tls", action="store_true",
+                   help="mutual TLS on the peer port and on every call to peers (every node needs it)")
+    p.add_argument("--tls-cert", metavar="FILE", help="this node's certificate (default: tls/node.pem beside the "
+                   "cluster file, as ./server.sh tls makes it)")
+    p.add_argument("--tls-key", metavar="FILE", help="its private key (default: tls/node.key)")
+    p.add_argument("--ca", metavar="FILE", help="the CA that signs the nodes' certificates (default: tls/ca.pem)")
     p.add_argument("--commitlog-sync-period", type=_seconds, default=defaults.commitlog_sync_period, metavar="SECONDS",
                    help="0 (the default): every write is fsynced before it is acknowledged (concurrent writes share "
                         "the fsync). N > 0: acknowledge once written, fsync every N seconds, as Cassandra's "

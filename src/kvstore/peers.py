@@ -7,6 +7,7 @@ StorageFailure, ...) pass through untouched and the connection is reused.
 """
 import functools
 import socket
+import ssl
 import threading
 import time
 
@@ -15,12 +16,13 @@ from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTransportException
 
-from kvstore.errors import ConnectFailed, NodeRefused, NodeUnavailable
+from kvstore.errors import AuthenticationFailed, ConnectFailed, NodeRefused, NodeUnavailable
 from kvstore.framing import FrameSocket
 from kvstore.peerauth import NotAPeer, UnexpectedAnswer, prove_to_node
-from kvstore_rpc import Internode, KVStore
+from kvstore_rpc import Internode, KVStore, ttypes
 
 RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked before reuse
+LOGIN_TIMEOUT = 5.0   # a node checks one password at a time (scrypt): under a flood of logins, one waits
 
 # Answers come from our own nodes; a dump of a large replica may be big.
 CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
@@ -33,17 +35,26 @@ class Connection:
     """One open Thrift client to one node. One caller at a time, except that one thread may send a
     call (send_call) while another waits for and reads the answers (wait_for_answer, read_answer)."""
 
-    def __init__(self, host, port, connect_timeout, service=KVStore, secret=None):
+    def __init__(self, host, port, connect_timeout, service=KVStore, secret=None, tls=None, credentials=None,
+                 source=None, login_timeout=LOGIN_TIMEOUT):
         """service: the generated module of the service that port serves (KVStore on a client port,
         Internode on a peer port); secret: the cluster secret, proved before the first call (peer ports
-        take no call without it). NotAPeer when the node and we do not share it."""
+        take no call without it); NotAPeer when the node and we do not share it. tls: an ssl.SSLContext
+        (client side) for a node's TLS port. credentials: (user, password) to log in with before the first
+        call (AuthenticationFailed when refused), its answer awaited login_timeout seconds. source: the local
+        address to connect from."""
         self.address = f"{host}:{port}"
         self._service = service
         try:
-            sock = socket.create_connection((host, port), timeout=connect_timeout)
+            sock = socket.create_connection((host, port), timeout=connect_timeout,
+                                            source_address=(source, 0) if source else None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLError as exc:
+            raise NodeUnavailable(f"no TLS connection to {self.address}: {exc.reason or exc}", sent=False) from None
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.address}: {_reason(exc)}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._frames = FrameSocket(sock, connect_timeout)
         if secret is not None:
             try:
@@ -69,6 +80,23 @@ class Connection:
             TBinaryProtocolAccelerated(TMemoryBuffer()))
         self.broken = False
         self.last_answer = float("-inf")   # time.monotonic() when the last answer arrived
+        self.role = None
+        if credentials is not None:
+            try:
+                self.login(*credentials, timeout=login_timeout)
+            except AuthenticationFailed:
+                self.close()
+                raise
+
+    def login(self, user, password, timeout=None):
+        """Log this connection in; its role ("read", "readwrite", "admin"). AuthenticationFailed when refused
+        (the connection stays open, logged out)."""
+        self.role = None
+        try:
+            self.role = self.call("login", (user, password), timeout or LOGIN_TIMEOUT).role
+        except ttypes.AuthenticationFailed as exc:
+            raise AuthenticationFailed(exc.why) from None
+        return self.role
 
     def call(self, method, args, timeout):
         """Call one RPC; its answer must arrive within `timeout` seconds."""
@@ -144,16 +172,24 @@ class Connection:
     def close(self):
         self._frames.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class PeerPool:
     """Idle connections to one node's peer port (the Internode service), reused across requests; at
     most `max_idle` kept."""
 
-    def __init__(self, node, connect_timeout, max_idle=32, peer=True, secret=None):
-        """secret: the cluster secret each new connection proves; peer=False: the node's client port and
-        service instead (the benchmark's floor forwards client calls)."""
+    def __init__(self, node, connect_timeout, max_idle=32, peer=True, secret=None, tls=None):
+        """secret: the cluster secret each new connection proves; tls: the client-side context for a TLS peer
+        port; peer=False: the node's client port and service instead (the benchmark's floor forwards client
+        calls)."""
         self.node = node
         self._secret = secret
+        self._tls = tls
         self._port, self._service = (node.peer_port, Internode) if peer else (node.port, KVStore)
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
@@ -186,7 +222,7 @@ class PeerPool:
         """A new connection of the caller's own (not pooled); ConnectFailed if the node cannot be reached
         within `timeout` (or the pool's connect timeout, if shorter)."""
         return Connection(self.node.host, self._port, min(self._connect_timeout, max(timeout, 0.001)),
-                          service=self._service, secret=self._secret)
+                          service=self._service, secret=self._secret, tls=self._tls)
 
     def _give_back(self, connection):
         with self._lock:
@@ -216,12 +252,14 @@ def _reason(exc):
     return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def call_once(node, method, args, timeout, secret=None, connect_timeout=None):
+def call_once(node, method, args, timeout, secret=None, connect_timeout=None, credentials=None, tls=None):
     """method on node (a NodeConfig) over a connection of its own, closed after: on its peer port, proving
-    secret, when method is a call between nodes, else on its client port. NodeUnavailable when it cannot."""
+    secret, when method is a call between nodes, else on its client port, logged in with credentials.
+    tls: the context for that port, if it is a TLS port. NodeUnavailable when it cannot."""
     peer = hasattr(Internode, f"{method}_args")
     connection = Connection(node.host, node.peer_port if peer else node.port, connect_timeout or timeout,
-                            service=Internode if peer else KVStore, secret=secret if peer else None)
+                            service=Internode if peer else KVStore, secret=secret if peer else None,
+                            credentials=None if peer else credentials, tls=tls)
     try:
         return connection.call(method, args, timeout)
     finally:
@@ -242,11 +280,12 @@ def _refusal_in(frame):
     return error.message if error.type == TApplicationException.UNKNOWN else None
 
 
-def probe(host, port, timeout=1.0):
+def probe(host, port, timeout=1.0, tls=None):
     """How a node's client port answers within timeout: ("up", its describe_ring), ("refusing", why: it is
-    up but refused the connection), or ("down", why: no connection, or no answer)."""
+    up but refused the connection), or ("down", why: no connection, or no answer). describe_ring needs no
+    login. tls: the context, for a TLS client port."""
     try:
-        connection = Connection(host, port, timeout)
+        connection = Connection(host, port, timeout, tls=tls)
     except NodeUnavailable as exc:
         return "down", str(exc)
     try:
@@ -259,7 +298,7 @@ def probe(host, port, timeout=1.0):
         connection.close()
 
 
-def ping(host, port, timeout=1.0):
+def ping(host, port, timeout=1.0, tls=None):
     """The node's answer (its view of the ring) if its client port answers within timeout, else None."""
-    state, answer = probe(host, port, timeout)
+    state, answer = probe(host, port, timeout, tls)
     return answer if state == "up" else None

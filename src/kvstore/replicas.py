@@ -10,7 +10,7 @@ thread (or from the caller's, when a request fails before it leaves). This is al
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
-from kvstore.errors import StorageError
+from kvstore.errors import NodeUnavailable, StorageError
 from kvstore_rpc import ttypes
 
 
@@ -71,7 +71,10 @@ class RemoteReplica:
             raise StorageError(f"node {self.node_id}: {exc.why}") from None
 
     def heartbeat(self, from_node, timeout):
-        return self._pool.call("heartbeat", from_node, timeout=timeout)
+        try:
+            return self._pool.call("heartbeat", from_node, timeout=timeout)
+        except ttypes.InvalidRequest as exc:   # it does not count us in its ring: to us, it is not up
+            raise NodeUnavailable(f"node {self.node_id} refused our heartbeat: {exc.why}", sent=True) from None
 
     def close(self):
         self._writes.stop()

@@ -1,18 +1,28 @@
 """The node's Thrift server: framed binary protocol, one thread per connection.
 
 Why not the library's servers: TThreadPoolServer pins a pool thread to every
-idle connection (new clients wait), and none of them put a deadline on a
-half-sent message. Here:
-- each connection has its own thread, up to max_connections; one more is told why
-  in a frame any Thrift client raises as a TApplicationException (type UNKNOWN,
+idle connection (new clients wait), none of them put a deadline on a half-sent
+message, and TSSLServerSocket does the TLS handshake inside accept(), so one
+client that never sends its hello stalls every other. Here:
+- each connection has its own thread, up to max_connections, and at most
+  max_connections_per_host from one remote address; one more is told why in a
+  frame any Thrift client raises as a TApplicationException (type UNKNOWN,
   "... at its connection limit"), then closed, as Redis answers "max number of
-  clients reached";
-- between requests a connection may stay idle up to idle_timeout;
+  clients reached" (on a TLS port it is only closed: it cannot read plain text);
+- a TLS handshake, or the peer port's proof of the cluster secret, runs on the
+  connection's own thread within HANDSHAKE_SECONDS;
+- between requests a connection may stay idle up to its door's idle_timeout
+  (a few seconds for a client connection that has not logged in);
 - once a frame's length has arrived, the whole frame must arrive within
   read_timeout, or the connection is closed (a stalled or slow-loris client
   costs one thread for a bounded time and nobody else waits for it);
-- a frame may announce at most max_frame_bytes, and its bytes are read as they
-  arrive, so memory follows what a client really sends, not what it claims;
+- frames over 64 KiB being read, summed over every connection of this port,
+  hold at most request_memory bytes: a frame that cannot get its share within
+  read_timeout closes its connection (logged); its bytes are read as they arrive,
+  so memory follows what a client really sends, not what it claims;
+- a frame over max_frame_bytes is read and thrown away, and answered with the
+  call's InvalidRequest (TApplicationException for calls that have none): the
+  connection stays open;
 - the protocol's string and container length limits are set explicitly;
 - anything undecodable closes that connection, never the server.
 Frames are read and written through framing.FrameSocket (one recv and one send
@@ -22,6 +32,7 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
 from thrift.Thrift import TApplicationException, TMessageType
@@ -34,23 +45,69 @@ log = logging.getLogger(__name__)
 
 MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
 REFUSAL_LOG_INTERVAL = 60.0      # seconds between WARNING lines for refused handshakes from one host
+SMALL_FRAME = 1 << 16            # frames up to this size are read without taking from the memory budget
+
+
+class SharedDoor:
+    """What every connection of a port shares when none needs state of its own (the peer port)."""
+
+    def __init__(self, processor, idle_timeout):
+        self.processor = processor
+        self.idle_timeout = idle_timeout
+
+
+class FrameBudget:
+    """Bytes that large frames being read may hold, summed over a port's connections."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._held = 0
+        self._freed = threading.Condition()
+
+    def reserve(self, amount, deadline):
+        """True once `amount` bytes are this caller's; False if they are not free by `deadline`."""
+        with self._freed:
+            while self._held + amount > self.limit:
+                left = deadline - time.monotonic()
+                if left <= 0 or amount > self.limit:
+                    return False
+                self._freed.wait(left)
+            self._held += amount
+            return True
+
+    def release(self, amount):
+        with self._freed:
+            self._held -= amount
+            self._freed.notify_all()
 
 
 class RpcServer:
-    def __init__(self, host, port, processor, settings, handshake=None):
-        """handshake(frames, who): run on each new connection before any request is read (the peer
-        port's proof of the cluster secret); raising NotAPeer, a timeout or a malformed frame closes it."""
+    def __init__(self, host, port, open_door, settings, service, handshake=None, tls=None, per_host_limit=None):
+        """open_door(who): for each new connection, an object with .processor (the generated Processor of
+        `service`, the generated module) and .idle_timeout (seconds, read before each request);
+        handshake(frames, who): run on each new connection before any request is read (the peer port's proof
+        of the cluster secret), raising NotAPeer, a timeout or a malformed frame closes it; tls: an
+        ssl.SSLContext (server side) whose handshake each connection makes first; per_host_limit: connections
+        one remote address may hold (None: max_connections)."""
         self._address = (host, port)
+        self._open_door = open_door
+        self._service = service
         self._handshake = handshake
-        self._processor = processor
+        self._tls = tls
         self._settings = settings
+        self._per_host_limit = per_host_limit or settings.max_connections
+        self._budget = FrameBudget(settings.request_memory)
         self._listener = None
         self._stopped = threading.Event()
         self._active = 0
+        self._per_host = Counter()
         self._lock = threading.Lock()
-        self._refusals_logged = {}   # remote host -> when a refused handshake from it was last logged at WARNING
+        self._refusals_logged = {}   # remote host -> when a refused connection from it was last logged at WARNING
         self._refusal = refusal_frame(f"the node is at its connection limit: {settings.max_connections} connections "
                                       "open (--max-connections); try another node, or again later")
+        self._host_refusal = refusal_frame(
+            f"the node is at its connection limit for one address: {self._per_host_limit} connections open from "
+            "yours (--max-connections-per-host); close some, or try again later")
 
     def bind(self):
         """Open the listening socket; OSError (for example: the port is in use) propagates."""
@@ -74,13 +131,16 @@ class RpcServer:
                 time.sleep(0.05)  # for example, out of file descriptors: do not spin
                 continue
             with self._lock:
-                full = self._active >= self._settings.max_connections
-                if not full:
+                refusal = (self._refusal if self._active >= self._settings.max_connections else
+                           self._host_refusal if self._per_host[peer[0]] >= self._per_host_limit else None)
+                if refusal is None:
                     self._active += 1
-            if full:
-                log.warning("refusing connection from %s:%s: %d connections open (the limit)",
-                            peer[0], peer[1], self._settings.max_connections)
-                _refuse(sock, self._refusal)
+                    self._per_host[peer[0]] += 1
+            if refusal is not None:
+                self._log_refusal(peer[0], "refusing connection from %s:%s: %d connections open, %d from that "
+                                  "address (the limits are %d and %d)", peer[0], peer[1], self._active,
+                                  self._per_host[peer[0]], self._settings.max_connections, self._per_host_limit)
+                _refuse(sock, None if self._tls else refusal)
                 continue
             threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True).start()
 
@@ -91,44 +151,115 @@ class RpcServer:
 
     def _serve_connection(self, sock, peer):
         who = f"{peer[0]}:{peer[1]}"
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # One pair of protocol objects per connection; each request swaps in its own buffers.
-        iprot, oprot = self._protocol(TMemoryBuffer()), self._protocol(TMemoryBuffer())
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                sock = self._tls_handshake(sock, who)
+            if sock is not None:
+                self._serve(sock, who)
+        finally:
+            if sock is not None:
+                sock.close()
+            with self._lock:
+                self._active -= 1
+                self._per_host[peer[0]] -= 1
+                if not self._per_host[peer[0]]:
+                    del self._per_host[peer[0]]
+
+    def _tls_handshake(self, sock, who):
+        """The TLS connection, handshake done within HANDSHAKE_SECONDS, or None (logged, closed)."""
+        sock.settimeout(HANDSHAKE_SECONDS)
+        try:
+            return self._tls.wrap_socket(sock, server_side=True)
+        except (OSError, ValueError) as exc:   # ssl.SSLError, a timeout, a reset
+            self._log_refusal(who.rsplit(":", 1)[0], "refusing connection from %s: no TLS handshake within %g s "
+                              "(%s)", who, HANDSHAKE_SECONDS, exc)
+            sock.close()
+            return None
+
+    def _serve(self, sock, who):
         # Every recv and send is bounded by read_timeout: a client that stops reading is cut off too.
         frames = FrameSocket(sock, self._settings.read_timeout)
         try:
-            if self._handshake is not None:
-                frames.set_timeout(HANDSHAKE_SECONDS)   # a connection that proves nothing is not kept waiting on
-                try:
-                    self._handshake(frames, who)
-                except NotAPeer as exc:
-                    self._log_refusal(peer[0], "refusing connection from %s: %s", who, exc)
-                    return
-                except (ValueError, socket.timeout, EOFError) as exc:
-                    self._log_refusal(peer[0], "refusing connection from %s: it sent no peer handshake within "
-                                      "%g s (%s)", who, HANDSHAKE_SECONDS, exc)
-                    return
-                frames.set_timeout(self._settings.read_timeout)
+            if self._handshake is not None and not self._prove(frames, who):
+                return
+            door = self._open_door(who)
+            # One pair of protocol objects per connection; each request swaps in its own buffers.
+            iprot, oprot = self._protocol(TMemoryBuffer()), self._protocol(TMemoryBuffer())
             while not self._stopped.is_set():
-                if not frames.wait_for_data(self._settings.idle_timeout):
-                    break  # closed between requests: the normal end
+                try:
+                    if not frames.wait_for_data(door.idle_timeout):
+                        break  # closed between requests: the normal end
+                except socket.timeout:
+                    log.debug("closing connection from %s: idle for %g s", who, door.idle_timeout)
+                    break
                 deadline = time.monotonic() + self._settings.read_timeout
-                frames.send_frame(self._process(frames.read_frame(self._settings.max_frame_bytes, deadline),
-                                                iprot, oprot))
+                answer = self._next_request(frames, door.processor, iprot, oprot, deadline, who)
+                if answer is None:
+                    break
+                frames.send_frame(answer)
         except socket.timeout:
             log.info("closing connection from %s: it stalled (no complete request within the deadline)", who)
         except (OSError, EOFError) as exc:
             log.debug("connection from %s ended: %s", who, exc)
         except Exception as exc:  # undecodable input: close this connection, keep serving everyone else
             log.warning("closing connection from %s: malformed request (%s: %s)", who, type(exc).__name__, exc)
+
+    def _prove(self, frames, who):
+        frames.set_timeout(HANDSHAKE_SECONDS)   # a connection that proves nothing is not kept waiting on
+        try:
+            self._handshake(frames, who)
+        except NotAPeer as exc:
+            self._log_refusal(who.rsplit(":", 1)[0], "refusing connection from %s: %s", who, exc)
+            return False
+        except (ValueError, socket.timeout, EOFError) as exc:
+            self._log_refusal(who.rsplit(":", 1)[0], "refusing connection from %s: it sent no peer handshake "
+                              "within %g s (%s)", who, HANDSHAKE_SECONDS, exc)
+            return False
+        frames.set_timeout(self._settings.read_timeout)
+        return True
+
+    def _next_request(self, frames, processor, iprot, oprot, deadline, who):
+        """The answer to the next request frame, or None when the connection must close."""
+        length = frames.announced_length(deadline)
+        if length > self._settings.max_frame_bytes:
+            return self._too_large(frames.skip_frame(length, SMALL_FRAME, deadline), length, who)
+        held = length if length > SMALL_FRAME else 0
+        if held and not self._budget.reserve(held, deadline):
+            log.warning("closing connection from %s: its request of %d bytes found no room in the %d bytes that "
+                        "requests being read may hold together (--request-memory)", who, length, self._budget.limit)
+            return None
+        try:
+            return self._process(frames.read_frame(self._settings.max_frame_bytes, deadline), processor, iprot, oprot)
         finally:
-            sock.close()
-            with self._lock:
-                self._active -= 1
+            if held:
+                self._budget.release(held)
+
+    def _too_large(self, head, length, who):
+        """The answer to a request too large to read: its call's InvalidRequest, naming the limits."""
+        try:
+            name, _, seqid = TBinaryProtocol(TMemoryBuffer(head)).readMessageBegin()
+        except Exception:   # not even a message header: nothing to answer
+            return None
+        why = (f"a request of {length} bytes is over this node's limit of {self._settings.max_frame_bytes} bytes "
+               f"(a value may be at most {self._settings.max_value_bytes} bytes: --max-value-bytes)")
+        log.info("refusing %s from %s: %s", name, who, why)
+        buffer = TMemoryBuffer()
+        protocol = TBinaryProtocol(buffer)
+        result = getattr(self._service, f"{name}_result", None)
+        fields = {spec[2]: spec[3] for spec in getattr(result, "thrift_spec", None) or () if spec}
+        if "invalid" in fields:
+            protocol.writeMessageBegin(name, TMessageType.REPLY, seqid)
+            result(invalid=fields["invalid"][0](why=f"InvalidRequest: {why}")).write(protocol)
+        else:
+            protocol.writeMessageBegin(name, TMessageType.EXCEPTION, seqid)
+            TApplicationException(TApplicationException.PROTOCOL_ERROR, why).write(protocol)
+        protocol.writeMessageEnd()
+        return buffer.getvalue()
 
     def _log_refusal(self, host, message, *args):
-        """A refused handshake at WARNING once a minute per remote host (a misconfigured peer retries every
-        heartbeat), at DEBUG in between."""
+        """A refused connection at WARNING once a minute per remote host (a misconfigured peer retries every
+        heartbeat; a flood would fill the log), at DEBUG in between."""
         now = time.monotonic()
         with self._lock:
             quiet = now - self._refusals_logged.get(host, float("-inf")) < REFUSAL_LOG_INTERVAL
@@ -142,10 +273,10 @@ class RpcServer:
             transport, strictRead=True, string_length_limit=self._settings.max_frame_bytes,
             container_length_limit=MAX_CONTAINER_LENGTH, fallback=False)
 
-    def _process(self, request, iprot, oprot):
+    def _process(self, request, processor, iprot, oprot):
         """One request frame in, one response frame out."""
         iprot.trans, oprot.trans = TMemoryBuffer(request), TMemoryBuffer()
-        self._processor.process(iprot, oprot)
+        processor.process(iprot, oprot)
         return oprot.trans.getvalue()
 
 
@@ -161,11 +292,12 @@ def refusal_frame(message):
 
 
 def _refuse(sock, frame):
-    """Send the refusal, then close without a reset: what the client sent is drained first, so the close
-    is an orderly end and the client reads the refusal before it. Never blocks the accepting thread."""
+    """Send the refusal (unless None), then close without a reset: what the client sent is drained first, so
+    the close is an orderly end and the client reads the refusal before it. Never blocks the accepting thread."""
     try:
         sock.setblocking(False)
-        sock.send(frame)   # a few hundred bytes: an empty socket buffer always takes them
+        if frame is not None:
+            sock.send(frame)   # a few hundred bytes: an empty socket buffer always takes them
         sock.shutdown(socket.SHUT_WR)
         while sock.recv(1 << 16):
             pass

@@ -1,5 +1,5 @@
 // A kvstore client in Node.js, built only from what the stock Thrift compiler makes of kvstore.thrift
-// and the npm thrift package: usage: node client.js GEN_DIR HOST PORT
+// and the npm thrift package: usage: KVSTORE_USER=... KVSTORE_PASSWORD=... node client.js GEN_DIR HOST PORT
 // It prints one JSON line per step; tests/test_idl.py starts real nodes, runs it, and checks each line.
 'use strict';
 const path = require('path');
@@ -20,6 +20,15 @@ async function main() {
   });
   connection.on('error', (err) => { say('connection-error', { message: String(err) }); process.exit(1); });
   const kv = thrift.createClient(KVStore, connection);
+
+  try {  // before login: a typed refusal, and the connection stays open
+    await kv.get(Buffer.from('js:a'), QUORUM, 0);
+    say('before-login', { raised: null });
+  } catch (err) {
+    say('before-login', { raised: err instanceof types.Unauthorized ? 'Unauthorized' : String(err), why: err.why });
+  }
+  const login = await kv.login(process.env.KVSTORE_USER, process.env.KVSTORE_PASSWORD);
+  say('login', { user: login.user, role: login.role });
 
   const written = await kv.put(Buffer.from('js:a'), Buffer.from('from node'), QUORUM, 0);
   say('put', { timestamp: written.timestamp.toNumber(), acknowledged: written.acknowledged.length });

@@ -16,8 +16,7 @@ from kvstore.bench.load import bench_key, run_load
 from kvstore.cell import Cell, encode_mutation
 from kvstore.commitlog import CommitLog
 from kvstore.config import NodeConfig, make_cluster, write_cluster_file
-from kvstore.localcluster import Cluster, free_ports
-from kvstore.peerauth import create_secret, secret_path
+from kvstore.localcluster import Cluster, free_ports, prepare_access
 from kvstore.peers import ping
 
 BATCH = 10_000
@@ -39,7 +38,7 @@ def _start_single(directory, keys, value_size):
     port, peer_port = free_ports(2)
     node = NodeConfig(0, "127.0.0.1", port, make_cluster(1)[0].token, peer_port)
     write_cluster_file(directory / "cluster.txt", [node])
-    create_secret(secret_path(directory / "cluster.txt"))
+    prepare_access(directory / "cluster.txt")
     if keys:
         (directory / "node0").mkdir(exist_ok=True)
         write_log(directory / "node0" / "commit.log", keys, value_size)
@@ -69,7 +68,7 @@ def measure_hint_delivery(directory, seconds, clients=4):
     try:
         cluster.crash_and_notice(2)
         addresses = [(n.host, n.port) for n in cluster.nodes if n.node_id != 2]
-        load = run_load(addresses, "put", "QUORUM", clients, seconds)
+        load = run_load(addresses, "put", "QUORUM", clients, seconds, access={"credentials": cluster.credentials})
         pending = sum(sum(cluster.dump(i).pending_hints.values()) for i in (0, 1, 3))
         started = time.monotonic()
         cluster.restart(2, wait=False)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kvstore.config import NodeConfig, Settings
 from kvstore.errors import NodeUnavailable
 from kvstore.peers import PeerPool
-from kvstore.rpcserver import RpcServer
+from kvstore.rpcserver import RpcServer, SharedDoor
 from kvstore_rpc import KVStore, ttypes
 
 _WRITTEN = ttypes.WriteResult(1, [0], [])
@@ -68,6 +68,7 @@ class FanoutHandler(NoopHandler):
 def serve(kind, host, port, replicas=()):
     handler = NoopHandler() if kind == "noop" else FanoutHandler(
         [NodeConfig(i, h, p, b"") for i, (h, p) in enumerate(replicas)])
-    server = RpcServer(host, port, KVStore.Processor(handler), Settings())
+    processor = KVStore.Processor(handler)
+    server = RpcServer(host, port, lambda who: SharedDoor(processor, 3600.0), Settings(), KVStore)
     server.bind()
     server.serve_forever()

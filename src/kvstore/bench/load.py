@@ -21,9 +21,9 @@ def bench_key(i):
     return bytes([i % 256]) + b"bench-%d" % i
 
 
-def _client(address, op, level, value_size, keys, start_at, duration, seed, results):
+def _client(address, op, level, value_size, keys, start_at, duration, seed, results, access):
     rng = random.Random(seed)
-    connection = Connection(address[0], address[1], connect_timeout=5.0)
+    connection = Connection(address[0], address[1], connect_timeout=5.0, **access)
     value = b"v" * value_size
     latencies, errors = array.array("d"), 0
     while time.time() < start_at:
@@ -42,19 +42,21 @@ def _client(address, op, level, value_size, keys, start_at, duration, seed, resu
         except (NodeUnavailable, ttypes.Unavailable, ttypes.TimedOut, ttypes.InvalidRequest):
             errors += 1
             if connection.broken:
-                connection = Connection(address[0], address[1], connect_timeout=5.0)
+                connection = Connection(address[0], address[1], connect_timeout=5.0, **access)
         latencies.append(time.perf_counter() - started)
     connection.close()
     results.put((errors, latencies.tobytes()))
 
 
-def run_load(addresses, op, level, clients, duration, value_size=100, keys=10000, seed=1):
-    """{'ops_per_s', 'p50_ms', 'p95_ms', 'p99_ms', 'max_ms', 'errors', 'ops'} of one cell."""
+def run_load(addresses, op, level, clients, duration, value_size=100, keys=10000, seed=1, access=None):
+    """{'ops_per_s', 'p50_ms', 'p95_ms', 'p99_ms', 'max_ms', 'errors', 'ops'} of one cell; access: what each
+    client connects with ({credentials, tls}, as peers.Connection takes them)."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     start_at = time.time() + 0.3 + 0.02 * clients
     procs = [context.Process(target=_client, args=(addresses[i % len(addresses)], op, level, value_size, keys,
-                                                   start_at, duration, seed * 1000 + i, results), daemon=True)
+                                                   start_at, duration, seed * 1000 + i, results, access or {}),
+                                   daemon=True)
              for i in range(clients)]
     for proc in procs:
         proc.start()

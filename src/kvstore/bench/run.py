@@ -24,6 +24,7 @@ from kvstore.bench.loopfloor import serve_loop
 from kvstore.bench.load import bench_key, run_load
 from kvstore.localcluster import Cluster, free_ports
 from kvstore.peers import ping
+from kvstore.users import find_credentials
 
 CELLS = [("put", "QUORUM"), ("get", "QUORUM"), ("put", "ONE"), ("get", "ONE")]
 BENCH_SCRIPT = processes.ROOT / "src" / "bench.py"
@@ -39,6 +40,9 @@ def parse_args(argv):
     p.add_argument("--keys", type=int, default=10000)
     p.add_argument("--cluster", help="measure a running cluster (its cluster file) instead of starting one")
     p.add_argument("--no-floor", action="store_true", help="skip the floor servers")
+    p.add_argument("--no-tls", action="store_true",
+                   help="skip the second store with TLS on both ports (--tls --internode-tls), measured beside the "
+                        "plaintext one for what TLS costs")
     p.add_argument("--sync-period", type=float, default=0, metavar="SECONDS",
                    help="also measure a store whose nodes fsync every SECONDS instead of before acknowledging "
                         "(--commitlog-sync-period; NOT durable at acknowledgement), reported apart (default: no)")
@@ -60,8 +64,10 @@ class System:
     """One thing measured: a label, the addresses its clients spread over, the cells it runs, and
     (for a store) a function giving its (records, fsyncs), to report fsyncs per write."""
 
-    def __init__(self, label, addresses, cells=CELLS, log_counters=None):
+    def __init__(self, label, addresses, cells=CELLS, log_counters=None, access=None):
+        """access: {credentials, tls}: how its clients log in and connect (None: plain, no login: a floor)."""
         self.label, self.addresses, self.cells, self.log_counters = label, addresses, cells, log_counters
+        self.access = access or {}
 
 
 def measure(systems, sweep, args):
@@ -87,7 +93,8 @@ def measure(systems, sweep, args):
 def measure_cell(system, op, level, clients, args):
     counters = system.log_counters if op == "put" else None
     before = counters() if counters else None
-    cell = run_load(system.addresses, op, level, clients, args.duration, args.value_size, args.keys)
+    cell = run_load(system.addresses, op, level, clients, args.duration, args.value_size, args.keys,
+                    access=system.access)
     if before:
         records, fsyncs = (a - b for a, b in zip(counters(), before))
         cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
@@ -108,7 +115,8 @@ def store(args, directory, label="store", extra_args=()):
     """A 4-node store of our own (or the running one of --cluster), prefilled with the keys."""
     if args.cluster:
         from kvstore.config import read_cluster_file
-        yield System(label, [(n.host, n.port) for n in read_cluster_file(args.cluster)])
+        yield System(label, [(n.host, n.port) for n in read_cluster_file(args.cluster)],
+                     access={"credentials": find_credentials(args.cluster)})
         return
     cluster = Cluster(directory / label, extra_args=extra_args).start()
     try:
@@ -117,7 +125,8 @@ def store(args, directory, label="store", extra_args=()):
         for i in range(args.keys):
             connection.call("put", (bench_key(i), b"v" * args.value_size, 1), 10)
         yield System(label, [(n.host, n.port) for n in cluster.nodes],
-                     log_counters=lambda: cluster_log_counters(cluster.call, range(len(cluster.nodes))))
+                     log_counters=lambda: cluster_log_counters(cluster.call, range(len(cluster.nodes))),
+                     access={"credentials": cluster.credentials, "tls": cluster.tls})
     finally:
         cluster.close()
 
@@ -183,6 +192,15 @@ def reference_table(store, loop, durable_loop):
     return "\n".join(lines)
 
 
+def tls_table(plain, tls):
+    lines = [f"{'cell':<22}{'plaintext ops/s':>16}{'p99':>8}{'TLS ops/s':>11}{'p99':>8}{'TLS/plaintext':>15}"]
+    for name, cell in plain.items():
+        other = tls.get(name, {})
+        lines.append(f"{name:<22}{cell['ops_per_s']:>16}{cell['p99_ms']:>8}{other.get('ops_per_s', '-'):>11}"
+                     f"{other.get('p99_ms', '-'):>8}{_ratio(other, cell) if other else '-':>15}")
+    return "\n".join(lines)
+
+
 def _ratio(cell, floor_cell):
     return f"{cell['ops_per_s'] / floor_cell['ops_per_s']:.2f}x" if floor_cell.get("ops_per_s") else "-"
 
@@ -209,6 +227,8 @@ def main(argv=None):
         if args.sync_period:
             systems.append(running.enter_context(store(
                 args, directory, "periodic", ("--commitlog-sync-period", str(args.sync_period)))))
+        if not args.no_tls and not args.cluster:
+            systems.append(running.enter_context(store(args, directory, "store-tls", ("--tls", "--internode-tls"))))
         if not args.no_floor:
             systems += running.enter_context(floor())
         results = measure(systems, sweep, args)
@@ -219,6 +239,8 @@ def main(argv=None):
         report["floor_loop_durable_fanout"] = results.get("loop-durable-fanout", {})
         if args.sync_period:
             report["store_periodic_sync"] = results["periodic"]
+        if "store-tls" in results:
+            report["store_tls"] = results["store-tls"]
         if args.restart_keys:
             progress(f"restart: writing a log of {args.restart_keys} keys and starting a node on it")
             report["restart"] = measure_restart(directory / "restart", args.restart_keys, args.value_size)
@@ -233,6 +255,9 @@ def main(argv=None):
             print(f"\nNOT DURABLE AT ACKNOWLEDGEMENT: the store with --commitlog-sync-period {args.sync_period:g} "
                   "(fsync every period, not before acknowledging)")
             print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"]))
+        if "store_tls" in report:
+            print("\nTLS: the same store with TLS on the client and peer ports (--tls --internode-tls)")
+            print(tls_table(report["store"], report["store_tls"]))
         if report["floor_loop_fanout"]:
             print("\nREFERENCE: the same fan-out as selector loops, without storage and with replicas that fsync")
             print(reference_table(report["store"], report["floor_loop_fanout"], report["floor_loop_durable_fanout"]))

@@ -112,7 +112,8 @@ class Run:
 
     def execute(self):
         stop = threading.Event()
-        clients = [Client(n, self.cluster.nodes, self.keys, self.args.seed, self.clock, self.record, stop)
+        clients = [Client(n, self.cluster.nodes, self.keys, self.args.seed, self.clock, self.record, stop,
+                          credentials=self.cluster.credentials)
                    for n in range(self.args.clients)]
         nemesis = Nemesis(self.cluster, self.kinds, self.args.max_down, self.args.seed, self.clock, self.record,
                           stop)
@@ -170,7 +171,7 @@ class Run:
         cell for every key; None if that takes longer than --settle."""
         ring = Ring(self.cluster.nodes)
         while time.monotonic() - healed < self.args.settle:
-            if not divergent(analyze(ring, collect(self.cluster.nodes, self.cluster.secret))):
+            if not divergent(analyze(ring, collect(self.cluster.nodes, self.cluster.credentials))):
                 return round(time.monotonic() - healed, 2)
             time.sleep(0.25)
         return None
@@ -178,7 +179,7 @@ class Run:
     def final_state(self):
         """{key hex: (value, timestamp)}: the newest cell any replica holds, after convergence (value None:
         a tombstone)."""
-        reports = analyze(Ring(self.cluster.nodes), collect(self.cluster.nodes, self.cluster.secret))
+        reports = analyze(Ring(self.cluster.nodes), collect(self.cluster.nodes, self.cluster.credentials))
         return {r.key.hex(): (r.newest.value.decode() if r.newest.value is not None else None, r.newest.timestamp)
                 for r in reports if r.newest}
 

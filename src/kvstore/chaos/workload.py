@@ -23,8 +23,10 @@ def chaos_keys(count):
 
 
 class Client(threading.Thread):
-    def __init__(self, number, nodes, keys, seed, clock, record, stop):
+    def __init__(self, number, nodes, keys, seed, clock, record, stop, credentials=None):
+        """credentials: (user, password) every connection logs in with (the cluster's authentication is on)."""
         super().__init__(name=f"client-{number}", daemon=True)
+        self._credentials = credentials
         self.number = number
         self._nodes = nodes
         self._keys = keys
@@ -47,7 +49,8 @@ class Client(threading.Thread):
     def _connect(self):
         for node in self._random.sample(self._nodes, len(self._nodes)):
             try:
-                self._connection = Connection(node.host, node.port, connect_timeout=1.0)
+                self._connection = Connection(node.host, node.port, connect_timeout=1.0,
+                                              credentials=self._credentials)
                 return node.node_id
             except NodeUnavailable:
                 continue
