@@ -93,6 +93,16 @@ struct KeyRange {
   3: i32 limit,
 }
 
+/**
+ * One replica's cells for one range of a replica_scan_batch. The whole answer stops at the answer budget
+ * (16,000,000 bytes, but always at least one cell): a page cut there is `truncated`, and keys after its last
+ * cell (all of the range's, when it is empty) may remain.
+ */
+struct ReplicaPage {
+  1: list<Mutation> cells,
+  2: bool truncated,
+}
+
 /** One page of a scan. */
 struct ScanResult {
   /** Live keys in byte order, each with its cell. */
@@ -327,14 +337,19 @@ service Internode {
    */
   void replica_write_batch(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 
-  /** This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). */
+  /**
+   * This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). The
+   * answer stops at the answer budget (16,000,000 bytes, but always one key): the keys after the last
+   * answered are asked for again.
+   */
   list<ReadResult> replica_read_batch(1: list<binary> keys) throws (1: InvalidRequest invalid),
 
   /**
-   * For each range, this replica's cells for keys in [start, end_key) (empty end_key: unbounded),
-   * tombstones and expired cells included, at most `limit`, in byte order.
+   * For each range (at most 128), this replica's cells for keys in [start, end_key) (empty end_key:
+   * unbounded), tombstones and expired cells included, at most `limit`, in byte order, the whole answer
+   * within the answer budget (see ReplicaPage).
    */
-  list<list<Mutation>> replica_scan_batch(1: list<KeyRange> ranges) throws (1: InvalidRequest invalid),
+  list<ReplicaPage> replica_scan_batch(1: list<KeyRange> ranges) throws (1: InvalidRequest invalid),
 
   /** Apply hinted writes, in order, from a coordinator that held them while this node was down. */
   void deliver_hints(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),

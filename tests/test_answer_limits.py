@@ -6,6 +6,8 @@ and TBinaryProtocol. A value at the node's limit, a multi_get of large values,
 a 10,000-key scan over large values and an unpaged dump all arrive in frames it
 accepts, and say where to go on.
 """
+import time
+
 import pytest
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TSocket import TSocket
@@ -109,3 +111,41 @@ def test_a_key_asked_for_many_times_in_one_multi_get_is_read_once(cluster):
     # One read of a 15 MiB value measured 108-117 MB at the coordinator's peak (the replicas' answers, decoded,
     # and the answer encoded); three or more would pass this bound, twenty pass 1 GB.
     assert peak_memory(coordinator) - before < 250 * 2**20, "the coordinator read the key more than once"
+
+
+def test_a_multi_get_of_many_large_values_reads_a_round_at_a_time_and_stops_when_its_answer_is_full(cluster):
+    value = b"d" * (8 * 2**20)
+    keys = [cluster.key_for([0, 1, 2], b"%02d" % i) for i in range(20)]   # 160 MiB in all, none on node 3
+    for key in keys:
+        cluster.call(0, "put", key, value, ConsistencyLevel.QUORUM, 0, timeout=30)
+    coordinator = cluster.procs[3].pid
+    before = peak_memory(coordinator)
+    answer = cluster.call(3, "multi_get", keys, ConsistencyLevel.QUORUM, {}, timeout=60)
+    assert [o.key for o in answer] == keys[:1]   # 8 MiB and the next would pass 16,000,000 bytes
+    # A round is 5 keys at the default value limit: about 120 MiB of replicas' answers at most, where
+    # reading all 20 took more than 400 MiB.
+    grew = peak_memory(coordinator) - before
+    assert grew < 300 * 2**20, f"the coordinator grew by {grew >> 20} MiB"
+
+
+def test_a_scan_over_large_values_asks_replicas_for_pages_by_bytes(cluster):
+    value = b"s" * (4 * 2**20)
+    keys = [b"\x10big-%02d" % i for i in range(40)]    # 160 MiB in one token range
+    for key in keys:
+        cluster.call(0, "put", key, value, ConsistencyLevel.QUORUM, 0, timeout=30)
+    replicas = cluster.replicas(keys[0])
+    before = {i: peak_memory(cluster.procs[i].pid) for i in replicas}
+    started = time.monotonic()
+    page = cluster.call(3, "scan", b"\x10big-", b"\x10big.", 1, ConsistencyLevel.QUORUM, timeout=30)
+    assert [m.key for m in page.items] == keys[:1] and page.resume_key == keys[0] + b"\x00"
+    assert time.monotonic() - started < 2.0
+    # Each replica's page stops at the 16,000,000-byte budget: 4 cells, not the 64 asked for (256 MiB).
+    for i in replicas:
+        grew = peak_memory(cluster.procs[i].pid) - before[i]
+        assert grew < 100 * 2**20, f"replica {i} grew by {grew >> 20} MiB"
+    got, start = [], b"\x10big-"
+    while start is not None:                          # and the scan, page by page, misses nothing
+        page = cluster.call(3, "scan", start, b"\x10big.", 7, ConsistencyLevel.QUORUM, timeout=30)
+        got += [m.key for m in page.items]
+        start = page.resume_key
+    assert got == keys

@@ -37,6 +37,8 @@ def test_a_call_before_login_is_refused_by_name_and_the_connection_stays_open(us
             connection.call("put", (b"k", b"v", QUORUM, 0), 5)
         with pytest.raises(ttypes.Unauthorized, match="get needs a login first"):
             connection.call("get", (b"k", QUORUM, 0), 5)
+        with pytest.raises(ttypes.Unauthorized, match="dump needs a login first"):   # a stranger's dump
+            connection.call("dump", (None, b"", 0), 5)
         assert len(connection.call("describe_ring", (), 5)) == 4   # what probes ask: open to all
         assert connection.login("carol", "carol-secret") == "readwrite"
         connection.call("put", (b"k", b"v", QUORUM, 0), 5)         # the same connection, now logged in

@@ -60,7 +60,9 @@ class Iface(object):
 
     def replica_read_batch(self, keys):
         """
-        This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent).
+        This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). The
+        answer stops at the answer budget (16,000,000 bytes, but always one key): the keys after the last
+        answered are asked for again.
 
         Parameters:
          - keys
@@ -70,8 +72,9 @@ class Iface(object):
 
     def replica_scan_batch(self, ranges):
         """
-        For each range, this replica's cells for keys in [start, end_key) (empty end_key: unbounded),
-        tombstones and expired cells included, at most `limit`, in byte order.
+        For each range (at most 128), this replica's cells for keys in [start, end_key) (empty end_key:
+        unbounded), tombstones and expired cells included, at most `limit`, in byte order, the whole answer
+        within the answer budget (see ReplicaPage).
 
         Parameters:
          - ranges
@@ -227,7 +230,9 @@ class Client(Iface):
 
     def replica_read_batch(self, keys):
         """
-        This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent).
+        This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). The
+        answer stops at the answer budget (16,000,000 bytes, but always one key): the keys after the last
+        answered are asked for again.
 
         Parameters:
          - keys
@@ -263,8 +268,9 @@ class Client(Iface):
 
     def replica_scan_batch(self, ranges):
         """
-        For each range, this replica's cells for keys in [start, end_key) (empty end_key: unbounded),
-        tombstones and expired cells included, at most `limit`, in byte order.
+        For each range (at most 128), this replica's cells for keys in [start, end_key) (empty end_key:
+        unbounded), tombstones and expired cells included, at most `limit`, in byte order, the whole answer
+        within the answer budget (see ReplicaPage).
 
         Parameters:
          - ranges
@@ -895,11 +901,11 @@ class replica_write_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype105, _size102) = iprot.readListBegin()
-                    for _i106 in range(_size102):
-                        _elem107 = Mutation()
-                        _elem107.read(iprot)
-                        self.mutations.append(_elem107)
+                    (_etype112, _size109) = iprot.readListBegin()
+                    for _i113 in range(_size109):
+                        _elem114 = Mutation()
+                        _elem114.read(iprot)
+                        self.mutations.append(_elem114)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -916,8 +922,8 @@ class replica_write_batch_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter108 in self.mutations:
-                iter108.write(oprot)
+            for iter115 in self.mutations:
+                iter115.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1040,10 +1046,10 @@ class replica_read_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype112, _size109) = iprot.readListBegin()
-                    for _i113 in range(_size109):
-                        _elem114 = iprot.readBinary()
-                        self.keys.append(_elem114)
+                    (_etype119, _size116) = iprot.readListBegin()
+                    for _i120 in range(_size116):
+                        _elem121 = iprot.readBinary()
+                        self.keys.append(_elem121)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1060,8 +1066,8 @@ class replica_read_batch_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter115 in self.keys:
-                oprot.writeBinary(iter115)
+            for iter122 in self.keys:
+                oprot.writeBinary(iter122)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1112,11 +1118,11 @@ class replica_read_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype119, _size116) = iprot.readListBegin()
-                    for _i120 in range(_size116):
-                        _elem121 = ReadResult()
-                        _elem121.read(iprot)
-                        self.success.append(_elem121)
+                    (_etype126, _size123) = iprot.readListBegin()
+                    for _i127 in range(_size123):
+                        _elem128 = ReadResult()
+                        _elem128.read(iprot)
+                        self.success.append(_elem128)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1138,8 +1144,8 @@ class replica_read_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter122 in self.success:
-                iter122.write(oprot)
+            for iter129 in self.success:
+                iter129.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1192,11 +1198,11 @@ class replica_scan_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype126, _size123) = iprot.readListBegin()
-                    for _i127 in range(_size123):
-                        _elem128 = KeyRange()
-                        _elem128.read(iprot)
-                        self.ranges.append(_elem128)
+                    (_etype133, _size130) = iprot.readListBegin()
+                    for _i134 in range(_size130):
+                        _elem135 = KeyRange()
+                        _elem135.read(iprot)
+                        self.ranges.append(_elem135)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1213,8 +1219,8 @@ class replica_scan_batch_args(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter129 in self.ranges:
-                iter129.write(oprot)
+            for iter136 in self.ranges:
+                iter136.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1265,16 +1271,11 @@ class replica_scan_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype133, _size130) = iprot.readListBegin()
-                    for _i134 in range(_size130):
-                        _elem135 = []
-                        (_etype139, _size136) = iprot.readListBegin()
-                        for _i140 in range(_size136):
-                            _elem141 = Mutation()
-                            _elem141.read(iprot)
-                            _elem135.append(_elem141)
-                        iprot.readListEnd()
-                        self.success.append(_elem135)
+                    (_etype140, _size137) = iprot.readListBegin()
+                    for _i141 in range(_size137):
+                        _elem142 = ReplicaPage()
+                        _elem142.read(iprot)
+                        self.success.append(_elem142)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1295,12 +1296,9 @@ class replica_scan_batch_result(object):
         oprot.writeStructBegin('replica_scan_batch_result')
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
-            oprot.writeListBegin(TType.LIST, len(self.success))
-            for iter142 in self.success:
-                oprot.writeListBegin(TType.STRUCT, len(iter142))
-                for iter143 in iter142:
-                    iter143.write(oprot)
-                oprot.writeListEnd()
+            oprot.writeListBegin(TType.STRUCT, len(self.success))
+            for iter143 in self.success:
+                iter143.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1325,7 +1323,7 @@ class replica_scan_batch_result(object):
         return not (self == other)
 all_structs.append(replica_scan_batch_result)
 replica_scan_batch_result.thrift_spec = (
-    (0, TType.LIST, 'success', (TType.LIST, (TType.STRUCT, [Mutation, None], False), False), None, ),  # 0
+    (0, TType.LIST, 'success', (TType.STRUCT, [ReplicaPage, None], False), None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
 )
 

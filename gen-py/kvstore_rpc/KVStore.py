@@ -2283,11 +2283,11 @@ class multi_put_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.items = []
-                    (_etype54, _size51) = iprot.readListBegin()
-                    for _i55 in range(_size51):
-                        _elem56 = KeyValue()
-                        _elem56.read(iprot)
-                        self.items.append(_elem56)
+                    (_etype61, _size58) = iprot.readListBegin()
+                    for _i62 in range(_size58):
+                        _elem63 = KeyValue()
+                        _elem63.read(iprot)
+                        self.items.append(_elem63)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2314,8 +2314,8 @@ class multi_put_args(object):
         if self.items is not None:
             oprot.writeFieldBegin('items', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.items))
-            for iter57 in self.items:
-                iter57.write(oprot)
+            for iter64 in self.items:
+                iter64.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.level is not None:
@@ -2378,11 +2378,11 @@ class multi_put_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype61, _size58) = iprot.readListBegin()
-                    for _i62 in range(_size58):
-                        _elem63 = KeyWriteOutcome()
-                        _elem63.read(iprot)
-                        self.success.append(_elem63)
+                    (_etype68, _size65) = iprot.readListBegin()
+                    for _i69 in range(_size65):
+                        _elem70 = KeyWriteOutcome()
+                        _elem70.read(iprot)
+                        self.success.append(_elem70)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2409,8 +2409,8 @@ class multi_put_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter64 in self.success:
-                iter64.write(oprot)
+            for iter71 in self.success:
+                iter71.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -2479,10 +2479,10 @@ class multi_get_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype68, _size65) = iprot.readListBegin()
-                    for _i69 in range(_size65):
-                        _elem70 = iprot.readBinary()
-                        self.keys.append(_elem70)
+                    (_etype75, _size72) = iprot.readListBegin()
+                    for _i76 in range(_size72):
+                        _elem77 = iprot.readBinary()
+                        self.keys.append(_elem77)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2494,11 +2494,11 @@ class multi_get_args(object):
             elif fid == 3:
                 if ftype == TType.MAP:
                     self.min_timestamps = {}
-                    (_ktype72, _vtype73, _size71) = iprot.readMapBegin()
-                    for _i75 in range(_size71):
-                        _key76 = iprot.readBinary()
-                        _val77 = iprot.readI64()
-                        self.min_timestamps[_key76] = _val77
+                    (_ktype79, _vtype80, _size78) = iprot.readMapBegin()
+                    for _i82 in range(_size78):
+                        _key83 = iprot.readBinary()
+                        _val84 = iprot.readI64()
+                        self.min_timestamps[_key83] = _val84
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
@@ -2515,8 +2515,8 @@ class multi_get_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter78 in self.keys:
-                oprot.writeBinary(iter78)
+            for iter85 in self.keys:
+                oprot.writeBinary(iter85)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.level is not None:
@@ -2526,9 +2526,9 @@ class multi_get_args(object):
         if self.min_timestamps is not None:
             oprot.writeFieldBegin('min_timestamps', TType.MAP, 3)
             oprot.writeMapBegin(TType.STRING, TType.I64, len(self.min_timestamps))
-            for kiter79, viter80 in self.min_timestamps.items():
-                oprot.writeBinary(kiter79)
-                oprot.writeI64(viter80)
+            for kiter86, viter87 in self.min_timestamps.items():
+                oprot.writeBinary(kiter86)
+                oprot.writeI64(viter87)
             oprot.writeMapEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2583,11 +2583,11 @@ class multi_get_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype84, _size81) = iprot.readListBegin()
-                    for _i85 in range(_size81):
-                        _elem86 = KeyReadOutcome()
-                        _elem86.read(iprot)
-                        self.success.append(_elem86)
+                    (_etype91, _size88) = iprot.readListBegin()
+                    for _i92 in range(_size88):
+                        _elem93 = KeyReadOutcome()
+                        _elem93.read(iprot)
+                        self.success.append(_elem93)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2614,8 +2614,8 @@ class multi_get_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter87 in self.success:
-                iter87.write(oprot)
+            for iter94 in self.success:
+                iter94.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -2959,11 +2959,11 @@ class get_endpoints_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype91, _size88) = iprot.readListBegin()
-                    for _i92 in range(_size88):
-                        _elem93 = NodeInfo()
-                        _elem93.read(iprot)
-                        self.success.append(_elem93)
+                    (_etype98, _size95) = iprot.readListBegin()
+                    for _i99 in range(_size95):
+                        _elem100 = NodeInfo()
+                        _elem100.read(iprot)
+                        self.success.append(_elem100)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2990,8 +2990,8 @@ class get_endpoints_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter94 in self.success:
-                iter94.write(oprot)
+            for iter101 in self.success:
+                iter101.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -3099,11 +3099,11 @@ class describe_ring_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype98, _size95) = iprot.readListBegin()
-                    for _i99 in range(_size95):
-                        _elem100 = NodeInfo()
-                        _elem100.read(iprot)
-                        self.success.append(_elem100)
+                    (_etype105, _size102) = iprot.readListBegin()
+                    for _i106 in range(_size102):
+                        _elem107 = NodeInfo()
+                        _elem107.read(iprot)
+                        self.success.append(_elem107)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3120,8 +3120,8 @@ class describe_ring_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter101 in self.success:
-                iter101.write(oprot)
+            for iter108 in self.success:
+                iter108.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()

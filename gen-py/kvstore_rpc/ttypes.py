@@ -539,6 +539,87 @@ class KeyRange(object):
         return not (self == other)
 
 
+class ReplicaPage(object):
+    """
+    One replica's cells for one range of a replica_scan_batch. The whole answer stops at the answer budget
+    (16,000,000 bytes, but always at least one cell): a page cut there is `truncated`, and keys after its last
+    cell (all of the range's, when it is empty) may remain.
+
+    Attributes:
+     - cells
+     - truncated
+
+    """
+
+
+    def __init__(self, cells=None, truncated=None,):
+        self.cells = cells
+        self.truncated = truncated
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.cells = []
+                    (_etype31, _size28) = iprot.readListBegin()
+                    for _i32 in range(_size28):
+                        _elem33 = Mutation()
+                        _elem33.read(iprot)
+                        self.cells.append(_elem33)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.BOOL:
+                    self.truncated = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ReplicaPage')
+        if self.cells is not None:
+            oprot.writeFieldBegin('cells', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.cells))
+            for iter34 in self.cells:
+                iter34.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.truncated is not None:
+            oprot.writeFieldBegin('truncated', TType.BOOL, 2)
+            oprot.writeBool(self.truncated)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
 class ScanResult(object):
     """
     One page of a scan.
@@ -566,11 +647,11 @@ class ScanResult(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.items = []
-                    (_etype31, _size28) = iprot.readListBegin()
-                    for _i32 in range(_size28):
-                        _elem33 = Mutation()
-                        _elem33.read(iprot)
-                        self.items.append(_elem33)
+                    (_etype38, _size35) = iprot.readListBegin()
+                    for _i39 in range(_size35):
+                        _elem40 = Mutation()
+                        _elem40.read(iprot)
+                        self.items.append(_elem40)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -592,8 +673,8 @@ class ScanResult(object):
         if self.items is not None:
             oprot.writeFieldBegin('items', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.items))
-            for iter34 in self.items:
-                iter34.write(oprot)
+            for iter41 in self.items:
+                iter41.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.resume_key is not None:
@@ -906,22 +987,22 @@ class NodeDump(object):
             elif fid == 2:
                 if ftype == TType.LIST:
                     self.cells = []
-                    (_etype38, _size35) = iprot.readListBegin()
-                    for _i39 in range(_size35):
-                        _elem40 = Mutation()
-                        _elem40.read(iprot)
-                        self.cells.append(_elem40)
+                    (_etype45, _size42) = iprot.readListBegin()
+                    for _i46 in range(_size42):
+                        _elem47 = Mutation()
+                        _elem47.read(iprot)
+                        self.cells.append(_elem47)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
                 if ftype == TType.MAP:
                     self.pending_hints = {}
-                    (_ktype42, _vtype43, _size41) = iprot.readMapBegin()
-                    for _i45 in range(_size41):
-                        _key46 = iprot.readI32()
-                        _val47 = iprot.readI32()
-                        self.pending_hints[_key46] = _val47
+                    (_ktype49, _vtype50, _size48) = iprot.readMapBegin()
+                    for _i52 in range(_size48):
+                        _key53 = iprot.readI32()
+                        _val54 = iprot.readI32()
+                        self.pending_hints[_key53] = _val54
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
@@ -967,16 +1048,16 @@ class NodeDump(object):
         if self.cells is not None:
             oprot.writeFieldBegin('cells', TType.LIST, 2)
             oprot.writeListBegin(TType.STRUCT, len(self.cells))
-            for iter48 in self.cells:
-                iter48.write(oprot)
+            for iter55 in self.cells:
+                iter55.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.pending_hints is not None:
             oprot.writeFieldBegin('pending_hints', TType.MAP, 3)
             oprot.writeMapBegin(TType.I32, TType.I32, len(self.pending_hints))
-            for kiter49, viter50 in self.pending_hints.items():
-                oprot.writeI32(kiter49)
-                oprot.writeI32(viter50)
+            for kiter56, viter57 in self.pending_hints.items():
+                oprot.writeI32(kiter56)
+                oprot.writeI32(viter57)
             oprot.writeMapEnd()
             oprot.writeFieldEnd()
         if self.log_bytes is not None:
@@ -1949,6 +2030,12 @@ KeyRange.thrift_spec = (
     (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
     (2, TType.STRING, 'end_key', 'BINARY', None, ),  # 2
     (3, TType.I32, 'limit', None, None, ),  # 3
+)
+all_structs.append(ReplicaPage)
+ReplicaPage.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'cells', (TType.STRUCT, [Mutation, None], False), None, ),  # 1
+    (2, TType.BOOL, 'truncated', None, None, ),  # 2
 )
 all_structs.append(ScanResult)
 ScanResult.thrift_spec = (

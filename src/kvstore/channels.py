@@ -10,6 +10,8 @@ answer, sends them as the next batch (bounded by count and by bytes) the moment
 the answer is in. So under load a batch costs one RPC and, on the replica, one
 fsync however many requests it carries, and on an idle channel a request costs
 no thread hand-off on its way out (one on its way back, as any answer does).
+A replica whose answer reached its byte budget answers the first requests of a
+batch only (replica_read_batch); the rest go first in the next batch.
 
 The channel's thread also opens the connection when there is none (a caller
 never waits for a connect), and drops it when it breaks: a send or a read
@@ -205,6 +207,10 @@ class PeerChannel:
         with self._cond:
             if self._connection is not connection or self._in_flight is not batch:
                 return   # dropped meanwhile (the channel stopped): its requests are answered already
+            if error is None and results is not None and 0 < len(results) < len(batch):
+                # The answer reached its byte budget: the requests it did not reach go first in the next batch.
+                self._queue.extendleft(reversed(batch[len(results):]))
+                batch = batch[:len(results)]
             following, expired = self._take()
         for request, result in zip(batch, results or [None] * len(batch)):
             _answer(request, error, result)

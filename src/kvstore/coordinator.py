@@ -296,7 +296,7 @@ class Coordinator:
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} scan of a token range needs {needed} replicas, "
                            f"{len(answered)} answered in time" + reasons(failures), len(answered), needed)
-        merged, stale, covered = merge_pages(responses.snapshot()[0], limit, high)
+        merged, stale, covered = merge_pages(responses.snapshot()[0], limit, high, low)
         if stale:
             log.debug("scan repairs %d stale cells", len(stale))
             self._repair_in_background(stale)

@@ -10,10 +10,12 @@ from kvstore import errors
 from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.consistency import parse_level
 from kvstore.replicas import to_cell, to_mutation
+from kvstore.ring import REPLICATION_FACTOR
 from kvstore_rpc import ttypes
 
 
 MAX_BATCH_KEYS = 10_000      # keys in one multi_put or multi_get
+MULTI_GET_READ_BYTES = 256 * 1024 * 1024   # the most a multi_get's round of reads could hold, at the value limit
 MAX_SCAN_LIMIT = 10_000      # keys in one page of a scan
 MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
 
@@ -85,21 +87,28 @@ class Handler:
                     for item, outcome in zip(items, outcomes)]
 
     def multi_get(self, keys, level, min_timestamps=None):
+        """Keys are read a round at a time, as many as could together hold MULTI_GET_READ_BYTES (every replica's
+        copy of a value at the value limit), until the answer is full: a request never holds more than that
+        beyond its answer."""
         self._wait_until_ready()
         with _client_errors():
             keys, level = self._check_batch(keys), parse_level(level)
-            def read_each_once(valid):   # a key asked for twice is read once: a small request, one read a key
-                distinct = list(dict.fromkeys(valid))
-                read = dict(zip(distinct, self._coordinator.get_many(distinct, level, min_timestamps or {})))
-                return [read[key] for key in valid]
-            outcomes = _per_key(keys, self._check_key, read_each_once)
-            answer, size = [], 0
-            for key, outcome in zip(keys, outcomes):
-                size += entry_bytes(key, getattr(getattr(outcome, "cell", None), "value", None))
+            worst = REPLICATION_FACTOR * (self._settings.max_value_bytes + self._settings.max_key_bytes)
+            per_round = max(1, min(MAX_BATCH_KEYS, MULTI_GET_READ_BYTES // worst))
+            answer, size, read = [], 0, {}   # read: what each key read gave (a key asked twice is read once)
+            for key in keys:
+                if key not in read:
+                    wanted = list(dict.fromkeys(k for k in keys[len(answer):] if k not in read))[:per_round]
+                    read.update(zip(wanted, self._read_round(wanted, level, min_timestamps or {})))
+                outcome = read[key]
+                size += entry_bytes(key or b"", getattr(getattr(outcome, "cell", None), "value", None))
                 if answer and size > MAX_ANSWER_BYTES:
                     break   # the answer is full: the keys after this one are asked again (see the IDL)
                 answer.append(_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result))
             return answer
+
+    def _read_round(self, keys, level, min_timestamps):
+        return _per_key(keys, self._check_key, lambda valid: self._coordinator.get_many(valid, level, min_timestamps))
 
     def scan(self, start, end, limit, level):
         self._wait_until_ready()

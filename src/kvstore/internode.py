@@ -9,11 +9,31 @@ import contextlib
 import logging
 
 from kvstore import errors
+from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.handler import MAX_SCAN_LIMIT, check_key
 from kvstore.replicas import from_cell, to_cell, to_mutation
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
+
+MAX_SCAN_RANGES = 128   # ranges in one replica_scan_batch (a coordinator's batch holds at most channels.MAX_BATCH)
+
+
+class AnswerBudget:
+    """What one answer may still hold: MAX_ANSWER_BYTES, but always its first entry."""
+
+    def __init__(self, limit=MAX_ANSWER_BYTES):
+        self._left = limit
+        self._empty = True
+
+    def take(self, key, value):
+        """True when key and value fit (and are now counted); False once the answer is full."""
+        size = entry_bytes(key, value)
+        if size > self._left and not self._empty:
+            return False
+        self._left -= size
+        self._empty = False
+        return True
 
 
 class InternodeHandler:
@@ -47,20 +67,35 @@ class InternodeHandler:
 
     def replica_scan_batch(self, ranges):
         with _replica_errors():
-            pages = []
-            for request in ranges or []:
+            ranges = ranges or []
+            if len(ranges) > MAX_SCAN_RANGES:
+                raise errors.InvalidRequest(f"a scan batch of {len(ranges)} ranges is over the limit of "
+                                            f"{MAX_SCAN_RANGES}")
+            pages, budget = [], AnswerBudget()
+            for request in ranges:
                 if request is None or request.start is None or not request.limit or request.limit < 0:
                     raise errors.InvalidRequest("a range needs a start and a positive limit")
                 limit = min(request.limit, MAX_SCAN_LIMIT)
-                cells = self._storage.scan(request.start, request.end_key or None, limit)
-                pages.append([to_mutation(k, c) for k, c in cells])
+                cells, truncated = [], False
+                for key, cell in self._storage.scan(request.start, request.end_key or None, limit):
+                    if not budget.take(key, cell.value):
+                        truncated = True
+                        break
+                    cells.append(to_mutation(key, cell))
+                pages.append(ttypes.ReplicaPage(cells, truncated))
             return pages
 
     def replica_read_batch(self, keys):
         with _replica_errors():
             for key in keys or []:
                 self._check_key(key)
-            return [ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], []) for key in keys or []]
+            answers, budget = [], AnswerBudget()
+            for key in keys or []:
+                cell = self._storage.get(key)
+                if not budget.take(key, cell.value if cell is not None else None):
+                    break   # the answer is full: the caller asks again for the keys after the last answered
+                answers.append(ttypes.ReadResult(to_cell(cell), [self._node_id], []))
+            return answers
 
     def deliver_hints(self, mutations):
         with _replica_errors():

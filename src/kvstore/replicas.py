@@ -11,6 +11,7 @@ thread (or from the caller's, when a request fails before it leaves). This is al
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
 from kvstore.errors import NodeUnavailable, StorageError
+from kvstore.scans import ReplicaPage
 from kvstore_rpc import ttypes
 
 
@@ -36,7 +37,7 @@ class LocalReplica:
             callback(None, self._storage.get(key))
 
     def scan_async(self, start, end, limit, deadline, callback):
-        callback(None, self._storage.scan(start, end, limit))
+        callback(None, ReplicaPage(self._storage.scan(start, end, limit)))
 
     def close(self):
         pass
@@ -61,7 +62,8 @@ class RemoteReplica:
     def scan_async(self, start, end, limit, deadline, callback):
         item = ttypes.KeyRange(start, end or b"", limit)
         self._scans.submit_many([(item, len(start), deadline,
-                                  _converting(callback, lambda page: [(m.key, from_cell(m.cell)) for m in page]))])
+                                  _converting(callback, lambda page: ReplicaPage(
+                                      [(m.key, from_cell(m.cell)) for m in page.cells or []], bool(page.truncated))))])
 
     def deliver(self, mutations, timeout):
         """Hinted writes, in order, in one call (hint delivery runs in a thread of its own)."""

@@ -1,31 +1,41 @@
 """How a scan merges what the replicas of one token range sent: pure, no I/O.
 
 Each replica answers with at most `limit` cells of [low, high) in key order,
-tombstones and expired cells included. A replica whose page is full knows
-nothing past its last key, so the merge is complete only up to the smallest
-such last key; past it the scan asks again. Within that, each key's cells
+tombstones and expired cells included, and fewer when its answer reached its
+byte budget (the page is then `truncated`). A replica whose page is full or
+truncated says nothing past its last key (past `low`, when it is empty), so the
+merge is complete only up to the smallest such bound; past it the scan asks
+again. Within that, each key's cells
 reconcile by last-write-wins, and every replica that answered with something
 else for a key (or nothing) is stale and gets the newest cell.
 
 A Page is what the client gets: live keys up to the scan's limit, and no more
 than fit in one answer's byte budget.
 """
+from typing import NamedTuple
+
 from kvstore.cell import reconcile
 from kvstore.config import entry_bytes
 
 
-def merge_pages(answers, limit, high):
-    """answers: [(node_id, [(key, cell)])]. -> (merged [(key, newest cell)] in key order,
+class ReplicaPage(NamedTuple):
+    """One replica's answer for one range of a scan."""
+    cells: list               # [(key, cell)] in key order
+    truncated: bool = False   # cut short by the answer's byte budget: keys after the last may remain
+
+
+def merge_pages(answers, limit, high, low=b""):
+    """answers: [(node_id, ReplicaPage)] for [low, high). -> (merged [(key, newest cell)] in key order,
     stale [(node_id, key, newest cell)], covered: the exclusive bound the merge is complete up to,
     None for the top of the key space)."""
     covered = high
     for _, page in answers:
-        if len(page) >= limit:
-            bound = page[-1][0] + b"\x00"
+        if len(page.cells) >= limit or page.truncated:
+            bound = page.cells[-1][0] + b"\x00" if page.cells else low
             covered = bound if covered is None else min(covered, bound)
     by_key = {}
     for node_id, page in answers:
-        for key, cell in page:
+        for key, cell in page.cells:
             if covered is None or key < covered:
                 by_key.setdefault(key, {})[node_id] = cell
     merged, stale = [], []
