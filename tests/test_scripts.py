@@ -194,3 +194,44 @@ def test_server_sh_makes_a_cluster_secret_only_its_owner_can_read(env, tmp_path)
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"created {secret}: the secret the nodes prove to each other" in started.stdout
     assert states(env) == ["up"] * 4
+
+
+def test_server_sh_makes_an_admin_the_tools_log_in_as_and_users_with_roles(env, tmp_path):
+    started = run(env, "./server.sh")
+    assert started.returncode == 0, started.stdout + started.stderr
+    data = tmp_path / "data"
+    assert f"created {data / 'users'}: authentication is on; log in as admin" in started.stdout
+    for name in ("users", "credentials"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600
+    assert "password = " in (data / "credentials").read_text()
+    added = run(env, "./server.sh", "user", "add", "writer", "--role", "readwrite", stdin="writer-pw\n")
+    assert added.returncode == 0 and "user 'writer' has role readwrite" in added.stdout, added.stderr
+    assert "writer-pw" not in (data / "users").read_text()
+    as_writer = dict(env, KVSTORE_USER="writer", KVSTORE_PASSWORD="writer-pw")
+    out = run(as_writer, "python3", "src/client.py", stdin="put w 1 quorum\nget w quorum\n")
+    assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("1  ["), out.stdout + out.stderr
+    refused = run(as_writer, "python3", "inspector.py")
+    assert refused.returncode == 2 and "user 'writer' has role readwrite; dump needs admin" in refused.stderr
+    assert "all replicas agree" in run(env, "python3", "inspector.py", "--key", "w").stdout   # as the admin
+    assert run(env, "./server.sh", "user", "remove", "writer").returncode == 0
+    out = run(as_writer, "python3", "src/client.py", stdin="get w\n")
+    assert out.returncode == 1 and "AuthenticationFailed: login failed for user 'writer'" in out.stdout
+    listed = run(env, "./server.sh", "user", "list").stdout.split()
+    assert listed == ["user", "role", "admin", "admin"]
+
+
+def test_server_sh_makes_a_local_ca_and_the_cluster_runs_with_tls_on_both_ports(env, tmp_path):
+    assert run(env, "./server.sh").returncode == 0
+    made = run(env, "./server.sh", "tls")
+    assert made.returncode == 0 and "ca.pem (the CA)" in made.stdout, made.stdout + made.stderr
+    assert stat.S_IMODE((tmp_path / "data" / "tls" / "node.key").stat().st_mode) == 0o600
+    assert run(env, "python3", "terminate_servers.py").returncode == 0
+    started = run(env, "./server.sh", "start", "--", "--tls", "--internode-tls")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert states(env) == ["up"] * 4          # server.sh's own probes speak TLS too
+    out = run(env, "python3", "src/client.py", "--tls", stdin="put t 1 all\nget t all\n")
+    assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("1  ["), out.stdout + out.stderr
+    plain = run(env, "python3", "src/client.py", "--timeout", "2", stdin="get t\n")
+    assert plain.returncode == 1
+    shown = run(env, "python3", "inspector.py", "--tls", "--key", "t")
+    assert shown.returncode == 0 and "all replicas agree" in shown.stdout, shown.stdout + shown.stderr
