@@ -234,8 +234,13 @@ struct KeyReadOutcome {
 /** The client calls, on each node's client port: any node coordinates any of them. */
 service KVStore {
 
-  /** Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now. */
-  WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level, 4: i32 ttl_seconds)
+  /**
+   * Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now.
+   * min_timestamp (a session's newest timestamp, 0: none): the write is stamped above it, so a session's
+   * writes are ordered as it made them, whichever nodes coordinate them.
+   */
+  WriteResult put(1: binary key, 2: binary value, 3: ConsistencyLevel level, 4: i32 ttl_seconds,
+                  5: i64 min_timestamp)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out,
             9: Unauthorized unauthorized),
 
@@ -248,14 +253,14 @@ service KVStore {
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale,
             9: Unauthorized unauthorized),
 
-  /** Delete key: write a tombstone at the given level. */
-  WriteResult remove(1: binary key, 2: ConsistencyLevel level)
+  /** Delete key: write a tombstone at the given level, stamped above min_timestamp (as for put). */
+  WriteResult remove(1: binary key, 2: ConsistencyLevel level, 3: i64 min_timestamp)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out,
             9: Unauthorized unauthorized),
 
   /**
    * Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
-   * min_timestamp: a session's, as for get.
+   * min_timestamp: a session's, as for get, and the floor of the write's timestamp, as for put.
    */
   ExpireResult expire(1: binary key, 2: i32 seconds, 3: ConsistencyLevel level, 4: i64 min_timestamp)
     throws (1: InvalidRequest invalid, 2: Unavailable unavailable, 3: TimedOut timed_out, 4: StaleRead stale,
@@ -268,9 +273,10 @@ service KVStore {
 
   /**
    * Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
-   * Each replica gets one internode call for all its keys.
+   * Each replica gets one internode call for all its keys. min_timestamp: as for put.
    */
-  list<KeyWriteOutcome> multi_put(1: list<KeyValue> items, 2: ConsistencyLevel level, 3: i32 ttl_seconds)
+  list<KeyWriteOutcome> multi_put(1: list<KeyValue> items, 2: ConsistencyLevel level, 3: i32 ttl_seconds,
+                                  4: i64 min_timestamp)
     throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
 
   /**
@@ -334,8 +340,11 @@ service Internode {
   /**
    * Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
    * every write queued for it while the previous batch was in flight goes in the next one.
+   * For each write, in order: 0 when it is now this replica's cell of the key, else the timestamp of the
+   * newer cell the replica holds instead (the coordinator then stamps the write again above it).
    */
-  void replica_write_batch(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
+  list<i64> replica_write_batch(1: list<Mutation> mutations)
+    throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 
   /**
    * This replica's cells for many keys, in the order asked (each ReadResult's cell unset when absent). The

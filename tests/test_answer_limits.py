@@ -41,17 +41,17 @@ def test_the_value_limit_is_under_what_stock_clients_read():
 def test_a_value_at_the_limit_is_read_back_and_one_byte_more_is_refused(stock):
     value = bytes(range(256)) * (LIMIT // 256)
     assert len(value) == LIMIT
-    stock.put(b"big", value, QUORUM, 0)
+    stock.put(b"big", value, QUORUM, 0, 0)
     assert stock.get(b"big", QUORUM, 0).cell.value == value
     with pytest.raises(InvalidRequest, match=f"over the limit of {LIMIT} bytes"):
-        stock.put(b"bigger", value + b"x", QUORUM, 0)
+        stock.put(b"bigger", value + b"x", QUORUM, 0, 0)
     assert stock.get(b"big", QUORUM, 0).cell.value == value    # the connection is still good
 
 
 def test_a_multi_get_of_large_values_stops_at_the_budget_and_the_library_asks_for_the_rest(stock, shared_cluster):
     value = b"m" * (6 * 1024 * 1024)
     for i in range(3):
-        stock.put(b"mg%d" % i, value, QUORUM, 0)
+        stock.put(b"mg%d" % i, value, QUORUM, 0, 0)
     answer = stock.multi_get([b"mg0", b"mg1", b"mg2", b"mg0"], QUORUM, {})
     assert [o.key for o in answer] == [b"mg0", b"mg1"]              # 12 MiB fit; the rest is asked again
     assert all(o.result.cell.value == value for o in answer)

@@ -59,7 +59,7 @@ def put_message(key, value, level=QUORUM):
     client._seqid = 0
     client.send_put = client.send_put  # noqa: the generated client writes the call into buf
     client._oprot.trans = buf
-    client.send_put(key, value, level, None)
+    client.send_put(key, value, level, None, None)
     return buf.getvalue()
 
 

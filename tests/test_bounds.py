@@ -116,7 +116,7 @@ def _put_frame(key, value, seqid=7):
     buffer = TMemoryBuffer()
     client = KVStore.Client(TBinaryProtocol(buffer))
     client._seqid = seqid - 1
-    client.send_put(key, value, QUORUM, 0)
+    client.send_put(key, value, QUORUM, 0, 0)
     return buffer.getvalue()
 
 

@@ -30,10 +30,11 @@ def valid_calls(rng):
     key, value = rng.randbytes(rng.randint(1, 20)), rng.randbytes(rng.randint(0, 50))
     cell = ttypes.Cell(rng.choice([value, None]), rng.randint(0, 2**62), rng.choice([0, rng.randint(-2**62, 2**62)]))
     level, seconds = rng.choice([1, 2, 3, 4, -1]), rng.choice([0, 1, 3600, -5, 2**31 - 1])
-    return [("put", (key, value, level, seconds)), ("get", (key, 2, rng.choice([0, 1, 2**62]))),
-            ("remove", (key, level)), ("expire", (key, seconds, level, rng.choice([0, 2**62]))),
+    floor = rng.choice([0, 1, 2**62])
+    return [("put", (key, value, level, seconds, floor)), ("get", (key, 2, rng.choice([0, 1, 2**62]))),
+            ("remove", (key, level, floor)), ("expire", (key, seconds, level, rng.choice([0, 2**62]))),
             ("ttl", (key, level, rng.choice([0, 2**62]))),
-            ("multi_put", ([ttypes.KeyValue(key, value)] * rng.randint(0, 3), level, seconds)),
+            ("multi_put", ([ttypes.KeyValue(key, value)] * rng.randint(0, 3), level, seconds, floor)),
             ("multi_get", ([key] * rng.randint(0, 3), level, {key: rng.randint(0, 2**62)})),
             ("scan", (key, rng.choice([b"", value]), rng.choice([0, 1, 10, -1, 2**31 - 1]), level)),
             ("replica_scan_batch", ([ttypes.KeyRange(key, value, rng.choice([0, 5, -1]))],)),

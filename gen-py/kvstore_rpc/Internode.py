@@ -51,6 +51,8 @@ class Iface(object):
         """
         Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
         every write queued for it while the previous batch was in flight goes in the next one.
+        For each write, in order: 0 when it is now this replica's cell of the key, else the timestamp of the
+        newer cell the replica holds instead (the coordinator then stamps the write again above it).
 
         Parameters:
          - mutations
@@ -195,13 +197,15 @@ class Client(Iface):
         """
         Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
         every write queued for it while the previous batch was in flight goes in the next one.
+        For each write, in order: 0 when it is now this replica's cell of the key, else the timestamp of the
+        newer cell the replica holds instead (the coordinator then stamps the write again above it).
 
         Parameters:
          - mutations
 
         """
         self.send_replica_write_batch(mutations)
-        self.recv_replica_write_batch()
+        return self.recv_replica_write_batch()
 
     def send_replica_write_batch(self, mutations):
         self._oprot.writeMessageBegin('replica_write_batch', TMessageType.CALL, self._seqid)
@@ -222,11 +226,13 @@ class Client(Iface):
         result = replica_write_batch_result()
         result.read(iprot)
         iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
         if result.failure is not None:
             raise result.failure
         if result.invalid is not None:
             raise result.invalid
-        return
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "replica_write_batch failed: unknown result")
 
     def replica_read_batch(self, keys):
         """
@@ -472,7 +478,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = replica_write_batch_result()
         try:
-            self._handler.replica_write_batch(args.mutations)
+            result.success = self._handler.replica_write_batch(args.mutations)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -952,13 +958,15 @@ replica_write_batch_args.thrift_spec = (
 class replica_write_batch_result(object):
     """
     Attributes:
+     - success
      - failure
      - invalid
 
     """
 
 
-    def __init__(self, failure=None, invalid=None,):
+    def __init__(self, success=None, failure=None, invalid=None,):
+        self.success = success
         self.failure = failure
         self.invalid = invalid
 
@@ -971,7 +979,17 @@ class replica_write_batch_result(object):
             (fname, ftype, fid) = iprot.readFieldBegin()
             if ftype == TType.STOP:
                 break
-            if fid == 1:
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype119, _size116) = iprot.readListBegin()
+                    for _i120 in range(_size116):
+                        _elem121 = iprot.readI64()
+                        self.success.append(_elem121)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
                 if ftype == TType.STRUCT:
                     self.failure = StorageFailure.read(iprot)
                 else:
@@ -991,6 +1009,13 @@ class replica_write_batch_result(object):
             oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
             return
         oprot.writeStructBegin('replica_write_batch_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.I64, len(self.success))
+            for iter122 in self.success:
+                oprot.writeI64(iter122)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
         if self.failure is not None:
             oprot.writeFieldBegin('failure', TType.STRUCT, 1)
             self.failure.write(oprot)
@@ -1017,7 +1042,7 @@ class replica_write_batch_result(object):
         return not (self == other)
 all_structs.append(replica_write_batch_result)
 replica_write_batch_result.thrift_spec = (
-    None,  # 0
+    (0, TType.LIST, 'success', (TType.I64, None, False), None, ),  # 0
     (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
     (2, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 2
 )
@@ -1046,10 +1071,10 @@ class replica_read_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype119, _size116) = iprot.readListBegin()
-                    for _i120 in range(_size116):
-                        _elem121 = iprot.readBinary()
-                        self.keys.append(_elem121)
+                    (_etype126, _size123) = iprot.readListBegin()
+                    for _i127 in range(_size123):
+                        _elem128 = iprot.readBinary()
+                        self.keys.append(_elem128)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1066,8 +1091,8 @@ class replica_read_batch_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter122 in self.keys:
-                oprot.writeBinary(iter122)
+            for iter129 in self.keys:
+                oprot.writeBinary(iter129)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1118,11 +1143,11 @@ class replica_read_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype126, _size123) = iprot.readListBegin()
-                    for _i127 in range(_size123):
-                        _elem128 = ReadResult()
-                        _elem128.read(iprot)
-                        self.success.append(_elem128)
+                    (_etype133, _size130) = iprot.readListBegin()
+                    for _i134 in range(_size130):
+                        _elem135 = ReadResult()
+                        _elem135.read(iprot)
+                        self.success.append(_elem135)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1144,8 +1169,8 @@ class replica_read_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter129 in self.success:
-                iter129.write(oprot)
+            for iter136 in self.success:
+                iter136.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1198,11 +1223,11 @@ class replica_scan_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype133, _size130) = iprot.readListBegin()
-                    for _i134 in range(_size130):
-                        _elem135 = KeyRange()
-                        _elem135.read(iprot)
-                        self.ranges.append(_elem135)
+                    (_etype140, _size137) = iprot.readListBegin()
+                    for _i141 in range(_size137):
+                        _elem142 = KeyRange()
+                        _elem142.read(iprot)
+                        self.ranges.append(_elem142)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1219,8 +1244,8 @@ class replica_scan_batch_args(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter136 in self.ranges:
-                iter136.write(oprot)
+            for iter143 in self.ranges:
+                iter143.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1271,11 +1296,11 @@ class replica_scan_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype140, _size137) = iprot.readListBegin()
-                    for _i141 in range(_size137):
-                        _elem142 = ReplicaPage()
-                        _elem142.read(iprot)
-                        self.success.append(_elem142)
+                    (_etype147, _size144) = iprot.readListBegin()
+                    for _i148 in range(_size144):
+                        _elem149 = ReplicaPage()
+                        _elem149.read(iprot)
+                        self.success.append(_elem149)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1297,8 +1322,8 @@ class replica_scan_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter143 in self.success:
-                iter143.write(oprot)
+            for iter150 in self.success:
+                iter150.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1351,11 +1376,11 @@ class deliver_hints_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype147, _size144) = iprot.readListBegin()
-                    for _i148 in range(_size144):
-                        _elem149 = Mutation()
-                        _elem149.read(iprot)
-                        self.mutations.append(_elem149)
+                    (_etype154, _size151) = iprot.readListBegin()
+                    for _i155 in range(_size151):
+                        _elem156 = Mutation()
+                        _elem156.read(iprot)
+                        self.mutations.append(_elem156)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1372,8 +1397,8 @@ class deliver_hints_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter150 in self.mutations:
-                iter150.write(oprot)
+            for iter157 in self.mutations:
+                iter157.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()

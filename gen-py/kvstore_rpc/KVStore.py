@@ -23,15 +23,18 @@ class Iface(object):
     The client calls, on each node's client port: any node coordinates any of them.
 
     """
-    def put(self, key, value, level, ttl_seconds):
+    def put(self, key, value, level, ttl_seconds, min_timestamp):
         """
         Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now.
+        min_timestamp (a session's newest timestamp, 0: none): the write is stamped above it, so a session's
+        writes are ordered as it made them, whichever nodes coordinate them.
 
         Parameters:
          - key
          - value
          - level
          - ttl_seconds
+         - min_timestamp
 
         """
         pass
@@ -50,13 +53,14 @@ class Iface(object):
         """
         pass
 
-    def remove(self, key, level):
+    def remove(self, key, level, min_timestamp):
         """
-        Delete key: write a tombstone at the given level.
+        Delete key: write a tombstone at the given level, stamped above min_timestamp (as for put).
 
         Parameters:
          - key
          - level
+         - min_timestamp
 
         """
         pass
@@ -64,7 +68,7 @@ class Iface(object):
     def expire(self, key, seconds, level, min_timestamp):
         """
         Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
-        min_timestamp: a session's, as for get.
+        min_timestamp: a session's, as for get, and the floor of the write's timestamp, as for put.
 
         Parameters:
          - key
@@ -87,15 +91,16 @@ class Iface(object):
         """
         pass
 
-    def multi_put(self, items, level, ttl_seconds):
+    def multi_put(self, items, level, ttl_seconds, min_timestamp):
         """
         Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
-        Each replica gets one internode call for all its keys.
+        Each replica gets one internode call for all its keys. min_timestamp: as for put.
 
         Parameters:
          - items
          - level
          - ttl_seconds
+         - min_timestamp
 
         """
         pass
@@ -192,27 +197,31 @@ class Client(Iface):
             self._oprot = oprot
         self._seqid = 0
 
-    def put(self, key, value, level, ttl_seconds):
+    def put(self, key, value, level, ttl_seconds, min_timestamp):
         """
         Write value under key at the given level; with ttl_seconds > 0, the value expires that long from now.
+        min_timestamp (a session's newest timestamp, 0: none): the write is stamped above it, so a session's
+        writes are ordered as it made them, whichever nodes coordinate them.
 
         Parameters:
          - key
          - value
          - level
          - ttl_seconds
+         - min_timestamp
 
         """
-        self.send_put(key, value, level, ttl_seconds)
+        self.send_put(key, value, level, ttl_seconds, min_timestamp)
         return self.recv_put()
 
-    def send_put(self, key, value, level, ttl_seconds):
+    def send_put(self, key, value, level, ttl_seconds, min_timestamp):
         self._oprot.writeMessageBegin('put', TMessageType.CALL, self._seqid)
         args = put_args()
         args.key = key
         args.value = value
         args.level = level
         args.ttl_seconds = ttl_seconds
+        args.min_timestamp = min_timestamp
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -290,23 +299,25 @@ class Client(Iface):
             raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "get failed: unknown result")
 
-    def remove(self, key, level):
+    def remove(self, key, level, min_timestamp):
         """
-        Delete key: write a tombstone at the given level.
+        Delete key: write a tombstone at the given level, stamped above min_timestamp (as for put).
 
         Parameters:
          - key
          - level
+         - min_timestamp
 
         """
-        self.send_remove(key, level)
+        self.send_remove(key, level, min_timestamp)
         return self.recv_remove()
 
-    def send_remove(self, key, level):
+    def send_remove(self, key, level, min_timestamp):
         self._oprot.writeMessageBegin('remove', TMessageType.CALL, self._seqid)
         args = remove_args()
         args.key = key
         args.level = level
+        args.min_timestamp = min_timestamp
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -337,7 +348,7 @@ class Client(Iface):
     def expire(self, key, seconds, level, min_timestamp):
         """
         Make an existing key expire `seconds` from now (Redis EXPIRE): read at `level`, write it back.
-        min_timestamp: a session's, as for get.
+        min_timestamp: a session's, as for get, and the floor of the write's timestamp, as for put.
 
         Parameters:
          - key
@@ -433,26 +444,28 @@ class Client(Iface):
             raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "ttl failed: unknown result")
 
-    def multi_put(self, items, level, ttl_seconds):
+    def multi_put(self, items, level, ttl_seconds, min_timestamp):
         """
         Write many keys, each at `level` (not atomic across keys): one outcome per key, in order.
-        Each replica gets one internode call for all its keys.
+        Each replica gets one internode call for all its keys. min_timestamp: as for put.
 
         Parameters:
          - items
          - level
          - ttl_seconds
+         - min_timestamp
 
         """
-        self.send_multi_put(items, level, ttl_seconds)
+        self.send_multi_put(items, level, ttl_seconds, min_timestamp)
         return self.recv_multi_put()
 
-    def send_multi_put(self, items, level, ttl_seconds):
+    def send_multi_put(self, items, level, ttl_seconds, min_timestamp):
         self._oprot.writeMessageBegin('multi_put', TMessageType.CALL, self._seqid)
         args = multi_put_args()
         args.items = items
         args.level = level
         args.ttl_seconds = ttl_seconds
+        args.min_timestamp = min_timestamp
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -800,7 +813,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = put_result()
         try:
-            result.success = self._handler.put(args.key, args.value, args.level, args.ttl_seconds)
+            result.success = self._handler.put(args.key, args.value, args.level, args.ttl_seconds, args.min_timestamp)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -873,7 +886,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = remove_result()
         try:
-            result.success = self._handler.remove(args.key, args.level)
+            result.success = self._handler.remove(args.key, args.level, args.min_timestamp)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -984,7 +997,7 @@ class Processor(Iface, TProcessor):
         iprot.readMessageEnd()
         result = multi_put_result()
         try:
-            result.success = self._handler.multi_put(args.items, args.level, args.ttl_seconds)
+            result.success = self._handler.multi_put(args.items, args.level, args.ttl_seconds, args.min_timestamp)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1214,15 +1227,17 @@ class put_args(object):
      - value
      - level
      - ttl_seconds
+     - min_timestamp
 
     """
 
 
-    def __init__(self, key=None, value=None, level=None, ttl_seconds=None,):
+    def __init__(self, key=None, value=None, level=None, ttl_seconds=None, min_timestamp=None,):
         self.key = key
         self.value = value
         self.level = level
         self.ttl_seconds = ttl_seconds
+        self.min_timestamp = min_timestamp
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1253,6 +1268,11 @@ class put_args(object):
                     self.ttl_seconds = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.I64:
+                    self.min_timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1279,6 +1299,10 @@ class put_args(object):
             oprot.writeFieldBegin('ttl_seconds', TType.I32, 4)
             oprot.writeI32(self.ttl_seconds)
             oprot.writeFieldEnd()
+        if self.min_timestamp is not None:
+            oprot.writeFieldBegin('min_timestamp', TType.I64, 5)
+            oprot.writeI64(self.min_timestamp)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1302,6 +1326,7 @@ put_args.thrift_spec = (
     (2, TType.STRING, 'value', 'BINARY', None, ),  # 2
     (3, TType.I32, 'level', None, None, ),  # 3
     (4, TType.I32, 'ttl_seconds', None, None, ),  # 4
+    (5, TType.I64, 'min_timestamp', None, None, ),  # 5
 )
 
 
@@ -1637,13 +1662,15 @@ class remove_args(object):
     Attributes:
      - key
      - level
+     - min_timestamp
 
     """
 
 
-    def __init__(self, key=None, level=None,):
+    def __init__(self, key=None, level=None, min_timestamp=None,):
         self.key = key
         self.level = level
+        self.min_timestamp = min_timestamp
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1664,6 +1691,11 @@ class remove_args(object):
                     self.level = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.min_timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1681,6 +1713,10 @@ class remove_args(object):
         if self.level is not None:
             oprot.writeFieldBegin('level', TType.I32, 2)
             oprot.writeI32(self.level)
+            oprot.writeFieldEnd()
+        if self.min_timestamp is not None:
+            oprot.writeFieldBegin('min_timestamp', TType.I64, 3)
+            oprot.writeI64(self.min_timestamp)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1703,6 +1739,7 @@ remove_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
     (2, TType.I32, 'level', None, None, ),  # 2
+    (3, TType.I64, 'min_timestamp', None, None, ),  # 3
 )
 
 
@@ -2262,14 +2299,16 @@ class multi_put_args(object):
      - items
      - level
      - ttl_seconds
+     - min_timestamp
 
     """
 
 
-    def __init__(self, items=None, level=None, ttl_seconds=None,):
+    def __init__(self, items=None, level=None, ttl_seconds=None, min_timestamp=None,):
         self.items = items
         self.level = level
         self.ttl_seconds = ttl_seconds
+        self.min_timestamp = min_timestamp
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2301,6 +2340,11 @@ class multi_put_args(object):
                     self.ttl_seconds = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I64:
+                    self.min_timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2326,6 +2370,10 @@ class multi_put_args(object):
             oprot.writeFieldBegin('ttl_seconds', TType.I32, 3)
             oprot.writeI32(self.ttl_seconds)
             oprot.writeFieldEnd()
+        if self.min_timestamp is not None:
+            oprot.writeFieldBegin('min_timestamp', TType.I64, 4)
+            oprot.writeI64(self.min_timestamp)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2348,6 +2396,7 @@ multi_put_args.thrift_spec = (
     (1, TType.LIST, 'items', (TType.STRUCT, [KeyValue, None], False), None, ),  # 1
     (2, TType.I32, 'level', None, None, ),  # 2
     (3, TType.I32, 'ttl_seconds', None, None, ),  # 3
+    (4, TType.I64, 'min_timestamp', None, None, ),  # 4
 )
 
 

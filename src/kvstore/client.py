@@ -7,11 +7,8 @@
         for key, value in kv.scan(b"user:", b"user;"):
             print(key, value.value)
 
-Credentials: credentials=(user, password) logs every connection in (the
-node's authentication is on by default). from_cluster_file finds them as the
-tools do (users.find_credentials): $KVSTORE_USER and $KVSTORE_PASSWORD, else the
-operator's credentials file that ./server.sh wrote beside the cluster file.
-tls=an ssl.SSLContext (tls.client_context(ca)) for nodes started with --tls.
+credentials=(user, password) logs every connection in; from_cluster_file finds
+them as the tools do (users.find_credentials). tls: an ssl.SSLContext.
 
 It keeps one persistent connection to one node (any node coordinates any
 request) and moves to the next live node when that one goes: a request that
@@ -19,51 +16,30 @@ never left is sent again elsewhere; a read whose connection broke mid-call is
 retried elsewhere; a write whose connection broke mid-call is not (it may have
 been applied) and raises NodeUnavailable saying so.
 
-Errors are raised as kvstore.errors types (InvalidRequest, Unavailable,
-TimedOut, StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable). Batches do not raise per key: each
-key's outcome is its result or the exception it met.
+Errors are raised as kvstore.errors types (InvalidRequest, Unavailable, TimedOut,
+StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable). Batches do not
+raise per key: each key's outcome is its result or the exception it met.
 
 Read-your-writes session (on by default): the client remembers, per key, the
-newest timestamp it wrote or read and sends it with its reads; a coordinator
-that cannot find a cell that new on any replica raises StaleRead instead of
-returning older data. The memory grows with the keys used; forget() clears it.
+newest timestamp it wrote or read and sends it with its reads (a coordinator that
+cannot find a cell that new raises StaleRead instead of returning older data),
+and the newest of all with its writes, which are stamped above it. forget() clears it.
 """
 import contextlib
 import random
-from typing import NamedTuple, Optional
 
 from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.config import read_cluster_file
 from kvstore.consistency import Level, parse_level
 from kvstore.errors import (ConfigError, ConnectFailed, InvalidRequest, NodeUnavailable, StaleRead, TimedOut,
                             Unauthorized, Unavailable)
+from kvstore.answers import ReadDetail, Value, Written   # noqa: F401 -- part of this library's interface
 from kvstore.peers import Connection
 from kvstore.users import find_credentials
 from kvstore_rpc import ttypes
 
 CALL_TIMEOUT = 15.0   # seconds a call may take before the client gives up on its node (timeout=)
 _IDL_ERRORS = (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut, ttypes.StaleRead, ttypes.Unauthorized)
-
-
-class Value(NamedTuple):
-    """What get returns for a key that exists."""
-    value: bytes
-    timestamp: int        # microseconds since the epoch, given by the coordinator that wrote it
-    expires_at: int = 0   # microseconds since the epoch; 0: never
-
-
-class Written(NamedTuple):
-    """What a write returns."""
-    timestamp: int
-    acknowledged: list    # node ids that had acknowledged when the coordinator answered
-    hinted: list          # node ids that were down and get the write through a hint
-
-
-class ReadDetail(NamedTuple):
-    """get_detail's answer: the value (or None) and how the coordinator found it."""
-    value: Optional[Value]
-    answered: list
-    repaired: list
 
 
 class Client:
@@ -83,15 +59,14 @@ class Client:
         self.level = parse_level(level)
         self.session = session
         self._seen = {}   # key -> the newest timestamp this session wrote or read
+        self._newest = 0  # the newest of them all: the floor of the session's writes
         self.timeout = timeout
         self._connect_timeout = connect_timeout
         self._on_failover = on_failover or (lambda text: None)
         self._choose = choose
         self._watch = watch or (lambda address, method: contextlib.nullcontext())
-        self._credentials = credentials
-        self._tls = tls
-        self._connection = None
-        self.address = None
+        self._credentials, self._tls = credentials, tls
+        self._connection, self.address = None, None
         self.role = None   # the role the node gave our login (None: not logged in)
 
     @classmethod
@@ -115,15 +90,21 @@ class Client:
             self._connection.close()
             self._connection = None
 
+    def use(self, address):
+        """Send the next calls to the node at address ((host, port) or "host:port"); the session goes along."""
+        self.close()
+        self._preferred = parse_address(address) if isinstance(address, str) else tuple(address)
+
     def forget(self):
         """Clear the session's timestamps."""
         self._seen.clear()
+        self._newest = 0
 
     # ---- single keys ----
 
     def put(self, key, value, level=None, ttl=None):
         """Write value under key; with ttl (seconds) it expires that long after the write. -> Written."""
-        result = self._call("put", key, value, self._level(level), ttl or 0, write=True)
+        result = self._call("put", key, value, self._level(level), ttl or 0, self._write_floor(), write=True)
         return self._written(key, result)
 
     def get(self, key, level=None):
@@ -136,7 +117,7 @@ class Client:
 
     def delete(self, key, level=None):
         """Write a tombstone for key. -> Written."""
-        return self._written(key, self._call("remove", key, self._level(level), write=True))
+        return self._written(key, self._call("remove", key, self._level(level), self._write_floor(), write=True))
 
     def expire(self, key, seconds, level=None):
         """Make an existing key expire `seconds` from now (0 or less deletes it). -> Written, or None when
@@ -163,7 +144,7 @@ class Client:
         -> {key: Written or the exception that key met}."""
         items = list(items.items() if isinstance(items, dict) else items)
         outcomes = self._call("multi_put", [ttypes.KeyValue(k, v) for k, v in items], self._level(level),
-                              ttl or 0, write=True)
+                              ttl or 0, self._write_floor(), write=True)
         return {o.key: _key_error(o) or self._written(o.key, o.result) for o in outcomes}
 
     def mget(self, keys, level=None):
@@ -200,6 +181,11 @@ class Client:
     def _level(self, level):
         return int(self.level if level is None else parse_level(level))
 
+    def _write_floor(self):
+        """The newest timestamp this session wrote or read (0: none), sent with each write: the write is
+        stamped above it, so the session's writes are ordered as it made them, through any nodes."""
+        return self._newest if self.session else 0
+
     def _floor(self, key):
         """The session's timestamp for key (0: none), sent with a read so it sees this session's writes."""
         return self._seen.get(key, 0) if self.session else 0
@@ -207,6 +193,7 @@ class Client:
     def _written(self, key, result):
         if self.session:
             self._seen[key] = max(self._seen.get(key, 0), result.timestamp)
+            self._newest = max(self._newest, result.timestamp)
         return Written(result.timestamp, list(result.acknowledged or []), list(result.hinted or []))
 
     def _value(self, key, cell):
@@ -214,6 +201,7 @@ class Client:
             return None
         if self.session:
             self._seen[key] = max(self._seen.get(key, 0), cell.timestamp)
+            self._newest = max(self._newest, cell.timestamp)
         return Value(cell.value, cell.timestamp, cell.expires_at or 0)
 
     def _call(self, method, *args, write=False):

@@ -61,6 +61,7 @@ class Settings:
     request_memory: int = 128 * 1024 * 1024   # bytes that large requests being read may hold, per port
     commitlog_sync_period: float = 0.0  # 0: fsync before acknowledging; N: every N seconds (not durable at ack)
     max_key_bytes: int = MAX_KEY_BYTES
+    max_clock_offset: float = 0.5       # seconds ahead of this node's clock a timestamp from elsewhere is believed
 
     @property
     def max_frame_bytes(self):

@@ -16,7 +16,7 @@ repairing the stale ones among them before answering (so a later QUORUM read
 cannot see older data) and late ones in the background. With a session
 timestamp the first answers do not reach, wait for every live replica, and
 raise StaleRead if none has it. A scan walks the token ranges in byte order,
-reads each from its replicas at the level and merges them (scans.py).
+reads each from its replicas at the level and merges them (scanning.py).
 
 Every request has one deadline, set when it arrives and passed down the fan-out.
 """
@@ -25,16 +25,14 @@ import time
 from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
-from kvstore.config import MAX_ANSWER_BYTES
 from kvstore.consistency import block_for
 from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
 from kvstore.responses import Responses, reasons
-from kvstore.scans import Page, merge_pages
+from kvstore.scanning import Scanning
 
 log = logging.getLogger(__name__)
 
-MIN_SCAN_PAGE = 64   # cells asked of a replica at least: tombstones fill pages but show nothing
 
 
 class WriteOutcome(NamedTuple):
@@ -49,7 +47,7 @@ class ReadOutcome(NamedTuple):
     repaired: list
 
 
-class Coordinator:
+class Coordinator(Scanning):
     def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout):
         """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py)."""
         self._local_id = local_id
@@ -81,15 +79,18 @@ class Coordinator:
 
     # ---- writes ----
 
-    def put(self, key, value, level, ttl=0):
-        return _raise_or_return(self.put_many([(key, value)], level, ttl)[0])
+    # Every write takes a floor: the newest timestamp its client's session has seen (0: none). It is stamped
+    # above it, so a session's writes are ordered as it made them, whichever coordinators they go through.
 
-    def delete(self, key, level):
-        return _raise_or_return(self._write_many([(key, tombstone(self._clock.now()))], level)[0])
+    def put(self, key, value, level, ttl=0, floor=0):
+        return _raise_or_return(self.put_many([(key, value)], level, ttl, floor)[0])
 
-    def put_many(self, items, level, ttl=0):
+    def delete(self, key, level, floor=0):
+        return _raise_or_return(self._write_many([(key, tombstone(self._clock.now(floor)))], level)[0])
+
+    def put_many(self, items, level, ttl=0, floor=0):
         """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
-        now = self._clock.now()
+        now = self._clock.now(floor)
         expires = now + int(ttl * 1_000_000) if ttl else 0
         return self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
@@ -99,16 +100,20 @@ class Coordinator:
         if current is None:
             return False, None
         if seconds <= 0:
-            return True, self.delete(key, level)
-        now = self._clock.now()
+            return True, self.delete(key, level, min_timestamp)
+        now = self._clock.now(min_timestamp)
         write = self._write_many([(key, Cell(current.value, now, now + int(seconds * 1_000_000)))], level)[0]
         return True, _raise_or_return(write)
 
     def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
-        return seconds_left(self.get(key, level, min_timestamp).cell, self._clock.now())
+        return seconds_left(self.get(key, level, min_timestamp).cell, self._clock.read())
 
-    def _write_many(self, writes, level):
+    def _write_many(self, writes, level, again=True):
+        """A replica that already holds a newer cell of a key says so in its acknowledgement (its timestamp).
+        When one did, the write is stamped again above it and sent again before it is acknowledged (once:
+        again=False), so a write that began after another was acknowledged at a level that overlaps this
+        one's wins over it, whatever the coordinators' clocks said."""
         deadline = time.monotonic() + self._timeout
         outcomes, pending = [None] * len(writes), []
         for index, (key, cell) in enumerate(writes):
@@ -125,21 +130,29 @@ class Coordinator:
         for _, key, cell, _, down, _ in pending:
             for node_id in down:
                 self._store_hint(node_id, key, cell)
+        later = []   # (index, key, the write stamped again above the newer cell a replica holds)
         for index, key, cell, _, down, responses in pending:
             if responses.wait(deadline):
                 acked, _ = responses.snapshot()
+                newer = max((held or 0 for _, held in acked), default=0)
+                if again and newer > cell.timestamp:
+                    later.append((index, key, cell._replace(timestamp=self._clock.now(newer, trusted=True))))
                 outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
             else:
                 acked, failures = responses.snapshot()
                 outcomes[index] = TimedOut(_write_failure_message(level, len(acked), responses.needed, failures),
                                            len(acked), responses.needed)
+        if later:
+            log.debug("%d writes stamped again above newer cells their replicas hold", len(later))
+            for (index, _, _), outcome in zip(later, self._write_many([(k, c) for _, k, c in later], level, False)):
+                outcomes[index] = outcome
         return outcomes
 
     def _write_done(self, node_id, key, cell, responses):
         """The callback of one write to one replica; a remote replica that missed it gets a hint."""
-        def done(error, _):
+        def done(error, newer_held):
             if error is None:
-                responses.ok(node_id)
+                responses.ok(node_id, newer_held)   # 0 (None): this write is the replica's newest cell
                 return
             self._note_failure(node_id, error)
             responses.fail(node_id, str(error))
@@ -166,6 +179,7 @@ class Coordinator:
         """[key] -> one ReadOutcome or error per key, in order. min_timestamps: {key: session timestamp}."""
         deadline = time.monotonic() + self._timeout
         min_timestamps = min_timestamps or {}
+        self._clock.observe(max(min_timestamps.values(), default=0))
         outcomes, pending = [None] * len(keys), []
         for index, key in enumerate(keys):
             try:
@@ -191,6 +205,8 @@ class Coordinator:
     def _read_done(self, node_id, responses):
         def done(error, cell):
             if error is None:
+                if isinstance(cell, Cell):   # a read's answer (a scan's is a page)
+                    self._clock.observe(cell.timestamp)
                 responses.ok(node_id, cell)
             else:
                 self._note_failure(node_id, error)
@@ -220,7 +236,7 @@ class Coordinator:
         repaired = self._repair(key, newest, answers, needed, level, deadline)
         used = {node_id for node_id, _ in answers}
         responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
-        return ReadOutcome(visible(newest, self._clock.now()), [node_id for node_id, _ in answers], repaired)
+        return ReadOutcome(visible(newest, self._clock.read()), [node_id for node_id, _ in answers], repaired)
 
     def _repair(self, key, newest, answers, needed, level, deadline):
         """Write newest to the stale replicas among answers; wait until `needed` replicas hold it."""
@@ -258,49 +274,6 @@ class Coordinator:
             grouped.setdefault(node_id, []).append((key, cell, self._write_done(node_id, key, cell, Responses(0, 1))))
         for node_id, requests in grouped.items():
             self._replicas[node_id].write_many_async(requests, deadline)
-
-    # ---- scans ----
-
-    def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
-        """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
-        top of the key space) in byte order, at most limit and at most max_bytes of them (but always one),
-        from each token range's replicas at level."""
-        if end is not None and start > end:
-            raise InvalidRequest(f"the scan's start {show(start)} is after its end {show(end)} "
-                                 "(an empty end scans to the end of the key space)")
-        if limit <= 0:
-            raise InvalidRequest(f"the scan's limit must be positive, not {limit}")
-        deadline = time.monotonic() + self._timeout
-        page, low = Page(limit, max_bytes), start
-        while low is not None and (end is None or low < end):
-            segment_end, replicas = self._ring.segment_at(low)
-            high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
-            asked = max(limit - len(page.items), MIN_SCAN_PAGE)
-            cells, covered = self._scan_segment(low, high, asked, replicas, level, deadline)
-            now = self._clock.now()
-            for key, cell in cells:
-                resume = page.add(key, cell) if visible(cell, now) is not None else None
-                if resume is not None:
-                    return page.items, (resume if end is None or resume < end else None)
-            low = covered
-        return page.items, None
-
-    def _scan_segment(self, low, high, limit, replicas, level, deadline):
-        """(merged [(key, cell)] in key order, where the merge is complete up to: exclusive, None for
-        the top) of [low, high) within one token range, read from its replicas at level."""
-        alive, _, needed = self._plan(replicas, level)
-        responses = Responses(needed, len(alive))
-        for node_id in alive:
-            self._replicas[node_id].scan_async(low, high, limit, deadline, self._read_done(node_id, responses))
-        if not responses.wait(deadline):
-            answered, failures = responses.snapshot()
-            raise TimedOut(f"{level.name} scan of a token range needs {needed} replicas, "
-                           f"{len(answered)} answered in time" + reasons(failures), len(answered), needed)
-        merged, stale, covered = merge_pages(responses.snapshot()[0], limit, high, low)
-        if stale:
-            log.debug("scan repairs %d stale cells", len(stale))
-            self._repair_in_background(stale)
-        return merged, covered
 
 
 def _timestamp(cell):

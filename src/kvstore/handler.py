@@ -7,6 +7,7 @@ calls between nodes have a door of their own, on the peer port (internode.py).
 import contextlib
 
 from kvstore import errors
+from kvstore.clock import ClockOffsetError
 from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.consistency import parse_level
 from kvstore.replicas import to_cell, to_mutation
@@ -32,12 +33,13 @@ class Handler:
 
     # ---- client calls ----
 
-    def put(self, key, value, level, ttl_seconds=None):
+    def put(self, key, value, level, ttl_seconds=None, min_timestamp=None):
         self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
             self._check_value(value)
-            outcome = self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds))
+            outcome = self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds),
+                                            min_timestamp or 0)
             return _write_result(outcome)
 
     def get(self, key, level, min_timestamp=None):
@@ -46,11 +48,11 @@ class Handler:
             self._check_key(key)
             return _read_result(self._coordinator.get(key, parse_level(level), min_timestamp or 0))
 
-    def remove(self, key, level):
+    def remove(self, key, level, min_timestamp=None):
         self._wait_until_ready()
         with _client_errors():
             self._check_key(key)
-            return _write_result(self._coordinator.delete(key, parse_level(level)))
+            return _write_result(self._coordinator.delete(key, parse_level(level), min_timestamp or 0))
 
     def expire(self, key, seconds, level, min_timestamp=None):
         self._wait_until_ready()
@@ -68,7 +70,7 @@ class Handler:
             self._check_key(key)
             return self._coordinator.ttl(key, parse_level(level), min_timestamp or 0)
 
-    def multi_put(self, items, level, ttl_seconds=None):
+    def multi_put(self, items, level, ttl_seconds=None, min_timestamp=None):
         self._wait_until_ready()
         with _client_errors():
             items = self._check_batch(items)
@@ -82,7 +84,7 @@ class Handler:
                 self._check_key(item.key)
                 self._check_value(item.value)
             outcomes = _per_key(items, check, lambda valid: self._coordinator.put_many(
-                [(item.key, item.value) for item in valid], level, ttl))
+                [(item.key, item.value) for item in valid], level, ttl, min_timestamp or 0))
             return [_key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, _write_result)
                     for item, outcome in zip(items, outcomes)]
 
@@ -224,3 +226,5 @@ def _client_errors():
         yield
     except (errors.InvalidRequest, errors.Unavailable, errors.TimedOut, errors.StaleRead) as exc:
         raise _to_idl(exc) from None
+    except ClockOffsetError as exc:   # a session's floor from the future: refused, never believed
+        raise ttypes.InvalidRequest(why=f"the session's timestamp is refused: {exc}") from None

@@ -37,11 +37,12 @@ class AnswerBudget:
 
 
 class InternodeHandler:
-    def __init__(self, node_id, generation, storage, hints, detector, settings, peer_ids):
+    def __init__(self, node_id, generation, storage, hints, detector, settings, peer_ids, clock):
         """generation: when this node process started (microseconds): a new one tells peers it restarted;
         peer_ids: the ids of the other nodes of the ring (a heartbeat from any other is refused)."""
         self._node_id = node_id
         self._peer_ids = frozenset(peer_ids)
+        self._clock = clock
         self._generation = generation
         self._storage = storage
         self._hints = hints
@@ -63,7 +64,7 @@ class InternodeHandler:
 
     def replica_write_batch(self, mutations):
         with _replica_errors():
-            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+            return self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
 
     def replica_scan_batch(self, ranges):
         with _replica_errors():
@@ -105,6 +106,7 @@ class InternodeHandler:
         if mutation is None or mutation.cell is None or mutation.cell.timestamp is None:
             raise errors.InvalidRequest("a mutation needs a key, a cell and a timestamp")
         self._check_key(mutation.key)
+        self._clock.observe(mutation.cell.timestamp)   # a cell seen: this node stamps later writes above it
         return mutation.key, from_cell(mutation.cell)
 
     def heartbeat(self, from_node):

@@ -29,6 +29,7 @@ from kvstore.ring import Ring
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
                  "--log-level", "DEBUG")
 READY_TIMEOUT = 20.0
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"   # Debian's faketime package
 
 
 class ClusterError(KVStoreError, AssertionError):
@@ -100,7 +101,8 @@ def prepare_access(cluster_file):
 
 
 class Cluster:
-    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None):
+    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None, clocks=False):
+        """clocks: give each node a wall clock of its own (libfaketime), set with skew(i, seconds)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hosts = hosts or Loopback()
@@ -120,6 +122,9 @@ class Cluster:
             self.peer_tls = client_context(ca, cert, key) if "--internode-tls" in self.extra_args else None
         self.procs = {}
         self._connections = []
+        self._clocks = clocks
+        for node in self.nodes if clocks else ():
+            self.skew(node.node_id, 0)
 
     # ---- lifecycle ----
 
@@ -135,8 +140,19 @@ class Cluster:
         return self
 
     def _spawn(self, i):
+        env = None
+        if self._clocks:   # the real-time clock only: deadlines and sleeps keep the monotonic one
+            env = {"LD_PRELOAD": FAKETIME_LIBRARY, "FAKETIME_TIMESTAMP_FILE": str(self._clock_file(i)),
+                   "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1"}
         self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i), self.extra_args,
-                                             prefix=self.hosts.prefix(i))
+                                             prefix=self.hosts.prefix(i), env=env)
+
+    def _clock_file(self, i):
+        return self.directory / f"node{i}.faketime"
+
+    def skew(self, i, seconds):
+        """Set node i's wall clock `seconds` off the machine's (it reads the change within a second)."""
+        self._clock_file(i).write_text(f"{seconds:+g}s\n")
 
     def wait_ready(self, i, timeout=READY_TIMEOUT):
         node = self.nodes[i]

@@ -28,6 +28,7 @@ from kvstore import datadir, processes
 from kvstore.access import Gate
 from kvstore.admin import AdminCalls
 from kvstore.clock import Clock
+from kvstore.clockfile import ClockFile
 from kvstore.commitlog import CommitLog
 from kvstore.config import Settings, read_cluster_file
 from kvstore.coordinator import Coordinator
@@ -122,7 +123,8 @@ def main(argv=None):
                         gc_grace=args.gc_grace_seconds,
                         idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
                         max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period,
-                        max_connections_per_host=args.max_connections_per_host, request_memory=args.request_memory)
+                        max_connections_per_host=args.max_connections_per_host, request_memory=args.request_memory,
+                        max_clock_offset=args.max_clock_offset)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
     try:
         lock = datadir.claim(data_dir)
@@ -161,7 +163,13 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval,
                                timeout=settings.connect_timeout, on_alive=delivery.on_alive)
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
-    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, Clock(), settings.request_timeout)
+    try:
+        clock = Clock(reservation=ClockFile(data_dir),   # above every timestamp issued before a restart
+                      max_offset=int(settings.max_clock_offset * 1_000_000))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout)
     generation = int(time.time() * 1e6)
     ready = threading.Event()
     # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
@@ -172,7 +180,7 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
                                                        "remove", "expire", "multi_put", "describe_ring")}
     calls.update(dump=admin.dump, compact=admin.compact)
     peer_door = SharedDoor(Internode.Processor(InternodeHandler(me.node_id, generation, storage, hints, detector,
-                                                                settings, pools)), settings.idle_timeout)
+                                                                settings, pools, clock)), settings.idle_timeout)
     servers = [RpcServer(listen_host, me.port,
                          lambda who: Gate(calls, security.authenticator, settings.idle_timeout, who), settings,
                          KVStore, tls=security.client_tls, per_host_limit=settings.max_connections_per_host),

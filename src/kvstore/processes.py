@@ -66,17 +66,19 @@ def runs_server(cmdline):
     return any(Path(arg).name == "server.py" and Path(arg).parent.name == "src" for arg in cmdline)
 
 
-def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable, prefix=()):
+def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable, prefix=(), env=None):
     """Start a node in its own session, logging to data_dir/node.log; returns the Popen.
 
-    prefix: a command to run it under, e.g. ["ip", "netns", "exec", NAME] (it must exec the node)."""
+    prefix: a command to run it under, e.g. ["ip", "netns", "exec", NAME] (it must exec the node);
+    env: variables to add to its environment (the tests' libfaketime, for a clock of its own)."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [*prefix, python, str(SERVER_SCRIPT), "--cluster", str(Path(cluster_file).resolve()),
                "--id", str(node_id), "--data-dir", str(data_dir), *extra_args]
     with open(data_dir / LOG_FILE, "ab") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT,
+                                env=dict(os.environ, **env) if env else None)
 
 
 def signal_node(data_dir, sig):

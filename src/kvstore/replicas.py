@@ -21,15 +21,16 @@ class LocalReplica:
         self._storage = storage
 
     def write_many_async(self, writes, deadline):
-        """writes: [(key, cell, callback)], applied with one fsync."""
+        """writes: [(key, cell, callback)], applied with one fsync; each callback gets 0 (None), or the
+        timestamp of the newer cell the replica holds instead."""
         try:
-            self._storage.apply_all([(key, cell) for key, cell, _ in writes])
+            newer_held = self._storage.apply_all([(key, cell) for key, cell, _ in writes])
         except StorageError as exc:
             for _, _, callback in writes:
                 callback(exc, None)
         else:
-            for _, _, callback in writes:
-                callback(None, None)
+            for (_, _, callback), held in zip(writes, newer_held):
+                callback(None, held)
 
     def read_many_async(self, reads, deadline):
         """reads: [(key, callback)]; each callback gets the stored cell (tombstones included) or None."""

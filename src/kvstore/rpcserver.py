@@ -128,7 +128,7 @@ class RpcServer:
                 if self._stopped.is_set():
                     break
                 log.warning("accept failed: %s", exc)
-                time.sleep(0.05)  # for example, out of file descriptors: do not spin
+                self._stopped.wait(0.05)  # for example, out of file descriptors: do not spin
                 continue
             with self._lock:
                 refusal = (self._refusal if self._active >= self._settings.max_connections else

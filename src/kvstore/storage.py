@@ -77,18 +77,22 @@ class Storage:
         self.apply_all([(key, cell)])
 
     def apply_all(self, mutations):
-        """Apply many writes with one shared fsync. A write older than what is held is skipped."""
+        """Apply many writes with one shared fsync. A write older than what is held is skipped. Returns, for
+        each write, 0 when it is now the key's cell, else the timestamp of the newer cell held instead."""
         self._gate.enter()
         try:
-            fresh = [(k, c) for k, c in mutations if newer(self._cells.get(k), c) is c]
-            if not fresh:
-                return
-            self._log.append_all([encode_mutation(k, c) for k, c in fresh])
-            for key, cell in fresh:
-                self._merge(key, cell)
+            held = [self._cells.get(k) for k, _ in mutations]
+            fresh = [(k, c) for (k, c), old in zip(mutations, held) if newer(old, c) is c]
+            if fresh:
+                self._log.append_all([encode_mutation(k, c) for k, c in fresh])
+                for key, cell in fresh:
+                    self._merge(key, cell)
         finally:
             self._gate.leave()
-        self._maybe_compact()
+        if fresh:
+            self._maybe_compact()
+        return [0 if old is None or old == c or newer(old, c) is c else old.timestamp
+                for (_, c), old in zip(mutations, held)]
 
     def _merge(self, key, cell):
         with self._lock:

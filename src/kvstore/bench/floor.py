@@ -20,7 +20,7 @@ _READ = ttypes.ReadResult(ttypes.Cell(b"x" * 100, 1), [0], [])
 
 
 class NoopHandler:
-    def put(self, key, value, level, ttl_seconds=None):
+    def put(self, key, value, level, ttl_seconds=None, min_timestamp=None):
         return _WRITTEN
 
     def get(self, key, level, min_timestamp=None):
@@ -56,7 +56,7 @@ class FanoutHandler(NoopHandler):
             if answered[0] < needed:
                 raise ttypes.TimedOut("floor replicas did not answer", answered[0], needed)
 
-    def put(self, key, value, level, ttl_seconds=None):
+    def put(self, key, value, level, ttl_seconds=None, min_timestamp=None):
         self._fan_out("put", (key, value, level), 1 if level == ttypes.ConsistencyLevel.ONE else 2)
         return _WRITTEN
 
