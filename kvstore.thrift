@@ -127,6 +127,11 @@ struct NodeInfo {
   /** The last key of the node's token range (previous token, this token]. */
   4: binary token,
   5: bool up,
+  /**
+   * The answering node's estimate of this node's clock minus its own, in microseconds (from heartbeats,
+   * corrected by half the round trip); 0 for the answering node itself, or when it has no estimate.
+   */
+  6: i64 clock_offset,
 }
 
 /** The answer to a heartbeat. */
@@ -134,6 +139,8 @@ struct Heartbeat {
   1: i32 node_id,
   /** When this node process started, in microseconds: a new value means it restarted. */
   2: i64 generation,
+  /** This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs. */
+  3: i64 clock,
 }
 
 /** One replica's whole state, for the inspector. */

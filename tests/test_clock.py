@@ -2,6 +2,7 @@
 ordered as it made them; a write that begins after another was acknowledged wins over it at an overlapping
 level, whatever the coordinators' clocks say. Real nodes get clocks of their own through libfaketime."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,36 @@ def test_a_session_floor_from_the_future_is_refused_and_does_not_move_the_clock(
         shared_cluster.call(0, "put", b"future-floor", b"x", 2, 0, year_2100)
     written = shared_cluster.call(0, "put", b"future-floor", b"now", 2, 0, 0)
     assert written.timestamp < year_2100 // 2      # the clock did not jump
+
+
+def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peers_serve_on(tmp_path):
+    if not Path(FAKETIME_LIBRARY).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("libfaketime is missing: .ci/run installs the faketime package")
+        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+    from kvstore.localcluster import wait_for
+    from kvstore_rpc.ttypes import Unavailable
+    c = Cluster(tmp_path / "off", clocks=True)   # the default bound: 0.5 s
+    try:
+        c.skew(3, +10)
+        c.start()
+        key = c.key_for([1, 2, 3])
+
+        def refused():
+            try:
+                c.call(3, "put", key, b"from the future", 2, 0, 0)
+            except Unavailable as exc:
+                return exc.why
+            return None
+        wait_for(refused, 10, "node 3 to refuse writes")
+        assert re.match(r"ClockOffset: node 3's clock is \+(9|10)\.\d{3} s from most of its peers', more than the "
+                        r"0.5 s allowed \(--max-clock-offset\)", refused())
+        assert c.call(0, "put", key, b"through node 0", 3, 0, 0).acknowledged   # ALL: node 3 is a replica
+        assert c.call(3, "get", key, 2, 0).cell.value == b"through node 0"    # node 3 still reads
+        offset = next(n.clock_offset for n in c.call(0, "describe_ring") if n.node_id == 3)
+        assert 9.5e6 < offset < 10.5e6
+        assert "this node's clock is +" in c.log(3) and "refuses to coordinate writes" in c.log(3)
+        c.skew(3, 0)   # the clock is fixed: node 3 coordinates again
+        wait_for(lambda: refused() is None, 15, "node 3 to coordinate writes again")
+    finally:
+        c.close()

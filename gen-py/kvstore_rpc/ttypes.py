@@ -780,16 +780,19 @@ class NodeInfo(object):
      - port
      - token: The last key of the node's token range (previous token, this token].
      - up
+     - clock_offset: The answering node's estimate of this node's clock minus its own, in microseconds (from heartbeats,
+    corrected by half the round trip); 0 for the answering node itself, or when it has no estimate.
 
     """
 
 
-    def __init__(self, node_id=None, host=None, port=None, token=None, up=None,):
+    def __init__(self, node_id=None, host=None, port=None, token=None, up=None, clock_offset=None,):
         self.node_id = node_id
         self.host = host
         self.port = port
         self.token = token
         self.up = up
+        self.clock_offset = clock_offset
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -825,6 +828,11 @@ class NodeInfo(object):
                     self.up = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.I64:
+                    self.clock_offset = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -855,6 +863,10 @@ class NodeInfo(object):
             oprot.writeFieldBegin('up', TType.BOOL, 5)
             oprot.writeBool(self.up)
             oprot.writeFieldEnd()
+        if self.clock_offset is not None:
+            oprot.writeFieldBegin('clock_offset', TType.I64, 6)
+            oprot.writeI64(self.clock_offset)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -880,13 +892,15 @@ class Heartbeat(object):
     Attributes:
      - node_id
      - generation: When this node process started, in microseconds: a new value means it restarted.
+     - clock: This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs.
 
     """
 
 
-    def __init__(self, node_id=None, generation=None,):
+    def __init__(self, node_id=None, generation=None, clock=None,):
         self.node_id = node_id
         self.generation = generation
+        self.clock = clock
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -907,6 +921,11 @@ class Heartbeat(object):
                     self.generation = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.clock = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -924,6 +943,10 @@ class Heartbeat(object):
         if self.generation is not None:
             oprot.writeFieldBegin('generation', TType.I64, 2)
             oprot.writeI64(self.generation)
+            oprot.writeFieldEnd()
+        if self.clock is not None:
+            oprot.writeFieldBegin('clock', TType.I64, 3)
+            oprot.writeI64(self.clock)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2057,12 +2080,14 @@ NodeInfo.thrift_spec = (
     (3, TType.I32, 'port', None, None, ),  # 3
     (4, TType.STRING, 'token', 'BINARY', None, ),  # 4
     (5, TType.BOOL, 'up', None, None, ),  # 5
+    (6, TType.I64, 'clock_offset', None, None, ),  # 6
 )
 all_structs.append(Heartbeat)
 Heartbeat.thrift_spec = (
     None,  # 0
     (1, TType.I32, 'node_id', None, None, ),  # 1
     (2, TType.I64, 'generation', None, None, ),  # 2
+    (3, TType.I64, 'clock', None, None, ),  # 3
 )
 all_structs.append(NodeDump)
 NodeDump.thrift_spec = (

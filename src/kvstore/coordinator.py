@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
 from kvstore.consistency import block_for
-from kvstore.errors import ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
+from kvstore.errors import ClockOffset, ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
 from kvstore.responses import Responses, reasons
 from kvstore.scanning import Scanning
@@ -114,6 +114,13 @@ class Coordinator(Scanning):
         When one did, the write is stamped again above it and sent again before it is acknowledged (once:
         again=False), so a write that began after another was acknowledged at a level that overlaps this
         one's wins over it, whatever the coordinators' clocks said."""
+        off = self._detector.clock_error()
+        if off is not None:   # a clock this far off would stamp writes out of order: refuse them, by name
+            refused = ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {off:+.3f} s from most of its "
+                                  f"peers', more than the {self._detector.max_offset:g} s allowed "
+                                  "(--max-clock-offset): it coordinates no writes until its clock is fixed; send "
+                                  "them to another node")
+            return [refused] * len(writes)
         deadline = time.monotonic() + self._timeout
         outcomes, pending = [None] * len(writes), []
         for index, (key, cell) in enumerate(writes):

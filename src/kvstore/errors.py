@@ -23,6 +23,13 @@ class Unavailable(KVStoreError):
             message or f"Unavailable: {alive} of {total} replicas alive, {level_name} needs {needed}")
 
 
+class ClockOffset(Unavailable):
+    """This node's clock is further from most of its peers' than the bound: it coordinates no writes."""
+
+    def __init__(self, message):
+        super().__init__(0, 0, message=message)
+
+
 class TimedOut(KVStoreError):
     """Too few replicas answered before the deadline (or all that could answer failed)."""
 

@@ -7,7 +7,9 @@ Every sign of life calls on_alive(node_id), which is how hints get delivered.
 Peers start as down until they are heard from.
 """
 import logging
+import statistics
 import threading
+import time
 
 from kvstore.errors import NodeUnavailable
 
@@ -15,9 +17,16 @@ log = logging.getLogger(__name__)
 
 
 class FailureDetector:
-    def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None):
-        """peers: {node_id: object with heartbeat(from_node, timeout)}."""
+    def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None, wall=time.time,
+                 max_offset=None):
+        """peers: {node_id: object with heartbeat(from_node, timeout)}; max_offset: seconds this node's clock
+        may be from most of its peers' before clock_error() says so (None: never)."""
         self._self_id = self_id
+        self._wall = wall
+        self._max_offset = max_offset
+        self.max_offset = max_offset
+        self._offsets = {}   # node id -> its clock minus ours, in seconds, from its last heartbeat answer
+        self._off = False
         self._peers = peers
         self._interval = interval
         self._timeout = timeout
@@ -62,12 +71,34 @@ class FailureDetector:
             thread.join(self._timeout + 1.0)
 
     def _ping(self, node_id):
+        sent = self._wall()
         try:
             reply = self._peers[node_id].heartbeat(self._self_id, timeout=self._timeout)
         except NodeUnavailable as exc:
             self.mark_down(node_id, str(exc))
         else:
+            if getattr(reply, "clock", None):   # its clock against ours at the middle of the round trip
+                self._offsets[node_id] = reply.clock / 1e6 - (sent + self._wall()) / 2
             self.mark_up(node_id, reply.generation)
+
+    def offset(self, node_id):
+        """node_id's clock minus ours, in seconds, as its last heartbeat answer showed (0.0: unknown, or us)."""
+        return self._offsets.get(node_id, 0.0) if node_id != self._self_id else 0.0
+
+    def clock_error(self):
+        """None while this node's clock is within max_offset of most of the peers that are up; else how far
+        off it is from them (seconds, + when ahead): the median of what their heartbeats showed."""
+        offsets = [self._offsets[n] for n in self._offsets if self._up.get(n)]
+        if self._max_offset is None or not offsets:
+            return None
+        off = sum(abs(o) > self._max_offset for o in offsets) * 2 > len(offsets)
+        mine = -statistics.median(offsets)
+        if off != self._off:
+            self._off = off
+            log.log(logging.WARNING if off else logging.INFO, "this node's clock is %+.3f s from most of its peers "
+                    "(the bound is %g s): %s", mine, self._max_offset,
+                    "it refuses to coordinate writes until it is fixed" if off else "it coordinates writes again")
+        return mine if off else None
 
     def start(self):
         """Announce ourselves with one round now, then keep pinging every interval."""

@@ -152,7 +152,8 @@ class Handler:
         return [self._node_info(node) for node in self._ring.nodes]
 
     def _node_info(self, node):
-        return ttypes.NodeInfo(node.node_id, node.host, node.port, node.token, self._detector.is_up(node.node_id))
+        return ttypes.NodeInfo(node.node_id, node.host, node.port, node.token, self._detector.is_up(node.node_id),
+                               int(self._detector.offset(node.node_id) * 1_000_000))
 
     def _check_key(self, key):
         check_key(key, self._settings.max_key_bytes)

@@ -116,7 +116,7 @@ class InternodeHandler:
             raise ttypes.InvalidRequest(why=f"node {from_node} is not another node of this node's ring: check that "
                                             "every node has the same cluster file")
         self._detector.mark_up(from_node)
-        return ttypes.Heartbeat(self._node_id, self._generation)
+        return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read())
 
 
 @contextlib.contextmanager

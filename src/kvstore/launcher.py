@@ -30,6 +30,7 @@ from kvstore.peers import ping, probe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
+CLOCK_NOTE_US = 100_000   # a clock this far from another's is named in status (the bound is --max-clock-offset)
 SETTLE_TIMEOUT = 15.0   # seconds to wait for peers to see a change (a node down, up, its hints delivered)
 OPTIONS_FILE = "node.options"
 SET_BY_SERVER_SH = ("--id", "--cluster", "--data-dir")   # each node's own: never a cluster-wide option
@@ -250,14 +251,19 @@ def cmd_restart(cluster, args):
 
 def cmd_status(cluster, args):
     print(f"{'node':<6}{'address':<22}{'state':<10}{'pid':<9}data")
-    notes, tls = [], cluster.access["tls"]
+    notes, tls, seen = [], cluster.access["tls"], None
     for node in cluster.nodes():
         process = processes.find_node(cluster.node_dir(node.node_id))
         state, why = node_state(node, process, tls)
+        if state == "up" and seen is None:
+            seen = (node.node_id, why)   # its view of the ring: who is up, and each clock's offset from its own
         if state == "refusing":
             notes.append(f"node {node.node_id} is up but refusing connections: {why}")
         pid = str(process.pid) if process else "-"
         print(f"{node.node_id:<6}{node.address:<22}{state:<10}{pid:<9}{cluster.node_dir(node.node_id)}")
+    for info in seen[1] if seen else ():
+        if abs(info.clock_offset or 0) >= CLOCK_NOTE_US:
+            notes.append(f"node {info.node_id}'s clock is {info.clock_offset / 1e6:+.3f} s from node {seen[0]}'s")
     for note in notes:
         print(note)
     options = cluster.node_options()

@@ -160,8 +160,8 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
              for n in nodes if n.node_id != me.node_id}
     peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
-    detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval,
-                               timeout=settings.connect_timeout, on_alive=delivery.on_alive)
+    detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
+                               on_alive=delivery.on_alive, max_offset=settings.max_clock_offset)
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
     try:
         clock = Clock(reservation=ClockFile(data_dir),   # above every timestamp issued before a restart
