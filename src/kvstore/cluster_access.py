@@ -32,12 +32,19 @@ def ensure(cluster_file):
               "every node)")
     users, saved = users_path(cluster_file), credentials_path(cluster_file)
     if not users.exists():
-        password = secrets.token_urlsafe(18)
-        add_user(users, ADMIN, ADMIN, password)
-        write_credentials(saved, ADMIN, password)
+        create_admin(cluster_file)
         print(f"created {users}: authentication is on; log in as {ADMIN}, whose generated password is in {saved} "
               "(mode 0600)\nthe console, the inspector and server.sh read it from there; add users with "
               "./server.sh user add NAME --role read|readwrite|admin")
+
+
+def create_admin(cluster_file):
+    """A users file holding one admin with a generated password, and the operator's credentials file naming
+    them, beside the cluster file; returns the credentials (user, password)."""
+    password = secrets.token_urlsafe(18)
+    add_user(users_path(cluster_file), ADMIN, ADMIN, password)
+    write_credentials(credentials_path(cluster_file), ADMIN, password)
+    return ADMIN, password
 
 
 def access(cluster_file, node_options):

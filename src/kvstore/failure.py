@@ -23,7 +23,6 @@ class FailureDetector:
         may be from most of its peers' before clock_error() says so (None: never)."""
         self._self_id = self_id
         self._wall = wall
-        self._max_offset = max_offset
         self.max_offset = max_offset
         self._offsets = {}   # node id -> its clock minus ours, in seconds, from its last heartbeat answer
         self._off = False
@@ -89,14 +88,14 @@ class FailureDetector:
         """None while this node's clock is within max_offset of most of the peers that are up; else how far
         off it is from them (seconds, + when ahead): the median of what their heartbeats showed."""
         offsets = [self._offsets[n] for n in self._offsets if self._up.get(n)]
-        if self._max_offset is None or not offsets:
+        if self.max_offset is None or not offsets:
             return None
-        off = sum(abs(o) > self._max_offset for o in offsets) * 2 > len(offsets)
+        off = sum(abs(o) > self.max_offset for o in offsets) * 2 > len(offsets)
         mine = -statistics.median(offsets)
         if off != self._off:
             self._off = off
             log.log(logging.WARNING if off else logging.INFO, "this node's clock is %+.3f s from most of its peers "
-                    "(the bound is %g s): %s", mine, self._max_offset,
+                    "(the bound is %g s): %s", mine, self.max_offset,
                     "it refuses to coordinate writes until it is fixed" if off else "it coordinates writes again")
         return mine if off else None
 

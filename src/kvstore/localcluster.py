@@ -9,7 +9,6 @@ a stopped node's data. Every wait polls against a deadline and raises
 ClusterError when it passes; close() kills whatever is left.
 """
 import random
-import secrets
 import signal
 import socket
 import subprocess
@@ -17,14 +16,14 @@ from pathlib import Path
 
 from kvstore import processes, settling
 from kvstore.client import Client
+from kvstore.cluster_access import create_admin
 from kvstore.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
 from kvstore.errors import KVStoreError
 from kvstore.peerauth import create_secret, secret_path
-from kvstore.tls import client_context, create_local_ca, tls_dir
-from kvstore.users import add_user, credentials_path, users_path, write_credentials
-from kvstore_rpc import Internode
 from kvstore.peers import Connection, call_once, ping
 from kvstore.ring import Ring
+from kvstore.tls import client_context, create_local_ca, tls_dir
+from kvstore_rpc import Internode
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
                  "--log-level", "DEBUG")
@@ -93,11 +92,7 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 def prepare_access(cluster_file):
     """(secret, credentials) of a new cluster, as ./server.sh makes them beside its cluster file: the secret
     every node proves to its peers, and an admin user (authentication is on) whose credentials the tools find."""
-    secret = create_secret(secret_path(cluster_file))
-    credentials = ("admin", secrets.token_urlsafe(12))
-    add_user(users_path(cluster_file), "admin", "admin", credentials[1])
-    write_credentials(credentials_path(cluster_file), *credentials)
-    return secret, credentials
+    return create_secret(secret_path(cluster_file)), create_admin(cluster_file)
 
 
 class Cluster:
