@@ -23,7 +23,6 @@ from kvstore.peerauth import create_secret, secret_path
 from kvstore.peers import Connection, call_once, ping
 from kvstore.ring import Ring
 from kvstore.tls import client_context, create_local_ca, tls_dir
-from kvstore_rpc import Internode
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
                  "--log-level", "DEBUG")
@@ -214,9 +213,8 @@ class Cluster:
     def call(self, i, method, *args, timeout=10.0):
         """method on node i: on its peer port when it is an internode call, else on its client port, logged
         in as the admin."""
-        peer = hasattr(Internode, f"{method}_args")
         return call_once(self.nodes[i], method, args, timeout, self.secret, connect_timeout=2.0,
-                         credentials=self.credentials, tls=self.peer_tls if peer else self.tls)
+                         credentials=self.credentials, tls=self.tls, peer_tls=self.peer_tls)
 
     def seen_up(self, observer, i):
         """Whether node observer sees node i up; None when observer does not answer."""

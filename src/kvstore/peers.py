@@ -252,14 +252,15 @@ def _reason(exc):
     return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def call_once(node, method, args, timeout, secret=None, connect_timeout=None, credentials=None, tls=None):
+def call_once(node, method, args, timeout, secret=None, connect_timeout=None, credentials=None, tls=None,
+              peer_tls=None):
     """method on node (a NodeConfig) over a connection of its own, closed after: on its peer port, proving
-    secret, when method is a call between nodes, else on its client port, logged in with credentials.
-    tls: the context for that port, if it is a TLS port. NodeUnavailable when it cannot."""
+    secret (with peer_tls, the context for a TLS peer port), when method is a call between nodes, else on its
+    client port, logged in with credentials (with tls, for a TLS client port). NodeUnavailable when it cannot."""
     peer = hasattr(Internode, f"{method}_args")
     connection = Connection(node.host, node.peer_port if peer else node.port, connect_timeout or timeout,
                             service=Internode if peer else KVStore, secret=secret if peer else None,
-                            credentials=None if peer else credentials, tls=tls)
+                            credentials=None if peer else credentials, tls=peer_tls if peer else tls)
     try:
         return connection.call(method, args, timeout)
     finally:
