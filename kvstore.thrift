@@ -348,7 +348,8 @@ service Internode {
    * Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
    * every write queued for it while the previous batch was in flight goes in the next one.
    * For each write, in order: 0 when it is now this replica's cell of the key, else the timestamp of the
-   * newer cell the replica holds instead (the coordinator then stamps the write again above it).
+   * newer cell the replica holds instead (the coordinator then stamps the write again above it), or -1 when
+   * the replica refused the write: stamped more than its --max-clock-offset ahead of its clock.
    */
   list<i64> replica_write_batch(1: list<Mutation> mutations)
     throws (1: StorageFailure failure, 2: InvalidRequest invalid),
@@ -367,7 +368,10 @@ service Internode {
    */
   list<ReplicaPage> replica_scan_batch(1: list<KeyRange> ranges) throws (1: InvalidRequest invalid),
 
-  /** Apply hinted writes, in order, from a coordinator that held them while this node was down. */
+  /**
+   * Apply hinted writes, in order, from a coordinator that held them while this node was down. A cell stamped
+   * more than --max-clock-offset ahead of this node's clock is refused (InvalidRequest; the others are applied).
+   */
   void deliver_hints(1: list<Mutation> mutations) throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 
   /**

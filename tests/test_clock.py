@@ -3,14 +3,19 @@ ordered as it made them; a write that begins after another was acknowledged wins
 level, whatever the coordinators' clocks say. Real nodes get clocks of their own through libfaketime."""
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
+from kvstore.cell import Cell
 from kvstore.clock import RESERVE_AHEAD, Clock, ClockOffsetError
 from kvstore.clockfile import ClockFile
+from kvstore.commitlog import CommitLog
 from kvstore.errors import ConfigError
-from kvstore.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster
+from kvstore.hints import HintStore
+from kvstore.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster, wait_for
+from kvstore.storage import FROM_THE_FUTURE, Storage
 
 SKEW = 5   # seconds, as in the case that lost acknowledged QUORUM writes
 
@@ -28,7 +33,39 @@ def test_the_clock_stamps_above_what_it_saw_and_above_a_floor_within_the_offset_
         clock.now(floor=first + 3600 * 10**6)
     assert clock.now(floor=first + 3600 * 10**6, trusted=True) == first + 3600 * 10**6 + 1   # a peer's cell
     wall[0] = 2000.0
-    assert clock.read() == 2000 * 10**6                  # expiry is judged by the wall clock
+    assert clock.read() == 2000 * 10**6                  # what heartbeats carry: the wall clock
+
+
+def test_expiry_and_hint_windows_are_judged_by_the_earlier_of_this_clock_and_its_peers():
+    clock = Clock(wall=lambda: 1000.0)
+    clock.peer_offset = lambda: +120.0                   # this clock runs 2 minutes ahead of most of its peers'
+    assert (clock.earliest(), clock.latest()) == (880 * 10**6, 1000 * 10**6)
+    clock.peer_offset = lambda: -120.0                   # 2 minutes behind them
+    assert (clock.earliest(), clock.latest()) == (1000 * 10**6, 1120 * 10**6)
+
+
+def test_a_clock_that_jumps_ahead_of_its_peers_drops_no_hint_early(tmp_path):
+    wall = [1000.0]
+    clock = Clock(wall=lambda: wall[0])
+    store = HintStore(tmp_path, window=60, clock=clock)
+    store.load()
+    store.add(1, b"k", Cell(b"v", 1))
+    wall[0] += 120                                       # the wall clock jumps 2 minutes; the peers' do not
+    clock.peer_offset = lambda: 120.0
+    assert [h.key for h in store.pending(1)] == [b"k"]
+    clock.peer_offset = lambda: 0.0                      # (judged by this clock alone, it would be dropped)
+    assert store.pending(1) == []
+
+
+def test_a_replica_refuses_a_cell_stamped_beyond_the_offset_it_believes(tmp_path):
+    wall = [1000.0]
+    storage = Storage(CommitLog(tmp_path / "c.log"), clock=Clock(wall=lambda: wall[0], max_offset=500_000))
+    storage.load()
+    soon, later = Cell(b"soon", 1000_400_000), Cell(b"later", 1000_600_000)
+    assert storage.apply_all([(b"a", soon), (b"b", later)]) == [0, FROM_THE_FUTURE]
+    assert storage.get(b"a") == soon and storage.get(b"b") is None
+    wall[0] += 1                                         # its clock got there: now it is taken
+    assert storage.apply_all([(b"b", later)]) == [0]
 
 
 def test_a_restarted_clock_set_back_stamps_above_everything_it_issued_before(tmp_path):
@@ -49,12 +86,16 @@ def test_a_damaged_reservation_stops_the_node_with_the_fix(tmp_path):
         Clock(reservation=ClockFile(tmp_path))
 
 
-@pytest.fixture
-def skewed(tmp_path):
+def need_faketime():
     if not Path(FAKETIME_LIBRARY).exists():
         if os.environ.get("CI") == "true":
             pytest.fail("libfaketime is missing: .ci/run installs the faketime package")
         pytest.skip("libfaketime is not installed (apt-get install faketime)")
+
+
+@pytest.fixture
+def skewed(tmp_path):
+    need_faketime()
     # Clocks 10 s apart are within the offset these nodes are told to believe.
     c = Cluster(tmp_path / "skewed", clocks=True, extra_args=FAST_SETTINGS + ("--max-clock-offset", "15"))
     yield c
@@ -121,11 +162,7 @@ def test_a_session_floor_from_the_future_is_refused_and_does_not_move_the_clock(
 
 
 def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peers_serve_on(tmp_path):
-    if not Path(FAKETIME_LIBRARY).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("libfaketime is missing: .ci/run installs the faketime package")
-        pytest.skip("libfaketime is not installed (apt-get install faketime)")
-    from kvstore.localcluster import wait_for
+    need_faketime()
     from kvstore_rpc.ttypes import Unavailable
     c = Cluster(tmp_path / "off", clocks=True)   # the default bound: 0.5 s
     try:
@@ -149,5 +186,62 @@ def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peer
         assert "this node's clock is +" in c.log(3) and "refuses to coordinate writes" in c.log(3)
         c.skew(3, 0)   # the clock is fixed: node 3 coordinates again
         wait_for(lambda: refused() is None, 15, "node 3 to coordinate writes again")
+    finally:
+        c.close()
+
+
+def test_a_cell_from_the_future_is_refused_by_a_replica_and_by_hint_delivery(shared_cluster):
+    from kvstore.peers import Connection
+    from kvstore_rpc import Internode
+    from kvstore_rpc.ttypes import Cell as WireCell, InvalidRequest, Mutation
+    node, now = shared_cluster.nodes[1], int(time.time() * 1e6)
+    an_hour_ahead = now + 3600 * 10**6
+    with Connection(node.host, node.peer_port, 2.0, service=Internode, secret=shared_cluster.secret) as peer:
+        answers = peer.call("replica_write_batch", ([Mutation(b"future-cell", WireCell(b"later", an_hour_ahead, 0)),
+                                                     Mutation(b"present-cell", WireCell(b"now", now, 0))],), 5)
+        assert answers == [FROM_THE_FUTURE, 0]
+        with pytest.raises(InvalidRequest, match=r"1 of 1 cells refused: stamped more than --max-clock-offset ahead "
+                                                 r"of node 1's clock"):
+            peer.call("deliver_hints", ([Mutation(b"future-hint", WireCell(b"later", an_hour_ahead, 0))],), 5)
+    assert shared_cluster.cell_on(1, b"future-cell") is None and shared_cluster.cell_on(1, b"future-hint") is None
+    assert shared_cluster.cell_on(1, b"present-cell").value == b"now"
+    assert re.search(r"refused 1 cells stamped up to 3(599|600)\.\d+ s ahead of this node.s clock",
+                     shared_cluster.log(1))
+
+
+def test_a_clock_that_jumps_ahead_expires_nothing_early_drops_no_hint_and_its_writes_are_refused(tmp_path):
+    """Node 0's clock jumps 2 minutes ahead: it still reads a value with a minute to live and still delivers a
+    hint made within the minute's window. Node 3 (told to believe any clock) jumps ahead: its writes are
+    refused by their replicas, by name."""
+    need_faketime()
+    from kvstore_rpc.ttypes import Unavailable
+    c = Cluster(tmp_path / "ahead", clocks=True, extra_args=FAST_SETTINGS + ("--hint-window", "60"),
+                node_args={3: ("--max-clock-offset", "3600")})
+    try:
+        c.start()
+        hinted, expiring = c.key_for([0, 1, 2]), c.key_for([0, 1, 3])
+        c.crash_and_notice(2)
+        assert c.call(0, "put", hinted, b"for node 2", 1, 0, 0).hinted == [2]
+        c.call(1, "put", expiring, b"a minute to live", 2, 60, 0)
+        c.skew(0, +120)
+
+        def offset_seen_by_0(i):
+            return next(n.clock_offset for n in c.call(0, "describe_ring") if n.node_id == i)
+        wait_for(lambda: offset_seen_by_0(1) < -100e6 and offset_seen_by_0(3) < -100e6, 10,
+                 "node 0 to measure its clock against its peers'")
+        assert c.call(0, "get", expiring, 1, 0).cell.value == b"a minute to live"   # at ONE: node 0's own copy
+        assert 50 <= c.call(0, "ttl", expiring, 1, 0) <= 60
+        c.restart(2)
+        wait_for(lambda: c.cell_on(2, hinted) is not None, 15, "node 0 to deliver its hint to node 2")
+        assert "older than the hint window" not in c.log(0)
+
+        c.skew(0, 0)
+        c.skew(3, +60)
+        wait_for(lambda: next(n.clock_offset for n in c.call(1, "describe_ring") if n.node_id == 3) > 50e6, 10,
+                 "node 1 to measure node 3's clock")
+        with pytest.raises(Unavailable, match=r"ClockOffset: ONE write needs 1 acknowledgements, got 0 .*refused its "
+                                              r"timestamp.*Node 3's clock is probably ahead of node 0, 1, 2's"):
+            c.call(3, "put", c.key_for([0, 1, 2], b"f"), b"from the future", 1, 0, 0)
+        assert all(c.cell_on(i, c.key_for([0, 1, 2], b"f")) is None for i in range(4))
     finally:
         c.close()

@@ -3,6 +3,7 @@ on every heartbeat at a target that cannot take them."""
 import threading
 
 from kvstore.cell import Cell
+from kvstore.clock import Clock
 from kvstore.errors import StorageError
 from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
@@ -31,7 +32,7 @@ def test_hints_are_durable_and_leave_only_when_delivered(tmp_path):
 
 def test_hints_older_than_the_window_are_dropped(tmp_path, caplog):
     now = [1000.0]
-    store = HintStore(tmp_path, window=60, wall=lambda: now[0])
+    store = HintStore(tmp_path, window=60, clock=Clock(wall=lambda: now[0]))
     store.load()
     store.add(1, b"old", Cell(b"v", 1))
     now[0] += 50
@@ -40,7 +41,7 @@ def test_hints_older_than_the_window_are_dropped(tmp_path, caplog):
     assert [h.key for h in store.pending(1)] == [b"new"]
     assert "dropping 1 hints for node 1 older than the hint window" in caplog.text
     store.close()
-    reloaded = HintStore(tmp_path, window=60, wall=lambda: now[0])
+    reloaded = HintStore(tmp_path, window=60, clock=Clock(wall=lambda: now[0]))
     reloaded.load()
     assert [h.key for h in reloaded.pending(1)] == [b"new"]
 

@@ -3,6 +3,7 @@ drops tombstones only after their grace), and ordered scans."""
 import threading
 
 from kvstore.cell import Cell, tombstone
+from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
 from kvstore.storage import Storage
 
@@ -83,7 +84,7 @@ def test_scans_return_keys_in_byte_order_with_tombstones_and_a_limit(tmp_path):
 
 def test_compaction_keeps_tombstones_for_their_grace_then_drops_them(tmp_path):
     now = [1000.0]
-    storage = Storage(CommitLog(tmp_path / "c.log"), gc_grace=60, wall=lambda: now[0])
+    storage = Storage(CommitLog(tmp_path / "c.log"), gc_grace=60, clock=Clock(wall=lambda: now[0]))
     storage.load()
     storage.apply(b"deleted", tombstone(int(1000e6)))
     storage.apply(b"expiring", Cell(b"v", int(1000e6), expires=int(1010e6)))

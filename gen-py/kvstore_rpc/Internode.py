@@ -52,7 +52,8 @@ class Iface(object):
         Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
         every write queued for it while the previous batch was in flight goes in the next one.
         For each write, in order: 0 when it is now this replica's cell of the key, else the timestamp of the
-        newer cell the replica holds instead (the coordinator then stamps the write again above it).
+        newer cell the replica holds instead (the coordinator then stamps the write again above it), or -1 when
+        the replica refused the write: stamped more than its --max-clock-offset ahead of its clock.
 
         Parameters:
          - mutations
@@ -86,7 +87,8 @@ class Iface(object):
 
     def deliver_hints(self, mutations):
         """
-        Apply hinted writes, in order, from a coordinator that held them while this node was down.
+        Apply hinted writes, in order, from a coordinator that held them while this node was down. A cell stamped
+        more than --max-clock-offset ahead of this node's clock is refused (InvalidRequest; the others are applied).
 
         Parameters:
          - mutations
@@ -198,7 +200,8 @@ class Client(Iface):
         Apply many writes with one fsync. Coordinators coalesce what they send to one replica:
         every write queued for it while the previous batch was in flight goes in the next one.
         For each write, in order: 0 when it is now this replica's cell of the key, else the timestamp of the
-        newer cell the replica holds instead (the coordinator then stamps the write again above it).
+        newer cell the replica holds instead (the coordinator then stamps the write again above it), or -1 when
+        the replica refused the write: stamped more than its --max-clock-offset ahead of its clock.
 
         Parameters:
          - mutations
@@ -312,7 +315,8 @@ class Client(Iface):
 
     def deliver_hints(self, mutations):
         """
-        Apply hinted writes, in order, from a coordinator that held them while this node was down.
+        Apply hinted writes, in order, from a coordinator that held them while this node was down. A cell stamped
+        more than --max-clock-offset ahead of this node's clock is refused (InvalidRequest; the others are applied).
 
         Parameters:
          - mutations

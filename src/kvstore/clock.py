@@ -16,6 +16,13 @@ at start would make a lone node wait for them. The cost is one small fsync
 every RESERVE_AHEAD of issued time (10 s), and timestamps after a crash that
 start up to 10 s ahead of the wall clock (they win over nothing they should not:
 every later write is stamped above them too).
+
+Judging time is another matter: whether a value has expired, or a hint is past
+its window, is judged by `earliest()`, the earlier of this node's wall clock
+and most of its peers' (as heartbeats measure it, `peer_offset`). A node whose
+clock runs ahead judges by its peers', so its wrong clock never makes a value
+expire or a hint drop early; one whose clock runs behind judges by its own,
+late but never early.
 """
 import threading
 import time
@@ -40,6 +47,9 @@ class Clock:
         self._reserved = reservation.load() if reservation is not None else 0
         self._last = self._reserved   # every timestamp issued before a restart is at or below it
         self._lock = threading.Lock()
+        # This node's clock minus most of its peers' (seconds, + when ahead), as its failure detector measures
+        # it; set once that exists (node.run). Until then: 0.
+        self.peer_offset = lambda: 0.0
 
     def now(self, floor=0, trusted=False):
         """A timestamp greater than every one this clock issued or observed before, and than floor.
@@ -69,6 +79,23 @@ class Clock:
             self._last = max(self._last, stamp)
         return True
 
+    def admits(self, stamp):
+        """False for a timestamp more than max_offset ahead of this clock (what it issued, saw, or the wall
+        clock): a replica refuses such a cell, which no correctly stamped write could overwrite for that long."""
+        return stamp <= max(int(self._wall() * 1_000_000), self._last) + self.max_offset
+
     def read(self):
-        """The wall clock, in microseconds: what expiry and windows are judged by. Issues nothing."""
+        """The wall clock, in microseconds: what heartbeats carry, for peers to measure offsets by."""
         return int(self._wall() * 1_000_000)
+
+    def earliest(self):
+        """The earlier of this node's wall clock and most of its peers', in microseconds: the now that expiry
+        and the hint window are judged by. Issues nothing."""
+        wall = self._wall()
+        return int(min(wall, wall - self.peer_offset()) * 1_000_000)
+
+    def latest(self):
+        """The later of the two, in microseconds: when a hint was made (so its window starts no earlier than
+        the cluster's clocks say)."""
+        wall = self._wall()
+        return int(max(wall, wall - self.peer_offset()) * 1_000_000)

@@ -30,9 +30,11 @@ from kvstore.errors import ClockOffset, ConnectFailed, InvalidRequest, StaleRead
 from kvstore.notation import show
 from kvstore.responses import Responses, reasons
 from kvstore.scanning import Scanning
+from kvstore.storage import FROM_THE_FUTURE
 
 log = logging.getLogger(__name__)
 
+REFUSED_AHEAD = "refused its timestamp: more than --max-clock-offset ahead of that node's clock"
 
 
 class WriteOutcome(NamedTuple):
@@ -107,7 +109,7 @@ class Coordinator(Scanning):
 
     def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
-        return seconds_left(self.get(key, level, min_timestamp).cell, self._clock.read())
+        return seconds_left(self.get(key, level, min_timestamp).cell, self._clock.earliest())
 
     def _write_many(self, writes, level, again=True):
         """A replica that already holds a newer cell of a key says so in its acknowledgement (its timestamp).
@@ -147,8 +149,7 @@ class Coordinator(Scanning):
                 outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
             else:
                 acked, failures = responses.snapshot()
-                outcomes[index] = TimedOut(_write_failure_message(level, len(acked), responses.needed, failures),
-                                           len(acked), responses.needed)
+                outcomes[index] = _write_failure(self._local_id, level, len(acked), responses.needed, failures)
         if later:
             log.debug("%d writes stamped again above newer cells their replicas hold", len(later))
             for (index, _, _), outcome in zip(later, self._write_many([(k, c) for _, k, c in later], level, False)):
@@ -158,6 +159,9 @@ class Coordinator(Scanning):
     def _write_done(self, node_id, key, cell, responses):
         """The callback of one write to one replica; a remote replica that missed it gets a hint."""
         def done(error, newer_held):
+            if error is None and newer_held == FROM_THE_FUTURE:   # not hinted: it would be refused again
+                responses.fail(node_id, REFUSED_AHEAD)
+                return
             if error is None:
                 responses.ok(node_id, newer_held)   # 0 (None): this write is the replica's newest cell
                 return
@@ -243,7 +247,7 @@ class Coordinator(Scanning):
         repaired = self._repair(key, newest, answers, needed, level, deadline)
         used = {node_id for node_id, _ in answers}
         responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
-        return ReadOutcome(visible(newest, self._clock.read()), [node_id for node_id, _ in answers], repaired)
+        return ReadOutcome(visible(newest, self._clock.earliest()), [node_id for node_id, _ in answers], repaired)
 
     def _repair(self, key, newest, answers, needed, level, deadline):
         """Write newest to the stale replicas among answers; wait until `needed` replicas hold it."""
@@ -293,6 +297,12 @@ def _raise_or_return(outcome):
     return outcome
 
 
-def _write_failure_message(level, acked, needed, failures):
-    return (f"{level.name} write needs {needed} acknowledgements, got {acked}{reasons(failures)}; "
-            "the write may or may not have been applied (replicas that missed it will get a hint)")
+def _write_failure(local_id, level, acked, needed, failures):
+    """TimedOut; ClockOffset when replicas refused the write's timestamp as too far ahead of their clocks."""
+    message = (f"{level.name} write needs {needed} acknowledgements, got {acked}{reasons(failures)}; "
+               "the write may or may not have been applied")
+    refused = sorted(node_id for node_id, why in failures.items() if why == REFUSED_AHEAD)
+    if refused:
+        return ClockOffset(f"ClockOffset: {message}. Node {local_id}'s clock is probably ahead of node "
+                           f"{', '.join(map(str, refused))}'s: see ./server.sh status")
+    return TimedOut(message + " (replicas that missed it will get a hint)", acked, needed)

@@ -84,14 +84,20 @@ class FailureDetector:
         """node_id's clock minus ours, in seconds, as its last heartbeat answer showed (0.0: unknown, or us)."""
         return self._offsets.get(node_id, 0.0) if node_id != self._self_id else 0.0
 
+    def own_offset(self):
+        """This node's clock minus most of its peers' that are up (seconds, + when ahead): the median of what
+        their heartbeats showed; 0.0 while none is."""
+        offsets = [self._offsets[n] for n in list(self._offsets) if self._up.get(n)]
+        return -statistics.median(offsets) if offsets else 0.0
+
     def clock_error(self):
         """None while this node's clock is within max_offset of most of the peers that are up; else how far
-        off it is from them (seconds, + when ahead): the median of what their heartbeats showed."""
-        offsets = [self._offsets[n] for n in self._offsets if self._up.get(n)]
+        off it is from them (seconds, + when ahead)."""
+        offsets = [self._offsets[n] for n in list(self._offsets) if self._up.get(n)]
         if self.max_offset is None or not offsets:
             return None
         off = sum(abs(o) > self.max_offset for o in offsets) * 2 > len(offsets)
-        mine = -statistics.median(offsets)
+        mine = self.own_offset()
         if off != self._off:
             self._off = off
             log.log(logging.WARNING if off else logging.INFO, "this node's clock is %+.3f s from most of its peers "

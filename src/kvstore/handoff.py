@@ -3,14 +3,15 @@
 One delivery runs per target at a time, in a thread of its own. Hints go in
 order, in batches, and leave the hint log only after the target acknowledged
 the batch; a failed batch stays and is retried at the next sign of life. A
-target that answers but cannot take the writes (its disk is full) is retried
-after a wait that doubles from 0.5 s up to 30 s, not on every heartbeat.
+target that answers but cannot take the writes (its disk is full, or a hint is
+stamped further ahead of its clock than it believes) is retried after a wait
+that doubles from 0.5 s up to 30 s, not on every heartbeat.
 """
 import logging
 import threading
 import time
 
-from kvstore.errors import NodeUnavailable, StorageError
+from kvstore.errors import InvalidRequest, NodeUnavailable, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class HintDelivery:
         except StorageError as exc:
             wait = self._back_off(node_id)
             log.info("hint delivery to node %d paused after %d: %s; next try in %.1f s", node_id, delivered, exc, wait)
+        except InvalidRequest as exc:   # it answered, and refused some: trying again on every heartbeat won't help
+            wait = self._back_off(node_id)
+            log.warning("hint delivery to node %d paused after %d: %s; next try in %.1f s", node_id, delivered, exc,
+                        wait)
         except Exception:
             self._back_off(node_id)
             log.exception("hint delivery to node %d failed", node_id)

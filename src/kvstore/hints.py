@@ -4,16 +4,18 @@ One commit log per target node (hints-<id>.log), so a target's hints replay in
 the order they were made. Invariants: a hint is durable when add() returns; it
 leaves the log only after the target acknowledged it (delivered()); hints older
 than the window are dropped with a log line, as Cassandra's max_hint_window.
+The window is judged by the clock (kvstore.clock): a hint is dated by its
+latest(), its age by its earliest(), so a wrong clock never drops one early.
 """
 import logging
 import os
 import re
 import struct
 import threading
-import time
 from dataclasses import dataclass
 
 from kvstore.cell import Cell, decode_mutation, encode_mutation
+from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
 from kvstore.errors import CorruptLogError
 
@@ -31,10 +33,11 @@ class Hint:
 
 
 class HintStore:
-    def __init__(self, directory, window, wall=time.time, make_log=CommitLog):
+    def __init__(self, directory, window, clock=None, make_log=CommitLog):
+        """window: seconds a hint is kept; clock: a kvstore.clock.Clock, which dates hints and judges them."""
         self._directory = str(directory)
         self._window = window
-        self._wall = wall
+        self._clock = clock or Clock()
         self._make_log = make_log
         self._logs = {}
         self._pending = {}
@@ -71,7 +74,7 @@ class HintStore:
 
     def add(self, target, key, cell):
         """Store a hint durably. Raises StorageError when it cannot."""
-        hint = Hint(key, cell, self._wall())
+        hint = Hint(key, cell, self._clock.latest() / 1e6)
         # One lock across the append and the list: a concurrent rewrite in
         # _remove must never drop a record that memory still holds.
         with self._lock:
@@ -86,7 +89,7 @@ class HintStore:
         """The hints for target, oldest first, after dropping those past the window."""
         with self._lock:
             hints = self._pending.get(target, [])
-            cutoff = self._wall() - self._window
+            cutoff = self._clock.earliest() / 1e6 - self._window
             expired = sum(1 for h in hints if h.created < cutoff)
         if expired:
             log.warning("dropping %d hints for node %d older than the hint window (%.0f s); "

@@ -12,6 +12,7 @@ from kvstore import errors
 from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.handler import MAX_SCAN_LIMIT, check_key
 from kvstore.replicas import from_cell, to_cell, to_mutation
+from kvstore.storage import FROM_THE_FUTURE
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ class InternodeHandler:
 
     def replica_write(self, mutation):
         with _replica_errors():
-            key, cell = self._check_mutation(mutation)
-            self._storage.apply(key, cell)
+            self._apply_all([self._check_mutation(mutation)])
 
     def replica_read(self, key):
         with _replica_errors():
@@ -100,7 +100,15 @@ class InternodeHandler:
 
     def deliver_hints(self, mutations):
         with _replica_errors():
-            self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+            self._apply_all([self._check_mutation(m) for m in mutations or []])
+
+    def _apply_all(self, mutations):
+        """Apply, or InvalidRequest naming the cells refused as from the future (the others are applied)."""
+        refused = self._storage.apply_all(mutations).count(FROM_THE_FUTURE)
+        if refused:
+            raise errors.InvalidRequest(f"{refused} of {len(mutations)} cells refused: stamped more than "
+                                        f"--max-clock-offset ahead of node {self._node_id}'s clock (taken once "
+                                        "its clock gets there; the others were applied)")
 
     def _check_mutation(self, mutation):
         if mutation is None or mutation.cell is None or mutation.cell.timestamp is None:

@@ -95,8 +95,9 @@ def prepare_access(cluster_file):
 
 
 class Cluster:
-    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None, clocks=False):
-        """clocks: give each node a wall clock of its own (libfaketime), set with skew(i, seconds)."""
+    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None, clocks=False, node_args=None):
+        """clocks: give each node a wall clock of its own (libfaketime), set with skew(i, seconds);
+        node_args: {node id: options for that node alone, after extra_args}."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hosts = hosts or Loopback()
@@ -108,6 +109,7 @@ class Cluster:
         write_cluster_file(self.cluster_file, self.nodes)
         self.secret, self.credentials = prepare_access(self.cluster_file)
         self.extra_args = tuple(extra_args)
+        self.node_args = node_args or {}
         # TLS on a port (--tls: clients', --internode-tls: peers'): a local CA, as ./server.sh tls makes one.
         self.tls = self.peer_tls = None
         if "--tls" in self.extra_args or "--internode-tls" in self.extra_args:
@@ -138,7 +140,8 @@ class Cluster:
         if self._clocks:   # the real-time clock only: deadlines and sleeps keep the monotonic one
             env = {"LD_PRELOAD": FAKETIME_LIBRARY, "FAKETIME_TIMESTAMP_FILE": str(self._clock_file(i)),
                    "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1"}
-        self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i), self.extra_args,
+        self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i),
+                                             self.extra_args + tuple(self.node_args.get(i, ())),
                                              prefix=self.hosts.prefix(i), env=env)
 
     def _clock_file(self, i):

@@ -144,9 +144,15 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     if settings.commitlog_sync_period:
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
                     "since the last sync is lost if the machine fails", settings.commitlog_sync_period)
+    try:
+        clock = Clock(reservation=ClockFile(data_dir),   # above every timestamp issued before a restart
+                      max_offset=int(settings.max_clock_offset * 1_000_000))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
     storage = Storage(CommitLog(data_dir / "commit.log", sync_period=settings.commitlog_sync_period or None),
-                      gc_grace=settings.gc_grace)
-    hints = HintStore(data_dir / "hints", settings.hint_window)
+                      gc_grace=settings.gc_grace, clock=clock)
+    hints = HintStore(data_dir / "hints", settings.hint_window, clock)
     try:
         storage.load(skip_corrupt)
         hints.load(skip_corrupt)
@@ -162,13 +168,8 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
                                on_alive=delivery.on_alive, max_offset=settings.max_clock_offset)
+    clock.peer_offset = detector.own_offset   # expiry and hint windows are judged by the peers' clocks too
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
-    try:
-        clock = Clock(reservation=ClockFile(data_dir),   # above every timestamp issued before a restart
-                      max_offset=int(settings.max_clock_offset * 1_000_000))
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return EXIT_CONFIG
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout)
     generation = int(time.time() * 1e6)
     ready = threading.Event()

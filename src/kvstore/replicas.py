@@ -6,11 +6,12 @@ requests in the caller's thread (never an RPC to itself; a group of writes
 shares one fsync) and calls back before returning. RemoteReplica is another
 node: requests go through its channels (coalesced into batches; a group
 submitted together goes in one call) and are called back from the channel's
-thread (or from the caller's, when a request fails before it leaves). This is also where our types and the IDL's meet for internode calls.
+thread (or from the caller's, when a request fails before it leaves). This is
+also where our types and the IDL's meet for internode calls.
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
-from kvstore.errors import NodeUnavailable, StorageError
+from kvstore.errors import InvalidRequest, NodeUnavailable, StorageError
 from kvstore.scans import ReplicaPage
 from kvstore_rpc import ttypes
 
@@ -72,6 +73,8 @@ class RemoteReplica:
             self._pool.call("deliver_hints", [to_mutation(k, c) for k, c in mutations], timeout=timeout)
         except ttypes.StorageFailure as exc:
             raise StorageError(f"node {self.node_id}: {exc.why}") from None
+        except ttypes.InvalidRequest as exc:   # e.g. a hint stamped too far ahead of its clock, for now
+            raise InvalidRequest(f"node {self.node_id} refused hints: {exc.why}") from None
 
     def heartbeat(self, from_node, timeout):
         try:

@@ -36,7 +36,7 @@ class Scanning:
             high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
             asked = max(limit - len(page.items), MIN_SCAN_PAGE)
             cells, covered = self._scan_segment(low, high, asked, replicas, level, deadline)
-            now = self._clock.read()
+            now = self._clock.earliest()
             for key, cell in cells:
                 resume = page.add(key, cell) if visible(cell, now) is not None else None
                 if resume is not None:

@@ -12,17 +12,22 @@ between the snapshot and the rewritten log.
 Deletes and expiry: tombstones are cells like any other (they must travel to
 replicas that missed the delete, or those would bring the value back).
 Compaction turns expired values into tombstones and drops tombstones older
-than the grace period (gc_grace), and only then.
+than the grace period (gc_grace), and only then, judged by the clock's
+earliest() (kvstore.clock), so a clock that runs ahead expires nothing early.
+
+A cell stamped further ahead of this node's clock than the offset it believes
+is refused (FROM_THE_FUTURE): held, it would beat every correctly stamped write
+of its key until the clocks caught up with it.
 
 Keys are also kept in a sorted index (sortedcontainers), for range scans.
 """
 import gc
 import logging
 import threading
-import time
 
 from sortedcontainers import SortedList
 
+from kvstore.clock import Clock
 from kvstore.cell import encode_mutation, newer, purge, replay_into
 from kvstore.records import RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
@@ -31,15 +36,17 @@ log = logging.getLogger(__name__)
 
 COMPACT_MIN_BYTES = 64 * 2**20   # a log smaller than this is never worth rewriting
 GC_GRACE_SECONDS = 10 * 24 * 3600  # how long a tombstone is kept (Cassandra's gc_grace_seconds)
+FROM_THE_FUTURE = -1               # apply_all's answer for a cell refused: stamped too far ahead of the clock
 
 
 class Storage:
-    def __init__(self, commit_log, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS, wall=time.time):
+    def __init__(self, commit_log, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS, clock=None):
+        """clock: a kvstore.clock.Clock, which judges expiry (earliest) and which cells to admit."""
         self._log = commit_log
+        self._clock = clock or Clock()
         self._cells = {}
         self._keys = SortedList()
         self._gc_grace_us = int(gc_grace * 1e6)
-        self._wall = wall
         self._lock = threading.Lock()
         self._gate = _Gate()
         self._live_bytes = 0        # what a compacted log of the current cells would hold
@@ -78,11 +85,18 @@ class Storage:
 
     def apply_all(self, mutations):
         """Apply many writes with one shared fsync. A write older than what is held is skipped. Returns, for
-        each write, 0 when it is now the key's cell, else the timestamp of the newer cell held instead."""
+        each write, 0 when it is now the key's cell, the timestamp of the newer cell held instead, or
+        FROM_THE_FUTURE when it was refused (stamped too far ahead of this node's clock)."""
+        admitted = [self._clock.admits(c.timestamp) for _, c in mutations]
+        if not all(admitted):
+            ahead = max(c.timestamp for _, c in mutations) - self._clock.read()
+            log.warning("refused %d cells stamped up to %.3f s ahead of this node's clock, more than the %g s it "
+                        "believes (--max-clock-offset)", admitted.count(False), ahead / 1e6,
+                        self._clock.max_offset / 1e6)
         self._gate.enter()
         try:
             held = [self._cells.get(k) for k, _ in mutations]
-            fresh = [(k, c) for (k, c), old in zip(mutations, held) if newer(old, c) is c]
+            fresh = [(k, c) for (k, c), old, ok in zip(mutations, held, admitted) if ok and newer(old, c) is c]
             if fresh:
                 self._log.append_all([encode_mutation(k, c) for k, c in fresh])
                 for key, cell in fresh:
@@ -91,8 +105,8 @@ class Storage:
             self._gate.leave()
         if fresh:
             self._maybe_compact()
-        return [0 if old is None or old == c or newer(old, c) is c else old.timestamp
-                for (_, c), old in zip(mutations, held)]
+        return [FROM_THE_FUTURE if not ok else 0 if old is None or old == c or newer(old, c) is c else old.timestamp
+                for (_, c), old, ok in zip(mutations, held, admitted)]
 
     def _merge(self, key, cell):
         with self._lock:
@@ -129,7 +143,7 @@ class Storage:
             self._gate.close()
             try:
                 before = self._log.size
-                now = int(self._wall() * 1e6)
+                now = self._clock.earliest()
                 with self._lock:
                     items, changed, dropped = [], [], []
                     for key, cell in self._cells.items():
