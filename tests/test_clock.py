@@ -184,6 +184,9 @@ def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peer
         offset = next(n.clock_offset for n in c.call(0, "describe_ring") if n.node_id == 3)
         assert 9.5e6 < offset < 10.5e6
         assert "this node's clock is +" in c.log(3) and "refuses to coordinate writes" in c.log(3)
+        shown = c.run_tool("inspector.py", "--cluster", c.cluster_file).stdout   # each node's offset from its peers'
+        assert re.search(r"node 3 .* clock \+(9|10)\.\d{3} s from its peers'", shown)
+        assert re.search(r"node 0 .* clock [+-]0\.\d{3} s from its peers'", shown)
         c.skew(3, 0)   # the clock is fixed: node 3 coordinates again
         wait_for(lambda: refused() is None, 15, "node 3 to coordinate writes again")
     finally:

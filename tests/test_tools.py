@@ -1,6 +1,7 @@
 """The console and the inspector, driven as a user drives them: subprocesses with piped input."""
 import json
 import subprocess
+import time
 
 from kvstore.localcluster import wait_for
 from kvstore import processes
@@ -137,7 +138,7 @@ def test_inspector_shows_every_replica_and_marks_divergence(cluster):
     cluster.call(0, "put", binary, b"\xff\x00", QUORUM)  # replicas 0, 1, 2 (wraps)
     wait_for(lambda: all(cluster.cell_on(i, key) for i in (1, 2, 3)), 5, "the write on every replica")
     # Make node 3 hold something newer that nodes 1 and 2 lack, as a lost message would.
-    cluster.call(3, "replica_write", Mutation(key, Cell(b"only-on-3", 2**60)))
+    cluster.call(3, "replica_write", Mutation(key, Cell(b"only-on-3", int(time.time() * 1e6) + 100_000)))
 
     text = inspect(cluster)
     assert "node 1  127.0.0.1:" in text and " up " in text

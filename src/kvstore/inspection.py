@@ -5,12 +5,15 @@ or holds a different cell than the newest one any replica holds. Replicas that
 are down cannot be judged; their keys are reported as unverified. A key found
 on a node that is not one of its replicas is reported as misplaced.
 Tombstones (deletes) and expiring cells are shown as such: they are cells like
-any other, and replicas must agree on them too.
+any other, and replicas must agree on them too. Each node's clock is shown as
+its offset from most of its peers' (the median of what its heartbeats
+measured), the figure a node checks against --max-clock-offset.
 It reads each replica through dump_replica: the admin call dump on each node's
 client port, logged in as an admin (kvstore.toolauth).
 """
 import argparse
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ class NodeState:
     pending_hints: dict = field(default_factory=dict)
     log_bytes: int = 0
     hint_log_bytes: int = 0
+    clock_offset: int = None   # microseconds, + when ahead of most of its peers'; None: no peer to compare
     error: str = ""
 
 
@@ -69,6 +73,8 @@ def collect(nodes, credentials, key=None, timeout=TIMEOUT, tls=None):
             state.up = True
             state.cells, state.pending_hints = dump.cells, dump.pending_hints
             state.log_bytes, state.hint_log_bytes = dump.log_bytes, dump.hint_log_bytes
+            peers = [offset for node_id, offset in dump.clock_offsets.items() if node_id != node.node_id]
+            state.clock_offset = -int(statistics.median(peers)) if peers else None
         states.append(state)
     return states
 
@@ -112,7 +118,7 @@ def render_text(states, reports, out):
         hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
         print(f"node {node.node_id}  {node.address}  up  {_count(len(state.cells), 'key')}  "
               f"log {_size(state.log_bytes)}"
-              f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}", file=out)
+              f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}  {_clock(state)}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
             print(f"    {show(key, 30):<30}  {show_cell(cell)}{mark}", file=out)
@@ -153,7 +159,8 @@ def as_json(states, reports):
         "nodes": [{
             "id": s.node.node_id, "address": s.node.address, "up": s.up or s.refusing, "read": s.up,
             "refusing_connections": s.refusing, "error": s.error or None,
-            "key_count": len(s.cells), "log_bytes": s.log_bytes, "hint_log_bytes": s.hint_log_bytes,
+            "clock_offset_us": s.clock_offset, "key_count": len(s.cells), "log_bytes": s.log_bytes,
+            "hint_log_bytes": s.hint_log_bytes,
             "pending_hints": {str(t): n for t, n in sorted(s.pending_hints.items())},
             "keys": [{"key": _bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
         } for s in states],
@@ -184,6 +191,12 @@ def _bytes_json(data):
 def _unread(state):
     """How a node that could not be read is shown: down, or up but refusing connections."""
     return "UP, REFUSING CONNECTIONS" if state.refusing else "DOWN"
+
+
+def _clock(state):
+    if state.clock_offset is None:
+        return "clock: no peer up to compare"
+    return f"clock {state.clock_offset / 1e6:+.3f} s from its peers'"
 
 
 def _count(number, noun):
@@ -251,6 +264,7 @@ class ReplicaDump(NamedTuple):
     pending_hints: dict   # target node id -> hints held for it
     log_bytes: int
     hint_log_bytes: int
+    clock_offsets: dict = {}   # node id -> its clock minus this node's (microseconds), for the peers it sees up
 
 
 DUMP_PAGE = 10_000
@@ -269,8 +283,10 @@ def dump_replica(address, credentials, key=None, timeout=CALL_TIMEOUT, page=DUMP
             while dump.next_start is not None:
                 dump = connection.call("dump", (None, dump.next_start, page), timeout)
                 cells.update((m.key, from_cell(m.cell)) for m in dump.cells)
+            ring = connection.call("describe_ring", (), timeout)
         except ttypes.Unauthorized as exc:
             raise Unauthorized(exc.why) from None
     finally:
         connection.close()
-    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes)
+    offsets = {n.node_id: n.clock_offset or 0 for n in ring if n.up}
+    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes, offsets)
