@@ -5,14 +5,16 @@ import os
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from kvstore.cell import Cell
-from kvstore.clock import RESERVE_AHEAD, Clock, ClockOffsetError
+from kvstore.clock import RESERVE_AHEAD, Clock, ClockOffsetError, ClockTooFarOff
 from kvstore.clockfile import ClockFile
 from kvstore.commitlog import CommitLog
 from kvstore.errors import ConfigError
+from kvstore.failure import FailureDetector
 from kvstore.hints import HintStore
 from kvstore.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster, wait_for
 from kvstore.storage import FROM_THE_FUTURE, Storage
@@ -36,11 +38,20 @@ def test_the_clock_stamps_above_what_it_saw_and_above_a_floor_within_the_offset_
     assert clock.read() == 2000 * 10**6                  # what heartbeats carry: the wall clock
 
 
+class Peers:
+    """What the failure detector tells a clock: each peer's clock minus ours, in seconds."""
+    def __init__(self, offsets):
+        self.values = offsets
+
+    def offsets(self, wall=None):
+        return dict(self.values)
+
+
 def test_expiry_and_hint_windows_are_judged_by_the_earlier_of_this_clock_and_its_peers():
     clock = Clock(wall=lambda: 1000.0)
-    clock.peer_offset = lambda: +120.0                   # this clock runs 2 minutes ahead of most of its peers'
+    clock.peers = Peers({1: -120.0, 2: -120.0})           # this clock runs 2 minutes ahead of its peers'
     assert (clock.earliest(), clock.latest()) == (880 * 10**6, 1000 * 10**6)
-    clock.peer_offset = lambda: -120.0                   # 2 minutes behind them
+    clock.peers = Peers({1: +120.0, 2: +120.0})           # 2 minutes behind them
     assert (clock.earliest(), clock.latest()) == (1000 * 10**6, 1120 * 10**6)
 
 
@@ -51,10 +62,34 @@ def test_a_clock_that_jumps_ahead_of_its_peers_drops_no_hint_early(tmp_path):
     store.load()
     store.add(1, b"k", Cell(b"v", 1))
     wall[0] += 120                                       # the wall clock jumps 2 minutes; the peers' do not
-    clock.peer_offset = lambda: 120.0
+    clock.peers = Peers({1: -120.0})
     assert [h.key for h in store.pending(1)] == [b"k"]
-    clock.peer_offset = lambda: 0.0                      # (judged by this clock alone, it would be dropped)
+    clock.peers = Peers({})                              # (judged by this clock alone, it would be dropped)
     assert store.pending(1) == []
+
+
+def test_a_step_of_this_nodes_own_clock_stops_it_stamping_on_the_very_next_write(caplog):
+    """No heartbeat comes between the step and the write: offsets are kept against the monotonic clock."""
+    caplog.set_level("INFO")
+    wall, monotonic = [1000.0], [50.0]
+
+    class Peer:
+        def heartbeat(self, from_node, timeout):
+            return SimpleNamespace(clock=int((monotonic[0] + 950) * 1e6), generation=1)   # a good clock
+    detector = FailureDetector(0, {1: Peer(), 2: Peer()}, 1.0, 1.0, wall=lambda: wall[0],
+                               monotonic=lambda: monotonic[0])
+    detector.ping_all()
+    clock = Clock(wall=lambda: wall[0], max_offset=500_000)
+    clock.peers = detector
+    clock.now()
+    wall[0] += 5
+    monotonic[0] += 0.001
+    with pytest.raises(ClockTooFarOff, match=r"this node's clock is \+4.999 s from most of its peers', more than "
+                                             r"the 0.5 s allowed \(--max-clock-offset\)"):
+        clock.now()
+    assert "refuses to coordinate writes until it is fixed" in caplog.text
+    wall[0] -= 5                                         # set right again: it stamps again, above what it issued
+    assert clock.now() > 1000 * 10**6 and "it coordinates writes again" in caplog.text
 
 
 def test_a_replica_refuses_a_cell_stamped_beyond_the_offset_it_believes(tmp_path):
@@ -217,7 +252,7 @@ def test_a_clock_that_jumps_ahead_expires_nothing_early_drops_no_hint_and_its_wr
     hint made within the minute's window. Node 3 (told to believe any clock) jumps ahead: its writes are
     refused by their replicas, by name."""
     need_faketime()
-    from kvstore_rpc.ttypes import Unavailable
+    from kvstore_rpc.ttypes import TimedOut
     c = Cluster(tmp_path / "ahead", clocks=True, extra_args=FAST_SETTINGS + ("--hint-window", "60"),
                 node_args={3: ("--max-clock-offset", "3600")})
     try:
@@ -242,8 +277,8 @@ def test_a_clock_that_jumps_ahead_expires_nothing_early_drops_no_hint_and_its_wr
         c.skew(3, +60)
         wait_for(lambda: next(n.clock_offset for n in c.call(1, "describe_ring") if n.node_id == 3) > 50e6, 10,
                  "node 1 to measure node 3's clock")
-        with pytest.raises(Unavailable, match=r"ClockOffset: ONE write needs 1 acknowledgements, got 0 .*refused its "
-                                              r"timestamp.*Node 3's clock is probably ahead of node 0, 1, 2's"):
+        with pytest.raises(TimedOut, match=r"ONE write needs 1 acknowledgements, got 0 .*refused its timestamp.*"
+                                           r"Clock offset: node 0, 1, 2's clock is behind node 3's"):
             c.call(3, "put", c.key_for([0, 1, 2], b"f"), b"from the future", 1, 0, 0)
         assert all(c.cell_on(i, c.key_for([0, 1, 2], b"f")) is None for i in range(4))
     finally:

@@ -17,15 +17,25 @@ every RESERVE_AHEAD of issued time (10 s), and timestamps after a crash that
 start up to 10 s ahead of the wall clock (they win over nothing they should not:
 every later write is stamped above them too).
 
+The clock also enforces the bound on its own offset (as CockroachDB's nodes
+do): `peers` (the failure detector) measures this node's clock against each
+peer's, and while it is more than max_offset from most of them, now() refuses
+to stamp (ClockTooFarOff), so the node coordinates no writes. The check and
+the stamp read the wall clock once, together: a clock that steps is caught on
+the write it steps under.
+
 Judging time is another matter: whether a value has expired, or a hint is past
 its window, is judged by `earliest()`, the earlier of this node's wall clock
-and most of its peers' (as heartbeats measure it, `peer_offset`). A node whose
-clock runs ahead judges by its peers', so its wrong clock never makes a value
-expire or a hint drop early; one whose clock runs behind judges by its own,
-late but never early.
+and most of its peers'. A node whose clock runs ahead judges by its peers', so
+its wrong clock never makes a value expire or a hint drop early; one whose
+clock runs behind judges by its own, late but never early.
 """
+import logging
+import statistics
 import threading
 import time
+
+log = logging.getLogger(__name__)
 
 RESERVE_AHEAD = 10_000_000   # microseconds reserved beyond the last timestamp issued
 MAX_OFFSET = 500_000         # microseconds: the default --max-clock-offset (CockroachDB's)
@@ -35,11 +45,27 @@ class ClockOffsetError(ValueError):
     """A timestamp from elsewhere is further ahead of this clock than the offset it believes."""
 
 
+class ClockTooFarOff(Exception):
+    """This node's clock is further from most of its peers' than the offset allowed: it stamps nothing."""
+
+    def __init__(self, offset, max_offset):
+        super().__init__(f"this node's clock is {offset:+.3f} s from most of its peers', more than the "
+                         f"{max_offset:g} s allowed (--max-clock-offset)")
+        self.offset = offset
+        self.max_offset = max_offset
+
+
+class _NoPeers:
+    def offsets(self, wall=None):
+        return {}
+
+
 class Clock:
     def __init__(self, wall=time.time, reservation=None, ahead=RESERVE_AHEAD, max_offset=MAX_OFFSET):
         """reservation: an object with load() -> the bound reserved before (0: none) and save(bound), which
         makes a new bound durable; None: nothing survives a restart (unit tests). max_offset: how far ahead
-        of the wall clock (microseconds) a timestamp seen elsewhere, or a client's floor, may be believed."""
+        of the wall clock (microseconds) a timestamp seen elsewhere, or a client's floor, may be believed,
+        and how far this clock may be from most of its peers' before it stamps nothing."""
         self._wall = wall
         self.max_offset = max_offset
         self._reservation = reservation
@@ -47,16 +73,36 @@ class Clock:
         self._reserved = reservation.load() if reservation is not None else 0
         self._last = self._reserved   # every timestamp issued before a restart is at or below it
         self._lock = threading.Lock()
-        # This node's clock minus most of its peers' (seconds, + when ahead), as its failure detector measures
-        # it; set once that exists (node.run). Until then: 0.
-        self.peer_offset = lambda: 0.0
+        # An object with offsets(wall) -> {peer: its clock minus ours (seconds)} for the peers up: the failure
+        # detector, set once it exists (node.run).
+        self.peers = _NoPeers()
+        self._off = False   # as last logged
+
+    def offset_error(self, wall=None):
+        """None while this clock is within max_offset of most of its peers' that are up (or none is); else
+        how far off it is from them (seconds, + when ahead). Logs each change."""
+        offsets = list(self.peers.offsets(wall).values())
+        bound = self.max_offset / 1e6
+        off = bool(offsets) and sum(abs(o) > bound for o in offsets) * 2 > len(offsets)
+        mine = -statistics.median(offsets) if offsets else 0.0
+        if off != self._off:
+            self._off = off
+            log.log(logging.WARNING if off else logging.INFO, "this node's clock is %+.3f s from most of its peers "
+                    "(the bound is %g s): %s", mine, bound,
+                    "it refuses to coordinate writes until it is fixed" if off else "it coordinates writes again")
+        return mine if off else None
 
     def now(self, floor=0, trusted=False):
         """A timestamp greater than every one this clock issued or observed before, and than floor.
         ClockOffsetError when floor is more than max_offset ahead of the wall clock, unless trusted (a
-        cell a peer holds: a far-ahead peer is the offset bound's business, not a client's)."""
+        cell a peer holds: a far-ahead peer is the offset bound's business, not a client's);
+        ClockTooFarOff when this clock is too far from its peers' to stamp anything."""
         with self._lock:
-            wall = int(self._wall() * 1_000_000)
+            seconds = self._wall()
+            off = self.offset_error(seconds)
+            if off is not None:
+                raise ClockTooFarOff(off, self.max_offset / 1e6)
+            wall = int(seconds * 1_000_000)
             if floor > wall + self.max_offset and not trusted:
                 raise ClockOffsetError(f"the timestamp {floor} is {(floor - wall) / 1e6:.3f} s ahead of this node's "
                                        f"clock, more than the {self.max_offset / 1e6:g} s it believes "
@@ -92,10 +138,15 @@ class Clock:
         """The earlier of this node's wall clock and most of its peers', in microseconds: the now that expiry
         and the hint window are judged by. Issues nothing."""
         wall = self._wall()
-        return int(min(wall, wall - self.peer_offset()) * 1_000_000)
+        return int(min(wall, wall - self._peer_offset(wall)) * 1_000_000)
 
     def latest(self):
         """The later of the two, in microseconds: when a hint was made (so its window starts no earlier than
         the cluster's clocks say)."""
         wall = self._wall()
-        return int(max(wall, wall - self.peer_offset()) * 1_000_000)
+        return int(max(wall, wall - self._peer_offset(wall)) * 1_000_000)
+
+    def _peer_offset(self, wall):
+        """This clock minus most of its peers' (seconds, + when ahead): the median; 0.0 with none up."""
+        offsets = list(self.peers.offsets(wall).values())
+        return -statistics.median(offsets) if offsets else 0.0

@@ -25,6 +25,7 @@ import time
 from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
+from kvstore.clock import ClockTooFarOff
 from kvstore.consistency import block_for
 from kvstore.errors import ClockOffset, ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
@@ -88,11 +89,11 @@ class Coordinator(Scanning):
         return _raise_or_return(self.put_many([(key, value)], level, ttl, floor)[0])
 
     def delete(self, key, level, floor=0):
-        return _raise_or_return(self._write_many([(key, tombstone(self._clock.now(floor)))], level)[0])
+        return _raise_or_return(self._write_many([(key, tombstone(self._stamp(floor)))], level)[0])
 
     def put_many(self, items, level, ttl=0, floor=0):
         """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
-        now = self._clock.now(floor)
+        now = self._stamp(floor)
         expires = now + int(ttl * 1_000_000) if ttl else 0
         return self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
@@ -103,7 +104,7 @@ class Coordinator(Scanning):
             return False, None
         if seconds <= 0:
             return True, self.delete(key, level, min_timestamp)
-        now = self._clock.now(min_timestamp)
+        now = self._stamp(min_timestamp)
         write = self._write_many([(key, Cell(current.value, now, now + int(seconds * 1_000_000)))], level)[0]
         return True, _raise_or_return(write)
 
@@ -116,13 +117,6 @@ class Coordinator(Scanning):
         When one did, the write is stamped again above it and sent again before it is acknowledged (once:
         again=False), so a write that began after another was acknowledged at a level that overlaps this
         one's wins over it, whatever the coordinators' clocks said."""
-        off = self._detector.clock_error()
-        if off is not None:   # a clock this far off would stamp writes out of order: refuse them, by name
-            refused = ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {off:+.3f} s from most of its "
-                                  f"peers', more than the {self._detector.max_offset:g} s allowed "
-                                  "(--max-clock-offset): it coordinates no writes until its clock is fixed; send "
-                                  "them to another node")
-            return [refused] * len(writes)
         deadline = time.monotonic() + self._timeout
         outcomes, pending = [None] * len(writes), []
         for index, (key, cell) in enumerate(writes):
@@ -144,9 +138,13 @@ class Coordinator(Scanning):
             if responses.wait(deadline):
                 acked, _ = responses.snapshot()
                 newer = max((held or 0 for _, held in acked), default=0)
-                if again and newer > cell.timestamp:
-                    later.append((index, key, cell._replace(timestamp=self._clock.now(newer, trusted=True))))
                 outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
+                if again and newer > cell.timestamp:
+                    try:
+                        later.append((index, key, cell._replace(timestamp=self._stamp(newer, trusted=True))))
+                    except ClockOffset as exc:   # its clock stepped meanwhile: whether this write wins is unknown
+                        outcomes[index] = TimedOut(f"the write could not be stamped again above the newer cell a "
+                                                   f"replica holds: {exc}", len(acked), responses.needed)
             else:
                 acked, failures = responses.snapshot()
                 outcomes[index] = _write_failure(self._local_id, level, len(acked), responses.needed, failures)
@@ -156,18 +154,28 @@ class Coordinator(Scanning):
                 outcomes[index] = outcome
         return outcomes
 
+    def _stamp(self, floor=0, trusted=False):
+        """A timestamp for a write (see kvstore.clock); ClockOffset when this node's clock is too far from its
+        peers' to stamp one: it would stamp writes out of order, so it refuses them, by name."""
+        try:
+            return self._clock.now(floor, trusted)
+        except ClockTooFarOff as exc:
+            raise ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {exc.offset:+.3f} s from most of its "
+                              f"peers', more than the {exc.max_offset:g} s allowed (--max-clock-offset): it "
+                              "coordinates no writes until its clock is fixed; send them to another node") from None
+
     def _write_done(self, node_id, key, cell, responses):
         """The callback of one write to one replica; a remote replica that missed it gets a hint."""
         def done(error, newer_held):
-            if error is None and newer_held == FROM_THE_FUTURE:   # not hinted: it would be refused again
-                responses.fail(node_id, REFUSED_AHEAD)
-                return
-            if error is None:
+            if error is None and newer_held != FROM_THE_FUTURE:
                 responses.ok(node_id, newer_held)   # 0 (None): this write is the replica's newest cell
                 return
-            self._note_failure(node_id, error)
-            responses.fail(node_id, str(error))
-            if node_id != self._local_id:
+            if error is None:   # refused: this node checked its own clock, so that replica's is probably behind
+                responses.fail(node_id, REFUSED_AHEAD)
+            else:
+                self._note_failure(node_id, error)
+                responses.fail(node_id, str(error))
+            if node_id != self._local_id:   # delivery backs off while a hint is refused
                 self._store_hint(node_id, key, cell)
         return done
 
@@ -298,11 +306,12 @@ def _raise_or_return(outcome):
 
 
 def _write_failure(local_id, level, acked, needed, failures):
-    """TimedOut; ClockOffset when replicas refused the write's timestamp as too far ahead of their clocks."""
+    """TimedOut: the write may or may not have been applied; it names replicas that refused its timestamp as
+    too far ahead of their clocks."""
     message = (f"{level.name} write needs {needed} acknowledgements, got {acked}{reasons(failures)}; "
-               "the write may or may not have been applied")
+               "the write may or may not have been applied (replicas that missed it will get a hint)")
     refused = sorted(node_id for node_id, why in failures.items() if why == REFUSED_AHEAD)
     if refused:
-        return ClockOffset(f"ClockOffset: {message}. Node {local_id}'s clock is probably ahead of node "
-                           f"{', '.join(map(str, refused))}'s: see ./server.sh status")
-    return TimedOut(message + " (replicas that missed it will get a hint)", acked, needed)
+        message += (f". Clock offset: node {', '.join(map(str, refused))}'s clock is behind node {local_id}'s "
+                    f"by more than --max-clock-offset (or node {local_id}'s ahead): see ./server.sh status")
+    return TimedOut(message, acked, needed)

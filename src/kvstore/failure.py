@@ -5,9 +5,14 @@ answers (or once it sends us a heartbeat, as a restarted node does when it
 announces itself) and down once a ping fails or a request finds it refused.
 Every sign of life calls on_alive(node_id), which is how hints get delivered.
 Peers start as down until they are heard from.
+
+Heartbeat answers also carry the peer's clock. Each is kept against this node's
+monotonic clock (the peer's clock minus ours at the middle of the round trip),
+so offsets() reflects a step of this node's own wall clock at once, and a
+peer's at its next heartbeat. What to do about an offset is the clock's
+business (kvstore.clock).
 """
 import logging
-import statistics
 import threading
 import time
 
@@ -18,14 +23,14 @@ log = logging.getLogger(__name__)
 
 class FailureDetector:
     def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None, wall=time.time,
-                 max_offset=None):
-        """peers: {node_id: object with heartbeat(from_node, timeout)}; max_offset: seconds this node's clock
-        may be from most of its peers' before clock_error() says so (None: never)."""
+                 monotonic=time.monotonic, on_clock=lambda: None):
+        """peers: {node_id: object with heartbeat(from_node, timeout)}; on_clock(): called after each offset
+        measured."""
         self._self_id = self_id
         self._wall = wall
-        self.max_offset = max_offset
-        self._offsets = {}   # node id -> its clock minus ours, in seconds, from its last heartbeat answer
-        self._off = False
+        self._monotonic = monotonic
+        self._on_clock = on_clock
+        self._anchored = {}   # node id -> its clock minus our monotonic clock (seconds), from its last answer
         self._peers = peers
         self._interval = interval
         self._timeout = timeout
@@ -70,40 +75,30 @@ class FailureDetector:
             thread.join(self._timeout + 1.0)
 
     def _ping(self, node_id):
-        sent = self._wall()
+        sent = self._monotonic()
         try:
             reply = self._peers[node_id].heartbeat(self._self_id, timeout=self._timeout)
         except NodeUnavailable as exc:
             self.mark_down(node_id, str(exc))
         else:
             if getattr(reply, "clock", None):   # its clock against ours at the middle of the round trip
-                self._offsets[node_id] = reply.clock / 1e6 - (sent + self._wall()) / 2
+                self._anchored[node_id] = reply.clock / 1e6 - (sent + self._monotonic()) / 2
+                self._on_clock()
             self.mark_up(node_id, reply.generation)
+
+    def offsets(self, wall=None):
+        """{node id: its clock minus ours, in seconds} for the peers that are up and have shown their clock;
+        wall: our wall clock (seconds) to measure against, when the caller has read it already."""
+        ours = (self._wall() if wall is None else wall) - self._monotonic()
+        return {node_id: anchored - ours for node_id, anchored in list(self._anchored.items())
+                if self._up.get(node_id)}
 
     def offset(self, node_id):
         """node_id's clock minus ours, in seconds, as its last heartbeat answer showed (0.0: unknown, or us)."""
-        return self._offsets.get(node_id, 0.0) if node_id != self._self_id else 0.0
-
-    def own_offset(self):
-        """This node's clock minus most of its peers' that are up (seconds, + when ahead): the median of what
-        their heartbeats showed; 0.0 while none is."""
-        offsets = [self._offsets[n] for n in list(self._offsets) if self._up.get(n)]
-        return -statistics.median(offsets) if offsets else 0.0
-
-    def clock_error(self):
-        """None while this node's clock is within max_offset of most of the peers that are up; else how far
-        off it is from them (seconds, + when ahead)."""
-        offsets = [self._offsets[n] for n in list(self._offsets) if self._up.get(n)]
-        if self.max_offset is None or not offsets:
-            return None
-        off = sum(abs(o) > self.max_offset for o in offsets) * 2 > len(offsets)
-        mine = self.own_offset()
-        if off != self._off:
-            self._off = off
-            log.log(logging.WARNING if off else logging.INFO, "this node's clock is %+.3f s from most of its peers "
-                    "(the bound is %g s): %s", mine, self.max_offset,
-                    "it refuses to coordinate writes until it is fixed" if off else "it coordinates writes again")
-        return mine if off else None
+        anchored = self._anchored.get(node_id)
+        if anchored is None or node_id == self._self_id:
+            return 0.0
+        return anchored - (self._wall() - self._monotonic())
 
     def start(self):
         """Announce ourselves with one round now, then keep pinging every interval."""

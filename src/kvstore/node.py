@@ -167,8 +167,8 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
-                               on_alive=delivery.on_alive, max_offset=settings.max_clock_offset)
-    clock.peer_offset = detector.own_offset   # expiry and hint windows are judged by the peers' clocks too
+                               on_alive=delivery.on_alive, on_clock=clock.offset_error)
+    clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout)
     generation = int(time.time() * 1e6)
