@@ -85,7 +85,7 @@ def test_a_step_of_this_nodes_own_clock_stops_it_stamping_on_the_very_next_write
     wall[0] += 5
     monotonic[0] += 0.001
     with pytest.raises(ClockTooFarOff, match=r"this node's clock is \+4.999 s from most of its peers', more than "
-                                             r"the 0.5 s allowed \(--max-clock-offset\)"):
+                                             r"the 0.25 s allowed \(half of --max-clock-offset\)"):
         clock.now()
     assert "refuses to coordinate writes until it is fixed" in caplog.text
     wall[0] -= 5                                         # set right again: it stamps again, above what it issued
@@ -213,7 +213,7 @@ def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peer
             return None
         wait_for(refused, 10, "node 3 to refuse writes")
         assert re.match(r"ClockOffset: node 3's clock is \+(9|10)\.\d{3} s from most of its peers', more than the "
-                        r"0.5 s allowed \(--max-clock-offset\)", refused())
+                        r"0.25 s allowed \(half of --max-clock-offset\)", refused())
         assert c.call(0, "put", key, b"through node 0", 3, 0, 0).acknowledged   # ALL: node 3 is a replica
         assert c.call(3, "get", key, 2, 0).cell.value == b"through node 0"    # node 3 still reads
         offset = next(n.clock_offset for n in c.call(0, "describe_ring") if n.node_id == 3)

@@ -19,10 +19,13 @@ every later write is stamped above them too).
 
 The clock also enforces the bound on its own offset (as CockroachDB's nodes
 do): `peers` (the failure detector) measures this node's clock against each
-peer's, and while it is more than max_offset from most of them, now() refuses
-to stamp (ClockTooFarOff), so the node coordinates no writes. The check and
-the stamp read the wall clock once, together: a clock that steps is caught on
-the write it steps under.
+peer's, and while it is more than half of max_offset from most of them, now()
+refuses to stamp (ClockTooFarOff), so the node coordinates no writes. Half, as
+CockroachDB's nodes keep within a fraction of theirs: then no two nodes that
+stamp writes are more than max_offset apart, and a cell further than that
+ahead of a replica's clock (which it refuses) was stamped by no correct node.
+The check and the stamp read the wall clock once, together: a clock that steps
+is caught on the write it steps under.
 
 Judging time is another matter: whether a value has expired, or a hint is past
 its window, is judged by `earliest()`, the earlier of this node's wall clock
@@ -48,11 +51,11 @@ class ClockOffsetError(ValueError):
 class ClockTooFarOff(Exception):
     """This node's clock is further from most of its peers' than the offset allowed: it stamps nothing."""
 
-    def __init__(self, offset, max_offset):
+    def __init__(self, offset, allowed):
         super().__init__(f"this node's clock is {offset:+.3f} s from most of its peers', more than the "
-                         f"{max_offset:g} s allowed (--max-clock-offset)")
+                         f"{allowed:g} s allowed (half of --max-clock-offset)")
         self.offset = offset
-        self.max_offset = max_offset
+        self.allowed = allowed
 
 
 class _NoPeers:
@@ -65,7 +68,7 @@ class Clock:
         """reservation: an object with load() -> the bound reserved before (0: none) and save(bound), which
         makes a new bound durable; None: nothing survives a restart (unit tests). max_offset: how far ahead
         of the wall clock (microseconds) a timestamp seen elsewhere, or a client's floor, may be believed,
-        and how far this clock may be from most of its peers' before it stamps nothing."""
+        and twice how far this clock may be from most of its peers' before it stamps nothing."""
         self._wall = wall
         self.max_offset = max_offset
         self._reservation = reservation
@@ -79,10 +82,10 @@ class Clock:
         self._off = False   # as last logged
 
     def offset_error(self, wall=None):
-        """None while this clock is within max_offset of most of its peers' that are up (or none is); else
-        how far off it is from them (seconds, + when ahead). Logs each change."""
+        """None while this clock is within half of max_offset of most of its peers' that are up (or none is);
+        else how far off it is from them (seconds, + when ahead). Logs each change."""
         offsets = list(self.peers.offsets(wall).values())
-        bound = self.max_offset / 1e6
+        bound = self.max_offset / 2e6
         off = bool(offsets) and sum(abs(o) > bound for o in offsets) * 2 > len(offsets)
         mine = -statistics.median(offsets) if offsets else 0.0
         if off != self._off:
@@ -101,7 +104,7 @@ class Clock:
             seconds = self._wall()
             off = self.offset_error(seconds)
             if off is not None:
-                raise ClockTooFarOff(off, self.max_offset / 1e6)
+                raise ClockTooFarOff(off, self.max_offset / 2e6)
             wall = int(seconds * 1_000_000)
             if floor > wall + self.max_offset and not trusted:
                 raise ClockOffsetError(f"the timestamp {floor} is {(floor - wall) / 1e6:.3f} s ahead of this node's "

@@ -161,7 +161,7 @@ class Coordinator(Scanning):
             return self._clock.now(floor, trusted)
         except ClockTooFarOff as exc:
             raise ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {exc.offset:+.3f} s from most of its "
-                              f"peers', more than the {exc.max_offset:g} s allowed (--max-clock-offset): it "
+                              f"peers', more than the {exc.allowed:g} s allowed (half of --max-clock-offset): it "
                               "coordinates no writes until its clock is fixed; send them to another node") from None
 
     def _write_done(self, node_id, key, cell, responses):

@@ -61,8 +61,9 @@ def parse_args(argv):
     p.add_argument("--skip-corrupt-records", action="store_true",
                    help="start despite a corrupt log: skip the damaged records (reported; the file is kept aside)")
     p.add_argument("--max-clock-offset", type=float, default=defaults.max_clock_offset, metavar="SECONDS",
-                   help="how far ahead of this node's clock a timestamp from a peer or a client is believed "
-                        "(default 0.5 s, as CockroachDB's); a session's write floor further ahead is refused")
+                   help="the most two nodes' clocks may differ (default 0.5 s, as CockroachDB's): a node more "
+                        "than half of it from most of its peers coordinates no writes; a cell or a session's "
+                        "floor further ahead of this node's clock is refused")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
