@@ -2,9 +2,9 @@
 from kvstore.chaos.checker import check
 
 
-def w(value, ts, start, end, level="QUORUM", outcome="ok", key="6b"):
+def w(value, ts, start, end, level="QUORUM", outcome="ok", key="6b", client=0):
     return {"op": "write", "key": key, "value": value, "level": level, "outcome": outcome, "timestamp": ts,
-            "start": start, "end": end}
+            "start": start, "end": end, "client": client}
 
 
 def r(value, ts, start, end, level="QUORUM", key="6b"):
@@ -14,7 +14,7 @@ def r(value, ts, start, end, level="QUORUM", key="6b"):
 
 def test_a_clean_history_has_no_findings():
     history = [w("a", 10, 0, 1), r("a", 10, 2, 3), w("b", 20, 4, 5), r("b", 20, 6, 7)]
-    assert check(history, {"6b": ("b", 20)}) == {"lost": [], "phantom": [], "stale": []}
+    assert check(history, {"6b": ("b", 20)}) == {"lost": [], "phantom": [], "stale": [], "out_of_order": []}
 
 
 def test_an_acknowledged_quorum_write_missing_at_the_end_is_lost():
@@ -78,6 +78,16 @@ def test_reads_after_a_delete_must_not_see_the_deleted_value():
     assert [s["read"]["start"] for s in check(history, {"6b": None})["stale"]] == [2]
 
 
+def test_a_sessions_write_stamped_at_or_below_its_earlier_one_is_out_of_order():
+    # Client 1 writes "a" then, once that is acknowledged, "b" of another key through a slower clock.
+    history = [w("a", 20, 0, 1, client=1), w("b", 15, 2, 3, key="6c", level="ONE", client=1),
+               w("c", 30, 4, 5, client=1),
+               w("x", 10, 6, 7, client=2), w("y", 99, 6.5, 7, outcome="unknown", client=2),   # no stamp known
+               w("z", 11, 8, 9, client=2)]
+    found = check(history, {"6b": ("c", 30), "6c": ("b", 15)})["out_of_order"]
+    assert [(f["write"]["value"], f["after"]["value"]) for f in found] == [("b", "a")]
+
+
 def test_the_checker_handles_a_long_history():
     # 200,000 operations, as a long run makes: a checker that pairs every read with every write
     # would not finish (the first version did not); this one checks them in a blink.
@@ -86,6 +96,6 @@ def test_the_checker_handles_a_long_history():
         history.append(w("v%d" % n, n, n, n + 0.5, key="k%d" % (n % 8)))
         history.append(r("v%d" % n, n, n + 0.6, n + 0.7, key="k%d" % (n % 8)))
     findings = check(history, {"k%d" % k: ("v%d" % (99_992 + k), 99_992 + k) for k in range(8)})
-    assert findings == {"lost": [], "phantom": [], "stale": []}
+    assert findings == {"lost": [], "phantom": [], "stale": [], "out_of_order": []}
     history.append(r("v5", 5, 10**6, 10**6 + 1, key="k5"))  # long after v99997 on k5
     assert len(check(history, {})["stale"]) == 1

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "src" / "kvstore"
 
 # Modules that must not speak Thrift: the storage and placement core.
 PURE = {"errors", "config", "cell", "clock", "ring", "consistency", "records", "commitlog", "storage", "hints",
-        "coordinator", "scanning", "failure", "handoff", "clockfile", "answers"}
+        "coordinator", "scanning", "repairing", "failure", "handoff", "clockfile", "answers"}
 THRIFT_MODULES = {"thrift", "kvstore_rpc"}
 
 

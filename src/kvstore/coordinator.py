@@ -13,7 +13,7 @@ A read: ask every live replica at once (at ONE, a node holding the key reads onl
 its own copy, unless a session asks for more), answer from the first `block_for`
 answers with the newest cell (a tombstone or an expired cell reads as absent),
 repairing the stale ones among them before answering (so a later QUORUM read
-cannot see older data) and late ones in the background. With a session
+cannot see older data) and late ones in the background (repairing.py). With a session
 timestamp the first answers do not reach, wait for every live replica, and
 raise StaleRead if none has it. A scan walks the token ranges in byte order,
 reads each from its replicas at the level and merges them (scanning.py).
@@ -30,6 +30,7 @@ from kvstore.consistency import block_for
 from kvstore.errors import ClockOffset, ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
 from kvstore.responses import Responses, reasons
+from kvstore.repairing import Repairing
 from kvstore.scanning import Scanning
 from kvstore.storage import FROM_THE_FUTURE
 
@@ -50,7 +51,7 @@ class ReadOutcome(NamedTuple):
     repaired: list
 
 
-class Coordinator(Scanning):
+class Coordinator(Scanning, Repairing):
     def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout):
         """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py)."""
         self._local_id = local_id
@@ -252,47 +253,10 @@ class Coordinator(Scanning):
                     f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
                     "retry later, or read at a higher level", min_timestamp, _timestamp(newest))
             needed = len(answers)
-        repaired = self._repair(key, newest, answers, needed, level, deadline)
+        repaired = self._repair(key, newest, answers, needed, level, deadline, responses)
         used = {node_id for node_id, _ in answers}
         responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
         return ReadOutcome(visible(newest, self._clock.earliest()), [node_id for node_id, _ in answers], repaired)
-
-    def _repair(self, key, newest, answers, needed, level, deadline):
-        """Write newest to the stale replicas among answers; wait until `needed` replicas hold it."""
-        stale = [node_id for node_id, cell in answers if cell != newest]
-        if newest is None or not stale:
-            return []
-        log.debug("read repair of %r on nodes %s", key, stale)
-        responses = Responses(len(stale), len(stale))
-        for node_id in sorted(stale, key=lambda i: i == self._local_id):
-            self._replicas[node_id].write_many_async([(key, newest, self._write_done(node_id, key, newest, responses))],
-                                                     deadline)
-        holding = len(answers) - len(stale)
-        if not responses.wait(deadline, needed=max(0, needed - holding)):
-            repaired, failures = responses.snapshot()
-            raise TimedOut(f"{level.name} read found stale replicas and could not repair enough of them in time"
-                           + reasons(failures), holding + len(repaired), needed)
-        repaired, _ = responses.snapshot()
-        return [node_id for node_id, _ in repaired]
-
-    def _repair_late(self, key, everyone, used, answered_newest):
-        """Once every replica has answered, repair those that differ from the newest cell of all.
-        The answers the client got were repaired before it got them, unless a late answer is newer."""
-        newest = reconcile(cell for _, cell in everyone)
-        stale = [node_id for node_id, cell in everyone
-                 if cell != newest and (node_id not in used or newest != answered_newest)]
-        if stale:
-            log.debug("background read repair of %r on nodes %s", key, stale)
-            self._repair_in_background([(node_id, key, newest) for node_id in stale])
-
-    def _repair_in_background(self, writes):
-        """[(node_id, key, cell)], sent and not waited for (a failure leaves a hint, like any write)."""
-        deadline = time.monotonic() + self._timeout
-        grouped = {}
-        for node_id, key, cell in writes:
-            grouped.setdefault(node_id, []).append((key, cell, self._write_done(node_id, key, cell, Responses(0, 1))))
-        for node_id, requests in grouped.items():
-            self._replicas[node_id].write_many_async(requests, deadline)
 
 
 def _timestamp(cell):

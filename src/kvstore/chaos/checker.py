@@ -13,6 +13,10 @@ The rules (each finding names the operations involved):
   a write which definitely failed (nothing applied) carried.
 - stale: a QUORUM read that began after a QUORUM write of the same key was
   acknowledged returned an older cell than that write (by the same rules).
+- out of order: a client's acknowledged write (at any level, of any key)
+  stamped at or below one it had made before. Each client is a session that
+  sends its newest timestamp as every write's floor, so its writes must be
+  stamped in the order it made them, whatever the coordinators' clocks say.
 """
 import bisect
 from collections import defaultdict
@@ -47,7 +51,20 @@ def check(history, final):
         "lost": lost_writes(acknowledged, final, writes),
         "phantom": phantom_reads(writes, reads, final),
         "stale": stale_reads(acknowledged, reads, writes),
+        "out_of_order": out_of_order_writes(writes),
     }
+
+
+def out_of_order_writes(writes):
+    """Acknowledged writes stamped at or below an earlier acknowledged write of the same client."""
+    found, newest = [], {}
+    for write in sorted((w for w in writes if w["outcome"] == "ok"), key=lambda w: (w["client"], w["start"])):
+        before = newest.get(write["client"])
+        if before is not None and write["timestamp"] <= before["timestamp"]:
+            found.append({"write": write, "after": before})
+        if before is None or write["timestamp"] > before["timestamp"]:
+            newest[write["client"]] = write
+    return found
 
 
 def _deletes_by_key(writes):

@@ -1,9 +1,16 @@
-"""The nemesis: injects crashes, pauses and partitions into a running cluster, one after another.
+"""The nemesis: injects crashes, pauses, partitions and clock skew into a running cluster, one after another.
 
 Each fault picks its targets (at most max_down nodes at once, so with the
 default of 1 no key ever loses more than one replica), holds for a while, then
 heals: a crashed node is restarted on its data, a paused one continued, a
-partition removed. Every fault is recorded with its start and end.
+partition removed, a skewed clock set right. Every fault is recorded with its
+start and end.
+
+A clock fault (the cluster's nodes need clocks of their own: Cluster(clocks=True))
+steps the targets' wall clocks, half the time within the bound they enforce on
+themselves (half of --max-clock-offset: up to SMALL_SKEW either way), half the
+time beyond it (BIG_SKEW either way): the first must change nothing a client
+sees, the second makes the node refuse to coordinate writes until it is set right.
 """
 import logging
 import random
@@ -15,6 +22,8 @@ log = logging.getLogger(__name__)
 
 HOLD = (1.0, 4.0)   # seconds a fault lasts
 GAP = (0.5, 2.0)    # seconds between faults
+SMALL_SKEW = 0.2    # seconds: within half of the default --max-clock-offset (0.5 s)
+BIG_SKEW = (1.0, 10.0)
 
 
 class Nemesis(threading.Thread):
@@ -66,8 +75,22 @@ class Nemesis(threading.Thread):
                 self._cluster.hosts.partition(i, cut_off)
             self._stopping.wait(hold)
             self._cluster.hosts.heal()
+        elif kind == "clock":
+            event["skew"] = {str(i): round(self._skew(), 3) for i in targets}
+            for i in targets:
+                self._cluster.skew(i, event["skew"][str(i)])
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.skew(i, 0)
         else:
             raise ClusterError(f"unknown fault {kind!r}")
         self.counts[kind] += 1
         event["end"] = self._clock()
         self._record(event)
+
+    def _skew(self):
+        """Seconds to step a clock: within the bound or beyond it, ahead or behind, as often."""
+        sign = self._random.choice((-1, 1))
+        if self._random.random() < 0.5:
+            return sign * self._random.uniform(0.0, SMALL_SKEW)
+        return sign * self._random.uniform(*BIG_SKEW)

@@ -20,7 +20,7 @@ from kvstore.chaos.nemesis import Nemesis
 from kvstore.chaos.workload import CALL_TIMEOUT, LEVELS, Client, chaos_keys
 from kvstore.errors import KVStoreError, NodeUnavailable
 from kvstore.inspection import analyze, collect, divergent
-from kvstore.localcluster import Cluster, ClusterError
+from kvstore.localcluster import FAKETIME_LIBRARY, Cluster, ClusterError
 from kvstore.netns import NetnsHosts, NetnsUnavailable
 from kvstore.ring import Ring
 from kvstore_rpc import ttypes
@@ -38,7 +38,8 @@ def parse_args(argv):
     p.add_argument("--keys", type=int, default=8, help="size of the key space; small, so keys are contended")
     p.add_argument("--hosts", choices=("auto", "netns", "loopback"), default="auto",
                    help="netns: each node in a network namespace of its own (root); auto: netns when possible")
-    p.add_argument("--faults", default="crash,pause,partition", help="comma-separated: crash, pause, partition")
+    p.add_argument("--faults", default="crash,pause,partition,clock",
+                   help="comma-separated: crash, pause, partition, clock (steps nodes' clocks: needs libfaketime)")
     p.add_argument("--max-down", type=int, default=1, help="nodes faulted at once (default 1)")
     p.add_argument("--settle", type=float, default=60, help="seconds allowed to converge after healing")
     p.add_argument("--history", help="where to write the history, JSON lines (default chaos-seedN.jsonl)")
@@ -65,13 +66,21 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s chaos %(levelname)s %(message)s")
     directory = Path(args.dir or tempfile.mkdtemp(prefix="kvstore-chaos-"))
     history_path = Path(args.history or f"chaos-seed{args.seed}.jsonl")
+    kinds = [k for k in args.faults.split(",") if k]
+    unknown = set(kinds) - {"crash", "pause", "partition", "clock"}
+    if unknown:
+        print(f"unknown faults: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return EXIT_SETUP
+    if "clock" in kinds and not Path(FAKETIME_LIBRARY).exists():
+        print(f"note: no libfaketime ({FAKETIME_LIBRARY}; apt-get install faketime): running without clock "
+              "faults", file=sys.stderr)
+        kinds.remove("clock")
     try:
         hosts = make_hosts(args.hosts)
-        cluster = Cluster(directory, extra_args=NODE_ARGS, hosts=hosts)
+        cluster = Cluster(directory, extra_args=NODE_ARGS, hosts=hosts, clocks="clock" in kinds)
     except (NetnsUnavailable, KVStoreError) as exc:
         print(f"cannot set up the run: {exc}", file=sys.stderr)
         return EXIT_SETUP
-    kinds = [k for k in args.faults.split(",") if k]
     if "partition" in kinds and not cluster.hosts.can_partition:
         kinds.remove("partition")
     try:
@@ -141,6 +150,9 @@ class Run:
     def heal(self):
         if self.cluster.hosts.can_partition:
             self.cluster.hosts.heal()
+        if "clock" in self.kinds:
+            for node in self.cluster.nodes:
+                self.cluster.skew(node.node_id, 0)
         for i, proc in self.cluster.procs.items():
             if proc.poll() is None:
                 self.cluster.resume(i)
@@ -218,6 +230,7 @@ class Report:
             f"lost QUORUM writes: {len(self.findings['lost'])}",
             f"stale QUORUM reads: {len(self.findings['stale'])}",
             f"phantom reads: {len(self.findings['phantom'])}",
+            f"out-of-order session writes: {len(self.findings['out_of_order'])}",
             "converged after healing (final QUORUM reads included): " + (
                 f"{self.converge_seconds} s" if self.converge_seconds is not None
                                            else f"NO, replicas still differ after {self.run.args.settle:.0f} s"),

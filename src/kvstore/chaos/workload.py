@@ -5,6 +5,11 @@ start/end (seconds since the run began), outcome, and what came back. Outcomes:
 ok; failed, a definite error after which nothing was applied (Unavailable,
 InvalidRequest, or a connection refused before the request left); unknown, a
 timeout or a connection lost mid-call: a write may or may not have applied.
+
+Each client is a session, as the client library's: every write carries the
+newest timestamp the client has seen (in its writes' acknowledgements and in
+what it read) as its floor, so its writes are stamped in the order it made
+them whichever coordinator takes them; the checker verifies that they were.
 """
 import random
 import threading
@@ -36,6 +41,7 @@ class Client(threading.Thread):
         self._stopping = stop
         self._connection = None
         self._written = 0
+        self._newest = 0   # the session's newest timestamp seen: every write's floor
 
     def run(self):
         while not self._stopping.is_set():
@@ -71,16 +77,18 @@ class Client(threading.Thread):
             return
         try:
             if op == "write":
-                result = self._connection.call("put", (key, entry["value"].encode(), LEVELS[level]), CALL_TIMEOUT)
+                result = self._connection.call("put", (key, entry["value"].encode(), LEVELS[level], 0, self._newest),
+                                               CALL_TIMEOUT)
                 entry.update(outcome="ok", timestamp=result.timestamp)
             elif op == "delete":
-                result = self._connection.call("remove", (key, LEVELS[level]), CALL_TIMEOUT)
+                result = self._connection.call("remove", (key, LEVELS[level], self._newest), CALL_TIMEOUT)
                 entry.update(outcome="ok", timestamp=result.timestamp)
             else:
                 result = self._connection.call("get", (key, LEVELS[level]), CALL_TIMEOUT)
                 cell = result.cell
                 entry.update(outcome="ok", read=cell.value.decode() if cell else None,
                              timestamp=cell.timestamp if cell else None)
+            self._newest = max(self._newest, entry["timestamp"] or 0)
         except (ttypes.Unavailable, ttypes.InvalidRequest) as exc:
             entry.update(outcome="failed", error=exc.why)
         except ttypes.TimedOut as exc:
