@@ -34,6 +34,9 @@ def test_the_clock_stamps_above_what_it_saw_and_above_a_floor_within_the_offset_
     with pytest.raises(ClockOffsetError, match="3600.000 s ahead of this node's clock, more than the 10 s"):
         clock.now(floor=first + 3600 * 10**6)
     assert clock.now(floor=first + 3600 * 10**6, trusted=True) == first + 3600 * 10**6 + 1   # a peer's cell
+    again = Clock(wall=lambda: wall[0], max_offset=10_000_000)
+    again.heard(first + 5_000_000)                       # a peer's heartbeat, its clock 5 s ahead: believed
+    assert again.now() == first + 5_000_001
     wall[0] = 2000.0
     assert clock.read() == 2000 * 10**6                  # what heartbeats carry: the wall clock
 
@@ -214,6 +217,9 @@ def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peer
         wait_for(refused, 10, "node 3 to refuse writes")
         assert re.match(r"ClockOffset: node 3's clock is \+(9|10)\.\d{3} s from most of its peers', more than the "
                         r"0.25 s allowed \(half of --max-clock-offset\)", refused())
+        with c.client(3) as kv:   # the client library takes the write to another node
+            assert kv.put(key, b"through the library", level="QUORUM").acknowledged
+            assert kv.address != c.nodes[3].address
         assert c.call(0, "put", key, b"through node 0", 3, 0, 0).acknowledged   # ALL: node 3 is a replica
         assert c.call(3, "get", key, 2, 0).cell.value == b"through node 0"    # node 3 still reads
         offset = next(n.clock_offset for n in c.call(0, "describe_ring") if n.node_id == 3)

@@ -14,7 +14,9 @@ It keeps one persistent connection to one node (any node coordinates any
 request) and moves to the next live node when that one goes: a request that
 never left is sent again elsewhere; a read whose connection broke mid-call is
 retried elsewhere; a write whose connection broke mid-call is not (it may have
-been applied) and raises NodeUnavailable saying so.
+been applied) and raises NodeUnavailable saying so. A write a node refuses to
+coordinate because its clock is off (ClockOffset: nothing was written) goes to
+another node.
 
 Errors are raised as kvstore.errors types (InvalidRequest, Unavailable, TimedOut,
 StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable). Batches do not
@@ -213,6 +215,11 @@ class Client:
                 with self._watch(self.address, method):
                     return connection.call(method, args, self.timeout)
             except _IDL_ERRORS as exc:
+                if _clock_off(exc) and set(self._addresses) - tried - {self.address}:   # nothing was written
+                    self._drop(connection)
+                    tried.add(self.address)
+                    why = exc.why
+                    continue
                 raise _from_idl(exc) from None
             except NodeUnavailable as exc:
                 self._drop(connection)
@@ -273,6 +280,11 @@ class Client:
     @staticmethod
     def _name(address):
         return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _clock_off(exc):
+    """The node refused to coordinate a write because its clock is off: another node may take it."""
+    return isinstance(exc, ttypes.Unavailable) and (exc.why or "").startswith("ClockOffset:")
 
 
 def _from_idl(exc):

@@ -2,9 +2,9 @@
 
 A timestamp is the larger of the wall clock and one more than the largest
 timestamp this node has issued or seen (in replicas' answers, in cells it
-receives, in the floors clients send). So it never goes backwards when the
-wall clock steps back, and a write stamped after this node saw a timestamp is
-stamped above it, whatever the clocks say.
+receives, in the floors clients send, in its peers' heartbeats). So it never
+goes backwards when the wall clock steps back, and a write stamped after this
+node saw a timestamp is stamped above it, whatever the clocks say.
 
 It never goes backwards across a restart either: the clock reserves ahead of
 use. Before it issues a timestamp above its reservation, it makes durable (a
@@ -94,6 +94,12 @@ class Clock:
                     "(the bound is %g s): %s", mine, bound,
                     "it refuses to coordinate writes until it is fixed" if off else "it coordinates writes again")
         return mine if off else None
+
+    def heard(self, peer_clock):
+        """A peer's clock (microseconds) from its heartbeat: observed, as any timestamp seen, and this clock's
+        offset from its peers checked again (so a change is logged without waiting for a write)."""
+        self.observe(peer_clock)
+        self.offset_error()
 
     def now(self, floor=0, trusted=False):
         """A timestamp greater than every one this clock issued or observed before, and than floor.

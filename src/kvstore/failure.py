@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 class FailureDetector:
     def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None, wall=time.time,
-                 monotonic=time.monotonic, on_clock=lambda: None):
-        """peers: {node_id: object with heartbeat(from_node, timeout)}; on_clock(): called after each offset
-        measured."""
+                 monotonic=time.monotonic, on_clock=lambda clock: None):
+        """peers: {node_id: object with heartbeat(from_node, timeout)}; on_clock(its clock, microseconds):
+        called with each peer's clock, once its offset is measured."""
         self._self_id = self_id
         self._wall = wall
         self._monotonic = monotonic
@@ -83,7 +83,7 @@ class FailureDetector:
         else:
             if getattr(reply, "clock", None):   # its clock against ours at the middle of the round trip
                 self._anchored[node_id] = reply.clock / 1e6 - (sent + self._monotonic()) / 2
-                self._on_clock()
+                self._on_clock(reply.clock)
             self.mark_up(node_id, reply.generation)
 
     def offsets(self, wall=None):

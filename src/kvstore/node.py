@@ -167,7 +167,7 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
-                               on_alive=delivery.on_alive, on_clock=clock.offset_error)
+                               on_alive=delivery.on_alive, on_clock=clock.heard)
     clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout)
