@@ -33,6 +33,7 @@ VARYING = [   # (pattern, what it stands for): the same on both sides after this
     (re.compile(r"^(\d+ +\S+ +\S+ +)\d+", re.M), r"\1<pid>"),        # the pid column of ./server.sh status
     (re.compile(r"(acknowledged by|from) nodes? [\d, ]+ at"), r"\1 <nodes> at"),
     (re.compile(r"\S*/data\b"), "<data>"),
+    (re.compile(r"clock [+-]\d+\.\d{3} s from"), "clock <offset> s from"),   # the inspector's clock offsets
     (re.compile(r" {2,}"), "  "),   # columns: a real port may be wider than the README's 9000
 ]
 

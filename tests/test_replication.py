@@ -111,7 +111,7 @@ def test_a_quorum_read_repairs_a_stale_replica_before_answering(shared_cluster):
     key = c.key_for([1, 2, 3], prefix=b"repair")
     c.call(1, "put", key, b"old", QUORUM)
     wait_for(lambda: c.cell_on(1, key) is not None, 5, "the write on node 1")
-    newer = Cell(b"new", 2**60)
+    newer = Cell(b"new", int(time.time() * 1e6) + 100_000)   # newer, and within the clock bound
     for i in (2, 3):  # node 1, the coordinator's own replica, is left stale
         c.call(i, "replica_write", Mutation(key, newer))
     result = c.call(1, "get", key, QUORUM)

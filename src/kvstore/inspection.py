@@ -196,7 +196,7 @@ def _unread(state):
 def _clock(state):
     if state.clock_offset is None:
         return "clock: no peer up to compare"
-    return f"clock {state.clock_offset / 1e6:+.3f} s from its peers'"
+    return f"clock {round(state.clock_offset / 1e6, 3) + 0.0:+.3f} s from its peers'"   # + 0.0: no -0.000
 
 
 def _count(number, noun):
