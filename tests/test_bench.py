@@ -20,6 +20,7 @@ def test_a_short_benchmark_run_reports_every_cell():
         for name, cell in cells.items():
             assert cell["ops"] > 0 and cell["errors"] == 0, (name, cell)
             assert 0 < cell["p50_ms"] <= cell["p95_ms"] <= cell["p99_ms"] <= cell["max_ms"], (name, cell)
+            assert cell["cpu_us_per_op"] > 0, (name, cell)   # the server processes' CPU, per operation
     restart = report["restart"]
     assert restart["keys"] == 2000 and restart["restart_s"] > 0 and restart["rss_mb"] > 0
     assert isinstance(restart["rss_per_key_bytes"], int)  # at 2,000 keys the difference is noise

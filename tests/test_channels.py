@@ -10,7 +10,7 @@ import pytest
 
 from kvstore.channels import POLL, PeerChannel
 from kvstore.config import Settings
-from kvstore.errors import ConnectFailed, NodeUnavailable
+from kvstore.errors import ConnectFailed, NodeFailed, NodeUnavailable
 from kvstore.localcluster import free_ports
 from kvstore.peers import Connection
 from kvstore.rpcserver import RpcServer, SharedDoor
@@ -26,8 +26,11 @@ class Replica:
         self.gate = threading.Event()
         self.gate.set()
         self.called = threading.Event()
+        self.failing = False   # raise inside, as a bug in the replica would
 
     def replica_read_batch(self, keys):
+        if self.failing:
+            raise RuntimeError("a bug in the replica")
         self.calls.append(list(keys))
         self.called.set()
         assert self.gate.wait(10)
@@ -184,3 +187,20 @@ def test_an_unforeseen_failure_still_answers_every_request_once(port, replica, c
     submit(channel_to(port, BuggyConnection), answers, b"a", b"b")
     got = answers.wait_for(2)
     assert all(isinstance(error, NodeUnavailable) and "a bug" in str(error) for error, _ in got.values())
+
+
+def test_a_peer_that_fails_inside_answers_node_failed_and_its_connection_serves_on(port, replica, channel_to):
+    made = []
+
+    class Counted(Connection):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+    channel, answers = channel_to(port, Counted), Answers()
+    replica.failing = True
+    submit(channel, answers, b"a")
+    error, _ = answers.wait_for(1)[b"a"]
+    assert isinstance(error, NodeFailed) and "failed inside replica_read_batch" in str(error)   # not "down"
+    replica.failing = False
+    submit(channel, answers, b"b")
+    assert answers.wait_for(2)[b"b"] == (None, b"B") and len(made) == 1

@@ -4,6 +4,7 @@ import threading
 
 from kvstore.cell import Cell
 from kvstore.clock import Clock
+from kvstore.commitlog import CommitLog
 from kvstore.errors import StorageError
 from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
@@ -77,3 +78,89 @@ def test_a_target_that_cannot_take_hints_is_retried_after_a_growing_wait(tmp_pat
     now[0] = 101.7
     alive_and_settle()
     assert attempts == [100.0, 100.6, 101.7] and not store.has_pending(2)
+
+
+class CountingLog(CommitLog):
+    """A hint log that counts the bytes its rewrites write (and skips fsync: this is about bytes)."""
+    rewritten = 0
+    budget = None
+
+    def __init__(self, path):
+        super().__init__(path, sync=lambda fd: None)
+
+    def rewrite(self, payloads):
+        CountingLog.rewritten += sum(len(p) for p in payloads)
+        if CountingLog.budget is not None and CountingLog.rewritten > CountingLog.budget:
+            raise AssertionError(f"delivery rewrote {CountingLog.rewritten} bytes of hint logs, more than "
+                                 f"{CountingLog.budget}: it is not linear in the hints")
+        return super().rewrite(payloads)
+
+
+def test_delivering_a_hundred_thousand_hints_rewrites_at_most_as_many_bytes_as_they_hold(tmp_path):
+    store = HintStore(tmp_path, window=3600, make_log=CountingLog, sync=lambda fd: None)
+    store.load()
+    for i in range(100_000):
+        store.add(2, b"key-%06d" % i, Cell(b"value", i + 1))
+    held = store.bytes_on_disk
+    CountingLog.rewritten, CountingLog.budget = 0, held   # a rewrite per batch would write ~500 times this
+
+    class Target:
+        received = 0
+
+        def deliver(self, mutations, timeout):
+            Target.received += len(mutations)
+    HintDelivery(store, {2: Target()}, timeout=1)._deliver(2)
+    assert Target.received == 100_000 and not store.has_pending(2)
+    assert CountingLog.rewritten <= held
+    assert store.bytes_on_disk == 0 and not (tmp_path / "hints-2.log").stat().st_size
+
+
+def test_the_checkpoint_survives_a_restart_and_a_damaged_one_delivers_everything_again(tmp_path, caplog):
+    store = HintStore(tmp_path, window=3600)
+    store.load()
+    for i in range(10):
+        store.add(2, b"k%d" % i, Cell(b"v", i + 1))
+    store.delivered(2, store.pending(2, 3))     # three delivered: the log keeps them, the checkpoint says so
+    assert (tmp_path / "hints-2.delivered").read_text() == "3\n"
+    store.close()
+    again = HintStore(tmp_path, window=3600)
+    assert again.load() == 7 and again.pending(2)[0].key == b"k3"
+    again.close()
+    (tmp_path / "hints-2.delivered").write_text("99\n")   # more than the log holds: not believed
+    third = HintStore(tmp_path, window=3600)
+    assert third.load() == 10
+    assert "not a count of at most the 10 hints in its log: delivering every hint again" in caplog.text
+
+
+def test_a_hint_record_that_does_not_decode_is_named_by_file_and_byte_offset(tmp_path):
+    import pytest
+    from kvstore.errors import CorruptLogError
+    from kvstore.records import encode_record
+    store = HintStore(tmp_path, window=3600)
+    store.load()
+    store.add(2, b"k", Cell(b"v", 1))
+    store.close()
+    path = tmp_path / "hints-2.log"
+    size = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(encode_record(b"\x00\x00\x00\x00\x00\x00\x00\x01\x09garbage"))
+    with pytest.raises(CorruptLogError, match=f"corrupt log {path} at offset {size}: "):
+        HintStore(tmp_path, window=3600).load()
+
+
+def test_a_target_that_fails_inside_is_retried_after_a_wait_with_a_warning_naming_the_cause(tmp_path, caplog):
+    from kvstore.errors import NodeFailed
+    store = HintStore(tmp_path, window=3600)
+    store.load()
+    store.add(2, b"k", Cell(b"v", 1))
+    attempts, now = [], [100.0]
+
+    class Target:
+        def deliver(self, mutations, timeout):
+            attempts.append(now[0])
+            raise NodeFailed("127.0.0.1:7000 failed inside deliver_hints: a bug")
+    delivery = HintDelivery(store, {2: Target()}, timeout=1, clock=lambda: now[0])
+    for _ in range(5):   # heartbeats, at once: one attempt, not one each (a poison hint does not loop)
+        delivery._deliver(2) if not attempts else delivery.on_alive(2)
+    assert attempts == [100.0] and store.has_pending(2)
+    assert "WARNING" in caplog.text and "failed inside deliver_hints: a bug; next try in 0.5 s" in caplog.text

@@ -1,4 +1,8 @@
-"""A real node's start-up on a torn or corrupt commit log."""
+"""A real node's start-up on a torn or corrupt commit log, and on a data directory an earlier version wrote."""
+import shutil
+from pathlib import Path
+
+from kvstore.localcluster import FAST_SETTINGS, Cluster, wait_for
 from kvstore.records import encode_record, scan_records
 from kvstore_rpc.ttypes import ConsistencyLevel
 
@@ -44,3 +48,24 @@ def test_a_corrupt_record_stops_start_up_naming_file_and_offset(cluster):
     assert f"corrupt log {log_path} at offset" in log
     assert "Refusing to start" in log
     assert log_path.read_bytes() == bytes(data)  # the evidence is left as it was
+
+
+OLD_DATA = Path(__file__).parent / "fixtures" / "datadir-2026-12"   # a commit log and a hint log, as written then
+T = 1796140000_000000
+
+
+def test_a_data_directory_written_by_an_earlier_version_replays_and_its_hints_are_delivered(tmp_path):
+    # A window of ten years: the fixture's hints were made on 2026-12-01 and must not age out of the test.
+    c = Cluster(tmp_path / "old", extra_args=FAST_SETTINGS + ("--hint-window", str(10 * 365 * 86400)))
+    shutil.copytree(OLD_DATA, c.node_dir(0))
+    try:
+        c.start()
+        cells = {m.key: m.cell for m in c.dump(0).cells}
+        assert (cells[b"apple"].value, cells[b"apple"].timestamp) == (b"green", T + 6)
+        assert cells[b"banana"].value is None and cells[b"banana"].timestamp == T + 3   # the tombstone
+        assert cells[b"session"].expires_at == T + 4 + 3600 * 10**6
+        assert cells[b"\xff\x00binary"].value == b"\x00\x01" and len(cells) == 4
+        wait_for(lambda: all(c.cell_on(2, b"hinted-%d" % i) for i in range(3)), 15, "its hints delivered to node 2")
+        wait_for(lambda: not c.dump(0).pending_hints, 5, "node 0 to hold no hint")
+    finally:
+        c.close()

@@ -2,6 +2,8 @@
 drops tombstones only after their grace), and ordered scans."""
 import threading
 
+import pytest
+
 from kvstore.cell import Cell, tombstone
 from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
@@ -101,3 +103,14 @@ def test_compaction_keeps_tombstones_for_their_grace_then_drops_them(tmp_path):
     storage.close()
     reopened = open_storage(tmp_path / "c.log")
     assert reopened.items() == [(b"kept", Cell(b"v", int(1000e6)))]
+
+
+def test_a_record_that_passes_its_checksum_but_does_not_decode_is_named_by_file_and_byte_offset(tmp_path):
+    from kvstore.cell import encode_mutation
+    from kvstore.errors import CorruptLogError
+    from kvstore.records import encode_record
+    good = encode_mutation(b"k", Cell(b"v", 1))
+    path = tmp_path / "c.log"
+    path.write_bytes(encode_record(good) + encode_record(b"\x09not a mutation"))
+    with pytest.raises(CorruptLogError, match=f"corrupt log {path} at offset {len(encode_record(good))}: "):
+        Storage(CommitLog(path)).load()

@@ -1,4 +1,4 @@
-"""Storage faults on real nodes: skipping a corrupt record on request, and a full disk."""
+"""Storage faults on real nodes: skipping a corrupt record on request, a full disk, a hint that cannot be stored."""
 import psutil
 import pytest
 
@@ -58,3 +58,14 @@ def test_a_full_disk_fails_writes_clearly_serves_reads_and_recovers(cluster):
         cluster.restart(i)
     assert cluster.call(0, "get", key, QUORUM).cell.value == b"after"
     assert all(cluster.cell_on(i, key).value == b"after" for i in (1, 2, 3))
+
+
+def test_a_hint_that_could_not_be_stored_is_not_reported_as_kept(cluster):
+    key = cluster.key_for([0, 1, 2], prefix=b"unhinted")
+    cluster.crash_and_notice(2)
+    (cluster.node_dir(0) / "hints" / "hints-2.log").mkdir()   # node 2's hint log on node 0 cannot be opened
+    written = cluster.call(0, "put", key, b"v", ConsistencyLevel.ONE)
+    assert written.acknowledged and written.hinted == []     # the answer must not say "hint kept"
+    assert "could not store a hint for node 2: cannot store a hint for node 2" in cluster.log(0)
+    (cluster.node_dir(0) / "hints" / "hints-2.log").rmdir()
+    assert cluster.call(0, "put", key, b"w", ConsistencyLevel.ONE).hinted == [2]   # and once it can, it is

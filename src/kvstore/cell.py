@@ -100,20 +100,32 @@ def replay_into(cells, data, spans):
     per-record generator or NamedTuple constructor. ValueError if malformed."""
     new_cell, setdefault = tuple.__new__, cells.setdefault
     unpack, head = _V1_HEAD.unpack_from, _V1_HEAD.size
-    for start, end in spans:
-        if data[start] == _KIND_VALUE:  # the common case inline
-            _, key_len, timestamp, expires, value_len = unpack(data, start)
-            key_end = start + head + key_len
-            if key_end + value_len != end:
-                raise ValueError(f"mutation at offset {start} does not fill its record")
-            key, cell = data[start + head:key_end], new_cell(Cell, (data[key_end:end], timestamp, expires))
-        else:
-            key, cell, stop = decode_mutation(data, start, end)
-            if stop != end:
-                raise ValueError(f"mutation at offset {start} does not fill its record")
-        held = setdefault(key, cell)
-        if held is not cell and newer(held, cell) is cell:
-            cells[key] = cell
+    start = 0
+    try:
+        for start, end in spans:
+            if data[start] == _KIND_VALUE:  # the common case inline
+                _, key_len, timestamp, expires, value_len = unpack(data, start)
+                key_end = start + head + key_len
+                if key_end + value_len != end:
+                    raise ValueError("the mutation does not fill its record")
+                key, cell = data[start + head:key_end], new_cell(Cell, (data[key_end:end], timestamp, expires))
+            else:
+                key, cell, stop = decode_mutation(data, start, end)
+                if stop != end:
+                    raise ValueError("the mutation does not fill its record")
+            held = setdefault(key, cell)
+            if held is not cell and newer(held, cell) is cell:
+                cells[key] = cell
+    except (ValueError, struct.error, IndexError) as exc:
+        raise MalformedMutation(start, str(exc)) from None
+
+
+class MalformedMutation(ValueError):
+    """A record whose checksum held but whose mutation does not decode; payload_offset: where it begins."""
+
+    def __init__(self, payload_offset, detail):
+        super().__init__(detail)
+        self.payload_offset = payload_offset
 
 
 def decode_mutation(data, offset=0, limit=None):

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 
-from kvstore.errors import NodeUnavailable, StorageError
+from kvstore.errors import NodeFailed, NodeUnavailable, StorageError
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,13 @@ class PeerChannel:
             self._send(connection, batch)
 
     def stop(self):
-        """Stop the channel: requests queued or in flight are answered NodeUnavailable, now or within POLL."""
+        """Stop the channel: requests queued or in flight are answered NodeUnavailable, now or within POLL;
+        its thread is joined."""
         with self._cond:
             self._stopped = True
             self._cond.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(POLL + 1.0)
 
     # ---- under the lock ----
 
@@ -197,6 +200,9 @@ class PeerChannel:
             error = StorageError(f"node {self.node_id}: {exc.why}")
         except ttypes.InvalidRequest as exc:
             error = NodeUnavailable(f"node {self.node_id} refused the batch: {exc.why}")
+        except NodeFailed as exc:   # it answered: the connection goes on; the batch's requests fail with it
+            log.warning("node %d failed inside a %s: %s", self.node_id, self._method, exc)
+            error = exc
         except NodeUnavailable as exc:
             self._drop(connection, exc)
             return

@@ -19,7 +19,8 @@ coordinate because its clock is off (ClockOffset: nothing was written) goes to
 another node.
 
 Errors are raised as kvstore.errors types (InvalidRequest, Unavailable, TimedOut,
-StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable). Batches do not
+StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable, and NodeFailed when
+a node fails inside a call: a bug on its side). Batches do not
 raise per key: each key's outcome is its result or the exception it met.
 
 Read-your-writes session (on by default): the client remembers, per key, the

@@ -251,6 +251,8 @@ class CommitLog:
 
     def close(self):
         self._closing.set()
+        if self._periodic is not None:
+            self._periodic.join()
         with self._exclusive():
             if self._fd is None:
                 return

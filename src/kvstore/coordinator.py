@@ -131,15 +131,14 @@ class Coordinator(Scanning, Repairing):
                 (alive, lambda n, k=key, c=cell, r=responses: (k, c, self._write_done(n, k, c, r)))
                 for _, key, cell, alive, _, responses in pending):
             self._replicas[node_id].write_many_async(requests, deadline)
-        for _, key, cell, _, down, _ in pending:
-            for node_id in down:
-                self._store_hint(node_id, key, cell)
+        hinted = {index: [node_id for node_id in down if self._store_hint(node_id, key, cell)]
+                  for index, key, cell, _, down, _ in pending}
         later = []   # (index, key, the write stamped again above the newer cell a replica holds)
         for index, key, cell, _, down, responses in pending:
             if responses.wait(deadline):
                 acked, _ = responses.snapshot()
                 newer = max((held or 0 for _, held in acked), default=0)
-                outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], down)
+                outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], hinted[index])
                 if again and newer > cell.timestamp:
                     try:
                         later.append((index, key, cell._replace(timestamp=self._stamp(newer, trusted=True))))
@@ -185,10 +184,13 @@ class Coordinator(Scanning, Repairing):
             self._detector.mark_down(node_id, str(error))
 
     def _store_hint(self, node_id, key, cell):
+        """True once the hint is durable; False (logged) when it could not be stored: not reported as kept."""
         try:
             self._hints.add(node_id, key, cell)
+            return True
         except StorageError as exc:
             log.error("could not store a hint for node %d: %s", node_id, exc)
+            return False
 
     # ---- reads ----
 

@@ -71,6 +71,12 @@ class NodeRefused(NodeUnavailable):
         super().__init__(message, sent=False)
 
 
+class NodeFailed(KVStoreError):
+    """A node took the call and failed inside it (a bug on its side, answered as Thrift's internal error): it
+    is up, the connection is still good, and a write may or may not have been applied. Trying again at once
+    will fail the same way."""
+
+
 class StorageError(KVStoreError):
     """A replica could not make a write durable (disk full, I/O error)."""
 

@@ -116,4 +116,7 @@ class FailureDetector:
                 log.exception("heartbeat to node %d failed unexpectedly", node_id)
 
     def stop(self):
+        """Stop pinging, and join the heartbeat threads (a ping in progress ends within its timeout)."""
         self._stopped.set()
+        for thread in self._threads:
+            thread.join(self._timeout + 1.0)

@@ -34,8 +34,8 @@ class Handler:
     # ---- client calls ----
 
     def put(self, key, value, level, ttl_seconds=None, min_timestamp=None):
-        self._wait_until_ready()
         with _client_errors():
+            self._wait_until_ready()
             self._check_key(key)
             self._check_value(value)
             outcome = self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds),
@@ -43,20 +43,20 @@ class Handler:
             return _write_result(outcome)
 
     def get(self, key, level, min_timestamp=None):
-        self._wait_until_ready()
         with _client_errors():
+            self._wait_until_ready()
             self._check_key(key)
             return _read_result(self._coordinator.get(key, parse_level(level), min_timestamp or 0))
 
     def remove(self, key, level, min_timestamp=None):
-        self._wait_until_ready()
         with _client_errors():
+            self._wait_until_ready()
             self._check_key(key)
             return _write_result(self._coordinator.delete(key, parse_level(level), min_timestamp or 0))
 
     def expire(self, key, seconds, level, min_timestamp=None):
-        self._wait_until_ready()
         with _client_errors():
+            self._wait_until_ready()
             self._check_key(key)
             if seconds is None:
                 raise errors.InvalidRequest("expire needs a number of seconds")
@@ -65,13 +65,12 @@ class Handler:
             return ttypes.ExpireResult(found, _write_result(outcome) if outcome else None)
 
     def ttl(self, key, level, min_timestamp=None):
-        self._wait_until_ready()
         with _client_errors():
+            self._wait_until_ready()
             self._check_key(key)
             return self._coordinator.ttl(key, parse_level(level), min_timestamp or 0)
 
     def multi_put(self, items, level, ttl_seconds=None, min_timestamp=None):
-        self._wait_until_ready()
         with _client_errors():
             items = self._check_batch(items)
             answer = sum(entry_bytes(item.key or b"", None) for item in items)
@@ -83,7 +82,7 @@ class Handler:
             def check(item):
                 self._check_key(item.key)
                 self._check_value(item.value)
-            outcomes = _per_key(items, check, lambda valid: self._coordinator.put_many(
+            outcomes = _per_key(items, check, lambda valid: self._not_ready(len(valid)) or self._coordinator.put_many(
                 [(item.key, item.value) for item in valid], level, ttl, min_timestamp or 0))
             return [_key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, _write_result)
                     for item, outcome in zip(items, outcomes)]
@@ -92,7 +91,6 @@ class Handler:
         """Keys are read a round at a time, as many as could together hold MULTI_GET_READ_BYTES (every replica's
         copy of a value at the value limit), until the answer is full: a request never holds more than that
         beyond its answer."""
-        self._wait_until_ready()
         with _client_errors():
             keys, level = self._check_batch(keys), parse_level(level)
             worst = REPLICATION_FACTOR * (self._settings.max_value_bytes + self._settings.max_key_bytes)
@@ -110,11 +108,13 @@ class Handler:
             return answer
 
     def _read_round(self, keys, level, min_timestamps):
-        return _per_key(keys, self._check_key, lambda valid: self._coordinator.get_many(valid, level, min_timestamps))
+        return _per_key(keys, self._check_key,
+                        lambda valid: self._not_ready(len(valid)) or self._coordinator.get_many(valid, level,
+                                                                                                 min_timestamps))
 
     def scan(self, start, end, limit, level):
-        self._wait_until_ready()
         with _client_errors():
+            self._wait_until_ready()
             for bound in (start, end):
                 if bound and len(bound) > self._settings.max_key_bytes:
                     raise errors.InvalidRequest(f"a scan bound of {len(bound)} bytes is over the key limit "
@@ -140,8 +140,18 @@ class Handler:
 
     def _wait_until_ready(self):
         # is_set() reads the flag without the Event's lock, which every request would contend for.
-        if not self._ready.is_set():
-            self._ready.wait(self._settings.request_timeout)
+        """Unavailable (a batch: for each key) if the node's first heartbeat round is not done in time."""
+        if not self._ready.is_set() and not self._ready.wait(self._settings.request_timeout):
+            raise errors.Unavailable(0, 1, message=f"Unavailable: node {self._node_id} is still starting: it has "
+                                     "not yet heard from its peers; try again, or another node")
+
+    def _not_ready(self, count):
+        """None once the node is ready; else, for a batch's `count` keys, each key's Unavailable."""
+        try:
+            self._wait_until_ready()
+        except errors.Unavailable as exc:
+            return [exc] * count
+        return None
 
     def get_endpoints(self, key):
         with _client_errors():

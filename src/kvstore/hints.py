@@ -1,23 +1,37 @@
 """Hints: writes a coordinator holds for a replica that was down or did not answer.
 
 One commit log per target node (hints-<id>.log), so a target's hints replay in
-the order they were made. Invariants: a hint is durable when add() returns; it
-leaves the log only after the target acknowledged it (delivered()); hints older
-than the window are dropped with a log line, as Cassandra's max_hint_window.
-The window is judged by the clock (kvstore.clock): a hint is dated by its
-latest(), its age by its earliest(), so a wrong clock never drops one early.
+the order they were made, and one lock per target: hinting one node never
+waits for another's disk. Invariants: a hint is durable when add() returns; it
+counts as gone only after the target acknowledged it (delivered()) or it
+passed the window (hints older than the window are dropped with a log line, as
+Cassandra's max_hint_window). The window is judged by the clock
+(kvstore.clock): a hint is dated by its latest(), its age by its earliest(), so
+a wrong clock never drops one early.
+
+Delivery never rewrites the log. Hints go out oldest first, so what is gone is
+always a prefix of the log: its length is the target's checkpoint
+(hints-<id>.delivered, one number, replaced atomically and fsynced). Once every
+hint in the log is gone, the log is emptied; while hints keep coming, it is
+compacted (rewritten as the hints still held) once what is gone outnumbers
+them, so each hint is rewritten a bounded number of times on average and
+delivery takes time linear in the hints. A checkpoint lost or damaged counts
+as 0: hints are delivered again, which is harmless (a replica keeps the newer
+of two cells).
 """
 import logging
 import os
 import re
 import struct
+import bisect
 import threading
 from dataclasses import dataclass
 
 from kvstore.cell import Cell, decode_mutation, encode_mutation
 from kvstore.clock import Clock
 from kvstore.commitlog import CommitLog
-from kvstore.errors import CorruptLogError
+from kvstore.errors import CorruptLogError, StorageError
+from kvstore.records import RECORD_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +43,21 @@ _FILE_NAME = re.compile(r"^hints-(\d+)\.log$")
 class Hint:
     key: bytes
     cell: Cell
-    created: float  # seconds since the epoch, when the coordinator stored it
+    created: float   # seconds since the epoch, when the coordinator stored it
+    number: int = 0  # its place in the target's log: 0 for the first record
 
 
 class HintStore:
-    def __init__(self, directory, window, clock=None, make_log=CommitLog):
-        """window: seconds a hint is kept; clock: a kvstore.clock.Clock, which dates hints and judges them."""
+    def __init__(self, directory, window, clock=None, make_log=CommitLog, sync=os.fsync):
+        """window: seconds a hint is kept; clock: a kvstore.clock.Clock, which dates hints and judges them;
+        sync: how a checkpoint is made durable."""
         self._directory = str(directory)
         self._window = window
         self._clock = clock or Clock()
         self._make_log = make_log
-        self._logs = {}
-        self._pending = {}
-        self._lock = threading.Lock()
+        self._sync = sync
+        self._targets = {}
+        self._lock = threading.Lock()   # guards _targets only: each target has a lock of its own
 
     def load(self, skip_corrupt=False):
         """Replay every hint log in the directory; returns the number of hints held."""
@@ -49,81 +65,166 @@ class HintStore:
         for name in sorted(os.listdir(self._directory)):
             match = _FILE_NAME.match(name)
             if match:
-                self._load_target(int(match.group(1)), skip_corrupt)
-        total = sum(len(h) for h in self._pending.values())
+                self._target(int(match.group(1)), skip_corrupt)
+        total = sum(len(t.hints) for t in self._targets.values())
         if total:
-            log.info("holding %d hints for nodes %s", total, sorted(t for t, h in self._pending.items() if h))
+            log.info("holding %d hints for nodes %s", total, sorted(n for n, t in self._targets.items() if t.hints))
         return total
 
-    def _load_target(self, target, skip_corrupt):
-        commit_log = self._log_for(target)
-        hints = []
-        for index, payload in enumerate(commit_log.replay(skip_corrupt)):
-            try:
-                created_us, = _CREATED.unpack_from(payload)
-                key, cell, _ = decode_mutation(payload, _CREATED.size)
-            except (ValueError, struct.error) as exc:
-                raise CorruptLogError(commit_log.path, f"record #{index}", str(exc)) from None
-            hints.append(Hint(key, cell, created_us / 1e6))
-        self._pending[target] = hints
-
-    def _log_for(self, target):
-        if target not in self._logs:
-            self._logs[target] = self._make_log(os.path.join(self._directory, f"hints-{target}.log"))
-        return self._logs[target]
+    def _target(self, node_id, skip_corrupt=False):
+        with self._lock:
+            if node_id not in self._targets:
+                path = os.path.join(self._directory, f"hints-{node_id}.log")
+                self._targets[node_id] = _TargetHints(node_id, self._make_log(path), skip_corrupt, self._sync)
+            return self._targets[node_id]
 
     def add(self, target, key, cell):
         """Store a hint durably. Raises StorageError when it cannot."""
-        hint = Hint(key, cell, self._clock.latest() / 1e6)
-        # One lock across the append and the list: a concurrent rewrite in
-        # _remove must never drop a record that memory still holds.
-        with self._lock:
-            if target not in self._pending:
-                self._log_for(target).replay()  # opens a fresh log
-                self._pending[target] = []
-            self._logs[target].append(_encode(hint))
-            self._pending[target].append(hint)
+        try:
+            self._target(target).add(key, cell, self._clock.latest() / 1e6)
+        except OSError as exc:   # its log could not even be opened
+            raise StorageError(f"cannot store a hint for node {target}: {exc.strerror or exc}") from exc
         log.debug("stored hint for node %d", target)
 
-    def pending(self, target):
-        """The hints for target, oldest first, after dropping those past the window."""
-        with self._lock:
-            hints = self._pending.get(target, [])
-            cutoff = self._clock.earliest() / 1e6 - self._window
-            expired = sum(1 for h in hints if h.created < cutoff)
+    def pending(self, target, limit=None):
+        """The hints for target (the `limit` oldest), oldest first, after dropping those past the window."""
+        hints = self._targets.get(target)
+        if hints is None:
+            return []
+        expired = hints.drop_older_than(self._clock.earliest() / 1e6 - self._window)
         if expired:
             log.warning("dropping %d hints for node %d older than the hint window (%.0f s); "
                         "repair that replica by reading its keys at QUORUM", expired, target, self._window)
-            self._remove(target, lambda h: h.created < cutoff)
-        with self._lock:
-            return list(self._pending.get(target, []))
+        return hints.held(limit)
 
     def delivered(self, target, hints):
-        """The target acknowledged these hints: forget them, durably."""
-        done = set(map(id, hints))
-        self._remove(target, lambda h: id(h) in done)
-
-    def _remove(self, target, drop):
-        with self._lock:
-            keep = [h for h in self._pending.get(target, []) if not drop(h)]
-            self._pending[target] = keep
-            self._logs[target].rewrite([_encode(h) for h in keep])
+        """The target acknowledged these hints (the oldest pending ones): forget them, durably."""
+        if hints:
+            self._targets[target].forget_through(hints[-1].number)
 
     def counts(self):
         """{target node id: pending hints}, only targets with some."""
-        with self._lock:
-            return {t: len(h) for t, h in self._pending.items() if h}
+        return {n: len(t.hints) for n, t in list(self._targets.items()) if t.hints}
 
     def has_pending(self, target):
-        return bool(self._pending.get(target))
+        hints = self._targets.get(target)
+        return bool(hints and hints.hints)
 
     @property
     def bytes_on_disk(self):
-        return sum(commit_log.size for commit_log in self._logs.values())
+        return sum(t.log.size for t in list(self._targets.values()))
 
     def close(self):
-        for commit_log in self._logs.values():
-            commit_log.close()
+        for hints in list(self._targets.values()):
+            hints.log.close()
+
+
+class _TargetHints:
+    """One target's hints: its log, the hints still held (in log order) and the checkpoint."""
+
+    def __init__(self, node_id, commit_log, skip_corrupt, sync):
+        self.node_id = node_id
+        self.log = commit_log
+        self._checkpoint = _Checkpoint(commit_log.path[:-len(".log")] + ".delivered", sync)
+        self._lock = threading.Lock()
+        data, spans = commit_log.replay_spans(skip_corrupt)   # opens the log (a new one when there is none)
+        self.records = len(spans)
+        gone = self._checkpoint.load(self.records)
+        self.hints = []
+        self._oldest = float("inf")   # at most the oldest `created` held: no hint can expire before it
+        for number, (start, end) in enumerate(spans[gone:], gone):
+            try:
+                created_us, = _CREATED.unpack_from(data, start)
+                key, cell, _ = decode_mutation(data[start:end], _CREATED.size)
+            except (ValueError, struct.error) as exc:
+                raise CorruptLogError(commit_log.path, start - RECORD_HEADER, str(exc)) from None
+            self.hints.append(Hint(key, cell, created_us / 1e6, number))
+            self._oldest = min(self._oldest, created_us / 1e6)
+
+    def add(self, key, cell, created):
+        hint_payload = _CREATED.pack(int(created * 1e6)) + encode_mutation(key, cell)
+        with self._lock:   # held across the append, so the list stays in the log's order
+            self.log.append(hint_payload)
+            self.hints.append(Hint(key, cell, created, self.records))
+            self.records += 1
+            self._oldest = min(self._oldest, created)
+
+    def held(self, limit=None):
+        with self._lock:
+            return self.hints[:limit]
+
+    def drop_older_than(self, cutoff):
+        with self._lock:
+            if self._oldest >= cutoff:   # the common case, without looking at every hint
+                return 0
+            kept = [h for h in self.hints if h.created >= cutoff]
+            dropped = len(self.hints) - len(kept)
+            self._oldest = min((h.created for h in kept), default=float("inf"))
+            if dropped:
+                self.hints = kept
+                self._moved()
+            return dropped
+
+    def forget_through(self, number):
+        with self._lock:
+            del self.hints[:bisect.bisect_right(self.hints, number, key=lambda h: h.number)]
+            self._moved()
+
+    def _moved(self):
+        """After hints went: empty the log when none is left, compact it when most are gone, else move the
+        checkpoint. Called with the lock held."""
+        gone = self.hints[0].number if self.hints else self.records
+        try:
+            if not self.hints:   # (a crash between the two: an empty log, a checkpoint past it, read as 0)
+                self.log.rewrite([])
+                self.records = 0
+                self._checkpoint.save(0)
+            elif gone > len(self.hints):   # the checkpoint first: a crash between delivers some again, loses none
+                self._checkpoint.save(0)
+                self.log.rewrite([_encode(h) for h in self.hints])
+                self.hints = [Hint(h.key, h.cell, h.created, n) for n, h in enumerate(self.hints)]
+                self.records = len(self.hints)
+                self._checkpoint.save(0)
+            else:
+                self._checkpoint.save(gone)
+        except StorageError as exc:   # nothing lost: those hints are delivered again after a restart
+            log.warning("could not record the hints delivered to node %d: %s", self.node_id, exc)
+
+
+class _Checkpoint:
+    """How many of a hint log's first records are gone (delivered or past the window)."""
+
+    def __init__(self, path, sync):
+        self.path = path
+        self._sync = sync
+
+    def load(self, records):
+        try:
+            with open(self.path, encoding="ascii") as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            return 0
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read %s (%s): delivering every hint in its log again", self.path, exc)
+            return 0
+        if text.isdigit() and not records:   # emptied, then a crash before the checkpoint was reset
+            return 0
+        if not text.isdigit() or int(text) > records:
+            log.warning("%s holds %r, not a count of at most the %d hints in its log: delivering every hint "
+                        "again", self.path, text[:40], records)
+            return 0
+        return int(text)
+
+    def save(self, gone):
+        tmp = self.path + ".tmp"
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(f"{gone}\n")
+                f.flush()
+                self._sync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
 
 def _encode(hint):

@@ -25,7 +25,7 @@ from kvstore.config import read_cluster_file
 from kvstore import toolauth
 from kvstore.display import show_time
 from kvstore.notation import NotationError, parse_word, show
-from kvstore.errors import AuthenticationFailed, ConfigError, NodeRefused, NodeUnavailable, Unauthorized
+from kvstore.errors import AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable, Unauthorized
 from kvstore.peers import Connection
 from kvstore.replicas import from_cell
 from kvstore_rpc import ttypes
@@ -67,7 +67,7 @@ def collect(nodes, credentials, key=None, timeout=TIMEOUT, tls=None):
             dump = dump_replica((node.host, node.port), credentials, key, timeout, tls=tls)
         except NodeRefused as exc:
             state.refusing, state.error = True, str(exc)
-        except NodeUnavailable as exc:
+        except (NodeUnavailable, NodeFailed) as exc:
             state.error = str(exc)
         else:
             state.up = True

@@ -50,6 +50,7 @@ from kvstore.users import Authenticator, users_path
 from kvstore_rpc import Internode, KVStore
 
 EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
+STOP_SECONDS = 10.0   # how long a stopping node lets the requests being served finish
 
 log = logging.getLogger("kvstore.node")
 
@@ -200,7 +201,7 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     for server, name in zip(servers, ("accept-clients", "accept-peers")):
-        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+        server.start(name)
     log.info("serving clients on %s:%d%s and peers on port %d%s (data in %s, %d keys; authentication %s)",
              listen_host, me.port, " (TLS)" if security.client_tls else "", me.peer_port,
              " (TLS)" if peer_tls_server else "", data_dir, len(storage), "on" if security.authenticator else "off")
@@ -209,13 +210,27 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     while not stop.wait(1.0):  # a timed wait, so signals are handled promptly
         pass
 
+    return shut_down(servers, detector, delivery, replicas, storage, hints)
+
+
+def shut_down(servers, detector, delivery, replicas, storage, hints, timeout=STOP_SECONDS):
+    """In order: stop taking requests and let those being served answer (the peer port too: a coordinator
+    elsewhere may be waiting on this replica), stop heartbeats and hint delivery, close the channels to the
+    peers, and last the storage, once nothing can write to it. Every thread is joined; one still running
+    at the end is named."""
     log.info("stopping")
+    deadline = time.monotonic() + timeout
     for server in servers:
-        server.stop()
+        server.stop(max(0.0, deadline - time.monotonic()))
     detector.stop()
+    delivery.stop(max(0.0, deadline - time.monotonic()))
     for replica in replicas.values():
         replica.close()
     storage.close()
     hints.close()
-    log.info("stopped")
+    left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if left:
+        log.warning("stopped, but %d threads are still running: %s", len(left), ", ".join(sorted(left)))
+    else:
+        log.info("stopped; every thread joined")
     return EXIT_OK

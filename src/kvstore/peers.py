@@ -3,7 +3,9 @@
 This is the one place where transport errors are caught: any socket or Thrift
 transport failure becomes NodeUnavailable, and the connection it happened on is
 thrown away (its state is unknown). Declared IDL exceptions (Unavailable,
-StorageFailure, ...) pass through untouched and the connection is reused.
+StorageFailure, ...) pass through untouched and the connection is reused; a
+node's internal error (Thrift's TApplicationException) becomes NodeFailed, on a
+connection that is reused too.
 """
 import functools
 import socket
@@ -16,7 +18,7 @@ from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTransportException
 
-from kvstore.errors import AuthenticationFailed, ConnectFailed, NodeRefused, NodeUnavailable
+from kvstore.errors import AuthenticationFailed, ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
 from kvstore.framing import FrameSocket
 from kvstore.peerauth import NotAPeer, UnexpectedAnswer, prove_to_node
 from kvstore_rpc import Internode, KVStore, ttypes
@@ -150,7 +152,7 @@ class Connection:
             if exc.type == TApplicationException.UNKNOWN:   # a node at its connection limit says so, and closes
                 raise self._refused(exc.message) from None
             # The node is alive but failed inside (a bug on its side); the connection stays usable.
-            raise NodeUnavailable(f"{self.address} failed {method}: {exc.message}", sent=True) from None
+            raise NodeFailed(f"{self.address} failed inside {method}: {exc.message}") from None
 
     def _refused(self, why):
         """A node at its connection limit said so (as an answer, or in place of the handshake's proof): the

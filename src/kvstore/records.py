@@ -14,6 +14,7 @@ import zlib
 from kvstore.errors import CorruptLogError
 
 _HEADER = struct.Struct("!II")
+RECORD_HEADER = _HEADER.size   # bytes before a record's payload: a payload at p is the record at p - this
 _TRAILER = struct.Struct("!I")
 _LENGTH = struct.Struct("!I")
 RECORD_OVERHEAD = 12 + 25   # the record's framing plus a mutation's head (see cell.encode_mutation)

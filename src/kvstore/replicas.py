@@ -11,7 +11,7 @@ also where our types and the IDL's meet for internode calls.
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
-from kvstore.errors import InvalidRequest, NodeUnavailable, StorageError
+from kvstore.errors import InvalidRequest, NodeFailed, NodeUnavailable, StorageError
 from kvstore.scans import ReplicaPage
 from kvstore_rpc import ttypes
 
@@ -81,6 +81,8 @@ class RemoteReplica:
             return self._pool.call("heartbeat", from_node, timeout=timeout)
         except ttypes.InvalidRequest as exc:   # it does not count us in its ring: to us, it is not up
             raise NodeUnavailable(f"node {self.node_id} refused our heartbeat: {exc.why}", sent=True) from None
+        except NodeFailed as exc:   # nor is one that fails inside its heartbeat
+            raise NodeUnavailable(str(exc), sent=True) from None
 
     def close(self):
         self._writes.stop()

@@ -38,8 +38,9 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAcce
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
-from kvstore.framing import FrameSocket, encode_frame
+from kvstore.framing import FrameSocket
 from kvstore.peerauth import HANDSHAKE_SECONDS, NotAPeer
+from kvstore.portlimits import FrameBudget, refusal_frame, refuse
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +55,6 @@ class SharedDoor:
     def __init__(self, processor, idle_timeout):
         self.processor = processor
         self.idle_timeout = idle_timeout
-
-
-class FrameBudget:
-    """Bytes that large frames being read may hold, summed over a port's connections."""
-
-    def __init__(self, limit):
-        self.limit = limit
-        self._held = 0
-        self._freed = threading.Condition()
-
-    def reserve(self, amount, deadline):
-        """True once `amount` bytes are this caller's; False if they are not free by `deadline`."""
-        with self._freed:
-            while self._held + amount > self.limit:
-                left = deadline - time.monotonic()
-                if left <= 0 or amount > self.limit:
-                    return False
-                self._freed.wait(left)
-            self._held += amount
-            return True
-
-    def release(self, amount):
-        with self._freed:
-            self._held -= amount
-            self._freed.notify_all()
 
 
 class RpcServer:
@@ -100,6 +76,8 @@ class RpcServer:
         self._listener = None
         self._stopped = threading.Event()
         self._active = 0
+        self._connections = {}   # each connection's thread -> its socket: stop() wakes and joins them
+        self._accepting = None   # the thread of serve_forever, once start() made it
         self._per_host = Counter()
         self._lock = threading.Lock()
         self._refusals_logged = {}   # remote host -> when a refused connection from it was last logged at WARNING
@@ -140,14 +118,39 @@ class RpcServer:
                 self._log_refusal(peer[0], "refusing connection from %s:%s: %d connections open, %d from that "
                                   "address (the limits are %d and %d)", peer[0], peer[1], self._active,
                                   self._per_host[peer[0]], self._settings.max_connections, self._per_host_limit)
-                _refuse(sock, None if self._tls else refusal)
+                refuse(sock, None if self._tls else refusal)
                 continue
-            threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True).start()
+            thread = threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True,
+                                      name=f"serve-{peer[0]}:{peer[1]}")
+            with self._lock:
+                self._connections[thread] = sock
+            thread.start()
 
-    def stop(self):
+    def start(self, name):
+        """serve_forever in a thread of its own, which stop() joins."""
+        self._accepting = threading.Thread(target=self.serve_forever, name=name, daemon=True)
+        self._accepting.start()
+
+    def stop(self, timeout=5.0):
+        """Stop accepting, let the requests being served finish and answer (each connection's reading side is
+        shut, so one waiting for its next request ends at once), and join every thread, within timeout.
+        Returns the names of the threads still running then (none, unless a request outlasts it)."""
+        deadline = time.monotonic() + timeout
         self._stopped.set()
         if self._listener is not None:
             self._listener.close()
+        if self._accepting is not None:
+            self._accepting.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            connections = list(self._connections.items())
+        for _, sock in connections:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RD)   # the plain socket's: a TLS one keeps its state
+            except OSError:
+                pass   # already closed
+        for thread, _ in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in [self._accepting, *(t for t, _ in connections)] if t is not None and t.is_alive()]
 
     def _serve_connection(self, sock, peer):
         who = f"{peer[0]}:{peer[1]}"
@@ -155,12 +158,16 @@ class RpcServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
                 sock = self._tls_handshake(sock, who)
-            if sock is not None:
+                with self._lock:
+                    if sock is not None:
+                        self._connections[threading.current_thread()] = sock
+            if sock is not None and not self._stopped.is_set():
                 self._serve(sock, who)
         finally:
             if sock is not None:
                 sock.close()
             with self._lock:
+                self._connections.pop(threading.current_thread(), None)
                 self._active -= 1
                 self._per_host[peer[0]] -= 1
                 if not self._per_host[peer[0]]:
@@ -278,30 +285,3 @@ class RpcServer:
         iprot.trans, oprot.trans = TMemoryBuffer(request), TMemoryBuffer()
         processor.process(iprot, oprot)
         return oprot.trans.getvalue()
-
-
-def refusal_frame(message):
-    """A framed Thrift exception message that any Thrift client, whatever it called, raises as a
-    TApplicationException of type UNKNOWN carrying `message`."""
-    buffer = TMemoryBuffer()
-    protocol = TBinaryProtocol(buffer)
-    protocol.writeMessageBegin("", TMessageType.EXCEPTION, 0)
-    TApplicationException(TApplicationException.UNKNOWN, message).write(protocol)
-    protocol.writeMessageEnd()
-    return encode_frame(buffer.getvalue())
-
-
-def _refuse(sock, frame):
-    """Send the refusal (unless None), then close without a reset: what the client sent is drained first, so
-    the close is an orderly end and the client reads the refusal before it. Never blocks the accepting thread."""
-    try:
-        sock.setblocking(False)
-        if frame is not None:
-            sock.send(frame)   # a few hundred bytes: an empty socket buffer always takes them
-        sock.shutdown(socket.SHUT_WR)
-        while sock.recv(1 << 16):
-            pass
-    except OSError:
-        pass   # nothing more to read (BlockingIOError), or the client is already gone
-    finally:
-        sock.close()

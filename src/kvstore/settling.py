@@ -9,7 +9,7 @@ that what the tools print next is what is true.
 """
 import time
 
-from kvstore.errors import AuthenticationFailed, NodeUnavailable
+from kvstore.errors import AuthenticationFailed, NodeFailed, NodeUnavailable
 from kvstore.peers import call_once
 from kvstore_rpc import ttypes
 
@@ -22,7 +22,7 @@ def _ask(node, method, *args, access=None):
     log in as an admin). access: {credentials, tls}, as the tool reaches the nodes."""
     try:
         return call_once(node, method, args, ASK_TIMEOUT, **(access or {}))
-    except (NodeUnavailable, AuthenticationFailed, ttypes.Unauthorized):
+    except (NodeUnavailable, NodeFailed, AuthenticationFailed, ttypes.Unauthorized):
         return None
 
 

@@ -28,8 +28,8 @@ import threading
 from sortedcontainers import SortedList
 
 from kvstore.clock import Clock
-from kvstore.cell import encode_mutation, newer, purge, replay_into
-from kvstore.records import RECORD_OVERHEAD
+from kvstore.cell import MalformedMutation, encode_mutation, newer, purge, replay_into
+from kvstore.records import RECORD_HEADER, RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Storage:
         self._compact_min_bytes = compact_min_bytes
         self._compacting = False
         self._compaction_lock = threading.Lock()  # one rewrite at a time
+        self._compaction = None                   # the background compaction's thread, joined by close()
 
     def load(self, skip_corrupt=False):
         """Rebuild the cells from the log; returns how many records were replayed."""
@@ -71,8 +72,8 @@ class Storage:
         cells = self._cells
         try:
             replay_into(cells, data, spans)
-        except ValueError as exc:
-            raise CorruptLogError(self._log.path, "a record", str(exc)) from None
+        except MalformedMutation as exc:
+            raise CorruptLogError(self._log.path, exc.payload_offset - RECORD_HEADER, str(exc)) from None
         self._keys = SortedList(cells)
         self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
         log.info("replayed %d records from %s: %d keys", len(spans), self._log.path, len(cells))
@@ -125,7 +126,8 @@ class Storage:
             if self._compacting:
                 return
             self._compacting = True
-        threading.Thread(target=self._compact_in_background, name="compaction", daemon=True).start()
+            self._compaction = threading.Thread(target=self._compact_in_background, name="compaction", daemon=True)
+            self._compaction.start()
 
     def _compact_in_background(self):
         try:
@@ -200,6 +202,9 @@ class Storage:
         return self._log.records_written, self._log.fsync_count
 
     def close(self):
+        """Close the log, once a compaction under way has finished."""
+        if self._compaction is not None:
+            self._compaction.join()
         self._log.close()
 
 

@@ -10,7 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from kvstore.config import NodeConfig, Settings
-from kvstore.errors import NodeUnavailable
+from kvstore.errors import NodeFailed, NodeUnavailable
 from kvstore.peers import PeerPool
 from kvstore.rpcserver import RpcServer, SharedDoor
 from kvstore_rpc import KVStore, ttypes
@@ -44,7 +44,7 @@ class FanoutHandler(NoopHandler):
             try:
                 pool.call(method, *args, timeout=self._timeout)
                 ok = True
-            except NodeUnavailable:
+            except (NodeUnavailable, NodeFailed):
                 ok = False
             with done:
                 answered[0 if ok else 1] += 1

@@ -9,7 +9,7 @@ import multiprocessing
 import random
 import time
 
-from kvstore.errors import NodeUnavailable
+from kvstore.errors import NodeFailed, NodeUnavailable
 from kvstore.peers import Connection
 from kvstore_rpc import ttypes
 
@@ -39,7 +39,7 @@ def _client(address, op, level, value_size, keys, start_at, duration, seed, resu
                 connection.call("put", (key, value, LEVELS[level]), 10.0)
             else:
                 connection.call("get", (key, LEVELS[level]), 10.0)
-        except (NodeUnavailable, ttypes.Unavailable, ttypes.TimedOut, ttypes.InvalidRequest):
+        except (NodeUnavailable, NodeFailed, ttypes.Unavailable, ttypes.TimedOut, ttypes.InvalidRequest):
             errors += 1
             if connection.broken:
                 connection = Connection(address[0], address[1], connect_timeout=5.0, **access)

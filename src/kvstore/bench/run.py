@@ -8,6 +8,9 @@ forwarding; the ratios are taken against it), and two reference floors built as 
 selector loop per process (loopfloor.py): the same no-op fan-out cluster, and one whose
 replicas fsync before answering; all of them are started first and measured in turn,
 cell by cell. Ratios, not absolute figures, are what to compare across machines.
+Every cell also reports what it cost the server processes in CPU: their user + system
+seconds during the cell, divided by the operations (cpu_us_per_op), for the store and
+for each floor alike.
 """
 import argparse
 import contextlib
@@ -16,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import psutil
 
 from kvstore import processes
 from kvstore.bench.durability import measure_hint_delivery, measure_restart
@@ -64,10 +69,12 @@ class System:
     """One thing measured: a label, the addresses its clients spread over, the cells it runs, and
     (for a store) a function giving its (records, fsyncs), to report fsyncs per write."""
 
-    def __init__(self, label, addresses, cells=CELLS, log_counters=None, access=None):
-        """access: {credentials, tls}: how its clients log in and connect (None: plain, no login: a floor)."""
+    def __init__(self, label, addresses, cells=CELLS, log_counters=None, access=None, pids=lambda: ()):
+        """access: {credentials, tls}: how its clients log in and connect (None: plain, no login: a floor);
+        pids(): its server processes, whose CPU each cell reports (none known: not reported)."""
         self.label, self.addresses, self.cells, self.log_counters = label, addresses, cells, log_counters
         self.access = access or {}
+        self.pids = pids
 
 
 def measure(systems, sweep, args):
@@ -93,15 +100,32 @@ def measure(systems, sweep, args):
 def measure_cell(system, op, level, clients, args):
     counters = system.log_counters if op == "put" else None
     before = counters() if counters else None
+    pids = list(system.pids())
+    cpu_before = cpu_seconds(pids)
     cell = run_load(system.addresses, op, level, clients, args.duration, args.value_size, args.keys,
                     access=system.access)
+    cell["cpu_us_per_op"] = round((cpu_seconds(pids) - cpu_before) / cell["ops"] * 1e6) if pids and cell["ops"] \
+        else None
     if before:
         records, fsyncs = (a - b for a, b in zip(counters(), before))
         cell["fsyncs_per_write"] = round(fsyncs / records, 3) if records else None
     progress(f"{system.label:>19} {op} {level:<6} {clients:>3} clients: {cell['ops_per_s']:>8} ops/s "
              f"p50 {cell['p50_ms']} ms p99 {cell['p99_ms']} ms errors {cell['errors']}"
+             f" cpu/op {cell['cpu_us_per_op']} us"
              + (f" fsyncs/write {cell['fsyncs_per_write']}" if "fsyncs_per_write" in cell else ""))
     return cell
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes have used (those that are gone count nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def cluster_log_counters(call, node_ids):
@@ -126,7 +150,8 @@ def store(args, directory, label="store", extra_args=()):
             connection.call("put", (bench_key(i), b"v" * args.value_size, 1), 10)
         yield System(label, [(n.host, n.port) for n in cluster.nodes],
                      log_counters=lambda: cluster_log_counters(cluster.call, range(len(cluster.nodes))),
-                     access={"credentials": cluster.credentials, "tls": cluster.tls})
+                     access={"credentials": cluster.credentials, "tls": cluster.tls},
+                     pids=lambda: [proc.pid for proc in cluster.procs.values()])
     finally:
         cluster.close()
 
@@ -154,12 +179,15 @@ def floor():
                                                  ("loop-fanout", "loop-noop", "loop-fanout"),
                                                  ("loop-durable-fanout", "loop-durable", "loop-fanout")):
             replica_ports, coordinator_ports = free_ports(4), free_ports(4)
-            procs += [_spawn_floor(replica_kind, p) for p in replica_ports]
+            mine = [_spawn_floor(replica_kind, p) for p in replica_ports]
             for i, p in enumerate(coordinator_ports):
                 replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
-                procs.append(_spawn_floor(fanout_kind, p, replicas))
-            clusters.append(System(label, [("127.0.0.1", p) for p in coordinator_ports]))
-        yield (System("noop", [("127.0.0.1", port)], [("put", "QUORUM"), ("get", "QUORUM")]), *clusters)
+                mine.append(_spawn_floor(fanout_kind, p, replicas))
+            procs += mine
+            clusters.append(System(label, [("127.0.0.1", p) for p in coordinator_ports],
+                                   pids=lambda mine=mine: [proc.pid for proc in mine]))
+        yield (System("noop", [("127.0.0.1", port)], [("put", "QUORUM"), ("get", "QUORUM")],
+                      pids=lambda single=procs[0]: [single.pid]), *clusters)
     finally:
         for proc in procs:
             proc.kill()
@@ -167,27 +195,28 @@ def floor():
 
 
 def table(store, single, fanout):
-    lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}{'fsync/w':>8}  "
-             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}  {'store/fan-out':>13}"]
+    lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}{'fsync/w':>8}{'cpu us':>8}  "
+             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}{'cpu us':>8}  {'store/fan-out':>13}"]
     for name, cell in store.items():
         op, level, clients = name.split()
         one = single.get(f"{op} QUORUM {clients}", {})
         fan = fanout.get(name, {})
         lines.append(f"{name:<22}{cell['ops_per_s']:>12}{cell['p50_ms']:>8}{cell['p99_ms']:>8}{cell['max_ms']:>8}"
-                     f"{cell['errors']:>5}{str(cell.get('fsyncs_per_write', '-')):>8}  "
+                     f"{cell['errors']:>5}{str(cell.get('fsyncs_per_write', '-')):>8}{_cpu(cell):>8}  "
                      f"{one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
-                     f"{fan.get('p99_ms', '-'):>8}  {_ratio(cell, fan):>13}")
+                     f"{fan.get('p99_ms', '-'):>8}{_cpu(fan):>8}  {_ratio(cell, fan):>13}")
     return "\n".join(lines)
 
 
 def reference_table(store, loop, durable_loop):
     """The store beside the selector-loop floors: without storage, and with replicas that fsync."""
-    lines = [f"{'cell':<22}{'store ops/s':>12}{'loop floor':>12}{'p99':>8}{'durable loop':>14}{'p99':>8}"
-             f"  {'store/durable loop':>18}"]
+    lines = [f"{'cell':<22}{'store ops/s':>12}{'cpu us':>8}{'loop floor':>12}{'p99':>8}{'cpu us':>8}"
+             f"{'durable loop':>14}{'p99':>8}{'cpu us':>8}  {'store/loop':>10}  {'store/durable loop':>18}"]
     for name, cell in store.items():
         looped, durable = loop.get(name, {}), durable_loop.get(name, {})
-        lines.append(f"{name:<22}{cell['ops_per_s']:>12}{looped.get('ops_per_s', '-'):>12}"
-                     f"{looped.get('p99_ms', '-'):>8}{durable.get('ops_per_s', '-'):>14}{durable.get('p99_ms', '-'):>8}"
+        lines.append(f"{name:<22}{cell['ops_per_s']:>12}{_cpu(cell):>8}{looped.get('ops_per_s', '-'):>12}"
+                     f"{looped.get('p99_ms', '-'):>8}{_cpu(looped):>8}{durable.get('ops_per_s', '-'):>14}"
+                     f"{durable.get('p99_ms', '-'):>8}{_cpu(durable):>8}  {_ratio(cell, looped):>10}"
                      f"  {_ratio(cell, durable):>18}")
     return "\n".join(lines)
 
@@ -199,6 +228,10 @@ def tls_table(plain, tls):
         lines.append(f"{name:<22}{cell['ops_per_s']:>16}{cell['p99_ms']:>8}{other.get('ops_per_s', '-'):>11}"
                      f"{other.get('p99_ms', '-'):>8}{_ratio(other, cell) if other else '-':>15}")
     return "\n".join(lines)
+
+
+def _cpu(cell):
+    return str(cell.get("cpu_us_per_op") or "-")
 
 
 def _ratio(cell, floor_cell):

@@ -18,7 +18,7 @@ from pathlib import Path
 from kvstore.chaos.checker import check, lost_writes, summarize
 from kvstore.chaos.nemesis import Nemesis
 from kvstore.chaos.workload import CALL_TIMEOUT, LEVELS, Client, chaos_keys
-from kvstore.errors import KVStoreError, NodeUnavailable
+from kvstore.errors import KVStoreError, NodeFailed, NodeUnavailable
 from kvstore.inspection import analyze, collect, divergent
 from kvstore.localcluster import FAKETIME_LIBRARY, Cluster, ClusterError
 from kvstore.netns import NetnsHosts, NetnsUnavailable
@@ -171,7 +171,7 @@ class Run:
                 try:
                     cell = self.cluster.call(n % len(self.cluster.nodes), "get", key, LEVELS["QUORUM"]).cell
                     break
-                except (ttypes.Unavailable, ttypes.TimedOut, NodeUnavailable) as exc:
+                except (ttypes.Unavailable, ttypes.TimedOut, NodeUnavailable, NodeFailed) as exc:
                     if time.monotonic() > deadline:
                         raise ClusterError(f"the final QUORUM read of {key!r} kept failing: {exc}") from None
                     time.sleep(0.2)

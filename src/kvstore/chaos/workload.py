@@ -14,7 +14,7 @@ them whichever coordinator takes them; the checker verifies that they were.
 import random
 import threading
 
-from kvstore.errors import NodeUnavailable
+from kvstore.errors import NodeFailed, NodeUnavailable
 from kvstore.peers import Connection
 from kvstore_rpc import ttypes
 
@@ -93,6 +93,8 @@ class Client(threading.Thread):
             entry.update(outcome="failed", error=exc.why)
         except ttypes.TimedOut as exc:
             entry.update(outcome="unknown", error=exc.why)
+        except NodeFailed as exc:   # it took the call: a write may have been applied
+            entry.update(outcome="unknown", error=str(exc))
         except NodeUnavailable as exc:
             entry.update(outcome="unknown" if exc.sent else "failed", error=str(exc))
             if self._connection.broken:
