@@ -87,7 +87,7 @@ class Clock:
         offsets = list(self.peers.offsets(wall).values())
         bound = self.max_offset / 2e6
         off = bool(offsets) and sum(abs(o) > bound for o in offsets) * 2 > len(offsets)
-        mine = -statistics.median(offsets) if offsets else 0.0
+        mine = _own_offset(offsets)
         if off != self._off:
             self._off = off
             log.log(logging.WARNING if off else logging.INFO, "this node's clock is %+.3f s from most of its peers "
@@ -156,6 +156,10 @@ class Clock:
         return int(max(wall, wall - self._peer_offset(wall)) * 1_000_000)
 
     def _peer_offset(self, wall):
-        """This clock minus most of its peers' (seconds, + when ahead): the median; 0.0 with none up."""
-        offsets = list(self.peers.offsets(wall).values())
-        return -statistics.median(offsets) if offsets else 0.0
+        return _own_offset(list(self.peers.offsets(wall).values()))
+
+
+def _own_offset(offsets):
+    """This clock minus most of its peers' (seconds, + when ahead), from their clocks minus ours: the median;
+    0.0 with none up."""
+    return -statistics.median(offsets) if offsets else 0.0

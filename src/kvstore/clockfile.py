@@ -1,8 +1,8 @@
 """Where a node's clock keeps its reservation (kvstore.clock): `clock` in its data directory, one number,
 replaced atomically and fsynced, so that a crash at any moment leaves the old bound or the new one."""
-import os
 from pathlib import Path
 
+from kvstore.commitlog import replace_file
 from kvstore.errors import ConfigError
 
 CLOCK_FILE = "clock"
@@ -25,16 +25,4 @@ class ClockFile:
                               "(for example the current time in microseconds plus an hour), then start") from None
 
     def save(self, bound):
-        temporary = self._path.with_name(CLOCK_FILE + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, b"%d\n" % bound)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self._path)
-        directory = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_file(self._path, b"%d\n" % bound)

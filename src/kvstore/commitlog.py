@@ -228,18 +228,11 @@ class CommitLog:
 
     def rewrite(self, payloads):
         """Replace the whole log with these payloads, atomically (write aside, fsync, rename)."""
-        tmp = self.path + ".rewrite"
         with self._exclusive():
             self._check_usable()
             data = b"".join(encode_record(p) for p in payloads)
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    _write_fully(fd, data, 0)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.path)
+            try:   # the directory is synced when the new file is opened
+                replace_file(self.path, data, sync_directory=False)
             except OSError as exc:
                 raise StorageError(f"cannot rewrite {self.path}: {exc.strerror or exc}") from exc
             os.close(self._fd)
@@ -279,6 +272,22 @@ def _write_fully(fd, data, offset):
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+def replace_file(path, data, sync=os.fsync, sync_directory=True):
+    """Replace the small file at path by data atomically: written aside, synced, renamed over it (a crash
+    leaves the old content or the new), and with sync_directory the rename made durable too. OSError when
+    it cannot."""
+    temporary = f"{path}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_fully(fd, data, 0)
+        sync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    if sync_directory:
+        _sync_directory(path)
 
 
 def _sync_directory(path):

@@ -19,17 +19,17 @@ delivery takes time linear in the hints. A checkpoint lost or damaged counts
 as 0: hints are delivered again, which is harmless (a replica keeps the newer
 of two cells).
 """
+import bisect
 import logging
 import os
 import re
 import struct
-import bisect
 import threading
 from dataclasses import dataclass
 
 from kvstore.cell import Cell, decode_mutation, encode_mutation
 from kvstore.clock import Clock
-from kvstore.commitlog import CommitLog
+from kvstore.commitlog import CommitLog, replace_file
 from kvstore.errors import CorruptLogError, StorageError
 from kvstore.records import RECORD_HEADER
 
@@ -142,10 +142,10 @@ class _TargetHints:
             self._oldest = min(self._oldest, created_us / 1e6)
 
     def add(self, key, cell, created):
-        hint_payload = _CREATED.pack(int(created * 1e6)) + encode_mutation(key, cell)
         with self._lock:   # held across the append, so the list stays in the log's order
-            self.log.append(hint_payload)
-            self.hints.append(Hint(key, cell, created, self.records))
+            hint = Hint(key, cell, created, self.records)
+            self.log.append(_encode(hint))
+            self.hints.append(hint)
             self.records += 1
             self._oldest = min(self._oldest, created)
 
@@ -216,13 +216,8 @@ class _Checkpoint:
         return int(text)
 
     def save(self, gone):
-        tmp = self.path + ".tmp"
-        try:
-            with open(tmp, "w", encoding="ascii") as f:
-                f.write(f"{gone}\n")
-                f.flush()
-                self._sync(f.fileno())
-            os.replace(tmp, self.path)
+        try:   # the rename need not be durable: an older checkpoint only delivers some hints again
+            replace_file(self.path, b"%d\n" % gone, self._sync, sync_directory=False)
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
