@@ -18,6 +18,7 @@ from kvstore.failure import FailureDetector
 from kvstore.hints import HintStore
 from kvstore.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster, wait_for
 from kvstore.storage import FROM_THE_FUTURE, Storage
+from looptools import on_loop, workers
 
 SKEW = 5   # seconds, as in the case that lost acknowledged QUORUM writes
 
@@ -58,30 +59,34 @@ def test_expiry_and_hint_windows_are_judged_by_the_earlier_of_this_clock_and_its
     assert (clock.earliest(), clock.latest()) == (1000 * 10**6, 1120 * 10**6)
 
 
-def test_a_clock_that_jumps_ahead_of_its_peers_drops_no_hint_early(tmp_path):
+@on_loop
+async def test_a_clock_that_jumps_ahead_of_its_peers_drops_no_hint_early(tmp_path):
     wall = [1000.0]
     clock = Clock(wall=lambda: wall[0])
-    store = HintStore(tmp_path, window=60, clock=clock)
-    store.load()
-    store.add(1, b"k", Cell(b"v", 1))
-    wall[0] += 120                                       # the wall clock jumps 2 minutes; the peers' do not
-    clock.peers = Peers({1: -120.0})
-    assert [h.key for h in store.pending(1)] == [b"k"]
-    clock.peers = Peers({})                              # (judged by this clock alone, it would be dropped)
-    assert store.pending(1) == []
+    async with workers() as (disk, _):
+        store = HintStore(tmp_path, 60, disk, clock=clock)
+        store.load()
+        await store.add(1, b"k", Cell(b"v", 1))
+        wall[0] += 120                                       # the wall clock jumps 2 minutes; the peers' do not
+        clock.peers = Peers({1: -120.0})
+        assert [h.key for h in await store.pending(1)] == [b"k"]
+        clock.peers = Peers({})                              # (judged by this clock alone, it would be dropped)
+        assert await store.pending(1) == []
+    store.close()
 
 
-def test_a_step_of_this_nodes_own_clock_stops_it_stamping_on_the_very_next_write(caplog):
+@on_loop
+async def test_a_step_of_this_nodes_own_clock_stops_it_stamping_on_the_very_next_write(caplog):
     """No heartbeat comes between the step and the write: offsets are kept against the monotonic clock."""
     caplog.set_level("INFO")
     wall, monotonic = [1000.0], [50.0]
 
     class Peer:
-        def heartbeat(self, from_node, timeout):
+        async def heartbeat(self, from_node, timeout):
             return SimpleNamespace(clock=int((monotonic[0] + 950) * 1e6), generation=1)   # a good clock
     detector = FailureDetector(0, {1: Peer(), 2: Peer()}, 1.0, 1.0, wall=lambda: wall[0],
                                monotonic=lambda: monotonic[0])
-    detector.ping_all()
+    await detector.ping_all()
     clock = Clock(wall=lambda: wall[0], max_offset=500_000)
     clock.peers = detector
     clock.now()
@@ -95,15 +100,19 @@ def test_a_step_of_this_nodes_own_clock_stops_it_stamping_on_the_very_next_write
     assert clock.now() > 1000 * 10**6 and "it coordinates writes again" in caplog.text
 
 
-def test_a_replica_refuses_a_cell_stamped_beyond_the_offset_it_believes(tmp_path):
+@on_loop
+async def test_a_replica_refuses_a_cell_stamped_beyond_the_offset_it_believes(tmp_path):
     wall = [1000.0]
-    storage = Storage(CommitLog(tmp_path / "c.log"), clock=Clock(wall=lambda: wall[0], max_offset=500_000))
-    storage.load()
-    soon, later = Cell(b"soon", 1000_400_000), Cell(b"later", 1000_600_000)
-    assert storage.apply_all([(b"a", soon), (b"b", later)]) == [0, FROM_THE_FUTURE]
-    assert storage.get(b"a") == soon and storage.get(b"b") is None
-    wall[0] += 1                                         # its clock got there: now it is taken
-    assert storage.apply_all([(b"b", later)]) == [0]
+    async with workers() as (disk, background):
+        storage = Storage(CommitLog(tmp_path / "c.log"), disk, background,
+                          clock=Clock(wall=lambda: wall[0], max_offset=500_000))
+        storage.load()
+        soon, later = Cell(b"soon", 1000_400_000), Cell(b"later", 1000_600_000)
+        assert await storage.apply_all([(b"a", soon), (b"b", later)]) == [0, FROM_THE_FUTURE]
+        assert storage.get(b"a") == soon and storage.get(b"b") is None
+        wall[0] += 1                                         # its clock got there: now it is taken
+        assert await storage.apply_all([(b"b", later)]) == [0]
+    storage.close()
 
 
 def test_a_restarted_clock_set_back_stamps_above_everything_it_issued_before(tmp_path):

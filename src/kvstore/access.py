@@ -11,12 +11,15 @@ logged in, each call is checked against the user's role:
 
 A failed login logs the connection out. With authentication off, every
 connection is admin and login accepts anything (Cassandra's AllowAllAuthenticator).
+A password is checked off the node's loop (scrypt takes tens of milliseconds),
+on the thread of the `checker` executor the node owns.
 """
+import asyncio
 import logging
 
 from kvstore import errors
 from kvstore.users import role_allows
-from kvstore_rpc import KVStore, ttypes
+from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +30,31 @@ UNAUTHENTICATED_IDLE_SECONDS = 5.0   # a connection that has not logged in by th
 
 
 class Gate:
-    def __init__(self, calls, authenticator, idle_timeout, who):
+    def __init__(self, calls, authenticator, idle_timeout, who, checker=None):
         """calls: {method name: the function that serves it} (shared by every connection); authenticator:
-        a users.Authenticator, or None when authentication is off; who: the remote address, for the log."""
+        a users.Authenticator, or None when authentication is off; who: the remote address, for the log;
+        checker: the executor passwords are checked on."""
         self._calls = calls
         self._authenticator = authenticator
         self._idle_timeout = idle_timeout
         self._who = who
+        self._checker = checker
         self.user, self.role = (None, None) if authenticator else ("", "admin")
-        self.processor = KVStore.Processor(self)
+        self.calls = {name: getattr(self, name) for name in ("login", "describe_ring", *CALL_ROLES)}
 
     @property
     def idle_timeout(self):
         """Seconds this connection may stay silent between requests: a few until it logs in."""
         return self._idle_timeout if self.role else min(self._idle_timeout, UNAUTHENTICATED_IDLE_SECONDS)
 
-    def login(self, user, password):
+    async def login(self, user, password):
         if self._authenticator is None:
             self.user = user or ""
             return ttypes.LoginResult(self.user, "admin")
         self.user, self.role = None, None
         try:
-            role = self._authenticator.login(user, password)
+            role = await asyncio.get_running_loop().run_in_executor(self._checker, self._authenticator.login,
+                                                                     user, password)
         except errors.AuthenticationFailed as exc:
             log.warning("%s (from %s)", exc, self._who)
             raise ttypes.AuthenticationFailed(why=f"AuthenticationFailed: {exc}") from None

@@ -20,9 +20,9 @@ class AdminCalls:
         self._storage = storage
         self._hints = hints
 
-    def compact(self):
+    async def compact(self):
         try:
-            return self._storage.compact()
+            return await self._storage.compact()
         except errors.StorageError as exc:
             log.error("compaction failed: %s", exc)
             raise ttypes.StorageFailure(why=str(exc)) from None

@@ -8,14 +8,18 @@ node saw a timestamp is stamped above it, whatever the clocks say.
 
 It never goes backwards across a restart either: the clock reserves ahead of
 use. Before it issues a timestamp above its reservation, it makes durable (a
-`reservation`, which writes a small file) a new bound RESERVE_AHEAD above it,
-and a node starting up begins above the last bound it reserved. Why a
-reservation and not recovery from the commit log: a coordinator stamps writes
-for keys it does not hold, which never reach its own log; and asking the peers
-at start would make a lone node wait for them. The cost is one small fsync
-every RESERVE_AHEAD of issued time (10 s), and timestamps after a crash that
-start up to 10 s ahead of the wall clock (they win over nothing they should not:
-every later write is stamped above them too).
+`reservation`, which writes a small file) a new bound `ahead` above it, and a
+node starting up begins above the last bound it reserved. Why a reservation
+and not recovery from the commit log: a coordinator stamps writes for keys it
+does not hold, which never reach its own log; and asking the peers at start
+would make a lone node wait for them. A node reserves half of max_offset
+ahead (0.25 s), so that its first timestamps after a crash are no further
+ahead of the wall clock than its peers believe. On the node's loop the file is
+written by the disk worker (save_later): renewed once half of the reservation
+is used, so a steady stream of stamps never waits for it, and a stamp after an
+idle spell waits for one small fsync (ReservationNeeded; the coordinator
+awaits renew()). Without save_later (tools, tests) a stamp that needs a new
+reservation saves it on the spot, RESERVE_AHEAD (10 s) ahead.
 
 The clock also enforces the bound on its own offset (as CockroachDB's nodes
 do): `peers` (the failure detector) measures this node's clock against each
@@ -58,6 +62,14 @@ class ClockTooFarOff(Exception):
         self.allowed = allowed
 
 
+class ReservationNeeded(Exception):
+    """No stamp until the reservation is renewed: await renew(stamp), then ask again."""
+
+    def __init__(self, stamp):
+        super().__init__("the clock's reservation must be renewed first")
+        self.stamp = stamp
+
+
 class _NoPeers:
     def offsets(self, wall=None):
         return {}
@@ -79,6 +91,11 @@ class Clock:
         # An object with offsets(wall) -> {peer: its clock minus ours (seconds)} for the peers up: the failure
         # detector, set once it exists (node.run).
         self.peers = _NoPeers()
+        # save_later(bound, done): starts making reservation.save(bound) durable off the node's loop and returns
+        # a future of it, calling done(error or None) on the loop first; None: a stamp that needs a reservation
+        # saves it on the spot.
+        self.save_later = None
+        self._renewal = None
         self._off = False   # as last logged
 
     def offset_error(self, wall=None):
@@ -112,16 +129,49 @@ class Clock:
             if off is not None:
                 raise ClockTooFarOff(off, self.max_offset / 2e6)
             wall = int(seconds * 1_000_000)
-            if floor > wall + self.max_offset and not trusted:
+            if floor > max(wall, self._last) + self.max_offset and not trusted:
                 raise ClockOffsetError(f"the timestamp {floor} is {(floor - wall) / 1e6:.3f} s ahead of this node's "
                                        f"clock, more than the {self.max_offset / 1e6:g} s it believes "
                                        "(--max-clock-offset)")
             stamp = max(wall, self._last + 1, floor + 1)
             if self._reservation is not None and stamp > self._reserved:
+                if self.save_later is not None:   # the caller awaits renew(stamp) and asks again
+                    raise ReservationNeeded(stamp)
                 self._reservation.save(stamp + self._ahead)   # durable before the stamp is used
                 self._reserved = stamp + self._ahead
+            elif self.save_later is not None and self._renewal is None and stamp > self._reserved - self._ahead // 2:
+                self.renew(stamp)   # ahead of need, off the loop: a steady stream of stamps never waits for it
             self._last = stamp
             return stamp
+
+    def renew(self, stamp):
+        """The reservation renewed to `ahead` above stamp, off the loop (save_later): a future, done once it is
+        durable (one renewal at a time: the one under way, if any)."""
+        if self._renewal is None:
+            bound = stamp + self._ahead
+            self._renewal = self.save_later(bound, lambda error: self._renewed(bound, error))
+        return self._renewal
+
+    def reserve(self):
+        """Reserve `ahead` above now (before the node serves, so that its first stamps wait for no file)."""
+        with self._lock:
+            if self._reservation is not None:
+                bound = max(self._reserved, int(self._wall() * 1_000_000)) + self._ahead
+                self._reservation.save(bound)
+                self._reserved = bound
+
+    def save_reservation(self, bound):
+        """Make bound the reservation, durably (off the loop: save_later runs this on the disk worker)."""
+        self._reservation.save(bound)
+
+    def _renewed(self, bound, error=None):
+        """A renewal made durable (or not: the next stamp that needs one tries again)."""
+        with self._lock:
+            self._renewal = None
+            if error is None:
+                self._reserved = max(self._reserved, bound)
+            else:
+                log.error("could not renew the clock's reservation: %s", error)
 
     def observe(self, stamp):
         """A timestamp seen elsewhere: every one issued from now on is above it, unless it is more than

@@ -44,11 +44,12 @@ GROW_BYTES = 1 << 20        # zeros added ahead of the records at a time
 
 
 class CommitLog:
-    def __init__(self, path, sync=os.fdatasync, sync_period=None):
-        """sync_period: None (the default) syncs before every append returns; a number of seconds
-        syncs that often instead, in a thread of its own (not durable at acknowledgement)."""
+    def __init__(self, path, sync=None, sync_period=None):
+        """sync: how the file is synced (os.fdatasync, looked up at each call); sync_period: None (the
+        default) syncs before every append returns; a number of seconds syncs that often instead, in a
+        thread of its own that close() joins (not durable at acknowledgement)."""
         self.path = str(path)
-        self._sync = sync
+        self._sync = sync or (lambda fd: os.fdatasync(fd))
         self._sync_period = sync_period
         self._closing = threading.Event()
         self._synced = 0        # the offset the last sync covered
@@ -104,7 +105,7 @@ class CommitLog:
         self._written = self._synced = size
         self._allocated = os.fstat(self._fd).st_size
         if self._sync_period is not None and self._periodic is None:
-            self._periodic = threading.Thread(target=self._sync_periodically, name="commitlog-sync", daemon=True)
+            self._periodic = threading.Thread(target=self._sync_periodically, name="commitlog-sync")
             self._periodic.start()
         _sync_directory(self.path)
 
@@ -274,7 +275,7 @@ def _write_fully(fd, data, offset):
         view, offset = view[written:], offset + written
 
 
-def replace_file(path, data, sync=os.fsync, sync_directory=True):
+def replace_file(path, data, sync=None, sync_directory=True):
     """Replace the small file at path by data atomically: written aside, synced, renamed over it (a crash
     leaves the old content or the new), and with sync_directory the rename made durable too. OSError when
     it cannot."""
@@ -282,7 +283,7 @@ def replace_file(path, data, sync=os.fsync, sync_directory=True):
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         _write_fully(fd, data, 0)
-        sync(fd)
+        (sync or os.fsync)(fd)
     finally:
         os.close(fd)
     os.replace(temporary, path)

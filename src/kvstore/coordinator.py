@@ -6,8 +6,9 @@ Otherwise stamp the cell, send it to every live remote replica through its
 channel (a batch's keys for one replica go in one call), write the local
 replica in this thread (a batch's local keys share one fsync), hint the
 replicas that are down, and answer once `block_for` replicas acknowledged.
-Replicas that fail or miss the deadline get a hint too. No thread waits on a
-peer on the request's behalf: outcomes arrive as callbacks (responses.py).
+Replicas that fail or miss the deadline get a hint too, stored by a task of
+the node's. Everything runs on the node's loop: a request sends, then awaits
+its replicas' answers (responses.py) under its deadline.
 
 A read: ask every live replica at once (at ONE, a node holding the key reads only
 its own copy, unless a session asks for more), answer from the first `block_for`
@@ -20,12 +21,13 @@ reads each from its replicas at the level and merges them (scanning.py).
 
 Every request has one deadline, set when it arrives and passed down the fan-out.
 """
+import asyncio
 import logging
 import time
 from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
-from kvstore.clock import ClockTooFarOff
+from kvstore.clock import ClockTooFarOff, ReservationNeeded
 from kvstore.consistency import block_for
 from kvstore.errors import ClockOffset, ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
@@ -52,8 +54,10 @@ class ReadOutcome(NamedTuple):
 
 
 class Coordinator(Scanning, Repairing):
-    def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout):
-        """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py)."""
+    def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout, background):
+        """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py); background: the node's
+        kvstore.tasks.Background, which stores hints and repairs no request waits for."""
+        self._background = background
         self._local_id = local_id
         self._ring = ring
         self._replicas = replicas
@@ -86,34 +90,35 @@ class Coordinator(Scanning, Repairing):
     # Every write takes a floor: the newest timestamp its client's session has seen (0: none). It is stamped
     # above it, so a session's writes are ordered as it made them, whichever coordinators they go through.
 
-    def put(self, key, value, level, ttl=0, floor=0):
-        return _raise_or_return(self.put_many([(key, value)], level, ttl, floor)[0])
+    async def put(self, key, value, level, ttl=0, floor=0):
+        return _raise_or_return((await self.put_many([(key, value)], level, ttl, floor))[0])
 
-    def delete(self, key, level, floor=0):
-        return _raise_or_return(self._write_many([(key, tombstone(self._stamp(floor)))], level)[0])
+    async def delete(self, key, level, floor=0):
+        return _raise_or_return((await self._write_many([(key, tombstone(await self._stamp(floor)))], level))[0])
 
-    def put_many(self, items, level, ttl=0, floor=0):
+    async def put_many(self, items, level, ttl=0, floor=0):
         """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
-        now = self._stamp(floor)
+        now = await self._stamp(floor)
         expires = now + int(ttl * 1_000_000) if ttl else 0
-        return self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
+        return await self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
-    def expire(self, key, seconds, level, min_timestamp=0):
+    async def expire(self, key, seconds, level, min_timestamp=0):
         """Redis EXPIRE -> (found, WriteOutcome or None): read, write back expiring (<= 0 deletes); not atomic."""
-        current = self.get(key, level, min_timestamp).cell
+        current = (await self.get(key, level, min_timestamp)).cell
         if current is None:
             return False, None
         if seconds <= 0:
-            return True, self.delete(key, level, min_timestamp)
-        now = self._stamp(min_timestamp)
-        write = self._write_many([(key, Cell(current.value, now, now + int(seconds * 1_000_000)))], level)[0]
+            return True, await self.delete(key, level, min_timestamp)
+        now = await self._stamp(min_timestamp)
+        write = (await self._write_many([(key, Cell(current.value, now, now + int(seconds * 1_000_000)))],
+                                        level))[0]
         return True, _raise_or_return(write)
 
-    def ttl(self, key, level, min_timestamp=0):
+    async def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
-        return seconds_left(self.get(key, level, min_timestamp).cell, self._clock.earliest())
+        return seconds_left((await self.get(key, level, min_timestamp)).cell, self._clock.earliest())
 
-    def _write_many(self, writes, level, again=True):
+    async def _write_many(self, writes, level, again=True):
         """A replica that already holds a newer cell of a key says so in its acknowledgement (its timestamp).
         When one did, the write is stamped again above it and sent again before it is acknowledged (once:
         again=False), so a write that began after another was acknowledged at a level that overlaps this
@@ -131,17 +136,21 @@ class Coordinator(Scanning, Repairing):
                 (alive, lambda n, k=key, c=cell, r=responses: (k, c, self._write_done(n, k, c, r)))
                 for _, key, cell, alive, _, responses in pending):
             self._replicas[node_id].write_many_async(requests, deadline)
-        hinted = {index: [node_id for node_id in down if self._store_hint(node_id, key, cell)]
-                  for index, key, cell, _, down, _ in pending}
+        hinting = [(index, node_id, self._background.spawn(self._store_hint(node_id, key, cell), "store-hint"))
+                   for index, key, cell, _, down, _ in pending for node_id in down]
+        hinted = {index: [] for index, *_ in pending}
+        for index, node_id, task in hinting:
+            if await task:
+                hinted[index].append(node_id)
         later = []   # (index, key, the write stamped again above the newer cell a replica holds)
         for index, key, cell, _, down, responses in pending:
-            if responses.wait(deadline):
+            if await responses.wait(deadline):
                 acked, _ = responses.snapshot()
                 newer = max((held or 0 for _, held in acked), default=0)
                 outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], hinted[index])
                 if again and newer > cell.timestamp:
                     try:
-                        later.append((index, key, cell._replace(timestamp=self._stamp(newer, trusted=True))))
+                        later.append((index, key, cell._replace(timestamp=await self._stamp(newer, trusted=True))))
                     except ClockOffset as exc:   # its clock stepped meanwhile: whether this write wins is unknown
                         outcomes[index] = TimedOut(f"the write could not be stamped again above the newer cell a "
                                                    f"replica holds: {exc}", len(acked), responses.needed)
@@ -150,15 +159,20 @@ class Coordinator(Scanning, Repairing):
                 outcomes[index] = _write_failure(self._local_id, level, len(acked), responses.needed, failures)
         if later:
             log.debug("%d writes stamped again above newer cells their replicas hold", len(later))
-            for (index, _, _), outcome in zip(later, self._write_many([(k, c) for _, k, c in later], level, False)):
+            for (index, _, _), outcome in zip(later, await self._write_many([(k, c) for _, k, c in later], level,
+                                                                             False)):
                 outcomes[index] = outcome
         return outcomes
 
-    def _stamp(self, floor=0, trusted=False):
+    async def _stamp(self, floor=0, trusted=False):
         """A timestamp for a write (see kvstore.clock); ClockOffset when this node's clock is too far from its
         peers' to stamp one: it would stamp writes out of order, so it refuses them, by name."""
         try:
-            return self._clock.now(floor, trusted)
+            while True:
+                try:
+                    return self._clock.now(floor, trusted)
+                except ReservationNeeded as need:   # after an idle spell: one small fsync on the disk worker
+                    await asyncio.shield(self._clock.renew(need.stamp))
         except ClockTooFarOff as exc:
             raise ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {exc.offset:+.3f} s from most of its "
                               f"peers', more than the {exc.allowed:g} s allowed (half of --max-clock-offset): it "
@@ -176,17 +190,17 @@ class Coordinator(Scanning, Repairing):
                 self._note_failure(node_id, error)
                 responses.fail(node_id, str(error))
             if node_id != self._local_id:   # delivery backs off while a hint is refused
-                self._store_hint(node_id, key, cell)
+                self._background.spawn(self._store_hint(node_id, key, cell), "store-hint")
         return done
 
     def _note_failure(self, node_id, error):
         if isinstance(error, ConnectFailed):  # refused: it is down. A slow answer proves nothing.
             self._detector.mark_down(node_id, str(error))
 
-    def _store_hint(self, node_id, key, cell):
+    async def _store_hint(self, node_id, key, cell):
         """True once the hint is durable; False (logged) when it could not be stored: not reported as kept."""
         try:
-            self._hints.add(node_id, key, cell)
+            await self._hints.add(node_id, key, cell)
             return True
         except StorageError as exc:
             log.error("could not store a hint for node %d: %s", node_id, exc)
@@ -194,10 +208,11 @@ class Coordinator(Scanning, Repairing):
 
     # ---- reads ----
 
-    def get(self, key, level, min_timestamp=0):
-        return _raise_or_return(self.get_many([key], level, {key: min_timestamp} if min_timestamp else {})[0])
+    async def get(self, key, level, min_timestamp=0):
+        return _raise_or_return((await self.get_many([key], level,
+                                                     {key: min_timestamp} if min_timestamp else {}))[0])
 
-    def get_many(self, keys, level, min_timestamps=None):
+    async def get_many(self, keys, level, min_timestamps=None):
         """[key] -> one ReadOutcome or error per key, in order. min_timestamps: {key: session timestamp}."""
         deadline = time.monotonic() + self._timeout
         min_timestamps = min_timestamps or {}
@@ -218,8 +233,8 @@ class Coordinator(Scanning, Repairing):
             self._replicas[node_id].read_many_async(requests, deadline)
         for index, key, alive, responses in pending:
             try:
-                outcomes[index] = self._finish_read(key, level, responses, len(alive), deadline,
-                                                    min_timestamps.get(key, 0))
+                outcomes[index] = await self._finish_read(key, level, responses, len(alive), deadline,
+                                                          min_timestamps.get(key, 0))
             except (TimedOut, StaleRead) as exc:
                 outcomes[index] = exc
         return outcomes
@@ -235,9 +250,9 @@ class Coordinator(Scanning, Repairing):
                 responses.fail(node_id, str(error))
         return done
 
-    def _finish_read(self, key, level, responses, alive, deadline, min_timestamp):
+    async def _finish_read(self, key, level, responses, alive, deadline, min_timestamp):
         needed = responses.needed
-        if not responses.wait(deadline):
+        if not await responses.wait(deadline):
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} read needs {needed} replicas, {len(answered)} answered in time"
                            + reasons(failures), len(answered), needed)
@@ -245,7 +260,7 @@ class Coordinator(Scanning, Repairing):
         newest = reconcile(cell for _, cell in answers)
         if min_timestamp and _timestamp(newest) < min_timestamp:
             # Read-your-writes: the first answers are older than this session has seen; ask the rest.
-            responses.wait(deadline, needed=alive)
+            await responses.wait(deadline, needed=alive)
             answers, failures = responses.snapshot()
             newest = reconcile(cell for _, cell in answers)
             if _timestamp(newest) < min_timestamp:
@@ -255,7 +270,7 @@ class Coordinator(Scanning, Repairing):
                     f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
                     "retry later, or read at a higher level", min_timestamp, _timestamp(newest))
             needed = len(answers)
-        repaired = self._repair(key, newest, answers, needed, level, deadline, responses)
+        repaired = await self._repair(key, newest, answers, needed, level, deadline, responses)
         used = {node_id for node_id, _ in answers}
         responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
         return ReadOutcome(visible(newest, self._clock.earliest()), [node_id for node_id, _ in answers], repaired)

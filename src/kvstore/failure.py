@@ -1,6 +1,6 @@
 """The failure detector: which peers are up, by heartbeat.
 
-Each peer is pinged every interval by a thread of its own. A peer is up once it
+Each peer is pinged every interval by a task of its own. A peer is up once it
 answers (or once it sends us a heartbeat, as a restarted node does when it
 announces itself) and down once a ping fails or a request finds it refused.
 Every sign of life calls on_alive(node_id), which is how hints get delivered.
@@ -12,8 +12,8 @@ so offsets() reflects a step of this node's own wall clock at once, and a
 peer's at its next heartbeat. What to do about an offset is the clock's
 business (kvstore.clock).
 """
+import asyncio
 import logging
-import threading
 import time
 
 from kvstore.errors import NodeUnavailable
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 class FailureDetector:
     def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None, wall=time.time,
                  monotonic=time.monotonic, on_clock=lambda clock: None):
-        """peers: {node_id: object with heartbeat(from_node, timeout)}; on_clock(its clock, microseconds):
-        called with each peer's clock, once its offset is measured."""
+        """peers: {node_id: object with the coroutine heartbeat(from_node, timeout)}; on_clock(its clock,
+        microseconds): called with each peer's clock, once its offset is measured. Runs on the node's loop."""
         self._self_id = self_id
         self._wall = wall
         self._monotonic = monotonic
@@ -37,47 +37,39 @@ class FailureDetector:
         self._on_alive = on_alive
         self._up = {node_id: None for node_id in peers}   # None: not reached yet (down, for is_up)
         self._generations = {}
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._threads = []
+        self._tasks = []
 
     def is_up(self, node_id):
         return node_id == self._self_id or self._up.get(node_id, False)
 
     def mark_down(self, node_id, reason):
-        with self._lock:
-            was_up = self._up.get(node_id)
-            self._up[node_id] = False
+        was_up = self._up.get(node_id)
+        self._up[node_id] = False
         if was_up is not False:   # once, when it goes down, or when it was never reached since start
             log.info("node %d is down: %s", node_id, reason)
 
     def mark_up(self, node_id, generation=None):
         if node_id not in self._up:
             return
-        with self._lock:
-            was_up = self._up[node_id]
-            self._up[node_id] = True
-            restarted = generation is not None and self._generations.get(node_id, generation) != generation
-            if generation is not None:
-                self._generations[node_id] = generation
+        was_up = self._up[node_id]
+        self._up[node_id] = True
+        restarted = generation is not None and self._generations.get(node_id, generation) != generation
+        if generation is not None:
+            self._generations[node_id] = generation
         if not was_up:
             log.info("node %d is up", node_id)
         elif restarted:
             log.info("node %d restarted", node_id)
         self._on_alive(node_id)
 
-    def ping_all(self):
+    async def ping_all(self):
         """One heartbeat round to every peer, in parallel; returns when all have answered or failed."""
-        threads = [threading.Thread(target=self._ping, args=(node_id,), daemon=True) for node_id in self._peers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(self._timeout + 1.0)
+        await asyncio.gather(*(self._ping(node_id) for node_id in self._peers))
 
-    def _ping(self, node_id):
+    async def _ping(self, node_id):
         sent = self._monotonic()
         try:
-            reply = self._peers[node_id].heartbeat(self._self_id, timeout=self._timeout)
+            reply = await self._peers[node_id].heartbeat(self._self_id, timeout=self._timeout)
         except NodeUnavailable as exc:
             self.mark_down(node_id, str(exc))
         else:
@@ -100,23 +92,23 @@ class FailureDetector:
             return 0.0
         return anchored - (self._wall() - self._monotonic())
 
-    def start(self):
-        """Announce ourselves with one round now, then keep pinging every interval."""
-        self.ping_all()
-        for node_id in self._peers:
-            thread = threading.Thread(target=self._loop, args=(node_id,), name=f"heartbeat-{node_id}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    async def start(self, background):
+        """Announce ourselves with one round now, then keep pinging every interval, in tasks of background
+        (the node's kvstore.tasks.Background)."""
+        await self.ping_all()
+        self._tasks = [background.spawn(self._loop(node_id), f"heartbeat-{node_id}") for node_id in self._peers]
 
-    def _loop(self, node_id):
-        while not self._stopped.wait(self._interval):
+    async def _loop(self, node_id):
+        while True:
+            await asyncio.sleep(self._interval)
             try:
-                self._ping(node_id)
-            except Exception:  # a background thread's failure is logged, never silent
+                await self._ping(node_id)
+            except Exception:  # a background task's failure is logged, never silent
                 log.exception("heartbeat to node %d failed unexpectedly", node_id)
 
-    def stop(self):
-        """Stop pinging, and join the heartbeat threads (a ping in progress ends within its timeout)."""
-        self._stopped.set()
-        for thread in self._threads:
-            thread.join(self._timeout + 1.0)
+    async def stop(self):
+        """Stop pinging (a ping in progress is cancelled) and await the heartbeat tasks."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)

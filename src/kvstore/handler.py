@@ -1,9 +1,11 @@
 """The client service (KVStore, on the client port): validate, convert types, delegate, map errors.
 
-One method per IDL method. Nothing here decides anything about replication;
-it only guards the door (sizes, levels, missing fields) and translates. The
-calls between nodes have a door of their own, on the peer port (internode.py).
+One method per IDL method, a coroutine on the node's loop where it waits for
+replicas. Nothing here decides anything about replication; it only guards the
+door (sizes, levels, missing fields) and translates. The calls between nodes
+have a door of their own, on the peer port (internode.py).
 """
+import asyncio
 import contextlib
 
 from kvstore import errors
@@ -23,7 +25,8 @@ MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
 
 class Handler:
     def __init__(self, node_id, ring, coordinator, detector, settings, ready):
-        """ready: set once the node's first heartbeat round is done; client requests wait for it."""
+        """ready: an asyncio.Event, set once the node's first heartbeat round is done; client requests wait
+        for it."""
         self._node_id = node_id
         self._ring = ring
         self._coordinator = coordinator
@@ -33,44 +36,44 @@ class Handler:
 
     # ---- client calls ----
 
-    def put(self, key, value, level, ttl_seconds=None, min_timestamp=None):
+    async def put(self, key, value, level, ttl_seconds=None, min_timestamp=None):
         with _client_errors():
-            self._wait_until_ready()
+            await self._wait_until_ready()
             self._check_key(key)
             self._check_value(value)
-            outcome = self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds),
+            outcome = await self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds),
                                             min_timestamp or 0)
             return _write_result(outcome)
 
-    def get(self, key, level, min_timestamp=None):
+    async def get(self, key, level, min_timestamp=None):
         with _client_errors():
-            self._wait_until_ready()
+            await self._wait_until_ready()
             self._check_key(key)
-            return _read_result(self._coordinator.get(key, parse_level(level), min_timestamp or 0))
+            return _read_result(await self._coordinator.get(key, parse_level(level), min_timestamp or 0))
 
-    def remove(self, key, level, min_timestamp=None):
+    async def remove(self, key, level, min_timestamp=None):
         with _client_errors():
-            self._wait_until_ready()
+            await self._wait_until_ready()
             self._check_key(key)
-            return _write_result(self._coordinator.delete(key, parse_level(level), min_timestamp or 0))
+            return _write_result(await self._coordinator.delete(key, parse_level(level), min_timestamp or 0))
 
-    def expire(self, key, seconds, level, min_timestamp=None):
+    async def expire(self, key, seconds, level, min_timestamp=None):
         with _client_errors():
-            self._wait_until_ready()
+            await self._wait_until_ready()
             self._check_key(key)
             if seconds is None:
                 raise errors.InvalidRequest("expire needs a number of seconds")
             seconds = seconds if seconds <= 0 else _check_ttl(seconds)   # <= 0 deletes, as in Redis
-            found, outcome = self._coordinator.expire(key, seconds, parse_level(level), min_timestamp or 0)
+            found, outcome = await self._coordinator.expire(key, seconds, parse_level(level), min_timestamp or 0)
             return ttypes.ExpireResult(found, _write_result(outcome) if outcome else None)
 
-    def ttl(self, key, level, min_timestamp=None):
+    async def ttl(self, key, level, min_timestamp=None):
         with _client_errors():
-            self._wait_until_ready()
+            await self._wait_until_ready()
             self._check_key(key)
-            return self._coordinator.ttl(key, parse_level(level), min_timestamp or 0)
+            return await self._coordinator.ttl(key, parse_level(level), min_timestamp or 0)
 
-    def multi_put(self, items, level, ttl_seconds=None, min_timestamp=None):
+    async def multi_put(self, items, level, ttl_seconds=None, min_timestamp=None):
         with _client_errors():
             items = self._check_batch(items)
             answer = sum(entry_bytes(item.key or b"", None) for item in items)
@@ -82,12 +85,14 @@ class Handler:
             def check(item):
                 self._check_key(item.key)
                 self._check_value(item.value)
-            outcomes = _per_key(items, check, lambda valid: self._not_ready(len(valid)) or self._coordinator.put_many(
-                [(item.key, item.value) for item in valid], level, ttl, min_timestamp or 0))
+            async def run(valid):
+                return await self._not_ready(len(valid)) or await self._coordinator.put_many(
+                    [(item.key, item.value) for item in valid], level, ttl, min_timestamp or 0)
+            outcomes = await _per_key(items, check, run)
             return [_key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, _write_result)
                     for item, outcome in zip(items, outcomes)]
 
-    def multi_get(self, keys, level, min_timestamps=None):
+    async def multi_get(self, keys, level, min_timestamps=None):
         """Keys are read a round at a time, as many as could together hold MULTI_GET_READ_BYTES (every replica's
         copy of a value at the value limit), until the answer is full: a request never holds more than that
         beyond its answer."""
@@ -99,7 +104,7 @@ class Handler:
             for key in keys:
                 if key not in read:
                     wanted = list(dict.fromkeys(k for k in keys[len(answer):] if k not in read))[:per_round]
-                    read.update(zip(wanted, self._read_round(wanted, level, min_timestamps or {})))
+                    read.update(zip(wanted, await self._read_round(wanted, level, min_timestamps or {})))
                 outcome = read[key]
                 size += entry_bytes(key or b"", getattr(getattr(outcome, "cell", None), "value", None))
                 if answer and size > MAX_ANSWER_BYTES:
@@ -107,21 +112,21 @@ class Handler:
                 answer.append(_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result))
             return answer
 
-    def _read_round(self, keys, level, min_timestamps):
-        return _per_key(keys, self._check_key,
-                        lambda valid: self._not_ready(len(valid)) or self._coordinator.get_many(valid, level,
-                                                                                                 min_timestamps))
+    async def _read_round(self, keys, level, min_timestamps):
+        async def run(valid):
+            return await self._not_ready(len(valid)) or await self._coordinator.get_many(valid, level, min_timestamps)
+        return await _per_key(keys, self._check_key, run)
 
-    def scan(self, start, end, limit, level):
+    async def scan(self, start, end, limit, level):
         with _client_errors():
-            self._wait_until_ready()
+            await self._wait_until_ready()
             for bound in (start, end):
                 if bound and len(bound) > self._settings.max_key_bytes:
                     raise errors.InvalidRequest(f"a scan bound of {len(bound)} bytes is over the key limit "
                                                 f"of {self._settings.max_key_bytes} bytes")
             if limit is None or not 0 < limit <= MAX_SCAN_LIMIT:
                 raise errors.InvalidRequest(f"the scan's limit must be from 1 to {MAX_SCAN_LIMIT}, not {limit}")
-            items, resume = self._coordinator.scan(start or b"", end or None, limit, parse_level(level))
+            items, resume = await self._coordinator.scan(start or b"", end or None, limit, parse_level(level))
             return ttypes.ScanResult([to_mutation(k, c) for k, c in items], resume)
 
     def _check_value(self, value):
@@ -138,17 +143,20 @@ class Handler:
             raise errors.InvalidRequest(f"a batch of {len(items)} keys is over the limit of {MAX_BATCH_KEYS}")
         return items
 
-    def _wait_until_ready(self):
-        # is_set() reads the flag without the Event's lock, which every request would contend for.
+    async def _wait_until_ready(self):
         """Unavailable (a batch: for each key) if the node's first heartbeat round is not done in time."""
-        if not self._ready.is_set() and not self._ready.wait(self._settings.request_timeout):
+        if self._ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._ready.wait(), self._settings.request_timeout)
+        except TimeoutError:
             raise errors.Unavailable(0, 1, message=f"Unavailable: node {self._node_id} is still starting: it has "
                                      "not yet heard from its peers; try again, or another node")
 
-    def _not_ready(self, count):
+    async def _not_ready(self, count):
         """None once the node is ready; else, for a batch's `count` keys, each key's Unavailable."""
         try:
-            self._wait_until_ready()
+            await self._wait_until_ready()
         except errors.Unavailable as exc:
             return [exc] * count
         return None
@@ -185,7 +193,7 @@ def _check_ttl(ttl):
     return ttl
 
 
-def _per_key(entries, check, run):
+async def _per_key(entries, check, run):
     """One outcome per entry, in order: InvalidRequest for those check() refuses; for the others,
     what run(the valid entries) returns for each."""
     outcomes, valid = [None] * len(entries), []
@@ -195,7 +203,7 @@ def _per_key(entries, check, run):
             valid.append(index)
         except errors.InvalidRequest as exc:
             outcomes[index] = exc
-    for index, outcome in zip(valid, run([entries[i] for i in valid])):
+    for index, outcome in zip(valid, await run([entries[i] for i in valid])):
         outcomes[index] = outcome
     return outcomes
 

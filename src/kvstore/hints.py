@@ -1,8 +1,9 @@
 """Hints: writes a coordinator holds for a replica that was down or did not answer.
 
 One commit log per target node (hints-<id>.log), so a target's hints replay in
-the order they were made, and one lock per target: hinting one node never
-waits for another's disk. Invariants: a hint is durable when add() returns; it
+the order they were made. The hints belong to the node's event loop; their
+appends, checkpoints and rewrites go to the disk worker (kvstore.diskworker),
+where appends to one target's log share one fsync, as the commit log's do. Invariants: a hint is durable when add() returns; it
 counts as gone only after the target acknowledged it (delivered()) or it
 passed the window (hints older than the window are dropped with a log line, as
 Cassandra's max_hint_window). The window is judged by the clock
@@ -19,12 +20,12 @@ delivery takes time linear in the hints. A checkpoint lost or damaged counts
 as 0: hints are delivered again, which is harmless (a replica keeps the newer
 of two cells).
 """
+import asyncio
 import bisect
 import logging
 import os
 import re
 import struct
-import threading
 from dataclasses import dataclass
 
 from kvstore.cell import Cell, decode_mutation, encode_mutation
@@ -48,16 +49,17 @@ class Hint:
 
 
 class HintStore:
-    def __init__(self, directory, window, clock=None, make_log=CommitLog, sync=os.fsync):
-        """window: seconds a hint is kept; clock: a kvstore.clock.Clock, which dates hints and judges them;
-        sync: how a checkpoint is made durable."""
+    def __init__(self, directory, window, disk, clock=None, make_log=CommitLog, sync=None):
+        """window: seconds a hint is kept; disk: the kvstore.diskworker.DiskWorker that writes its files;
+        clock: a kvstore.clock.Clock, which dates hints and judges them; sync: how a checkpoint is made
+        durable."""
         self._directory = str(directory)
         self._window = window
+        self._disk = disk
         self._clock = clock or Clock()
         self._make_log = make_log
         self._sync = sync
         self._targets = {}
-        self._lock = threading.Lock()   # guards _targets only: each target has a lock of its own
 
     def load(self, skip_corrupt=False):
         """Replay every hint log in the directory; returns the number of hints held."""
@@ -72,35 +74,42 @@ class HintStore:
         return total
 
     def _target(self, node_id, skip_corrupt=False):
-        with self._lock:
-            if node_id not in self._targets:
-                path = os.path.join(self._directory, f"hints-{node_id}.log")
-                self._targets[node_id] = _TargetHints(node_id, self._make_log(path), skip_corrupt, self._sync)
-            return self._targets[node_id]
+        """The target's hints, its log opened and replayed (at start, or on the disk worker when a first hint
+        for it comes)."""
+        if node_id not in self._targets:
+            path = os.path.join(self._directory, f"hints-{node_id}.log")
+            self._targets[node_id] = _TargetHints(node_id, self._make_log(path), skip_corrupt, self._sync, self._disk)
+        return self._targets[node_id]
 
-    def add(self, target, key, cell):
+    async def add(self, target, key, cell):
         """Store a hint durably. Raises StorageError when it cannot."""
+        created = self._clock.latest() / 1e6
         try:
-            self._target(target).add(key, cell, self._clock.latest() / 1e6)
+            if target not in self._targets:   # a first hint for it: its log is opened off the loop
+                opened = await self._disk.run(_TargetHints, target,
+                                              self._make_log(os.path.join(self._directory, f"hints-{target}.log")),
+                                              False, self._sync, self._disk)
+                self._targets.setdefault(target, opened)
         except OSError as exc:   # its log could not even be opened
             raise StorageError(f"cannot store a hint for node {target}: {exc.strerror or exc}") from exc
+        await self._targets[target].add(key, cell, created)
         log.debug("stored hint for node %d", target)
 
-    def pending(self, target, limit=None):
+    async def pending(self, target, limit=None):
         """The hints for target (the `limit` oldest), oldest first, after dropping those past the window."""
         hints = self._targets.get(target)
         if hints is None:
             return []
-        expired = hints.drop_older_than(self._clock.earliest() / 1e6 - self._window)
+        expired = await hints.drop_older_than(self._clock.earliest() / 1e6 - self._window)
         if expired:
             log.warning("dropping %d hints for node %d older than the hint window (%.0f s); "
                         "repair that replica by reading its keys at QUORUM", expired, target, self._window)
-        return hints.held(limit)
+        return hints.hints[:limit]
 
-    def delivered(self, target, hints):
+    async def delivered(self, target, hints):
         """The target acknowledged these hints (the oldest pending ones): forget them, durably."""
         if hints:
-            self._targets[target].forget_through(hints[-1].number)
+            await self._targets[target].forget_through(hints[-1].number)
 
     def counts(self):
         """{target node id: pending hints}, only targets with some."""
@@ -120,13 +129,16 @@ class HintStore:
 
 
 class _TargetHints:
-    """One target's hints: its log, the hints still held (in log order) and the checkpoint."""
+    """One target's hints: its log, the hints still held (in log order) and the checkpoint. Built (its log
+    replayed) at start or on the disk worker; used on the loop."""
 
-    def __init__(self, node_id, commit_log, skip_corrupt, sync):
+    def __init__(self, node_id, commit_log, skip_corrupt, sync, disk):
         self.node_id = node_id
         self.log = commit_log
+        self._disk = disk
         self._checkpoint = _Checkpoint(commit_log.path[:-len(".log")] + ".delivered", sync)
-        self._lock = threading.Lock()
+        self._appending = 0   # appends queued on the disk worker: the log is not rewritten under them
+        self._moving = None   # a rewrite or checkpoint under way (a future): one at a time
         data, spans = commit_log.replay_spans(skip_corrupt)   # opens the log (a new one when there is none)
         self.records = len(spans)
         gone = self._checkpoint.load(self.records)
@@ -141,54 +153,69 @@ class _TargetHints:
             self.hints.append(Hint(key, cell, created_us / 1e6, number))
             self._oldest = min(self._oldest, created_us / 1e6)
 
-    def add(self, key, cell, created):
-        with self._lock:   # held across the append, so the list stays in the log's order
-            hint = Hint(key, cell, created, self.records)
-            self.log.append(_encode(hint))
-            self.hints.append(hint)
-            self.records += 1
-            self._oldest = min(self._oldest, created)
+    async def add(self, key, cell, created):
+        hint = Hint(key, cell, created)
+        appended = self._disk.append(self.log, [_encode(hint)])
+        self._appending += 1
+        # Numbered when durable: the disk worker completes a log's appends in its order, and the loop runs
+        # these callbacks in the order they were completed, so the list stays in the log's order.
+        appended.add_done_callback(lambda future: self._appended(hint, future))
+        await asyncio.shield(appended)   # a request given up on leaves the hint listed all the same
 
-    def held(self, limit=None):
-        with self._lock:
-            return self.hints[:limit]
+    def _appended(self, hint, future):
+        self._appending -= 1
+        if future.cancelled() or future.exception() is not None:
+            return
+        self.hints.append(Hint(hint.key, hint.cell, hint.created, self.records))
+        self.records += 1
+        self._oldest = min(self._oldest, hint.created)
 
-    def drop_older_than(self, cutoff):
-        with self._lock:
-            if self._oldest >= cutoff:   # the common case, without looking at every hint
-                return 0
-            kept = [h for h in self.hints if h.created >= cutoff]
-            dropped = len(self.hints) - len(kept)
-            self._oldest = min((h.created for h in kept), default=float("inf"))
-            if dropped:
-                self.hints = kept
-                self._moved()
-            return dropped
+    async def drop_older_than(self, cutoff):
+        if self._oldest >= cutoff:   # the common case, without looking at every hint
+            return 0
+        kept = [h for h in self.hints if h.created >= cutoff]
+        dropped = len(self.hints) - len(kept)
+        self._oldest = min((h.created for h in kept), default=float("inf"))
+        if dropped:
+            self.hints = kept
+            await self._moved()
+        return dropped
 
-    def forget_through(self, number):
-        with self._lock:
-            del self.hints[:bisect.bisect_right(self.hints, number, key=lambda h: h.number)]
-            self._moved()
+    async def forget_through(self, number):
+        del self.hints[:bisect.bisect_right(self.hints, number, key=lambda h: h.number)]
+        await self._moved()
 
-    def _moved(self):
+    async def _moved(self):
         """After hints went: empty the log when none is left, compact it when most are gone, else move the
-        checkpoint. Called with the lock held."""
+        checkpoint; one at a time, on the disk worker. The log is rewritten only while no append to it is
+        queued (the rewrite would drop it): meanwhile the checkpoint moves instead."""
+        while self._moving is not None:
+            await self._moving
+        self._moving = asyncio.get_running_loop().create_future()
         gone = self.hints[0].number if self.hints else self.records
         try:
-            if not self.hints:   # (a crash between the two: an empty log, a checkpoint past it, read as 0)
-                self.log.rewrite([])
-                self.records = 0
-                self._checkpoint.save(0)
-            elif gone > len(self.hints):   # the checkpoint first: a crash between delivers some again, loses none
-                self._checkpoint.save(0)
-                self.log.rewrite([_encode(h) for h in self.hints])
-                self.hints = [Hint(h.key, h.cell, h.created, n) for n, h in enumerate(self.hints)]
-                self.records = len(self.hints)
-                self._checkpoint.save(0)
-            else:
-                self._checkpoint.save(gone)
+            if self._appending or (self.hints and gone <= len(self.hints)):
+                await self._disk.run(self._checkpoint.save, gone)
+            else:   # the checkpoint first: a crash between delivers some again, loses none
+                first = gone
+                await self._disk.run(self._rewrite, [_encode(h) for h in self.hints])
+                # The rewritten log starts at what was hint `first`; an append queued after the rewrite is
+                # completed after it, and numbered after this.
+                self.hints = [Hint(h.key, h.cell, h.created, h.number - first) for h in self.hints]
+                self.records -= first
         except StorageError as exc:   # nothing lost: those hints are delivered again after a restart
             log.warning("could not record the hints delivered to node %d: %s", self.node_id, exc)
+        finally:
+            self._moving.set_result(None)
+            self._moving = None
+
+    def _rewrite(self, records):
+        """On the disk worker: the log as just these records (none: emptied), the checkpoint at 0 before and
+        after (a crash between: an empty log and a checkpoint past it are read as 0)."""
+        if records:
+            self._checkpoint.save(0)
+        self.log.rewrite(records)
+        self._checkpoint.save(0)
 
 
 class _Checkpoint:

@@ -53,18 +53,18 @@ class InternodeHandler:
     def _check_key(self, key):
         check_key(key, self._settings.max_key_bytes)
 
-    def replica_write(self, mutation):
+    async def replica_write(self, mutation):
         with _replica_errors():
-            self._apply_all([self._check_mutation(mutation)])
+            await self._apply_all([self._check_mutation(mutation)])
 
     def replica_read(self, key):
         with _replica_errors():
             self._check_key(key)
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
 
-    def replica_write_batch(self, mutations):
+    async def replica_write_batch(self, mutations):
         with _replica_errors():
-            return self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+            return await self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
 
     def replica_scan_batch(self, ranges):
         with _replica_errors():
@@ -98,13 +98,13 @@ class InternodeHandler:
                 answers.append(ttypes.ReadResult(to_cell(cell), [self._node_id], []))
             return answers
 
-    def deliver_hints(self, mutations):
+    async def deliver_hints(self, mutations):
         with _replica_errors():
-            self._apply_all([self._check_mutation(m) for m in mutations or []])
+            await self._apply_all([self._check_mutation(m) for m in mutations or []])
 
-    def _apply_all(self, mutations):
+    async def _apply_all(self, mutations):
         """Apply, or InvalidRequest naming the cells refused as from the future (the others are applied)."""
-        refused = self._storage.apply_all(mutations).count(FROM_THE_FUTURE)
+        refused = (await self._storage.apply_all(mutations)).count(FROM_THE_FUTURE)
         if refused:
             raise errors.InvalidRequest(f"{refused} of {len(mutations)} cells refused: stamped more than "
                                         f"--max-clock-offset ahead of node {self._node_id}'s clock (taken once "

@@ -15,16 +15,18 @@ started with --auth off, which it refuses on a non-loopback address without
 Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
 5 the data directory is in use by another process.
 """
+import asyncio
 import ipaddress
 import logging
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvstore import datadir, processes
+from kvstore import datadir, dispatch, loopcheck, processes
 from kvstore.access import Gate
 from kvstore.admin import AdminCalls
 from kvstore.clock import Clock
@@ -35,16 +37,18 @@ from kvstore.coordinator import Coordinator
 from kvstore.errors import ConfigError, CorruptLogError
 from kvstore.failure import FailureDetector
 from kvstore.handler import Handler
+from kvstore.diskworker import DiskWorker
 from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
 from kvstore.internode import InternodeHandler
-from kvstore.peers import PeerPool
-from kvstore.replicas import LocalReplica, RemoteReplica
+from kvstore.loopserver import LoopServer, SharedDoor
 from kvstore.node_options import parse_args
-from kvstore.peerauth import check_caller, read_secret, secret_path
+from kvstore.peerauth import read_secret, secret_path
+from kvstore.peerlink import PeerLink
+from kvstore.replicas import LocalReplica, RemoteReplica
 from kvstore.ring import Ring
-from kvstore.rpcserver import RpcServer, SharedDoor
 from kvstore.storage import Storage
+from kvstore.tasks import Background
 from kvstore.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, server_context, tls_dir
 from kvstore.users import Authenticator, users_path
 from kvstore_rpc import Internode, KVStore
@@ -146,34 +150,49 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
                     "since the last sync is lost if the machine fails", settings.commitlog_sync_period)
     try:
+        max_offset = int(settings.max_clock_offset * 1_000_000)
         clock = Clock(reservation=ClockFile(data_dir),   # above every timestamp issued before a restart
-                      max_offset=int(settings.max_clock_offset * 1_000_000))
+                      max_offset=max_offset, ahead=max(1000, max_offset // 2))
+        clock.reserve()
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
+    # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG), not kill the node.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return asyncio.run(_serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock),
+                       debug=loopcheck.enabled())
+
+
+async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock):
+    """The node on its loop: replay, listen, announce, serve until SIGTERM or SIGINT, stop."""
+    loop = asyncio.get_running_loop()
+    disk, background = DiskWorker(loop), Background()
     storage = Storage(CommitLog(data_dir / "commit.log", sync_period=settings.commitlog_sync_period or None),
-                      gc_grace=settings.gc_grace, clock=clock)
-    hints = HintStore(data_dir / "hints", settings.hint_window, clock)
+                      disk, background, gc_grace=settings.gc_grace, clock=clock)
+    hints = HintStore(data_dir / "hints", settings.hint_window, disk, clock)
     try:
         storage.load(skip_corrupt)
         hints.load(skip_corrupt)
     except CorruptLogError as exc:
         log.error("%s", exc)
         return EXIT_CORRUPT
+    disk.start()
+    clock.save_later = lambda bound, done: _then(disk.run(clock.save_reservation, bound), done)
+    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
 
     ring = Ring(nodes)
     peer_tls_server, peer_tls_client = security.peer_tls or (None, None)
-    pools = {n.node_id: PeerPool(n, settings.connect_timeout, secret=secret, tls=peer_tls_client)
+    peers = {n.node_id: RemoteReplica(n.node_id, PeerLink(n, settings.connect_timeout, secret, peer_tls_client))
              for n in nodes if n.node_id != me.node_id}
-    peers = {node_id: RemoteReplica(node_id, pool) for node_id, pool in pools.items()}
-    delivery = HintDelivery(hints, peers, settings.request_timeout * 5)
+    delivery = HintDelivery(hints, peers, settings.request_timeout * 5, background)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
                                on_alive=delivery.on_alive, on_clock=clock.heard)
     clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
-    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
-    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout)
+    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage, background)}
+    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout,
+                              background)
     generation = int(time.time() * 1e6)
-    ready = threading.Event()
+    ready = asyncio.Event()
     # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
     # On the client port each connection has a gate of its own: who logged in, and what that user may call.
     handler = Handler(me.node_id, ring, coordinator, detector, settings, ready)
@@ -181,56 +200,74 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",
                                                        "remove", "expire", "multi_put", "describe_ring")}
     calls.update(dump=admin.dump, compact=admin.compact)
-    peer_door = SharedDoor(Internode.Processor(InternodeHandler(me.node_id, generation, storage, hints, detector,
-                                                                settings, pools, clock)), settings.idle_timeout)
-    servers = [RpcServer(listen_host, me.port,
-                         lambda who: Gate(calls, security.authenticator, settings.idle_timeout, who), settings,
-                         KVStore, tls=security.client_tls, per_host_limit=settings.max_connections_per_host),
-               RpcServer(listen_host, me.peer_port, lambda who: peer_door, settings, Internode,
-                         handshake=lambda frames, who: check_caller(frames, secret, who), tls=peer_tls_server)]
+    internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, peers, clock)
+    peer_door = SharedDoor({name: getattr(internode, name) for name in dispatch.Service(Internode, 0).methods},
+                           settings.idle_timeout)
+    servers = [LoopServer(listen_host, me.port,
+                          lambda who: Gate(calls, security.authenticator, settings.idle_timeout, who, checker),
+                          settings, KVStore, tls=security.client_tls, per_host_limit=settings.max_connections_per_host),
+               LoopServer(listen_host, me.peer_port, lambda who: peer_door, settings, Internode, secret=secret,
+                          tls=peer_tls_server)]
     for server, port in zip(servers, (me.port, me.peer_port)):
         try:
-            server.bind()
+            await server.start()
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", listen_host, port, exc.strerror or exc)
+            await _close(servers, disk, storage, hints, checker)
             return EXIT_LISTEN
 
-    stop = threading.Event()
-    # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG), not kill the node.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    for server, name in zip(servers, ("accept-clients", "accept-peers")):
-        server.start(name)
+        loop.add_signal_handler(sig, stop.set)
     log.info("serving clients on %s:%d%s and peers on port %d%s (data in %s, %d keys; authentication %s)",
              listen_host, me.port, " (TLS)" if security.client_tls else "", me.peer_port,
              " (TLS)" if peer_tls_server else "", data_dir, len(storage), "on" if security.authenticator else "off")
-    detector.start()  # announces this node: peers mark it up and deliver the hints they hold for it
+    loopcheck.watch(loop)
+    storage.maybe_compact()
+    await detector.start(background)  # announces this node: peers mark it up and deliver the hints they hold
     ready.set()       # client requests waited for this round, so they never see peers as down at start
-    while not stop.wait(1.0):  # a timed wait, so signals are handled promptly
-        pass
-
-    return shut_down(servers, detector, delivery, replicas, storage, hints)
+    await stop.wait()
+    return await shut_down(servers, detector, background, replicas, disk, storage, hints, checker)
 
 
-def shut_down(servers, detector, delivery, replicas, storage, hints, timeout=STOP_SECONDS):
+async def shut_down(servers, detector, background, replicas, disk, storage, hints, checker, timeout=STOP_SECONDS):
     """In order: stop taking requests and let those being served answer (the peer port too: a coordinator
-    elsewhere may be waiting on this replica), stop heartbeats and hint delivery, close the channels to the
-    peers, and last the storage, once nothing can write to it. Every thread is joined; one still running
-    at the end is named."""
+    elsewhere may be waiting on this replica), stop heartbeats, let the node's tasks finish (hint delivery
+    after its batch in flight, repairs, hints being stored, a compaction) or cancel them at the deadline,
+    close the links to the peers, stop the disk worker once it has written what is queued, and last close the
+    storage. Every task and thread is awaited or joined; one still running at the end is named."""
     log.info("stopping")
     deadline = time.monotonic() + timeout
     for server in servers:
-        server.stop(max(0.0, deadline - time.monotonic()))
-    detector.stop()
-    delivery.stop(max(0.0, deadline - time.monotonic()))
+        await server.stop(max(0.0, deadline - time.monotonic()))
+    await detector.stop()
+    cancelled = await background.stop(max(0.0, deadline - time.monotonic()))
+    if cancelled:
+        log.warning("stopping: cancelled %d tasks still running: %s", len(cancelled), ", ".join(cancelled))
     for replica in replicas.values():
-        replica.close()
+        await replica.close()
+    await _close([], disk, storage, hints, checker)
+    current = asyncio.current_task()
+    tasks = [t.get_name() for t in asyncio.all_tasks() if t is not current]
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if tasks or threads:
+        log.warning("stopped, but %d tasks and %d threads are still running: %s", len(tasks), len(threads),
+                    ", ".join(sorted(tasks + threads)))
+    else:
+        log.info("stopped; every thread joined and every task awaited")
+    return EXIT_OK
+
+
+def _then(future, done):
+    """future, with done(its error or None) called on the loop before anything awaiting it resumes."""
+    future.add_done_callback(lambda f: done(None if f.cancelled() else f.exception()))
+    return future
+
+
+async def _close(servers, disk, storage, hints, checker):
+    for server in servers:
+        await server.stop(0)
+    disk.stop()
     storage.close()
     hints.close()
-    left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
-    if left:
-        log.warning("stopped, but %d threads are still running: %s", len(left), ", ".join(sorted(left)))
-    else:
-        log.info("stopped; every thread joined")
-    return EXIT_OK
+    checker.shutdown(wait=True)

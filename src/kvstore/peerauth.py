@@ -30,8 +30,8 @@ SECRET_FILE = "cluster.secret"
 HELLO = b"kvstore-peer/1 "
 NONCE_BYTES = 32
 HANDSHAKE_SECONDS = 5.0   # a connection that has not proved itself by then is closed
-_PROOF_BYTES = hashlib.sha256().digest_size
-_MAX_ANSWER = 4096   # a proof, or a short message in its place (a node at its connection limit says so)
+PROOF_BYTES = hashlib.sha256().digest_size
+MAX_ANSWER = 4096   # a proof, or a short message in its place (a node at its connection limit says so)
 
 
 class NotAPeer(NodeUnavailable):
@@ -89,35 +89,66 @@ def _proof(secret, label, first, second):
     return hmac.new(secret, label + first + second, hashlib.sha256).digest()
 
 
-def prove_to_node(frames, secret, address):
-    """The calling side of the handshake, on a fresh connection; NotAPeer when the node's proof is wrong."""
-    deadline = time.monotonic() + HANDSHAKE_SECONDS
+def hello():
+    """(the caller's first frame, its nonce)."""
     ours = secrets.token_bytes(NONCE_BYTES)
-    frames.send_frame(HELLO + ours)
-    try:
-        answer = frames.read_frame(_MAX_ANSWER, deadline)
-    except EOFError:
-        raise NotAPeer(f"{address} closed the connection at the handshake: it does not take our cluster secret "
-                       "(is it a node of another cluster?)") from None
-    if len(answer) != NONCE_BYTES + _PROOF_BYTES:
+    return HELLO + ours, ours
+
+
+def answer_proof(secret, ours, answer, address):
+    """The caller's last frame, from the node's answer to its hello; NotAPeer when the node's proof is wrong,
+    UnexpectedAnswer when it is not a proof at all."""
+    if len(answer) != NONCE_BYTES + PROOF_BYTES:
         raise UnexpectedAnswer(address, answer)
     theirs, proof = answer[:NONCE_BYTES], answer[NONCE_BYTES:]
     if not hmac.compare_digest(proof, _proof(secret, b"node", ours, theirs)):
         raise NotAPeer(f"{address} does not know our cluster secret: it is not a node of this cluster")
-    frames.send_frame(_proof(secret, b"caller", theirs, ours))
+    return _proof(secret, b"caller", theirs, ours)
+
+
+def hung_up(address):
+    return NotAPeer(f"{address} closed the connection at the handshake: it does not take our cluster secret "
+                    "(is it a node of another cluster?)")
+
+
+def prove_to_node(frames, secret, address):
+    """The calling side of the handshake, on a fresh connection; NotAPeer when the node's proof is wrong."""
+    deadline = time.monotonic() + HANDSHAKE_SECONDS
+    first, ours = hello()
+    frames.send_frame(first)
+    try:
+        answer = frames.read_frame(MAX_ANSWER, deadline)
+    except EOFError:
+        raise hung_up(address) from None
+    frames.send_frame(answer_proof(secret, ours, answer, address))
+
+
+HELLO_BYTES = len(HELLO) + NONCE_BYTES
+
+
+def answer_hello(secret, first, who):
+    """The node's side, step one: (its answer to the caller's hello, the proof it must get back); NotAPeer when
+    the hello is not one."""
+    if not first.startswith(HELLO) or len(first) != HELLO_BYTES:
+        raise NotAPeer(f"{who} sent no peer handshake (a client on the peer port?)")
+    theirs, ours = first[len(HELLO):], secrets.token_bytes(NONCE_BYTES)
+    return ours + _proof(secret, b"node", theirs, ours), _proof(secret, b"caller", ours, theirs)
+
+
+def check_proof(expected, proof, who):
+    """The node's side, step two; NotAPeer unless the caller proved it knows the secret."""
+    if not hmac.compare_digest(proof, expected):
+        raise NotAPeer(f"{who} does not know the cluster secret")
 
 
 def check_caller(frames, secret, who):
-    """The node's side of the handshake; NotAPeer (to log, then close) when the caller does not prove itself."""
+    """The node's side of the handshake, on a blocking connection; NotAPeer (to log, then close) when the
+    caller does not prove itself."""
     deadline = time.monotonic() + HANDSHAKE_SECONDS
-    hello = frames.read_frame(len(HELLO) + NONCE_BYTES, deadline)
-    if not hello.startswith(HELLO) or len(hello) != len(HELLO) + NONCE_BYTES:
-        raise NotAPeer(f"{who} sent no peer handshake (a client on the peer port?)")
-    theirs, ours = hello[len(HELLO):], secrets.token_bytes(NONCE_BYTES)
-    frames.send_frame(ours + _proof(secret, b"node", theirs, ours))
+    answer, expected = answer_hello(secret, frames.read_frame(HELLO_BYTES, deadline), who)
+    frames.send_frame(answer)
     try:
-        proof = frames.read_frame(_PROOF_BYTES, deadline)
+        proof = frames.read_frame(PROOF_BYTES, deadline)
     except EOFError:
         raise NotAPeer(f"{who} hung up on our proof: it has another secret (a node of another cluster?)") from None
-    if not hmac.compare_digest(proof, _proof(secret, b"caller", ours, theirs)):
-        raise NotAPeer(f"{who} does not know the cluster secret")
+    check_proof(expected, proof, who)

@@ -1,6 +1,8 @@
 """What one port lets its connections cost, and how it says no: the budget of bytes that large frames being
-read may hold together, and the refusal a connection over a limit gets (a frame any Thrift client raises as a
-TApplicationException, then an orderly close). Used by rpcserver."""
+read may hold together, the refusal a connection over a limit gets (a frame any Thrift client raises as a
+TApplicationException, then an orderly close), and the answer to a frame over the limit. Used by the node's
+server (loopserver) and the threaded one of the benchmark's floor (rpcserver)."""
+import logging
 import socket
 import threading
 import time
@@ -10,6 +12,8 @@ from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore.framing import encode_frame
+
+log = logging.getLogger(__name__)
 
 
 class FrameBudget:
@@ -37,6 +41,23 @@ class FrameBudget:
             self._freed.notify_all()
 
 
+class LoopFrameBudget:
+    """Bytes that large frames being read may hold, summed over a port's connections (on the loop)."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.held = 0
+
+    def reserve(self, amount):
+        if self.held + amount > self.limit:
+            return False
+        self.held += amount
+        return True
+
+    def release(self, amount):
+        self.held -= amount
+
+
 def refusal_frame(message):
     """A framed Thrift exception message that any Thrift client, whatever it called, raises as a
     TApplicationException of type UNKNOWN carrying `message`."""
@@ -62,3 +83,27 @@ def refuse(sock, frame):
         pass   # nothing more to read (BlockingIOError), or the client is already gone
     finally:
         sock.close()
+
+
+def too_large_answer(service, settings, head, length, who):
+    """The answer to a request too large to read, from its first bytes `head`: its call's InvalidRequest,
+    naming the limits (TApplicationException for a call that has none); None when head is no message."""
+    try:
+        name, _, seqid = TBinaryProtocol(TMemoryBuffer(head)).readMessageBegin()
+    except Exception:   # not even a message header: nothing to answer
+        return None
+    why = (f"a request of {length} bytes is over this node's limit of {settings.max_frame_bytes} bytes "
+           f"(a value may be at most {settings.max_value_bytes} bytes: --max-value-bytes)")
+    log.info("refusing %s from %s: %s", name, who, why)
+    buffer = TMemoryBuffer()
+    protocol = TBinaryProtocol(buffer)
+    result = getattr(service, f"{name}_result", None)
+    fields = {spec[2]: spec[3] for spec in getattr(result, "thrift_spec", None) or () if spec}
+    if "invalid" in fields:
+        protocol.writeMessageBegin(name, TMessageType.REPLY, seqid)
+        result(invalid=fields["invalid"][0](why=f"InvalidRequest: {why}")).write(protocol)
+    else:
+        protocol.writeMessageBegin(name, TMessageType.EXCEPTION, seqid)
+        TApplicationException(TApplicationException.PROTOCOL_ERROR, why).write(protocol)
+    protocol.writeMessageEnd()
+    return buffer.getvalue()

@@ -13,10 +13,10 @@ log = logging.getLogger(__name__)
 
 
 class Repairing:
-    """The read-repair steps of kvstore.coordinator.Coordinator, which provides _replicas, _local_id, _timeout
-    and _write_done."""
+    """The read-repair steps of kvstore.coordinator.Coordinator, which provides _replicas, _local_id, _timeout,
+    _background and _write_done."""
 
-    def _repair(self, key, newest, answers, needed, level, deadline, read):
+    async def _repair(self, key, newest, answers, needed, level, deadline, read):
         """Write newest to the stale replicas among answers; wait until `needed` replicas hold it. read: the
         read's Responses: a replica that answers it late holding newest counts too (one whose clock is behind
         refuses the repair, and the read need not fail for it)."""
@@ -29,9 +29,9 @@ class Repairing:
             self._replicas[node_id].write_many_async([(key, newest, self._write_done(node_id, key, newest, responses))],
                                                      deadline)
         holding = len(answers) - len(stale)
-        if not responses.wait(deadline, needed=max(0, needed - holding)):
+        if not await responses.wait(deadline, needed=max(0, needed - holding)):
             repaired, failures = responses.snapshot()
-            read.wait(deadline, needed=read.expected)
+            await read.wait(deadline, needed=read.expected)
             late = [node_id for node_id, cell in read.snapshot()[0] if cell == newest and node_id not in
                     {n for n, _ in answers}]
             if holding + len(repaired) + len(late) >= needed:
@@ -42,8 +42,9 @@ class Repairing:
         return [node_id for node_id, _ in repaired]
 
     def _repair_late(self, key, everyone, used, answered_newest):
-        """Once every replica has answered, repair those that differ from the newest cell of all.
-        The answers the client got were repaired before it got them, unless a late answer is newer."""
+        """Once every replica has answered (called by the last answer), repair those that differ from the newest
+        cell of all, in a task of the node's. The answers the client got were repaired before it got them,
+        unless a late answer is newer."""
         newest = reconcile(cell for _, cell in everyone)
         stale = [node_id for node_id, cell in everyone
                  if cell != newest and (node_id not in used or newest != answered_newest)]
@@ -52,10 +53,16 @@ class Repairing:
             self._repair_in_background([(node_id, key, newest) for node_id in stale])
 
     def _repair_in_background(self, writes):
-        """[(node_id, key, cell)], sent and not waited for (a failure leaves a hint, like any write)."""
+        """[(node_id, key, cell)], repaired by a task of the node's (a failure leaves a hint, like any write)."""
+        if not self._background.stopping:
+            self._background.spawn(self._repair_all(writes), "read-repair")
+
+    async def _repair_all(self, writes):
         deadline = time.monotonic() + self._timeout
+        responses = Responses(len(writes), len(writes))
         grouped = {}
         for node_id, key, cell in writes:
-            grouped.setdefault(node_id, []).append((key, cell, self._write_done(node_id, key, cell, Responses(0, 1))))
+            grouped.setdefault(node_id, []).append((key, cell, self._write_done(node_id, key, cell, responses)))
         for node_id, requests in grouped.items():
             self._replicas[node_id].write_many_async(requests, deadline)
+        await responses.wait(deadline)

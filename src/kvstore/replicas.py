@@ -1,13 +1,13 @@
 """The two kinds of replica a coordinator writes to, reads from and scans.
 
 Both take requests with a callback(error, result) each and never make the
-caller wait for a peer. LocalReplica is this node's own storage: it runs the
-requests in the caller's thread (never an RPC to itself; a group of writes
-shares one fsync) and calls back before returning. RemoteReplica is another
-node: requests go through its channels (coalesced into batches; a group
-submitted together goes in one call) and are called back from the channel's
-thread (or from the caller's, when a request fails before it leaves). This is
-also where our types and the IDL's meet for internode calls.
+caller wait: every callback is called on the node's loop. LocalReplica is this
+node's own storage: reads answer at once; a group of writes is one append on
+the disk worker (one fsync), applied and called back once durable (a task of
+the node's). RemoteReplica is another node: requests go through its channels
+(coalesced into batches; a group submitted together goes in one call) over
+its link (kvstore.peerlink). This is also where our types and the IDL's meet
+for internode calls.
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel
@@ -17,15 +17,19 @@ from kvstore_rpc import ttypes
 
 
 class LocalReplica:
-    def __init__(self, node_id, storage):
+    def __init__(self, node_id, storage, background):
         self.node_id = node_id
         self._storage = storage
+        self._background = background
 
     def write_many_async(self, writes, deadline):
         """writes: [(key, cell, callback)], applied with one fsync; each callback gets 0 (None), or the
         timestamp of the newer cell the replica holds instead."""
+        self._background.spawn(self._write(writes), "local-write")
+
+    async def _write(self, writes):
         try:
-            newer_held = self._storage.apply_all([(key, cell) for key, cell, _ in writes])
+            newer_held = await self._storage.apply_all([(key, cell) for key, cell, _ in writes])
         except StorageError as exc:
             for _, _, callback in writes:
                 callback(exc, None)
@@ -41,17 +45,17 @@ class LocalReplica:
     def scan_async(self, start, end, limit, deadline, callback):
         callback(None, ReplicaPage(self._storage.scan(start, end, limit)))
 
-    def close(self):
+    async def close(self):
         pass
 
 
 class RemoteReplica:
-    def __init__(self, node_id, pool):
+    def __init__(self, node_id, link):
         self.node_id = node_id
-        self._pool = pool
-        self._writes = PeerChannel(node_id, pool.connect, "replica_write_batch")
-        self._reads = PeerChannel(node_id, pool.connect, "replica_read_batch")
-        self._scans = PeerChannel(node_id, pool.connect, "replica_scan_batch")
+        self.link = link
+        self._writes = PeerChannel(node_id, link, "replica_write_batch")
+        self._reads = PeerChannel(node_id, link, "replica_read_batch")
+        self._scans = PeerChannel(node_id, link, "replica_scan_batch")
 
     def write_many_async(self, writes, deadline):
         self._writes.submit_many([(to_mutation(key, cell), len(key) + len(cell.value or b""), deadline, callback)
@@ -67,28 +71,28 @@ class RemoteReplica:
                                   _converting(callback, lambda page: ReplicaPage(
                                       [(m.key, from_cell(m.cell)) for m in page.cells or []], bool(page.truncated))))])
 
-    def deliver(self, mutations, timeout):
-        """Hinted writes, in order, in one call (hint delivery runs in a thread of its own)."""
+    async def deliver(self, mutations, timeout):
+        """Hinted writes, in order, in one call."""
         try:
-            self._pool.call("deliver_hints", [to_mutation(k, c) for k, c in mutations], timeout=timeout)
+            await self.link.call("deliver_hints", [to_mutation(k, c) for k, c in mutations], timeout=timeout)
         except ttypes.StorageFailure as exc:
             raise StorageError(f"node {self.node_id}: {exc.why}") from None
         except ttypes.InvalidRequest as exc:   # e.g. a hint stamped too far ahead of its clock, for now
             raise InvalidRequest(f"node {self.node_id} refused hints: {exc.why}") from None
 
-    def heartbeat(self, from_node, timeout):
+    async def heartbeat(self, from_node, timeout):
         try:
-            return self._pool.call("heartbeat", from_node, timeout=timeout)
+            return await self.link.call("heartbeat", from_node, timeout=timeout)
         except ttypes.InvalidRequest as exc:   # it does not count us in its ring: to us, it is not up
             raise NodeUnavailable(f"node {self.node_id} refused our heartbeat: {exc.why}", sent=True) from None
         except NodeFailed as exc:   # nor is one that fails inside its heartbeat
             raise NodeUnavailable(str(exc), sent=True) from None
 
-    def close(self):
+    async def close(self):
         self._writes.stop()
         self._reads.stop()
         self._scans.stop()
-        self._pool.close()
+        await self.link.close()
 
 
 def _converting(callback, convert):

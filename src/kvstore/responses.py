@@ -1,10 +1,11 @@
-"""Responses: the answers of one request's replicas, gathered as they arrive from any thread.
+"""Responses: the answers of one request's replicas, gathered as they arrive.
 
 The coordinator sends to replicas without waiting on any of them; each
-replica's callback lands here (ok or fail), and the request's own thread waits
-for as many answers as its level needs, or for all, or for its deadline.
+replica's callback lands here (ok or fail), on the node's loop, and the
+request awaits as many answers as its level needs, or all, or its deadline (a
+timer on the loop: nothing polls).
 """
-import threading
+import asyncio
 import time
 
 
@@ -16,54 +17,58 @@ class Responses:
         self.expected = expected
         self.answers = []   # (node_id, result), in order of arrival
         self.failures = {}  # node_id -> reason
-        self._cond = threading.Condition()
         self._when_complete = None
+        self._waiter = None
+        self._wanted = needed
 
     def ok(self, node_id, result=None):
-        with self._cond:
-            self.answers.append((node_id, result))
-            self._cond.notify_all()
-            callback = self._take_callback_if_complete()
-        if callback:
-            callback(list(self.answers))
+        self.answers.append((node_id, result))
+        self._arrived()
 
     def fail(self, node_id, reason):
-        with self._cond:
-            self.failures[node_id] = reason
-            self._cond.notify_all()
-            callback = self._take_callback_if_complete()
-        if callback:
+        self.failures[node_id] = reason
+        self._arrived()
+
+    def _arrived(self):
+        settled = len(self.answers) + len(self.failures) >= self.expected
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and (settled or len(self.answers) >= self._wanted):
+            waiter.set_result(True)
+        if settled and self._when_complete is not None:
+            callback, self._when_complete = self._when_complete, None
             callback(list(self.answers))
 
     def when_complete(self, callback):
         """Call callback(answers) once every expected replica has answered or failed: now, if they
-        all have, else in the thread that brings the last one. No thread waits for it."""
-        with self._cond:
-            self._when_complete = callback
-            callback = self._take_callback_if_complete()
-        if callback:
+        all have, else when the last one does. Nothing waits for it."""
+        if len(self.answers) + len(self.failures) >= self.expected:
             callback(list(self.answers))
+        else:
+            self._when_complete = callback
 
-    def _take_callback_if_complete(self):
-        if self._when_complete is None or len(self.answers) + len(self.failures) < self.expected:
-            return None
-        callback, self._when_complete = self._when_complete, None
-        return callback
-
-    def wait(self, deadline, needed=None):
+    async def wait(self, deadline, needed=None):
         """True once `needed` (default: the level's) answers are in; False if that can no longer happen."""
         needed = self.needed if needed is None else needed
-        with self._cond:
-            while len(self.answers) < needed and len(self.answers) + len(self.failures) < self.expected:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return len(self.answers) >= needed
+        if len(self.answers) < needed and len(self.answers) + len(self.failures) < self.expected:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                loop = asyncio.get_running_loop()
+                self._waiter, self._wanted = loop.create_future(), needed
+                timer = loop.call_later(remaining, _give_up, self._waiter)
+                try:
+                    await self._waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
+        return len(self.answers) >= needed
 
     def snapshot(self):
-        with self._cond:
-            return list(self.answers), dict(self.failures)
+        return list(self.answers), dict(self.failures)
+
+
+def _give_up(waiter):
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 def reasons(failures):

@@ -1,4 +1,6 @@
-"""The node's Thrift server: framed binary protocol, one thread per connection.
+"""A threaded Thrift server: framed binary protocol, one thread per connection. The node serves on its event
+loop (kvstore.loopserver); this is the server of the benchmark's thread floor (bench/floor.py), the design
+the node had before, kept as the baseline it is measured against, and the tests' stand-in peer.
 
 Why not the library's servers: TThreadPoolServer pins a pool thread to every
 idle connection (new clients wait), none of them put a deadline on a half-sent
@@ -34,13 +36,12 @@ import threading
 import time
 from collections import Counter
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
-from thrift.Thrift import TApplicationException, TMessageType
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore.framing import FrameSocket
 from kvstore.peerauth import HANDSHAKE_SECONDS, NotAPeer
-from kvstore.portlimits import FrameBudget, refusal_frame, refuse
+from kvstore.portlimits import FrameBudget, refusal_frame, refuse, too_large_answer
 
 log = logging.getLogger(__name__)
 
@@ -243,26 +244,7 @@ class RpcServer:
                 self._budget.release(held)
 
     def _too_large(self, head, length, who):
-        """The answer to a request too large to read: its call's InvalidRequest, naming the limits."""
-        try:
-            name, _, seqid = TBinaryProtocol(TMemoryBuffer(head)).readMessageBegin()
-        except Exception:   # not even a message header: nothing to answer
-            return None
-        why = (f"a request of {length} bytes is over this node's limit of {self._settings.max_frame_bytes} bytes "
-               f"(a value may be at most {self._settings.max_value_bytes} bytes: --max-value-bytes)")
-        log.info("refusing %s from %s: %s", name, who, why)
-        buffer = TMemoryBuffer()
-        protocol = TBinaryProtocol(buffer)
-        result = getattr(self._service, f"{name}_result", None)
-        fields = {spec[2]: spec[3] for spec in getattr(result, "thrift_spec", None) or () if spec}
-        if "invalid" in fields:
-            protocol.writeMessageBegin(name, TMessageType.REPLY, seqid)
-            result(invalid=fields["invalid"][0](why=f"InvalidRequest: {why}")).write(protocol)
-        else:
-            protocol.writeMessageBegin(name, TMessageType.EXCEPTION, seqid)
-            TApplicationException(TApplicationException.PROTOCOL_ERROR, why).write(protocol)
-        protocol.writeMessageEnd()
-        return buffer.getvalue()
+        return too_large_answer(self._service, self._settings, head, length, who)
 
     def _log_refusal(self, host, message, *args):
         """A refused connection at WARNING once a minute per remote host (a misconfigured peer retries every

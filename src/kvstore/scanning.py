@@ -20,7 +20,7 @@ class Scanning:
     """The scan calls of kvstore.coordinator.Coordinator, which provides _plan, _ring, _replicas, _clock,
     _timeout, _read_done and _repair_in_background."""
 
-    def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
+    async def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
         """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
         top of the key space) in byte order, at most limit and at most max_bytes of them (but always one),
         from each token range's replicas at level."""
@@ -35,7 +35,7 @@ class Scanning:
             segment_end, replicas = self._ring.segment_at(low)
             high = segment_end if end is None or (segment_end is not None and segment_end < end) else end
             asked = max(limit - len(page.items), MIN_SCAN_PAGE)
-            cells, covered = self._scan_segment(low, high, asked, replicas, level, deadline)
+            cells, covered = await self._scan_segment(low, high, asked, replicas, level, deadline)
             now = self._clock.earliest()
             for key, cell in cells:
                 resume = page.add(key, cell) if visible(cell, now) is not None else None
@@ -44,14 +44,14 @@ class Scanning:
             low = covered
         return page.items, None
 
-    def _scan_segment(self, low, high, limit, replicas, level, deadline):
+    async def _scan_segment(self, low, high, limit, replicas, level, deadline):
         """(merged [(key, cell)] in key order, where the merge is complete up to: exclusive, None for
         the top) of [low, high) within one token range, read from its replicas at level."""
         alive, _, needed = self._plan(replicas, level)
         responses = Responses(needed, len(alive))
         for node_id in alive:
             self._replicas[node_id].scan_async(low, high, limit, deadline, self._read_done(node_id, responses))
-        if not responses.wait(deadline):
+        if not await responses.wait(deadline):
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} scan of a token range needs {needed} replicas, "
                            f"{len(answered)} answered in time" + reasons(failures), len(answered), needed)

@@ -5,9 +5,14 @@ nothing a read returns can be lost by a crash. Writes merge by last-write-wins,
 so the order in which concurrent writes reach the log does not matter: replay
 gives the same state. The log is rewritten from the live cells (compaction)
 once it holds more than twice their size, so replay at start-up is
-proportional to the live data, not to every write ever made. Writers share a
-gate across append-and-apply; compaction closes it, so no write can fall
-between the snapshot and the rewritten log.
+proportional to the live data, not to every write ever made.
+
+The cells belong to the node's event loop: every method but load() is called
+on it, and nothing here takes a lock. Appends and compaction's rewrite go to
+the disk worker (kvstore.diskworker), and a write is applied in memory once
+its append is durable. Compaction waits for the appends in flight and holds
+new writes back while it snapshots and rewrites, so no write can fall between
+the snapshot and the rewritten log.
 
 Deletes and expiry: tombstones are cells like any other (they must travel to
 replicas that missed the delete, or those would bring the value back).
@@ -21,9 +26,9 @@ of its key until the clocks caught up with it.
 
 Keys are also kept in a sorted index (sortedcontainers), for range scans.
 """
+import asyncio
 import gc
 import logging
-import threading
 
 from sortedcontainers import SortedList
 
@@ -40,23 +45,28 @@ FROM_THE_FUTURE = -1               # apply_all's answer for a cell refused: stam
 
 
 class Storage:
-    def __init__(self, commit_log, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS, clock=None):
-        """clock: a kvstore.clock.Clock, which judges expiry (earliest) and which cells to admit."""
+    def __init__(self, commit_log, disk, background, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS,
+                 clock=None):
+        """disk: the kvstore.diskworker.DiskWorker its appends go through; background: the node's
+        kvstore.tasks.Background, which runs compaction; clock: a kvstore.clock.Clock, which judges expiry
+        (earliest) and which cells to admit."""
         self._log = commit_log
+        self._disk = disk
+        self._background = background
         self._clock = clock or Clock()
         self._cells = {}
         self._keys = SortedList()
         self._gc_grace_us = int(gc_grace * 1e6)
-        self._lock = threading.Lock()
-        self._gate = _Gate()
         self._live_bytes = 0        # what a compacted log of the current cells would hold
         self._compact_min_bytes = compact_min_bytes
-        self._compacting = False
-        self._compaction_lock = threading.Lock()  # one rewrite at a time
-        self._compaction = None                   # the background compaction's thread, joined by close()
+        self._appending = 0         # appends in flight: a compaction waits for them
+        self._open = asyncio.Event()   # cleared while a compaction snapshots and rewrites: writes wait
+        self._open.set()
+        self._drained = asyncio.Event()
+        self._compaction = None     # the compaction under way (a task, or a request's compact())
 
     def load(self, skip_corrupt=False):
-        """Rebuild the cells from the log; returns how many records were replayed."""
+        """Rebuild the cells from the log (before the node serves); returns how many records were replayed."""
         # Replay makes millions of objects and no cycles: the collector's full passes over them
         # would take longer than the replay itself.
         collecting = gc.isenabled()
@@ -77,14 +87,13 @@ class Storage:
         self._keys = SortedList(cells)
         self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
         log.info("replayed %d records from %s: %d keys", len(spans), self._log.path, len(cells))
-        self._maybe_compact()
         return len(spans)
 
-    def apply(self, key, cell):
+    async def apply(self, key, cell):
         """Make the write durable, then visible. Raises StorageError when it cannot."""
-        self.apply_all([(key, cell)])
+        return (await self.apply_all([(key, cell)]))[0]
 
-    def apply_all(self, mutations):
+    async def apply_all(self, mutations):
         """Apply many writes with one shared fsync. A write older than what is held is skipped. Returns, for
         each write, 0 when it is now the key's cell, the timestamp of the newer cell held instead, or
         FROM_THE_FUTURE when it was refused (stamped too far ahead of this node's clock)."""
@@ -94,80 +103,80 @@ class Storage:
             log.warning("refused %d cells stamped up to %.3f s ahead of this node's clock, more than the %g s it "
                         "believes (--max-clock-offset)", admitted.count(False), ahead / 1e6,
                         self._clock.max_offset / 1e6)
-        self._gate.enter()
-        try:
-            held = [self._cells.get(k) for k, _ in mutations]
-            fresh = [(k, c) for (k, c), old, ok in zip(mutations, held, admitted) if ok and newer(old, c) is c]
-            if fresh:
-                self._log.append_all([encode_mutation(k, c) for k, c in fresh])
-                for key, cell in fresh:
-                    self._merge(key, cell)
-        finally:
-            self._gate.leave()
+        while not self._open.is_set():
+            await self._open.wait()
+        held = [self._cells.get(k) for k, _ in mutations]
+        fresh = [(k, c) for (k, c), old, ok in zip(mutations, held, admitted) if ok and newer(old, c) is c]
         if fresh:
-            self._maybe_compact()
+            appended = self._disk.append(self._log, [encode_mutation(k, c) for k, c in fresh])
+            self._appending += 1
+            appended.add_done_callback(lambda future: self._appended(fresh, future))
+            await asyncio.shield(appended)   # a request given up on still applies what its append made durable
         return [FROM_THE_FUTURE if not ok else 0 if old is None or old == c or newer(old, c) is c else old.timestamp
                 for (_, c), old, ok in zip(mutations, held, admitted)]
 
+    def _appended(self, fresh, future):
+        self._appending -= 1
+        if not self._appending:
+            self._drained.set()
+        if future.cancelled() or future.exception() is not None:
+            return
+        for key, cell in fresh:
+            self._merge(key, cell)
+        self._maybe_compact()
+
     def _merge(self, key, cell):
-        with self._lock:
-            held = self._cells.get(key)
-            winner = newer(held, cell)
-            if winner is not held:
-                if held is None:
-                    self._keys.add(key)
-                self._cells[key] = winner
-                self._live_bytes += _record_size(key, winner) - (_record_size(key, held) if held else 0)
+        held = self._cells.get(key)
+        winner = newer(held, cell)
+        if winner is not held:
+            if held is None:
+                self._keys.add(key)
+            self._cells[key] = winner
+            self._live_bytes += _record_size(key, winner) - (_record_size(key, held) if held else 0)
+
+    def maybe_compact(self):
+        """Start a compaction in the background if the log holds more than twice the live data."""
+        self._maybe_compact()
 
     def _maybe_compact(self):
-        if self._log.size < max(self._compact_min_bytes, 2 * self._live_bytes):
+        if self._compaction is not None or self._log.size < max(self._compact_min_bytes, 2 * self._live_bytes):
             return
-        with self._lock:
-            if self._compacting:
-                return
-            self._compacting = True
-            self._compaction = threading.Thread(target=self._compact_in_background, name="compaction", daemon=True)
-            self._compaction.start()
+        if not self._background.stopping:
+            self._background.spawn(self._compact_in_background(), "compaction")
 
-    def _compact_in_background(self):
+    async def _compact_in_background(self):
         try:
-            self.compact()
+            await self.compact()
         except Exception:  # a failed compaction leaves the old log in place; say so, never silently
             log.exception("compaction of %s failed", self._log.path)
-        finally:
-            with self._lock:
-                self._compacting = False
 
-    def compact(self):
+    async def compact(self):
         """Rewrite the log as just the current cells (writes wait meanwhile): expired values become
         tombstones, tombstones past the grace period are dropped. Returns the tombstones dropped."""
-        with self._compaction_lock:
-            self._gate.close()
-            try:
-                before = self._log.size
-                now = self._clock.earliest()
-                with self._lock:
-                    items, changed, dropped = [], [], []
-                    for key, cell in self._cells.items():
-                        kept = purge(cell, now, self._gc_grace_us)
-                        if kept is None:
-                            dropped.append(key)
-                            continue
-                        items.append((key, kept))
-                        if kept is not cell:
-                            changed.append((key, kept))
-                self._log.rewrite([encode_mutation(k, c) for k, c in items])
-                with self._lock:  # memory holds what the log now holds
-                    self._cells.update(changed)
-                    for key in dropped:
-                        del self._cells[key]
-                        self._keys.remove(key)
-                    self._live_bytes = sum(_record_size(k, c) for k, c in items)
-            finally:
-                self._gate.open()
-            log.info("compacted %s: %d -> %d bytes (%d keys, %d tombstones past grace dropped)",
-                     self._log.path, before, self._log.size, len(items), len(dropped))
-            return len(dropped)
+        while self._compaction is not None:
+            await self._compaction
+        self._compaction = asyncio.get_running_loop().create_future()
+        self._open.clear()
+        try:
+            while self._appending:
+                self._drained.clear()
+                await self._drained.wait()
+            before = self._log.size
+            snapshot = list(self._cells.items())
+            items, changed, dropped = await self._disk.run(_rewrite, self._log, snapshot, self._clock.earliest(),
+                                                           self._gc_grace_us)
+            self._cells.update(changed)   # memory holds what the log now holds
+            for key in dropped:
+                del self._cells[key]
+                self._keys.remove(key)
+            self._live_bytes = sum(_record_size(k, c) for k, c in items)
+        finally:
+            self._open.set()
+            self._compaction.set_result(None)
+            self._compaction = None
+        log.info("compacted %s: %d -> %d bytes (%d keys, %d tombstones past grace dropped)",
+                 self._log.path, before, self._log.size, len(items), len(dropped))
+        return len(dropped)
 
     def get(self, key):
         """The key's cell as stored: a value, an expiring value (perhaps expired) or a tombstone."""
@@ -176,18 +185,16 @@ class Storage:
     def scan(self, start, end, limit):
         """[(key, cell)] for keys in [start, end) in byte order (end None: no bound), at most limit,
         tombstones and expired cells included: the coordinator needs them to merge replicas."""
-        with self._lock:
-            keys = []
-            for key in self._keys.irange(start, end, inclusive=(True, False)):
-                if len(keys) >= limit:
-                    break
-                keys.append(key)
-            return [(key, self._cells[key]) for key in keys]
+        keys = []
+        for key in self._keys.irange(start, end, inclusive=(True, False)):
+            if len(keys) >= limit:
+                break
+            keys.append(key)
+        return [(key, self._cells[key]) for key in keys]
 
     def items(self):
         """A snapshot of (key, cell), sorted by key (the key index is already in order)."""
-        with self._lock:
-            return [(key, self._cells[key]) for key in self._keys]
+        return [(key, self._cells[key]) for key in self._keys]
 
     def __len__(self):
         return len(self._cells)
@@ -202,43 +209,25 @@ class Storage:
         return self._log.records_written, self._log.fsync_count
 
     def close(self):
-        """Close the log, once a compaction under way has finished."""
-        if self._compaction is not None:
-            self._compaction.join()
+        """Close the log (once the disk worker has stopped: nothing writes to it any more)."""
         self._log.close()
+
+
+def _rewrite(commit_log, snapshot, now, gc_grace_us):
+    """On the disk worker: the cells after purging (expired values as tombstones, old tombstones dropped),
+    written as the new log. Returns (kept items, the cells purging changed, the keys dropped)."""
+    items, changed, dropped = [], [], []
+    for key, cell in snapshot:
+        kept = purge(cell, now, gc_grace_us)
+        if kept is None:
+            dropped.append(key)
+            continue
+        items.append((key, kept))
+        if kept is not cell:
+            changed.append((key, kept))
+    commit_log.rewrite([encode_mutation(k, c) for k, c in items])
+    return items, changed, dropped
 
 
 def _record_size(key, cell):
     return RECORD_OVERHEAD + len(key) + len(cell.value or b"")
-
-
-class _Gate:
-    """Many writers may be inside at once; close() waits for them to leave and keeps new ones out."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._inside = 0
-        self._closed = False
-
-    def enter(self):
-        with self._cond:
-            while self._closed:
-                self._cond.wait()
-            self._inside += 1
-
-    def leave(self):
-        with self._cond:
-            self._inside -= 1
-            if self._inside == 0:
-                self._cond.notify_all()
-
-    def close(self):
-        with self._cond:
-            self._closed = True
-            while self._inside:
-                self._cond.wait()
-
-    def open(self):
-        with self._cond:
-            self._closed = False
-            self._cond.notify_all()

@@ -1,0 +1,104 @@
+"""The disk worker: the one thread that touches a serving node's files, so that its event loop never waits on a
+disk.
+
+The loop queues work and gets a future back. An append (`append(log, payloads)`) waits in the queue with
+every other append that arrives before the worker gets to it; the worker then takes everything queued, writes
+each log's records with one pwrite and one fdatasync (`CommitLog.append_all`: with one caller it never waits
+for a leader), and completes that batch's futures on the loop in one wake-up: the shape of Cassandra's batch
+commit-log writer. Any other file work (a compaction's rewrite, a hint checkpoint, the clock's reservation) is a
+job (`run(function, *args)`), done in queue order between batches of appends.
+
+The worker is started and stopped by its owner (the node): `stop()` finishes what is queued and joins the
+thread.
+"""
+import collections
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class DiskWorker:
+    def __init__(self, loop, name="disk"):
+        self._loop = loop
+        self._queue = collections.deque()   # ("append", log, payloads, future) or ("job", function, args, future)
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name)
+        self.batches = 0   # how many batches of appends it wrote: with the logs' fsync counts, how well it groups
+
+    def start(self):
+        self._thread.start()
+
+    def append(self, commit_log, payloads):
+        """A future (on the loop) done once payloads are durable in commit_log, in order; its exception is the
+        log's StorageError when they could not be."""
+        return self._put("append", commit_log, payloads)
+
+    def run(self, function, *args):
+        """A future (on the loop) of function(*args), called on the worker's thread."""
+        return self._put("job", function, args)
+
+    def _put(self, kind, target, argument):
+        future = self._loop.create_future()
+        with self._wake:
+            if self._stopping:
+                raise RuntimeError("the disk worker has stopped")
+            self._queue.append((kind, target, argument, future))
+            if len(self._queue) == 1:
+                self._wake.notify()
+        return future
+
+    def stop(self):
+        """Do what is queued, then end the thread and join it."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self):
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                work = list(self._queue)
+                self._queue.clear()
+            done = []
+            appends = {}   # log -> [(payloads, future)], written together before the next job
+            for kind, target, argument, future in work:
+                if kind == "append":
+                    appends.setdefault(target, []).append((argument, future))
+                    continue
+                done += self._write(appends)
+                appends = {}
+                try:
+                    done.append((future, target(*argument), None))
+                except Exception as exc:   # the job's caller decides what its failure means
+                    done.append((future, None, exc))
+            done += self._write(appends)
+            self._loop.call_soon_threadsafe(_complete, done)
+
+    def _write(self, appends):
+        done = []
+        for commit_log, waiting in appends.items():
+            error = None
+            try:
+                commit_log.append_all([payload for payloads, _ in waiting for payload in payloads])
+            except Exception as exc:   # StorageError, or a bug: every append of the batch gets it
+                error = exc
+            self.batches += 1
+            done += [(future, None, error) for _, future in waiting]
+        return done
+
+
+def _complete(done):
+    for future, result, error in done:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
