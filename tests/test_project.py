@@ -12,7 +12,8 @@ PACKAGE = ROOT / "src" / "kvstore"
 
 # Modules that must not speak Thrift: the storage and placement core.
 PURE = {"errors", "config", "cell", "clock", "ring", "consistency", "records", "commitlog", "storage", "hints",
-        "coordinator", "scanning", "repairing", "failure", "handoff", "clockfile", "answers"}
+        "coordinator", "scanning", "repairing", "failure", "handoff", "clockfile", "answers", "diskworker", "tasks",
+        "responses", "loopcheck"}
 THRIFT_MODULES = {"thrift", "kvstore_rpc"}
 
 
@@ -61,3 +62,27 @@ def test_modules_stay_small():
     for path in PACKAGE.glob("*.py"):
         lines = len(path.read_text().splitlines())
         assert lines <= 320, f"{path.name} has {lines} lines: find the new noun it is hiding"
+
+
+def node_modules():
+    """The package's modules a node process imports, from kvstore.node down."""
+    seen, todo = set(), ["node"]
+    while todo:
+        name = todo.pop()
+        if name in seen or not (PACKAGE / f"{name}.py").exists():
+            continue
+        seen.add(name)
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kvstore"):
+                parts = node.module.split(".")
+                todo += [parts[1]] if len(parts) > 1 else [alias.name for alias in node.names]
+    return seen
+
+
+def test_a_node_starts_no_daemon_thread():
+    """Every thread a node starts has an owner that joins it: none is a daemon left to die with the process."""
+    modules = node_modules()
+    assert {"node", "loopserver", "peerlink", "diskworker", "storage"} <= modules
+    for name in sorted(modules):
+        assert "daemon=True" not in (PACKAGE / f"{name}.py").read_text(), f"{name}.py starts a daemon thread"

@@ -92,8 +92,8 @@ class Clock:
         # detector, set once it exists (node.run).
         self.peers = _NoPeers()
         # save_later(bound, done): starts making reservation.save(bound) durable off the node's loop and returns
-        # a future of it, calling done(error or None) on the loop first; None: a stamp that needs a reservation
-        # saves it on the spot.
+        # a future of its error (None: done), which is done only once done(that error) has run on the loop;
+        # None: a stamp that needs a reservation saves it on the spot.
         self.save_later = None
         self._renewal = None
         self._off = False   # as last logged

@@ -172,7 +172,10 @@ class Coordinator(Scanning, Repairing):
                 try:
                     return self._clock.now(floor, trusted)
                 except ReservationNeeded as need:   # after an idle spell: one small fsync on the disk worker
-                    await asyncio.shield(self._clock.renew(need.stamp))
+                    error = await asyncio.shield(self._clock.renew(need.stamp))
+                    if error is not None:
+                        raise Unavailable(0, 1, message=f"Unavailable: node {self._local_id} cannot make its "
+                                          f"clock's reservation durable ({error}); send the write to another node")
         except ClockTooFarOff as exc:
             raise ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {exc.offset:+.3f} s from most of its "
                               f"peers', more than the {exc.allowed:g} s allowed (half of --max-clock-offset): it "

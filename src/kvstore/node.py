@@ -259,9 +259,17 @@ async def shut_down(servers, detector, background, replicas, disk, storage, hint
 
 
 def _then(future, done):
-    """future, with done(its error or None) called on the loop before anything awaiting it resumes."""
-    future.add_done_callback(lambda f: done(None if f.cancelled() else f.exception()))
-    return future
+    """A future of future's error (None: it succeeded), done only once done(that error) has run: whoever awaits
+    it sees what done() changed."""
+    outer = future.get_loop().create_future()
+
+    def finished(inner):
+        error = asyncio.CancelledError() if inner.cancelled() else inner.exception()
+        done(error)
+        if not outer.done():
+            outer.set_result(error)
+    future.add_done_callback(finished)
+    return outer
 
 
 async def _close(servers, disk, storage, hints, checker):
