@@ -11,6 +11,7 @@ job (`run(function, *args)`), done in queue order between batches of appends.
 The worker is started and stopped by its owner (the node): `stop()` finishes what is queued and joins the
 thread.
 """
+import asyncio
 import collections
 import logging
 import threading
@@ -30,17 +31,18 @@ class DiskWorker:
     def start(self):
         self._thread.start()
 
-    def append(self, commit_log, payloads):
-        """A future (on the loop) done once payloads are durable in commit_log, in order; its exception is the
-        log's StorageError when they could not be."""
-        return self._put("append", commit_log, payloads)
+    def append(self, commit_log, payloads, done=None):
+        """Make payloads durable in commit_log, in order. done(error or None) is called on the loop, straight from
+        the batch's completion; without done: a future (on the loop), its exception the log's StorageError when
+        they could not be."""
+        return self._put("append", commit_log, payloads, done)
 
     def run(self, function, *args):
         """A future (on the loop) of function(*args), called on the worker's thread."""
         return self._put("job", function, args)
 
-    def _put(self, kind, target, argument):
-        future = self._loop.create_future()
+    def _put(self, kind, target, argument, done=None):
+        future = self._loop.create_future() if done is None else done
         with self._wake:
             if self._stopping:
                 raise RuntimeError("the disk worker has stopped")
@@ -96,6 +98,12 @@ class DiskWorker:
 
 def _complete(done):
     for future, result, error in done:
+        if not isinstance(future, asyncio.Future):   # a callback: called now, in this turn of the loop
+            try:
+                future(error)
+            except Exception:
+                log.exception("an append's callback failed")
+            continue
         if future.cancelled():
             continue
         if error is None:

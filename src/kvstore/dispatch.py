@@ -12,14 +12,19 @@ on the wire are exactly what the generated Processor writes.
 """
 import inspect
 import logging
+import struct
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.protocol import fastbinary
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TTransport import TMemoryBuffer
 
 log = logging.getLogger(__name__)
 
 MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
+_HEADER = struct.Struct("!ii")   # version and message type; the name's length
+_SEQID = struct.Struct("!i")
+VERSION_1, VERSION_MASK, TYPE_MASK = TBinaryProtocol.VERSION_1, TBinaryProtocol.VERSION_MASK, TBinaryProtocol.TYPE_MASK
 
 
 class Method:
@@ -41,22 +46,47 @@ class Service:
     def __init__(self, service, max_string):
         names = [name[:-len("_args")] for name in dir(service) if name.endswith("_args")]
         self.methods = {name: Method(service, name) for name in names}
-        self._max_string = max_string
+        # One protocol object, its transport swapped for each message: only its limits and the accelerated
+        # decoder are used.
+        self._protocol = TBinaryProtocolAccelerated(TMemoryBuffer(), strictRead=True, string_length_limit=max_string,
+                                                    container_length_limit=MAX_CONTAINER_LENGTH, fallback=False)
 
     def decode(self, payload):
-        """(method name, sequence id, Method or None when unknown, its arguments in order). Raises what the
-        protocol raises on bytes that do not decode (the caller closes the connection)."""
-        protocol = TBinaryProtocolAccelerated(TMemoryBuffer(payload), strictRead=True,
-                                              string_length_limit=self._max_string,
-                                              container_length_limit=MAX_CONTAINER_LENGTH, fallback=False)
-        name, kind, seqid = protocol.readMessageBegin()
+        """(method name, sequence id, Method or None when unknown, its arguments in order). Raises ValueError
+        (or what the decoder raises) on bytes that do not decode: the caller closes the connection."""
+        name, kind, seqid, offset = read_header(payload)
         method = self.methods.get(name)
         if method is None or kind not in (TMessageType.CALL, TMessageType.ONEWAY):
             return name, seqid, None, ()
         args = method.args()
-        args.read(protocol)
-        protocol.readMessageEnd()
+        self._protocol.trans = buffer_at(payload, offset)
+        args.read(self._protocol)
         return name, seqid, method, [getattr(args, field) for field in method.fields]
+
+
+def read_header(payload):
+    """(name, message type, sequence id, where the body starts) of a strict binary-protocol message."""
+    if len(payload) < 12:
+        raise ValueError(f"a message of {len(payload)} bytes")
+    version, length = _HEADER.unpack_from(payload)
+    if version & VERSION_MASK != VERSION_1 or not 0 <= length <= len(payload) - 12:
+        raise ValueError("not a strict binary-protocol message")
+    name = payload[8:8 + length].decode("utf-8")
+    seqid, = _SEQID.unpack_from(payload, 8 + length)
+    return name, version & TYPE_MASK, seqid, 12 + length
+
+
+def buffer_at(payload, offset):
+    buffer = TMemoryBuffer(payload)
+    buffer._buffer.seek(offset)   # the C decoder reads from the buffer's position
+    return buffer
+
+
+def message(name, kind, seqid, body):
+    """A message: its header, then body encoded by the C accelerator."""
+    encoded = name.encode("utf-8")
+    return (_HEADER.pack(VERSION_1 | kind, len(encoded)) + encoded + _SEQID.pack(seqid)
+            + fastbinary.encode_binary(body, [body.__class__, body.thrift_spec]))
 
 
 def unknown_method(name, seqid):
@@ -84,8 +114,10 @@ def failure(method, seqid, exc, who=""):
 
 
 def _encode(name, kind, seqid, body):
-    protocol = TBinaryProtocolAccelerated(TMemoryBuffer())
-    protocol.writeMessageBegin(name, kind, seqid)
-    body.write(protocol)
-    protocol.writeMessageEnd()
-    return protocol.trans.getvalue()
+    if isinstance(body, TApplicationException):   # not a generated struct: written field by field
+        protocol = TBinaryProtocolAccelerated(TMemoryBuffer())
+        protocol.writeMessageBegin(name, kind, seqid)
+        body.write(protocol)
+        protocol.writeMessageEnd()
+        return protocol.trans.getvalue()
+    return message(name, kind, seqid, body)

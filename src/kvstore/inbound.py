@@ -261,6 +261,9 @@ class Inbound(asyncio.Protocol):
         except Exception as exc:
             self._done(dispatch.failure(method, seqid, exc, self.who))
             return
+        if isinstance(outcome, asyncio.Future):   # a call that completes without a task of its own
+            outcome.add_done_callback(lambda f: self._finished(f, method, seqid))
+            return
         if not asyncio.iscoroutine(outcome):
             self._done(dispatch.answer(method, seqid, outcome))
             return

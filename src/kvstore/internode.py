@@ -5,6 +5,7 @@ heartbeats, and hint hand-off delivers the writes a coordinator held while
 this node was down. One method per IDL method: validate, apply to storage, map
 errors to the IDL's. None of it is reachable from the client port.
 """
+import asyncio
 import contextlib
 import logging
 
@@ -62,9 +63,25 @@ class InternodeHandler:
             self._check_key(key)
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
 
-    async def replica_write_batch(self, mutations):
+    def replica_write_batch(self, mutations):
+        """A future of the batch's answers (the hottest call: no coroutine, no task; see Storage.apply_all_then)."""
         with _replica_errors():
-            return await self._storage.apply_all([self._check_mutation(m) for m in mutations or []])
+            checked = [self._check_mutation(m) for m in mutations or []]
+        answered = asyncio.get_running_loop().create_future()
+
+        def done(error, answers):
+            if answered.done():
+                return
+            if error is None:
+                answered.set_result(answers)
+                return
+            try:
+                with _replica_errors():
+                    raise error
+            except Exception as mapped:
+                answered.set_exception(mapped)
+        self._storage.apply_all_then(checked, done)
+        return answered
 
     def replica_scan_batch(self, ranges):
         with _replica_errors():

@@ -138,13 +138,15 @@ def main(argv=None):
         return EXIT_IN_USE
     processes.write_pid_file(data_dir)
     try:
-        return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records, security)
+        return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records, security,
+                   args.event_loop)
     finally:
         processes.remove_pid_file(data_dir)
         lock.release()
 
 
-def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, security=Security()):
+def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, security=Security(),
+        event_loop="uvloop"):
     check_accelerator()
     if settings.commitlog_sync_period:
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
@@ -159,6 +161,9 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
         return EXIT_CONFIG
     # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG), not kill the node.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if event_loop == "uvloop" and not loopcheck.enabled():   # the check needs asyncio's own debug mode
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return asyncio.run(_serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock),
                        debug=loopcheck.enabled())
 

@@ -60,6 +60,9 @@ def parse_args(argv):
                         "commitlog_sync: periodic; a write then survives a crash of the node, not of the machine")
     p.add_argument("--skip-corrupt-records", action="store_true",
                    help="start despite a corrupt log: skip the damaged records (reported; the file is kept aside)")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="the node's event loop: uvloop (default: libuv's, about 10%% less CPU a request here) or "
+                        "Python's own asyncio loop")
     p.add_argument("--max-clock-offset", type=float, default=defaults.max_clock_offset, metavar="SECONDS",
                    help="the most two nodes' clocks may differ (default 0.5 s, as CockroachDB's): a node more "
                         "than half of it from most of its peers coordinates no writes; a cell or a session's "

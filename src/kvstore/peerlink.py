@@ -29,6 +29,7 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
+from kvstore.dispatch import buffer_at, message, read_header
 from kvstore.errors import ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
 from kvstore.peerauth import HANDSHAKE_SECONDS, MAX_ANSWER, NotAPeer, UnexpectedAnswer, answer_proof, hello, hung_up
 from kvstore.peers import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME, _arity, _reason, _refusal_in
@@ -54,6 +55,9 @@ class PeerLink:
         self._pending = {}        # seqid -> _Call
         self._seqid = 0
         self._closed = False
+        # Answers are decoded by the C accelerator through one protocol object, its transport swapped each time.
+        self._reader = TBinaryProtocolAccelerated(TMemoryBuffer(), string_length_limit=CLIENT_MAX_FRAME,
+                                                  container_length_limit=CLIENT_MAX_CONTAINER)
 
     # ---- calls ----
 
@@ -66,7 +70,7 @@ class PeerLink:
             return
         self._seqid = seqid = (self._seqid + 1) & 0x7FFFFFFF
         missing = _arity(self._service, method) - len(args)
-        call = _Call(method, done, loop.call_at(deadline, self._expired, seqid))
+        call = _Call(method, done, loop.call_later(max(0.0, deadline - time.monotonic()), self._expired, seqid))
         self._pending[seqid] = call
         frame = _call_frame(self._service, method, seqid, tuple(args) + (None,) * max(0, missing))
         if self._protocol is not None:
@@ -99,10 +103,9 @@ class PeerLink:
 
     def answered(self, protocol, payload):
         try:
-            transport = TMemoryBuffer(payload)
-            reader = TBinaryProtocolAccelerated(transport, string_length_limit=CLIENT_MAX_FRAME,
-                                                container_length_limit=CLIENT_MAX_CONTAINER)
-            _, kind, seqid = reader.readMessageBegin()
+            _, kind, seqid, offset = read_header(payload)
+            reader = self._reader
+            reader.trans = buffer_at(payload, offset)
         except Exception as exc:
             self._drop(protocol, f"an answer that does not decode ({exc})")
             return
@@ -274,11 +277,7 @@ class _LinkProtocol(asyncio.Protocol):
 
 
 def _call_frame(service, method, seqid, args):
-    protocol = TBinaryProtocolAccelerated(TMemoryBuffer())
-    protocol.writeMessageBegin(method, TMessageType.CALL, seqid)
-    getattr(service, f"{method}_args")(*args).write(protocol)
-    protocol.writeMessageEnd()
-    return protocol.trans.getvalue()
+    return message(method, TMessageType.CALL, seqid, getattr(service, f"{method}_args")(*args))
 
 
 def _outcome(answer, method, address):

@@ -3,8 +3,8 @@
 Both take requests with a callback(error, result) each and never make the
 caller wait: every callback is called on the node's loop. LocalReplica is this
 node's own storage: reads answer at once; a group of writes is one append on
-the disk worker (one fsync), applied and called back once durable (a task of
-the node's). RemoteReplica is another node: requests go through its channels
+the disk worker (one fsync), applied and called back once durable, straight
+from the disk worker's completion. RemoteReplica is another node: requests go through its channels
 (coalesced into batches; a group submitted together goes in one call) over
 its link (kvstore.peerlink). This is also where our types and the IDL's meet
 for internode calls.
@@ -25,17 +25,8 @@ class LocalReplica:
     def write_many_async(self, writes, deadline):
         """writes: [(key, cell, callback)], applied with one fsync; each callback gets 0 (None), or the
         timestamp of the newer cell the replica holds instead."""
-        self._background.spawn(self._write(writes), "local-write")
-
-    async def _write(self, writes):
-        try:
-            newer_held = await self._storage.apply_all([(key, cell) for key, cell, _ in writes])
-        except StorageError as exc:
-            for _, _, callback in writes:
-                callback(exc, None)
-        else:
-            for (_, _, callback), held in zip(writes, newer_held):
-                callback(None, held)
+        self._storage.apply_all_then([(key, cell) for key, cell, _ in writes],
+                                     lambda error, newer_held: _written(writes, error, newer_held))
 
     def read_many_async(self, reads, deadline):
         """reads: [(key, callback)]; each callback gets the stored cell (tombstones included) or None."""
@@ -93,6 +84,11 @@ class RemoteReplica:
         self._reads.stop()
         self._scans.stop()
         await self.link.close()
+
+
+def _written(writes, error, newer_held):
+    for (_, _, callback), held in zip(writes, newer_held or [None] * len(writes)):
+        callback(error, None if error else held)
 
 
 def _converting(callback, convert):

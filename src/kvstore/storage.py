@@ -62,6 +62,7 @@ class Storage:
         self._appending = 0         # appends in flight: a compaction waits for them
         self._open = asyncio.Event()   # cleared while a compaction snapshots and rewrites: writes wait
         self._open.set()
+        self._held_back = []        # (mutations, done) of the writes that came while it was closed
         self._drained = asyncio.Event()
         self._compaction = None     # the compaction under way (a task, or a request's compact())
 
@@ -97,33 +98,43 @@ class Storage:
         """Apply many writes with one shared fsync. A write older than what is held is skipped. Returns, for
         each write, 0 when it is now the key's cell, the timestamp of the newer cell held instead, or
         FROM_THE_FUTURE when it was refused (stamped too far ahead of this node's clock)."""
+        future = asyncio.get_running_loop().create_future()
+        self.apply_all_then(mutations, lambda error, answers: _settle(future, error, answers))
+        return await future
+
+    def apply_all_then(self, mutations, done):
+        """apply_all without a coroutine: done(error, answers) is called on the loop once the writes are durable
+        and applied (a StorageError when they could not be), straight from the disk worker's completion: the
+        write path of a request costs no task and no extra turn of the loop."""
         admitted = [self._clock.admits(c.timestamp) for _, c in mutations]
         if not all(admitted):
             ahead = max(c.timestamp for _, c in mutations) - self._clock.read()
             log.warning("refused %d cells stamped up to %.3f s ahead of this node's clock, more than the %g s it "
                         "believes (--max-clock-offset)", admitted.count(False), ahead / 1e6,
                         self._clock.max_offset / 1e6)
-        while not self._open.is_set():
-            await self._open.wait()
+        if not self._open.is_set():   # a compaction is rewriting the log: this write waits for it
+            self._held_back.append((mutations, done))
+            return
         held = [self._cells.get(k) for k, _ in mutations]
+        answers = [FROM_THE_FUTURE if not ok else 0 if old is None or old == c or newer(old, c) is c else old.timestamp
+                   for (_, c), old, ok in zip(mutations, held, admitted)]
         fresh = [(k, c) for (k, c), old, ok in zip(mutations, held, admitted) if ok and newer(old, c) is c]
-        if fresh:
-            appended = self._disk.append(self._log, [encode_mutation(k, c) for k, c in fresh])
-            self._appending += 1
-            appended.add_done_callback(lambda future: self._appended(fresh, future))
-            await asyncio.shield(appended)   # a request given up on still applies what its append made durable
-        return [FROM_THE_FUTURE if not ok else 0 if old is None or old == c or newer(old, c) is c else old.timestamp
-                for (_, c), old, ok in zip(mutations, held, admitted)]
+        if not fresh:
+            done(None, answers)
+            return
+        self._appending += 1
+        self._disk.append(self._log, [encode_mutation(k, c) for k, c in fresh],
+                          lambda error: self._appended(fresh, error, done, answers))
 
-    def _appended(self, fresh, future):
+    def _appended(self, fresh, error, done, answers):
         self._appending -= 1
         if not self._appending:
             self._drained.set()
-        if future.cancelled() or future.exception() is not None:
-            return
-        for key, cell in fresh:
-            self._merge(key, cell)
-        self._maybe_compact()
+        if error is None:
+            for key, cell in fresh:
+                self._merge(key, cell)
+            self._maybe_compact()
+        done(error, None if error else answers)
 
     def _merge(self, key, cell):
         held = self._cells.get(key)
@@ -174,6 +185,9 @@ class Storage:
             self._open.set()
             self._compaction.set_result(None)
             self._compaction = None
+            held_back, self._held_back = self._held_back, []
+            for mutations, done in held_back:
+                self.apply_all_then(mutations, done)
         log.info("compacted %s: %d -> %d bytes (%d keys, %d tombstones past grace dropped)",
                  self._log.path, before, self._log.size, len(items), len(dropped))
         return len(dropped)
@@ -211,6 +225,15 @@ class Storage:
     def close(self):
         """Close the log (once the disk worker has stopped: nothing writes to it any more)."""
         self._log.close()
+
+
+def _settle(future, error, result):
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _rewrite(commit_log, snapshot, now, gc_grace_us):
