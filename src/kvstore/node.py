@@ -151,9 +151,10 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     if settings.commitlog_sync_period:
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
                     "since the last sync is lost if the machine fails", settings.commitlog_sync_period)
+    reservation = ClockFile(data_dir)
     try:
         max_offset = int(settings.max_clock_offset * 1_000_000)
-        clock = Clock(reservation=ClockFile(data_dir),   # above every timestamp issued before a restart
+        clock = Clock(reservation=reservation,   # above every timestamp issued before a restart
                       max_offset=max_offset, ahead=max(1000, max_offset // 2))
         clock.reserve()
     except ConfigError as exc:
@@ -164,8 +165,11 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
     if event_loop == "uvloop" and not loopcheck.enabled():   # the check needs asyncio's own debug mode
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return asyncio.run(_serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock),
-                       debug=loopcheck.enabled())
+    try:
+        return asyncio.run(_serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock),
+                           debug=loopcheck.enabled())
+    finally:
+        reservation.close()
 
 
 async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock):
