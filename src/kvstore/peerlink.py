@@ -32,6 +32,7 @@ from thrift.transport.TTransport import TMemoryBuffer
 from kvstore.dispatch import buffer_at, message, read_header
 from kvstore.errors import ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
 from kvstore.peerauth import HANDSHAKE_SECONDS, MAX_ANSWER, NotAPeer, UnexpectedAnswer, answer_proof, hello, hung_up
+from kvstore.tasks import settle
 from kvstore.peers import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME, _arity, _reason, _refusal_in
 from kvstore_rpc import Internode
 
@@ -84,7 +85,7 @@ class PeerLink:
     async def call(self, method, *args, timeout):
         """The answer of method(*args) within timeout seconds (raises what send() would call back with)."""
         future = asyncio.get_running_loop().create_future()
-        self.send(method, args, time.monotonic() + timeout, lambda error, result: _settle(future, error, result))
+        self.send(method, args, time.monotonic() + timeout, lambda error, result: settle(future, error, result))
         return await future
 
     def _expired(self, seqid):
@@ -291,11 +292,3 @@ def _outcome(answer, method, address):
         return None, None
     return NodeFailed(f"{address} answered {method} with no result"), None
 
-
-def _settle(future, error, result):
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

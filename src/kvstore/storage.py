@@ -36,6 +36,7 @@ from kvstore.clock import Clock
 from kvstore.cell import MalformedMutation, encode_mutation, newer, purge, replay_into
 from kvstore.records import RECORD_HEADER, RECORD_OVERHEAD
 from kvstore.errors import CorruptLogError
+from kvstore.tasks import settle
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Storage:
         each write, 0 when it is now the key's cell, the timestamp of the newer cell held instead, or
         FROM_THE_FUTURE when it was refused (stamped too far ahead of this node's clock)."""
         future = asyncio.get_running_loop().create_future()
-        self.apply_all_then(mutations, lambda error, answers: _settle(future, error, answers))
+        self.apply_all_then(mutations, lambda error, answers: settle(future, error, answers))
         return await future
 
     def apply_all_then(self, mutations, done):
@@ -226,14 +227,6 @@ class Storage:
         """Close the log (once the disk worker has stopped: nothing writes to it any more)."""
         self._log.close()
 
-
-def _settle(future, error, result):
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 def _rewrite(commit_log, snapshot, now, gc_grace_us):

@@ -49,3 +49,13 @@ class Background:
         if left:
             await asyncio.wait(left)
         return sorted(task.get_name() for task in left)
+
+
+def settle(future, error, result):
+    """Complete future with result, or with error when it is not None (a future already done is left as it is)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
