@@ -74,21 +74,22 @@ class HintStore:
         return total
 
     def _target(self, node_id, skip_corrupt=False):
+        if node_id not in self._targets:
+            self._targets[node_id] = self._open(node_id, skip_corrupt)
+        return self._targets[node_id]
+
+    def _open(self, node_id, skip_corrupt=False):
         """The target's hints, its log opened and replayed (at start, or on the disk worker when a first hint
         for it comes)."""
-        if node_id not in self._targets:
-            path = os.path.join(self._directory, f"hints-{node_id}.log")
-            self._targets[node_id] = _TargetHints(node_id, self._make_log(path), skip_corrupt, self._sync, self._disk)
-        return self._targets[node_id]
+        path = os.path.join(self._directory, f"hints-{node_id}.log")
+        return _TargetHints(node_id, self._make_log(path), skip_corrupt, self._sync, self._disk)
 
     async def add(self, target, key, cell):
         """Store a hint durably. Raises StorageError when it cannot."""
         created = self._clock.latest() / 1e6
         try:
             if target not in self._targets:   # a first hint for it: its log is opened off the loop
-                opened = await self._disk.run(_TargetHints, target,
-                                              self._make_log(os.path.join(self._directory, f"hints-{target}.log")),
-                                              False, self._sync, self._disk)
+                opened = await self._disk.run(self._open, target)
                 self._targets.setdefault(target, opened)
         except OSError as exc:   # its log could not even be opened
             raise StorageError(f"cannot store a hint for node {target}: {exc.strerror or exc}") from exc

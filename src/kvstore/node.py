@@ -197,7 +197,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
                                on_alive=delivery.on_alive, on_clock=clock.heard)
     clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
-    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage, background)}
+    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout,
                               background)
     generation = int(time.time() * 1e6)

@@ -139,16 +139,3 @@ def check_proof(expected, proof, who):
     """The node's side, step two; NotAPeer unless the caller proved it knows the secret."""
     if not hmac.compare_digest(proof, expected):
         raise NotAPeer(f"{who} does not know the cluster secret")
-
-
-def check_caller(frames, secret, who):
-    """The node's side of the handshake, on a blocking connection; NotAPeer (to log, then close) when the
-    caller does not prove itself."""
-    deadline = time.monotonic() + HANDSHAKE_SECONDS
-    answer, expected = answer_hello(secret, frames.read_frame(HELLO_BYTES, deadline), who)
-    frames.send_frame(answer)
-    try:
-        proof = frames.read_frame(PROOF_BYTES, deadline)
-    except EOFError:
-        raise NotAPeer(f"{who} hung up on our proof: it has another secret (a node of another cluster?)") from None
-    check_proof(expected, proof, who)

@@ -17,10 +17,9 @@ from kvstore_rpc import ttypes
 
 
 class LocalReplica:
-    def __init__(self, node_id, storage, background):
+    def __init__(self, node_id, storage):
         self.node_id = node_id
         self._storage = storage
-        self._background = background
 
     def write_many_async(self, writes, deadline):
         """writes: [(key, cell, callback)], applied with one fsync; each callback gets 0 (None), or the

@@ -4,15 +4,12 @@ the node had before, kept as the baseline it is measured against, and the tests'
 
 Why not the library's servers: TThreadPoolServer pins a pool thread to every
 idle connection (new clients wait), none of them put a deadline on a half-sent
-message, and TSSLServerSocket does the TLS handshake inside accept(), so one
-client that never sends its hello stalls every other. Here:
+message. Here:
 - each connection has its own thread, up to max_connections, and at most
   max_connections_per_host from one remote address; one more is told why in a
   frame any Thrift client raises as a TApplicationException (type UNKNOWN,
   "... at its connection limit"), then closed, as Redis answers "max number of
-  clients reached" (on a TLS port it is only closed: it cannot read plain text);
-- a TLS handshake, or the peer port's proof of the cluster secret, runs on the
-  connection's own thread within HANDSHAKE_SECONDS;
+  clients reached";
 - between requests a connection may stay idle up to its door's idle_timeout
   (a few seconds for a client connection that has not logged in);
 - once a frame's length has arrived, the whole frame must arrive within
@@ -40,7 +37,6 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore.framing import FrameSocket
-from kvstore.peerauth import HANDSHAKE_SECONDS, NotAPeer
 from kvstore.portlimits import FrameBudget, refusal_frame, refuse, too_large_answer
 
 log = logging.getLogger(__name__)
@@ -59,18 +55,14 @@ class SharedDoor:
 
 
 class RpcServer:
-    def __init__(self, host, port, open_door, settings, service, handshake=None, tls=None, per_host_limit=None):
+    def __init__(self, host, port, open_door, settings, service, per_host_limit=None):
         """open_door(who): for each new connection, an object with .processor (the generated Processor of
         `service`, the generated module) and .idle_timeout (seconds, read before each request);
-        handshake(frames, who): run on each new connection before any request is read (the peer port's proof
-        of the cluster secret), raising NotAPeer, a timeout or a malformed frame closes it; tls: an
-        ssl.SSLContext (server side) whose handshake each connection makes first; per_host_limit: connections
+        per_host_limit: connections
         one remote address may hold (None: max_connections)."""
         self._address = (host, port)
         self._open_door = open_door
         self._service = service
-        self._handshake = handshake
-        self._tls = tls
         self._settings = settings
         self._per_host_limit = per_host_limit or settings.max_connections
         self._budget = FrameBudget(settings.request_memory)
@@ -119,7 +111,7 @@ class RpcServer:
                 self._log_refusal(peer[0], "refusing connection from %s:%s: %d connections open, %d from that "
                                   "address (the limits are %d and %d)", peer[0], peer[1], self._active,
                                   self._per_host[peer[0]], self._settings.max_connections, self._per_host_limit)
-                refuse(sock, None if self._tls else refusal)
+                refuse(sock, refusal)
                 continue
             thread = threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True,
                                       name=f"serve-{peer[0]}:{peer[1]}")
@@ -146,7 +138,7 @@ class RpcServer:
             connections = list(self._connections.items())
         for _, sock in connections:
             try:
-                socket.socket.shutdown(sock, socket.SHUT_RD)   # the plain socket's: a TLS one keeps its state
+                sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass   # already closed
         for thread, _ in connections:
@@ -157,16 +149,10 @@ class RpcServer:
         who = f"{peer[0]}:{peer[1]}"
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tls is not None:
-                sock = self._tls_handshake(sock, who)
-                with self._lock:
-                    if sock is not None:
-                        self._connections[threading.current_thread()] = sock
-            if sock is not None and not self._stopped.is_set():
+            if not self._stopped.is_set():
                 self._serve(sock, who)
         finally:
-            if sock is not None:
-                sock.close()
+            sock.close()
             with self._lock:
                 self._connections.pop(threading.current_thread(), None)
                 self._active -= 1
@@ -174,23 +160,10 @@ class RpcServer:
                 if not self._per_host[peer[0]]:
                     del self._per_host[peer[0]]
 
-    def _tls_handshake(self, sock, who):
-        """The TLS connection, handshake done within HANDSHAKE_SECONDS, or None (logged, closed)."""
-        sock.settimeout(HANDSHAKE_SECONDS)
-        try:
-            return self._tls.wrap_socket(sock, server_side=True)
-        except (OSError, ValueError) as exc:   # ssl.SSLError, a timeout, a reset
-            self._log_refusal(who.rsplit(":", 1)[0], "refusing connection from %s: no TLS handshake within %g s "
-                              "(%s)", who, HANDSHAKE_SECONDS, exc)
-            sock.close()
-            return None
-
     def _serve(self, sock, who):
         # Every recv and send is bounded by read_timeout: a client that stops reading is cut off too.
         frames = FrameSocket(sock, self._settings.read_timeout)
         try:
-            if self._handshake is not None and not self._prove(frames, who):
-                return
             door = self._open_door(who)
             # One pair of protocol objects per connection; each request swaps in its own buffers.
             iprot, oprot = self._protocol(TMemoryBuffer()), self._protocol(TMemoryBuffer())
@@ -212,20 +185,6 @@ class RpcServer:
             log.debug("connection from %s ended: %s", who, exc)
         except Exception as exc:  # undecodable input: close this connection, keep serving everyone else
             log.warning("closing connection from %s: malformed request (%s: %s)", who, type(exc).__name__, exc)
-
-    def _prove(self, frames, who):
-        frames.set_timeout(HANDSHAKE_SECONDS)   # a connection that proves nothing is not kept waiting on
-        try:
-            self._handshake(frames, who)
-        except NotAPeer as exc:
-            self._log_refusal(who.rsplit(":", 1)[0], "refusing connection from %s: %s", who, exc)
-            return False
-        except (ValueError, socket.timeout, EOFError) as exc:
-            self._log_refusal(who.rsplit(":", 1)[0], "refusing connection from %s: it sent no peer handshake "
-                              "within %g s (%s)", who, HANDSHAKE_SECONDS, exc)
-            return False
-        frames.set_timeout(self._settings.read_timeout)
-        return True
 
     def _next_request(self, frames, processor, iprot, oprot, deadline, who):
         """The answer to the next request frame, or None when the connection must close."""
