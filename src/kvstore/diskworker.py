@@ -16,6 +16,8 @@ import collections
 import logging
 import threading
 
+from kvstore.errors import StorageError
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ class DiskWorker:
         future = self._loop.create_future() if done is None else done
         with self._wake:
             if self._stopping:
-                raise RuntimeError("the disk worker has stopped")
+                raise StorageError("the node is stopping: its disk worker takes no more writes")
             self._queue.append((kind, target, argument, future))
             if len(self._queue) == 1:
                 self._wake.notify()

@@ -241,20 +241,20 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
 
 async def shut_down(servers, detector, background, replicas, disk, storage, hints, checker, timeout=STOP_SECONDS):
     """In order: stop taking requests and let those being served answer (the peer port too: a coordinator
-    elsewhere may be waiting on this replica), stop heartbeats, let the node's tasks finish (hint delivery
-    after its batch in flight, repairs, hints being stored, a compaction) or cancel them at the deadline,
-    close the links to the peers, stop the disk worker once it has written what is queued, and last close the
-    storage. Every task and thread is awaited or joined; one still running at the end is named."""
+    elsewhere may be waiting on this replica), stop heartbeats, close the links to the peers (what is still
+    out on them fails, and is hinted), let the node's tasks finish (hints being stored, repairs, a
+    compaction; hint delivery stops at its failed batch) or cancel them at the deadline, stop the disk worker
+    once it has written what is queued, and last close the storage. Every task and thread is awaited or joined; one still running at the end is named."""
     log.info("stopping")
     deadline = time.monotonic() + timeout
     for server in servers:
         await server.stop(max(0.0, deadline - time.monotonic()))
     await detector.stop()
+    for replica in replicas.values():   # calls still out fail now, and their hints are stored by the tasks below
+        await replica.close()
     cancelled = await background.stop(max(0.0, deadline - time.monotonic()))
     if cancelled:
         log.warning("stopping: cancelled %d tasks still running: %s", len(cancelled), ", ".join(cancelled))
-    for replica in replicas.values():
-        await replica.close()
     await _close([], disk, storage, hints, checker)
     current = asyncio.current_task()
     tasks = [t.get_name() for t in asyncio.all_tasks() if t is not current]

@@ -11,10 +11,18 @@ log = logging.getLogger(__name__)
 class Background:
     def __init__(self):
         self._tasks = set()
-        self.stopping = False
+        self.stopping = False   # stop() has begun: work that checks it starts nothing new
+        self._stopped = False   # stop() has ended: spawn() starts nothing
 
     def spawn(self, coroutine, name):
-        """Run coroutine as a task of the node's; returns the task."""
+        """Run coroutine as a task of the node's; returns the task. Once stop() has ended, nothing more is run:
+        the coroutine is closed, and a future already done with None is returned in its place."""
+        if self._stopped:
+            coroutine.close()
+            log.debug("not started: %s (the node has stopped its tasks)", name)
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
@@ -48,6 +56,7 @@ class Background:
             task.cancel()
         if left:
             await asyncio.wait(left)
+        self._stopped = True
         return sorted(task.get_name() for task in left)
 
 
