@@ -61,7 +61,7 @@ class LoopServer:
         generated module; secret: the cluster secret a caller must prove first (the peer port); tls: an
         ssl.SSLContext (server side); per_host_limit: connections one remote address may hold."""
         self.address = (host, port)
-        self._open_door = open_door
+        self.open_door = open_door   # who -> the door of a new connection
         self.service = dispatch.Service(service, settings.max_frame_bytes)
         self._service_module = service
         self.secret = secret
@@ -142,9 +142,6 @@ class LoopServer:
         self.per_host[host] -= 1
         if not self.per_host[host]:
             del self.per_host[host]
-
-    def open_door(self, who):
-        return self._open_door(who)
 
     async def stop(self, timeout):
         """Stop accepting; let the requests being served answer, and close every connection (one waiting for

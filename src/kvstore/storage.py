@@ -134,7 +134,7 @@ class Storage:
         if error is None:
             for key, cell in fresh:
                 self._merge(key, cell)
-            self._maybe_compact()
+            self.maybe_compact()
         done(error, None if error else answers)
 
     def _merge(self, key, cell):
@@ -148,9 +148,6 @@ class Storage:
 
     def maybe_compact(self):
         """Start a compaction in the background if the log holds more than twice the live data."""
-        self._maybe_compact()
-
-    def _maybe_compact(self):
         if self._compaction is not None or self._log.size < max(self._compact_min_bytes, 2 * self._live_bytes):
             return
         if not self._background.stopping:
