@@ -2,6 +2,7 @@
 among those it answers from are written the newest cell, until as many hold it as the level needs (so a later
 read at that level cannot see older data); once every replica has answered, those still differing are
 repaired in the background (a failed repair leaves a hint, like any write)."""
+import asyncio
 import logging
 import time
 
@@ -25,10 +26,16 @@ class Repairing:
             return []
         log.debug("read repair of %r on nodes %s", key, stale)
         responses = Responses(len(stale), len(stale))
+        local = None   # this node's own repair: one disk write, always awaited, however many others hold it
         for node_id in sorted(stale, key=lambda i: i == self._local_id):
-            self._replicas[node_id].write_many_async([(key, newest, self._write_done(node_id, key, newest, responses))],
-                                                     deadline)
+            done = self._write_done(node_id, key, newest, responses)
+            if node_id == self._local_id:
+                local = asyncio.get_running_loop().create_future()
+                done = _and_then(done, local)
+            self._replicas[node_id].write_many_async([(key, newest, done)], deadline)
         holding = len(answers) - len(stale)
+        if local is not None:
+            await asyncio.wait([local], timeout=max(0.0, deadline - time.monotonic()))
         if not await responses.wait(deadline, needed=max(0, needed - holding)):
             repaired, failures = responses.snapshot()
             await read.wait(deadline, needed=read.expected)
@@ -66,3 +73,12 @@ class Repairing:
         for node_id, requests in grouped.items():
             self._replicas[node_id].write_many_async(requests, deadline)
         await responses.wait(deadline)
+
+
+def _and_then(done, future):
+    """done, then future completed: a write's callback that can also be awaited."""
+    def both(error, result):
+        done(error, result)
+        if not future.done():
+            future.set_result(None)
+    return both
