@@ -1,4 +1,6 @@
-"""The commit log: clean end, torn tail (cut), corruption (refused), group commit, disk full."""
+"""The commit log: clean end, torn tail (cut), corruption (refused), group commit through the disk worker,
+disk full."""
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import pytest
 from kvstore.commitlog import GROW_BYTES, CommitLog
 from kvstore.errors import CorruptLogError, StorageError
 from kvstore.records import encode_record
+from looptools import on_loop, workers
 
 
 def write_log(path, payloads):
@@ -104,40 +107,34 @@ def test_a_flipped_byte_in_the_middle_refuses_to_start_naming_file_and_offset(tm
     assert path.read_bytes() == bytes(data)  # nothing was cut
 
 
-def test_concurrent_appends_share_fsyncs(tmp_path):
+@on_loop
+async def test_appends_queued_while_the_disk_worker_syncs_share_its_next_fsync(tmp_path):
     def slow_sync(fd):
         time.sleep(0.005)
         os.fdatasync(fd)
     log = CommitLog(tmp_path / "c.log", sync=slow_sync)
     log.replay()
-    threads = [threading.Thread(target=lambda i=i: [log.append(b"%d" % i) for _ in range(20)]) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert log.fsync_count < 16 * 20 / 2, f"{log.fsync_count} fsyncs for 320 appends: commits are not grouped"
+    async with workers() as (disk, _):
+        await asyncio.gather(*(disk.append(log, [b"%d" % i]) for i in range(320)))
+    assert log.records_written == 320
+    assert log.fsync_count < 320 / 2, f"{log.fsync_count} fsyncs for 320 appends: commits are not grouped"
     log.close()
-    assert len(CommitLog(tmp_path / "c.log").replay()) == 320
+    assert CommitLog(tmp_path / "c.log").replay() == [b"%d" % i for i in range(320)]
 
 
-
-def test_appends_queued_behind_groups_and_rewrites_are_all_woken(tmp_path):
-    """An appender waits until its group is written or it is first in line to lead; none is left
-    behind, whether the file was held by a group leader or by a rewrite."""
+@on_loop
+async def test_appends_and_rewrites_queued_together_all_complete_in_queue_order(tmp_path):
     log = CommitLog(tmp_path / "c.log", sync=lambda fd: time.sleep(0.002))
     log.replay()
-    appenders = [threading.Thread(target=lambda: [log.append(b"x") for _ in range(25)], daemon=True)
-                 for _ in range(8)]
-    rewriter = threading.Thread(target=lambda: [log.rewrite([b"base"]) or time.sleep(0.003) for _ in range(10)],
-                                daemon=True)
-    for thread in appenders + [rewriter]:
-        thread.start()
-    deadline = time.monotonic() + 10
-    for thread in appenders + [rewriter]:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in appenders + [rewriter]), "an appender was never woken"
+    async with workers() as (disk, _):
+        done = []
+        for round_ in range(10):
+            done += [disk.append(log, [b"x%d" % round_]) for _ in range(5)]
+            done.append(disk.run(log.rewrite, [b"base%d" % round_]))
+        done.append(disk.append(log, [b"last"]))
+        await asyncio.wait_for(asyncio.gather(*done), 10)
     log.close()
-    assert CommitLog(tmp_path / "c.log").replay()[0] == b"base"
+    assert CommitLog(tmp_path / "c.log").replay() == [b"base9", b"last"]
 
 
 DISK_FULL = r"""
@@ -200,49 +197,37 @@ def test_a_periodic_log_acknowledges_before_syncing_and_syncs_within_its_period(
     assert CommitLog(tmp_path / "c.log").replay() == [b"first", b"second"]
 
 
-def test_a_group_whose_write_fails_fails_every_appender_of_it_and_the_log_goes_on(tmp_path):
+@on_loop
+async def test_a_batch_whose_write_fails_fails_every_append_of_it_and_the_log_goes_on(tmp_path):
     log = CommitLog(tmp_path / "c.log")
     log.replay()
     log.append(b"kept")
     real_write = os.pwrite
     syncing, gate = threading.Event(), threading.Event()
 
-    def slow_sync(fd):   # holds the first group's leader in its fsync while two more appenders queue
+    def slow_sync(fd):   # holds the worker in the first batch's fsync while two more appends queue
         syncing.set()
         gate.wait(5)
         os.fdatasync(fd)
     log._sync = slow_sync
-    results = {}
-
-    def append(name):
-        try:
-            log.append(name)
-            results[name] = "ok"
-        except StorageError as exc:
-            results[name] = str(exc)
-    leader = threading.Thread(target=append, args=(b"leader",))
-    leader.start()
-    assert syncing.wait(5)
-    followers = [threading.Thread(target=append, args=(n,)) for n in (b"a", b"b")]
-    for t in followers:
-        t.start()
-    deadline = time.monotonic() + 5
-    while len(log._queue) < 2 and time.monotonic() < deadline:   # both queued behind the leader
-        time.sleep(0.01)
 
     def full_disk(fd, data, offset):
         if len(data) < GROW_BYTES:   # the records, not the zeros grown ahead of them
             raise OSError(28, "No space left on device")
         return real_write(fd, data, offset)
-    os.pwrite = full_disk
-    try:
-        gate.set()
-        for t in [leader] + followers:
-            t.join(5)
-    finally:
-        os.pwrite = real_write
-    assert results[b"leader"] == "ok"
-    assert "No space left" in results[b"a"] and "No space left" in results[b"b"], results
-    log.append(b"after")
+    async with workers() as (disk, _):
+        first = disk.append(log, [b"first"])
+        assert await asyncio.to_thread(syncing.wait, 5)
+        queued = [disk.append(log, [name]) for name in (b"a", b"b")]
+        os.pwrite = full_disk
+        try:
+            gate.set()
+            await first
+            outcomes = await asyncio.gather(*queued, return_exceptions=True)
+        finally:
+            os.pwrite = real_write
+        assert all(isinstance(outcome, StorageError) and "No space left" in str(outcome) for outcome in outcomes), \
+            outcomes
+        await disk.append(log, [b"after"])
     log.close()
-    assert CommitLog(tmp_path / "c.log").replay() == [b"kept", b"leader", b"after"]
+    assert CommitLog(tmp_path / "c.log").replay() == [b"kept", b"first", b"after"]

@@ -1,15 +1,14 @@
 """An append-only, checksummed log whose appends are durable when they return.
 
 Records and reading them back: records.py. Invariants:
-- append() returns only after the record is fsynced; concurrent appenders share
-  one write and one fsync (group commit): an appender that finds no write in
-  progress leads: it writes every queued record in one pwrite, fsyncs, and
-  tells each appender of the group how it went; those arriving meanwhile queue
-  for the next group. An appender does no system call of its own, and is woken
-  only when its group is written or when it is first in line to lead the next
-  (never for another appender's sake: no herd waking at every group's end).
+- append_all() returns only after its records are fsynced, written with one
+  pwrite and one fdatasync. While a node serves, its disk worker
+  (diskworker.py) is the one writer, and hands over in one call every append
+  queued while it was busy: group commit without leaders or waiting appenders
+  (Cassandra's batch commit-log writer). A lock keeps a write, a rewrite, the
+  periodic sync and close apart.
 - A failed write (disk full) is cut back off the file, so the log stays a clean
-  sequence of records and every appender of that group gets StorageError.
+  sequence of records and every record of that append_all gets StorageError.
 - A failed fsync leaves the file's state unknown: the log refuses every later
   append until the node restarts and replays it.
 - With a sync period (an operator's choice, Cassandra's commitlog_sync: periodic),
@@ -29,7 +28,6 @@ Records and reading them back: records.py. Invariants:
   trailer landed but whose middle did not is reported as corruption: the safe
   side, and the operator's --skip-corrupt-records recovers everything else.
 """
-import contextlib
 import logging
 import os
 import threading
@@ -55,14 +53,11 @@ class CommitLog:
         self._synced = 0        # the offset the last sync covered
         self._periodic = None   # the periodic sync's thread
         self._fd = None
-        self._lock = threading.Lock()       # guards the queue and _busy
-        self._cond = threading.Condition(self._lock)   # a rewrite, close or periodic sync waits on it
-        self._queue = []        # _Pending appends not written yet
-        self._busy = False      # a thread is writing the file (a group leader, a rewrite, close)
+        self._lock = threading.Lock()   # held across every write, sync, rewrite and close of the file
         self._written = 0
         self._failed = None
         self.fsync_count = 0
-        self.records_written = 0   # with fsync_count: how well group commit groups
+        self.records_written = 0   # with fsync_count: how well the disk worker groups appends
 
     def replay(self, skip_corrupt=False):
         """Open the log and return every payload in it, in order (see replay_spans)."""
@@ -114,40 +109,16 @@ class CommitLog:
         self.append_all([payload])
 
     def append_all(self, payloads):
-        """Append records in order; all durable when this returns (one fsync, shared)."""
-        pending = _Pending(b"".join(encode_record(p) for p in payloads), len(payloads),
-                           threading.Condition(self._lock))
+        """Append records in order; all durable when this returns (one write, one fsync)."""
+        data = b"".join(encode_record(p) for p in payloads)
         with self._lock:
             self._check_usable()
-            self._queue.append(pending)
-            while not pending.done:
-                if self._busy:
-                    # Someone is writing. Woken when our group is written, or when we are first in the
-                    # queue and the file is free (then we lead), never for another appender's sake.
-                    pending.wake.wait()
-                else:
-                    self._lead()
-        if pending.error is not None:
-            raise pending.error
-
-    def _lead(self):
-        """Write and sync every queued record as one group (called holding the condition; it is
-        released during the I/O), then tell each appender of the group how it went."""
-        group, self._queue = self._queue, []
-        error = StorageError(f"an append to {self.path} failed unexpectedly (see the node's log)")
-        try:
-            with self._exclusive(locked=True):
-                error = self._write_and_sync(b"".join(p.record for p in group), sum(p.count for p in group))
-        finally:  # whatever happened, no appender of the group is left waiting
-            for pending in group:
-                pending.done, pending.error = True, error
-                pending.wake.notify()
+            error = self._write_and_sync(data, len(payloads))
+        if error is not None:
+            raise error
 
     def _write_and_sync(self, data, count):
-        """None, or the StorageError every record of data gets. Run by one thread at a time."""
-        error = self._unusable()
-        if error is not None:
-            return error
+        """None, or the StorageError every record of data gets. Called holding the lock."""
         start = self._written
         if start + len(data) > self._allocated:
             self._grow(start + len(data))
@@ -165,7 +136,7 @@ class CommitLog:
 
     def _sync_written(self):
         """Sync everything written; None, or the StorageError of a failed sync (every later append
-        is then refused). Run by one thread at a time."""
+        is then refused). Called holding the lock."""
         try:
             self._sync(self._fd)
         except OSError as exc:
@@ -177,32 +148,11 @@ class CommitLog:
 
     def _sync_periodically(self):
         while not self._closing.wait(self._sync_period):
-            with self._exclusive():
+            with self._lock:
                 if self._fd is not None and self._failed is None and self._synced < self._written:
                     error = self._sync_written()
                     if error is not None:
                         log.error("%s", error)
-
-    @contextlib.contextmanager
-    def _exclusive(self, locked=False):
-        """The file to this thread alone: no group is written meanwhile (appenders queue and wait).
-        locked: the caller holds the condition (it is released inside, and held again after)."""
-        if not locked:
-            self._cond.acquire()
-        while self._busy:
-            self._cond.wait()
-        self._busy = True
-        self._cond.release()
-        try:
-            yield
-        finally:
-            self._cond.acquire()
-            self._busy = False
-            if self._queue:
-                self._queue[0].wake.notify()   # the first appender waiting leads the next group
-            self._cond.notify_all()
-            if not locked:
-                self._cond.release()
 
     def _grow(self, needed):
         """Zeros ahead of the records, up to at least `needed` bytes; best effort (see the docstring)."""
@@ -214,22 +164,15 @@ class CommitLog:
         self._allocated = os.fstat(self._fd).st_size
 
     def _check_usable(self):
-        error = self._unusable()
-        if error is not None:
-            raise error
-
-    def _unusable(self):
-        """The StorageError an append would get now (the log is closed, or an fsync failed), or None."""
+        """StorageError when the log takes no write: it is closed, or an fsync failed."""
         if self._fd is None:
-            return StorageError(f"{self.path} is not open")
+            raise StorageError(f"{self.path} is not open")
         if self._failed is not None:
-            return StorageError(f"{self.path} failed an fsync earlier ({self._failed}); "
-                                "restart the node to replay it")
-        return None
+            raise StorageError(f"{self.path} failed an fsync earlier ({self._failed}); restart the node to replay it")
 
     def rewrite(self, payloads):
         """Replace the whole log with these payloads, atomically (write aside, fsync, rename)."""
-        with self._exclusive():
+        with self._lock:
             self._check_usable()
             data = b"".join(encode_record(p) for p in payloads)
             try:   # the directory is synced when the new file is opened
@@ -247,7 +190,7 @@ class CommitLog:
         self._closing.set()
         if self._periodic is not None:
             self._periodic.join()
-        with self._exclusive():
+        with self._lock:
             if self._fd is None:
                 return
             if self._synced < self._written and self._failed is None:
@@ -258,14 +201,6 @@ class CommitLog:
                 log.warning("could not cut the preallocated zeros off %s: %s", self.path, exc)
             os.close(self._fd)
             self._fd = None
-
-
-class _Pending:
-    """One append_all waiting for its group to be written: its records, and how it went."""
-    __slots__ = ("record", "count", "done", "error", "wake")
-
-    def __init__(self, record, count, wake):
-        self.record, self.count, self.done, self.error, self.wake = record, count, False, None, wake
 
 
 def _write_fully(fd, data, offset):

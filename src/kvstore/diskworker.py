@@ -3,17 +3,17 @@ disk.
 
 The loop queues work and gets a future back. An append (`append(log, payloads)`) waits in the queue with
 every other append that arrives before the worker gets to it; the worker then takes everything queued, writes
-each log's records with one pwrite and one fdatasync (`CommitLog.append_all`: with one caller it never waits
-for a leader), and completes that batch's futures on the loop in one wake-up: the shape of Cassandra's batch
-commit-log writer. Any other file work (a compaction's rewrite, a hint checkpoint, the clock's reservation) is a
+each log's records with one pwrite and one fdatasync (`CommitLog.append_all`), and completes that batch's
+futures on the loop in one wake-up: the shape of Cassandra's batch commit-log writer, with no leader among the
+appenders. Any other file work (a compaction's rewrite, a hint checkpoint, the clock's reservation) is a
 job (`run(function, *args)`), done in queue order between batches of appends.
 
 The worker is started and stopped by its owner (the node): `stop()` finishes what is queued and joins the
 thread.
 """
 import asyncio
-import collections
 import logging
+import queue
 import threading
 
 from kvstore.errors import StorageError
@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 class DiskWorker:
     def __init__(self, loop, name="disk"):
         self._loop = loop
-        self._queue = collections.deque()   # ("append", log, payloads, future) or ("job", function, args, future)
-        self._wake = threading.Condition()
-        self._stopping = False
+        # ("append", log, payloads, future) or ("job", function, args, future); None: stop after what is before it
+        self._queue = queue.SimpleQueue()
+        self._stopping = False   # read and set on the loop's thread only
         self._thread = threading.Thread(target=self._run, name=name)
         self.batches = 0   # how many batches of appends it wrote: with the logs' fsync counts, how well it groups
 
@@ -44,32 +44,28 @@ class DiskWorker:
         return self._put("job", function, args)
 
     def _put(self, kind, target, argument, done=None):
+        if self._stopping:
+            raise StorageError("the node is stopping: its disk worker takes no more writes")
         future = self._loop.create_future() if done is None else done
-        with self._wake:
-            if self._stopping:
-                raise StorageError("the node is stopping: its disk worker takes no more writes")
-            self._queue.append((kind, target, argument, future))
-            if len(self._queue) == 1:
-                self._wake.notify()
+        self._queue.put((kind, target, argument, future))
         return future
 
     def stop(self):
         """Do what is queued, then end the thread and join it."""
-        with self._wake:
+        if not self._stopping:
             self._stopping = True
-            self._wake.notify()
+            self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join()
 
     def _run(self):
-        while True:
-            with self._wake:
-                while not self._queue and not self._stopping:
-                    self._wake.wait()
-                if not self._queue:
-                    return
-                work = list(self._queue)
-                self._queue.clear()
+        stopped = False
+        while not stopped:
+            work = [self._queue.get()]   # waits for the first, then takes everything queued meanwhile
+            while not self._queue.empty():
+                work.append(self._queue.get())
+            if None in work:
+                stopped, work = True, work[:work.index(None)]
             done = []
             appends = {}   # log -> [(payloads, future)], written together before the next job
             for kind, target, argument, future in work:
