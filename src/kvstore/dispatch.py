@@ -4,7 +4,7 @@ answer, with the accelerated binary protocol.
 The generated Processor calls its handler synchronously and writes the answer
 itself, so it cannot wait for anything. Here a call is decoded into the
 generated `*_args` struct, handed to the handler's method (which may return a
-value or a coroutine, awaited by the server), and its outcome is encoded as
+value, a coroutine awaited by the server, or a Later), and its outcome is encoded as
 the generated `*_result`: the value, a declared exception in its own field, or
 (as the generated code does) a TApplicationException: INTERNAL_ERROR for a
 failure inside, UNKNOWN_METHOD for a call the service does not have. The bytes
@@ -62,6 +62,16 @@ class Service:
         self._protocol.trans = buffer_at(payload, offset)
         args.read(self._protocol)
         return name, seqid, method, [getattr(args, field) for field in method.fields]
+
+
+class Later:
+    """A call's outcome delivered by a callback: the server calls start(settle), and the work calls
+    settle(error, result) once, in the turn its outcome is known (a future's done callbacks would run a turn
+    later, a task's first step a turn sooner than that). For the hottest call, a replica's write."""
+    __slots__ = ("start",)
+
+    def __init__(self, start):
+        self.start = start
 
 
 def read_header(payload):

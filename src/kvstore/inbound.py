@@ -258,25 +258,32 @@ class Inbound(asyncio.Protocol):
         self._running += 1
         try:
             outcome = self._door.calls[name](*args)
+            if isinstance(outcome, dispatch.Later):   # settled by a callback, in the turn its outcome is known
+                outcome.start(lambda error, result: self._settle(method, seqid, error, result))
+                return
         except Exception as exc:
             self._done(dispatch.failure(method, seqid, exc, self.who))
-            return
-        if isinstance(outcome, asyncio.Future):   # a call that completes without a task of its own
-            outcome.add_done_callback(lambda f: self._finished(f, method, seqid))
             return
         if not asyncio.iscoroutine(outcome):
             self._done(dispatch.answer(method, seqid, outcome))
             return
-        task = self._loop.create_task(outcome)
-        task.add_done_callback(lambda t: self._finished(t, method, seqid))
+        self._loop.create_task(self._answer(outcome, method, seqid))
 
-    def _finished(self, task, method, seqid):
-        if task.cancelled():
+    async def _answer(self, call, method, seqid):
+        """Await the call, and send its answer from the same turn (a task's done callback runs a turn later)."""
+        try:
+            result = await call
+        except asyncio.CancelledError:
             self._done(None)
+            raise
+        except Exception as exc:
+            self._done(dispatch.failure(method, seqid, exc, self.who))
             return
-        exc = task.exception()
-        self._done(dispatch.answer(method, seqid, task.result()) if exc is None else
-                   dispatch.failure(method, seqid, exc, self.who))
+        self._done(dispatch.answer(method, seqid, result))
+
+    def _settle(self, method, seqid, error, result):
+        self._done(dispatch.answer(method, seqid, result) if error is None else
+                   dispatch.failure(method, seqid, error, self.who))
 
     def _done(self, answer):
         self._running -= 1

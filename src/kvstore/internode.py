@@ -5,12 +5,12 @@ heartbeats, and hint hand-off delivers the writes a coordinator held while
 this node was down. One method per IDL method: validate, apply to storage, map
 errors to the IDL's. None of it is reachable from the client port.
 """
-import asyncio
 import contextlib
 import logging
 
 from kvstore import errors
 from kvstore.config import MAX_ANSWER_BYTES, entry_bytes
+from kvstore.dispatch import Later
 from kvstore.handler import MAX_SCAN_LIMIT, check_key
 from kvstore.replicas import from_cell, to_cell, to_mutation
 from kvstore.storage import FROM_THE_FUTURE
@@ -64,24 +64,23 @@ class InternodeHandler:
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
 
     def replica_write_batch(self, mutations):
-        """A future of the batch's answers (the hottest call: no coroutine, no task; see Storage.apply_all_then)."""
+        """The batch's answers, settled from the disk worker's completion (the hottest call: no coroutine, no
+        task, no future; see Storage.apply_all_then)."""
         with _replica_errors():
             checked = [self._check_mutation(m) for m in mutations or []]
-        answered = asyncio.get_running_loop().create_future()
 
-        def done(error, answers):
-            if answered.done():
-                return
-            if error is None:
-                answered.set_result(answers)
-                return
-            try:
-                with _replica_errors():
-                    raise error
-            except Exception as mapped:
-                answered.set_exception(mapped)
-        self._storage.apply_all_then(checked, done)
-        return answered
+        def start(settle):
+            def done(error, answers):
+                if error is None:
+                    settle(None, answers)
+                    return
+                try:
+                    with _replica_errors():
+                        raise error
+                except Exception as mapped:
+                    settle(mapped, None)
+            self._storage.apply_all_then(checked, done)
+        return Later(start)
 
     def replica_scan_batch(self, ranges):
         with _replica_errors():
