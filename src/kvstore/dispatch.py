@@ -67,7 +67,7 @@ class Service:
 class Later:
     """A call's outcome delivered by a callback: the server calls start(settle), and the work calls
     settle(error, result) once, in the turn its outcome is known (a future's done callbacks would run a turn
-    later, a task's first step a turn sooner than that). For the hottest call, a replica's write."""
+    later). For the hottest call, a replica's write: no task, no future."""
     __slots__ = ("start",)
 
     def __init__(self, start):
