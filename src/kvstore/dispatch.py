@@ -4,11 +4,12 @@ answer, with the accelerated binary protocol.
 The generated Processor calls its handler synchronously and writes the answer
 itself, so it cannot wait for anything. Here a call is decoded into the
 generated `*_args` struct, handed to the handler's method (which may return a
-value, a coroutine awaited by the server, or a Later), and its outcome is encoded as
-the generated `*_result`: the value, a declared exception in its own field, or
-(as the generated code does) a TApplicationException: INTERNAL_ERROR for a
-failure inside, UNKNOWN_METHOD for a call the service does not have. The bytes
-on the wire are exactly what the generated Processor writes.
+value, a coroutine awaited by the server, or a Later), and its outcome is
+encoded as the generated `*_result`: the value, a declared exception in its
+own field, or (as the generated code does) a TApplicationException:
+INTERNAL_ERROR for a failure inside, UNKNOWN_METHOD for a call the service does
+not have. The bytes on the wire are exactly what the generated Processor
+writes.
 """
 import inspect
 import logging

@@ -244,7 +244,8 @@ async def shut_down(servers, detector, background, replicas, disk, storage, hint
     elsewhere may be waiting on this replica), stop heartbeats, close the links to the peers (what is still
     out on them fails, and is hinted), let the node's tasks finish (hints being stored, repairs, a
     compaction; hint delivery stops at its failed batch) or cancel them at the deadline, stop the disk worker
-    once it has written what is queued, and last close the storage. Every task and thread is awaited or joined; one still running at the end is named."""
+    once it has written what is queued, and last close the storage. Every task and thread is awaited or
+    joined; one still running at the end is named."""
     log.info("stopping")
     deadline = time.monotonic() + timeout
     for server in servers:

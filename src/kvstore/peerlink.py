@@ -32,8 +32,8 @@ from thrift.transport.TTransport import TMemoryBuffer
 from kvstore.dispatch import buffer_at, message, read_header
 from kvstore.errors import ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
 from kvstore.peerauth import HANDSHAKE_SECONDS, MAX_ANSWER, NotAPeer, UnexpectedAnswer, answer_proof, hello, hung_up
-from kvstore.tasks import settle
 from kvstore.peers import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME, _arity, _reason, _refusal_in
+from kvstore.tasks import settle
 from kvstore_rpc import Internode
 
 log = logging.getLogger(__name__)
@@ -291,4 +291,3 @@ def _outcome(answer, method, address):
     if answer.thrift_spec[0] is None:   # void
         return None, None
     return NodeFailed(f"{address} answered {method} with no result"), None
-

@@ -4,10 +4,10 @@ Both take requests with a callback(error, result) each and never make the
 caller wait: every callback is called on the node's loop. LocalReplica is this
 node's own storage: reads answer at once; a group of writes is one append on
 the disk worker (one fsync), applied and called back once durable, straight
-from the disk worker's completion. RemoteReplica is another node: requests go through its channels
-(coalesced into batches; a group submitted together goes in one call) over
-its link (kvstore.peerlink). This is also where our types and the IDL's meet
-for internode calls.
+from the disk worker's completion. RemoteReplica is another node: requests go
+through its channels (coalesced into batches; a group submitted together goes
+in one call) over its link (kvstore.peerlink). This is also where our types
+and the IDL's meet for internode calls.
 """
 from kvstore.cell import Cell
 from kvstore.channels import PeerChannel

@@ -58,8 +58,7 @@ class RpcServer:
     def __init__(self, host, port, open_door, settings, service, per_host_limit=None):
         """open_door(who): for each new connection, an object with .processor (the generated Processor of
         `service`, the generated module) and .idle_timeout (seconds, read before each request);
-        per_host_limit: connections
-        one remote address may hold (None: max_connections)."""
+        per_host_limit: connections one remote address may hold (None: max_connections)."""
         self._address = (host, port)
         self._open_door = open_door
         self._service = service

@@ -225,7 +225,6 @@ class Storage:
         self._log.close()
 
 
-
 def _rewrite(commit_log, snapshot, now, gc_grace_us):
     """On the disk worker: the cells after purging (expired values as tombstones, old tombstones dropped),
     written as the new log. Returns (kept items, the cells purging changed, the keys dropped)."""
