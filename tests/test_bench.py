@@ -3,6 +3,7 @@ import json
 import subprocess
 
 from kvstore import processes
+from kvstore.bench.layers import measure_layers
 
 
 def test_a_short_benchmark_run_reports_every_cell():
@@ -26,3 +27,12 @@ def test_a_short_benchmark_run_reports_every_cell():
     assert isinstance(restart["rss_per_key_bytes"], int)  # at 2,000 keys the difference is noise
     hints = report["hints"]
     assert hints["hints"] > 0 and hints["left"] == 0
+
+
+def test_the_layer_measurement_reads_the_value_through_every_layer():
+    # measure_layers raises LayerError when a layer answers anything but the value written (an error, say):
+    # it would then time the wrong path.
+    figures = measure_layers(calls=50, rounds=3)
+    assert set(figures) == {"client_get_us", "internode_read_us", "replica_read_us", "store_get_us", "floor_get_us",
+                            "store_over_floor"}
+    assert all(value > 0 for value in figures.values()), figures

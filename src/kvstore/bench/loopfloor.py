@@ -9,9 +9,10 @@ that arrived while the last one ran (group commit), and nothing else (gets are a
 once). Over durable replicas, the fan-out is the least any design of this shape pays for fsync
 before acknowledging, on this disk.
 
-The issue's floor (floor.py: thread per connection, a thread pool forwarding) is the one the
-store's ratios are taken against; these are reported beside it, to show how much a node built
-as an event loop could gain, and what durability alone costs. A benchmark tool, not a server: it
+The thread floor (floor.py: thread per connection, a thread pool forwarding) is the one the
+store's ratios were first taken against; these are reported beside it, to show how much a node built
+as an event loop could gain, and what durability alone costs. in_process_get() runs the fan-out's
+Python for one get without sockets, for bench/layers.py. A benchmark tool, not a server: it
 trusts its clients (no limits, no timeouts) and stops when killed.
 """
 import os
@@ -216,6 +217,54 @@ class _Durable:
             synced, self._synced = self._synced, []
         for link, answer in synced:
             link.send(answer)
+
+
+class _SocketStandIn:
+    """A socket for in_process_get: what is sent is kept; what is put in `data` is received once."""
+
+    def __init__(self):
+        self.data, self.sent = b"", []
+
+    def recv(self, size):
+        data, self.data = self.data, b""
+        return data
+
+    def send(self, data):
+        self.sent.append(data)
+        return len(data)
+
+    def fileno(self):
+        return 0
+
+
+def _stand_in_link(on_frame):
+    link = object.__new__(_Link)
+    link._loop, link.sock, link._on_frame = None, _SocketStandIn(), on_frame
+    link._in, link._out = bytearray(), bytearray()
+    return link
+
+
+def in_process_get():
+    """A function that makes one get QUORUM through a fan-out coordinator and its 3 no-op replicas, framing
+    included, in this process: the floor's Python per get, without the kernel's share."""
+    replicas = [_stand_in_link(_answer_at_once) for _ in range(3)]   # each replica's end of its connection
+    fanout = object.__new__(_Fanout)
+    fanout._pending, fanout._next = {}, 0
+    fanout._replicas = [_stand_in_link(None) for _ in replicas]
+    answers = _stand_in_link(fanout._answered)   # the coordinator's end of its replica connections
+    client = _stand_in_link(fanout.request)
+    request = _frame("get", TMessageType.CALL, 1, KVStore.get_args(key=b"key", level=ttypes.ConsistencyLevel.QUORUM))
+
+    def get():
+        client.sock.data = request
+        client.readable()
+        for to_replica, replica in zip(fanout._replicas, replicas):
+            replica.sock.data = to_replica.sock.sent.pop()
+            replica.readable()
+            answers.sock.data = replica.sock.sent.pop()
+            answers.readable()
+        client.sock.sent.clear()
+    return get
 
 
 def serve_loop(kind, host, port, replicas=()):

@@ -25,6 +25,8 @@ import psutil
 from kvstore import processes
 from kvstore.bench.durability import measure_hint_delivery, measure_restart
 from kvstore.bench.floor import serve
+from kvstore.bench.layers import measure_layers
+from kvstore.bench.layers import table as layers_table
 from kvstore.bench.loopfloor import serve_loop
 from kvstore.bench.load import bench_key, run_load
 from kvstore.localcluster import Cluster, free_ports
@@ -54,6 +56,9 @@ def parse_args(argv):
     p.add_argument("--restart-keys", type=int, default=1_000_000, help="keys for the restart test (0: skip)")
     p.add_argument("--hint-seconds", type=float, default=60, help="seconds of writes with a node down (0: skip)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--layers", action="store_true",
+                   help="only measure the CPU of the node's own Python per get QUORUM, layer by layer, in one "
+                        "process, beside the loop floor's (about 20 s; see kvstore/bench/layers.py)")
     p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout"),
                    help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -240,6 +245,10 @@ def _ratio(cell, floor_cell):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.layers:
+        figures = measure_layers()
+        print(json.dumps(figures, indent=2) if args.json else layers_table(figures))
+        return 0
     if args.serve:
         replicas = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in args.replicas.split(",") if a]
         if args.serve.startswith("loop-"):
