@@ -48,8 +48,10 @@ def newer(a, b):
         return b
     if b is None:
         return a
-    if a.timestamp != b.timestamp:  # the common case, without building ranks
+    if a.timestamp != b.timestamp:  # the common cases, without building ranks
         return a if a.timestamp > b.timestamp else b
+    if a == b:   # replicas that agree
+        return a
     return a if _rank(a) >= _rank(b) else b
 
 

@@ -212,8 +212,13 @@ class Coordinator(Scanning, Repairing):
     # ---- reads ----
 
     async def get(self, key, level, min_timestamp=0):
-        return _raise_or_return((await self.get_many([key], level,
-                                                     {key: min_timestamp} if min_timestamp else {}))[0])
+        """The ReadOutcome of one key (get_many's steps, without a batch's bookkeeping: the hottest call)."""
+        deadline = time.monotonic() + self._timeout
+        self._clock.observe(min_timestamp)
+        alive, responses = self._read_plan(key, level, min_timestamp)
+        for node_id in alive:   # the local replica last
+            self._replicas[node_id].read_many_async([(key, self._read_done(node_id, responses))], deadline)
+        return await self._finish_read(key, level, responses, len(alive), deadline, min_timestamp)
 
     async def get_many(self, keys, level, min_timestamps=None):
         """[key] -> one ReadOutcome or error per key, in order. min_timestamps: {key: session timestamp}."""
@@ -223,13 +228,11 @@ class Coordinator(Scanning, Repairing):
         outcomes, pending = [None] * len(keys), []
         for index, key in enumerate(keys):
             try:
-                alive, _, needed = self._plan(self._ring.replicas_for(key), level)
+                alive, responses = self._read_plan(key, level, min_timestamps.get(key))
             except (Unavailable, InvalidRequest) as exc:
                 outcomes[index] = exc
                 continue
-            if needed == 1 and self._local_id in alive and not min_timestamps.get(key):
-                alive = [self._local_id]   # ONE, and this node holds the key: its own copy answers, no RPC
-            pending.append((index, key, alive, Responses(needed, len(alive))))
+            pending.append((index, key, alive, responses))
         for node_id, requests in self._by_node(
                 (alive, lambda n, k=key, r=responses: (k, self._read_done(n, r)))
                 for _, key, alive, responses in pending):
@@ -241,6 +244,13 @@ class Coordinator(Scanning, Repairing):
             except (TimedOut, StaleRead) as exc:
                 outcomes[index] = exc
         return outcomes
+
+    def _read_plan(self, key, level, min_timestamp):
+        """(the replicas to ask, the local one last; the Responses their answers go to)."""
+        alive, _, needed = self._plan(self._ring.replicas_for(key), level)
+        if needed == 1 and self._local_id in alive and not min_timestamp:
+            alive = [self._local_id]   # ONE, and this node holds the key: its own copy answers, no RPC
+        return alive, Responses(needed, len(alive))
 
     def _read_done(self, node_id, responses):
         def done(error, cell):
