@@ -8,6 +8,7 @@ import logging
 import struct
 
 from kvstore import dispatch
+from kvstore.deadline import ConnectionDeadline
 from kvstore.peerauth import HANDSHAKE_SECONDS, HELLO_BYTES, PROOF_BYTES, NotAPeer, answer_hello, check_proof
 
 log = logging.getLogger("kvstore.loopserver")
@@ -34,7 +35,7 @@ class Inbound(asyncio.Protocol):
         self._filled = 0
         self._skipping = 0         # bytes of an oversized frame still to throw away
         self._deferred = None      # the answer to the oversized frame, sent once it is thrown away
-        self._timer = None         # the idle, handshake or half-sent-frame deadline
+        self._deadline = ConnectionDeadline(self._loop)   # the idle, handshake, half-sent-frame or unread one
         self._waiting = collections.deque()   # request frames not started (in order)
         self._running = 0          # requests started and not answered
         self._finishing = False    # stop(): no new request; close once those started are answered
@@ -49,13 +50,13 @@ class Inbound(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_BUFFER)
         self._server.connections.add(self)
         if self._server.secret is not None:
-            self._arm(HANDSHAKE_SECONDS, self._no_handshake)
+            self._deadline.set(HANDSHAKE_SECONDS, self._no_handshake)
         else:
             self._door = self._server.open_door(self.who)
-            self._arm(self._door.idle_timeout, self._idle)
+            self._deadline.idle(self._door.idle_timeout, self._idle)
 
     def connection_lost(self, exc):
-        self._cancel_timer()
+        self._deadline.cancel()
         if self._held:
             self._server.budget.release(self._held)
             self._held = 0
@@ -76,15 +77,6 @@ class Inbound(asyncio.Protocol):
 
     def abort(self):
         self._transport.abort()
-
-    def _arm(self, seconds, then):
-        self._cancel_timer()
-        self._timer = self._loop.call_later(seconds, then)
-
-    def _cancel_timer(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _idle(self):
         log.debug("closing connection from %s: idle for %g s", self.who, self._door.idle_timeout)
@@ -137,7 +129,7 @@ class Inbound(asyncio.Protocol):
             self._frame(frame)
         if buffer and not self._partial and self._door is not None:
             self._partial = True   # a frame's first bytes: all of it within read_timeout
-            self._arm(self._server.settings.read_timeout, self._stalled)
+            self._deadline.set(self._server.settings.read_timeout, self._stalled)
         elif not buffer:
             self._rearm()
 
@@ -158,7 +150,7 @@ class Inbound(asyncio.Protocol):
             self._buffer.clear()
         if not self._partial and self._door is not None:
             self._partial = True
-            self._arm(self._server.settings.read_timeout, self._stalled)
+            self._deadline.set(self._server.settings.read_timeout, self._stalled)
 
     def _fill(self, data):
         """Bytes of the large frame being read; once it is whole it is handled, and what follows it returned."""
@@ -180,9 +172,9 @@ class Inbound(asyncio.Protocol):
             return
         self._partial = False
         if self._running or self._waiting:
-            self._cancel_timer()
+            self._deadline.busy()
         else:
-            self._arm(self._door.idle_timeout, self._idle)
+            self._deadline.idle(self._door.idle_timeout, self._idle)
 
     def _too_large(self, length):
         """Throw the frame away as it arrives; answer its call's InvalidRequest once it is gone."""
@@ -195,7 +187,7 @@ class Inbound(asyncio.Protocol):
         rest = bytes(self._buffer)
         self._buffer.clear()
         self._skipping = 4 + length
-        self._arm(self._server.settings.read_timeout, self._stalled)
+        self._deadline.set(self._server.settings.read_timeout, self._stalled)
         left = self._skip(rest)
         if left:
             self.data_received(left)
@@ -242,7 +234,7 @@ class Inbound(asyncio.Protocol):
             self._transport.abort()
             return
         self._door = server.open_door(self.who)
-        self._cancel_timer()
+        self._deadline.cancel()
 
     # ---- calls ----
 
@@ -308,11 +300,11 @@ class Inbound(asyncio.Protocol):
         drain them within read_timeout."""
         self._paused_writing = True
         self._transport.pause_reading()
-        self._arm(self._server.settings.read_timeout, self._stalled)
+        self._deadline.set(self._server.settings.read_timeout, self._stalled)
 
     def resume_writing(self):
         self._paused_writing = False
         if not self._paused_reading:
             self._transport.resume_reading()
-        self._cancel_timer()
+        self._deadline.cancel()
         self._rearm()
