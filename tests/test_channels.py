@@ -152,6 +152,23 @@ async def test_a_peer_that_does_not_answer_in_time_fails_the_batch_and_a_new_con
 
 
 @on_loop
+async def test_a_call_fails_at_its_own_deadline_though_an_earlier_call_has_a_later_one(port, replica):
+    # The link keeps one timer, for the earliest deadline of the calls out: a call with a nearer deadline than
+    # those already out must bring it forward.
+    _, link = channel_to(port)
+    replica.delay = 1.5
+    first = asyncio.ensure_future(link.call("replica_read_batch", [b"patient"], timeout=3.0))
+    assert await asyncio.to_thread(replica.called.wait, 5)
+    started = time.monotonic()
+    with pytest.raises(NodeUnavailable, match="in time"):
+        await link.call("replica_read_batch", [b"hurried"], timeout=0.3)
+    assert time.monotonic() - started < 0.3 + 0.5   # at its own deadline, not the first call's
+    with pytest.raises(NodeUnavailable):   # the silent connection was dropped: the first call failed with it
+        await first
+    await link.close()
+
+
+@on_loop
 async def test_a_peer_that_is_down_fails_each_batch_and_is_reached_once_it_is_up(port):
     (channel, link), answers = channel_to(port), Answers()
     submit(channel, answers, b"down")

@@ -17,7 +17,8 @@ cluster secret, under the connect and handshake deadlines) and dropped when
 it breaks, or when a call's deadline passes without a word from the peer
 since it was written (a paused or cut-off peer: the next call reconnects, and
 a partition shows as a failed connect). A restarted peer closes the old
-connection, which is noticed at once: the loop is always reading it.
+connection, which is noticed at once: the loop is always reading it. The
+deadlines are kept by one timer per link, set for the earliest call out.
 """
 import asyncio
 import logging
@@ -54,6 +55,7 @@ class PeerLink:
         self._connecting = None   # the task opening one
         self._unsent = []         # (seqid, frame) waiting for the connection
         self._pending = {}        # seqid -> _Call
+        self._timer, self._timer_due = None, None   # the one deadline timer: the earliest call's (see _watch)
         self._seqid = 0
         self._closed = False
         # Answers are decoded by the C accelerator through one protocol object, its transport swapped each time.
@@ -71,8 +73,9 @@ class PeerLink:
             return
         self._seqid = seqid = (self._seqid + 1) & 0x7FFFFFFF
         missing = _arity(self._service, method) - len(args)
-        call = _Call(method, done, loop.call_later(max(0.0, deadline - time.monotonic()), self._expired, seqid))
+        call = _Call(method, done, deadline)
         self._pending[seqid] = call
+        self._watch(deadline)
         frame = _call_frame(self._service, method, seqid, tuple(args) + (None,) * max(0, missing))
         if self._protocol is not None:
             call.sent = time.monotonic()
@@ -87,6 +90,25 @@ class PeerLink:
         future = asyncio.get_running_loop().create_future()
         self.send(method, args, time.monotonic() + timeout, lambda error, result: settle(future, error, result))
         return await future
+
+    def _watch(self, deadline):
+        """Keep the link's timer running for the earliest deadline of the calls out. A call has no timer of its
+        own: thousands a second are made, and almost all are answered long before their deadline."""
+        if self._timer is None or deadline < self._timer_due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_due = deadline
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.monotonic()), self._sweep)
+
+    def _sweep(self):
+        """The earliest deadline came: every call past its own fails (_expired); the timer runs on for the
+        earliest of those left."""
+        self._timer = None
+        now = time.monotonic()
+        for seqid in [seqid for seqid, call in self._pending.items() if call.deadline <= now]:
+            self._expired(seqid)
+        if self._pending:
+            self._watch(min(call.deadline for call in self._pending.values()))
 
     def _expired(self, seqid):
         call = self._pending.pop(seqid, None)
@@ -114,7 +136,6 @@ class PeerLink:
         call = self._pending.pop(seqid, None)
         if call is None:
             return   # the answer to a call whose deadline passed
-        call.timer.cancel()
         error, result = None, None
         try:
             if kind == TMessageType.EXCEPTION:
@@ -196,7 +217,6 @@ class PeerLink:
         for seqid, _ in unsent:
             call = self._pending.pop(seqid, None)
             if call is not None:
-                call.timer.cancel()
                 call.done(error, None)
 
     def _drop(self, protocol, why):
@@ -211,7 +231,6 @@ class PeerLink:
         sent = [(seqid, call) for seqid, call in self._pending.items() if call.sent is not None]
         for seqid, call in sent:
             del self._pending[seqid]
-            call.timer.cancel()
             call.done(NodeUnavailable(f"{self.address} did not answer {call.method}: {why}", sent=True), None)
 
     async def close(self):
@@ -225,13 +244,16 @@ class PeerLink:
                 pass
         if self._protocol is not None:
             self._drop(self._protocol, "the link is closed")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class _Call:
-    __slots__ = ("method", "done", "timer", "sent")
+    __slots__ = ("method", "done", "deadline", "sent")
 
-    def __init__(self, method, done, timer):
-        self.method, self.done, self.timer, self.sent = method, done, timer, None
+    def __init__(self, method, done, deadline):
+        self.method, self.done, self.deadline, self.sent = method, done, deadline, None
 
 
 class _LinkProtocol(asyncio.Protocol):
