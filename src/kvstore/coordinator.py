@@ -286,7 +286,9 @@ class Coordinator(Scanning, Repairing):
         repaired = await self._repair(key, newest, answers, needed, level, deadline, responses)
         used = {node_id for node_id, _ in answers}
         responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
-        return ReadOutcome(visible(newest, self._clock.earliest()), [node_id for node_id, _ in answers], repaired)
+        # Only a cell that expires needs the cluster's now (a median over the peers' clocks) to be judged.
+        now = self._clock.earliest() if newest is not None and newest.expires else 0
+        return ReadOutcome(visible(newest, now), [node_id for node_id, _ in answers], repaired)
 
 
 def _timestamp(cell):
