@@ -64,7 +64,7 @@ _SEQID = struct.Struct("!i")
 
 
 class _Transport:
-    """Where a connection's answers go: counted, and handed to on_write if set."""
+    """Where a connection's answers go: to on_write, if set."""
 
     def __init__(self):
         self.on_write = None
@@ -150,8 +150,7 @@ async def _client_get(storage):
     settings, nodes = Settings(), make_cluster(4)
     ring = Ring(nodes)
     key = bench_key(5)
-    owners = [node.node_id for node in ring.replicas_for(key)]
-    me = owners[0]
+    me = ring.replicas_for(key)[0].node_id   # a node that holds the key: its own copy is one of the reads
     replicas = {node.node_id: _AnsweringReplica(node.node_id, storage) for node in nodes}
     replicas[me] = LocalReplica(me, storage)
     detector = FailureDetector(me, {n: None for n in replicas if n != me}, 1.0, 1.0)
