@@ -216,6 +216,10 @@ def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peer
         c.skew(3, +10)
         c.start()
         key = c.key_for([1, 2, 3])
+        # Until node 3 has heard most of its peers' clocks it cannot know its own is off (a write it stamps
+        # then is refused by its replicas, as "Timestamps and clocks" says): wait until it has.
+        wait_for(lambda: sum(n.node_id != 3 and n.up and (n.clock_offset or 0) < -9e6
+                             for n in c.call(3, "describe_ring")) >= 2, 10, "node 3 to measure its peers' clocks")
 
         def refused():
             try:
