@@ -5,7 +5,6 @@ heartbeats, and hint hand-off delivers the writes a coordinator held while
 this node was down. One method per IDL method: validate, apply to storage, map
 errors to the IDL's. None of it is reachable from the client port.
 """
-import contextlib
 import logging
 
 from kvstore import errors
@@ -55,18 +54,18 @@ class InternodeHandler:
         check_key(key, self._settings.max_key_bytes)
 
     async def replica_write(self, mutation):
-        with _replica_errors():
+        with _REPLICA_ERRORS:
             await self._apply_all([self._check_mutation(mutation)])
 
     def replica_read(self, key):
-        with _replica_errors():
+        with _REPLICA_ERRORS:
             self._check_key(key)
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
 
     def replica_write_batch(self, mutations):
         """The batch's answers, settled from the disk worker's completion (the hottest call: no coroutine, no
         task, no future; see Storage.apply_all_then)."""
-        with _replica_errors():
+        with _REPLICA_ERRORS:
             checked = [self._check_mutation(m) for m in mutations or []]
 
         def start(settle):
@@ -75,7 +74,7 @@ class InternodeHandler:
                     settle(None, answers)
                     return
                 try:
-                    with _replica_errors():
+                    with _REPLICA_ERRORS:
                         raise error
                 except Exception as mapped:
                     settle(mapped, None)
@@ -83,7 +82,7 @@ class InternodeHandler:
         return Later(start)
 
     def replica_scan_batch(self, ranges):
-        with _replica_errors():
+        with _REPLICA_ERRORS:
             ranges = ranges or []
             if len(ranges) > MAX_SCAN_RANGES:
                 raise errors.InvalidRequest(f"a scan batch of {len(ranges)} ranges is over the limit of "
@@ -103,7 +102,7 @@ class InternodeHandler:
             return pages
 
     def replica_read_batch(self, keys):
-        with _replica_errors():
+        with _REPLICA_ERRORS:
             for key in keys or []:
                 self._check_key(key)
             answers, budget = [], AnswerBudget()
@@ -115,7 +114,7 @@ class InternodeHandler:
             return answers
 
     async def deliver_hints(self, mutations):
-        with _replica_errors():
+        with _REPLICA_ERRORS:
             await self._apply_all([self._check_mutation(m) for m in mutations or []])
 
     async def _apply_all(self, mutations):
@@ -143,12 +142,21 @@ class InternodeHandler:
         return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read())
 
 
-@contextlib.contextmanager
-def _replica_errors():
-    try:
-        yield
-    except errors.StorageError as exc:
-        log.error("replica write failed: %s", exc)
-        raise ttypes.StorageFailure(why=str(exc)) from None
-    except errors.InvalidRequest as exc:
-        raise ttypes.InvalidRequest(why=str(exc)) from None
+class _ReplicaErrors:
+    """`with _REPLICA_ERRORS:` raises a replica's errors as the IDL's (a class, not a generator: it is entered
+    on every internode call)."""
+    __slots__ = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, errors.StorageError):
+            log.error("replica write failed: %s", exc)
+            raise ttypes.StorageFailure(why=str(exc)) from None
+        if isinstance(exc, errors.InvalidRequest):
+            raise ttypes.InvalidRequest(why=str(exc)) from None
+        return False
+
+
+_REPLICA_ERRORS = _ReplicaErrors()
