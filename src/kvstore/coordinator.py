@@ -66,15 +66,17 @@ class Coordinator(Scanning, Repairing):
         self._clock = clock
         self._timeout = timeout
 
-    def _plan(self, replicas, level):
-        """(live replica ids, down replica ids, answers needed); Unavailable if too few are alive."""
-        ids = [node.node_id for node in replicas]
+    def _plan(self, ids, level):
+        """(live replica ids, the local one last; down replica ids; answers needed) of replica ids;
+        Unavailable if too few are alive. The local replica goes last: remote requests are queued first,
+        then it runs on the loop."""
         needed = block_for(level, len(ids))
-        alive = [i for i in ids if self._detector.is_up(i)]
+        local, is_up = self._local_id, self._detector.is_up
+        alive = [i for i in ids if i != local and is_up(i)]
+        if local in ids:
+            alive.append(local)
         if len(alive) < needed:
             raise Unavailable(len(alive), needed, level.name, len(ids))
-        # The local replica goes last: remote requests are queued first, then it runs in this thread.
-        alive.sort(key=lambda i: i == self._local_id)
         return alive, [i for i in ids if i not in alive], needed
 
     def _by_node(self, requests_by_key):
@@ -127,7 +129,7 @@ class Coordinator(Scanning, Repairing):
         outcomes, pending = [None] * len(writes), []
         for index, (key, cell) in enumerate(writes):
             try:
-                alive, down, needed = self._plan(self._ring.replicas_for(key), level)
+                alive, down, needed = self._plan(self._ring.replica_ids(key), level)
             except (Unavailable, InvalidRequest) as exc:
                 outcomes[index] = exc
                 continue
@@ -247,7 +249,7 @@ class Coordinator(Scanning, Repairing):
 
     def _read_plan(self, key, level, min_timestamp):
         """(the replicas to ask, the local one last; the Responses their answers go to)."""
-        alive, _, needed = self._plan(self._ring.replicas_for(key), level)
+        alive, _, needed = self._plan(self._ring.replica_ids(key), level)
         if needed == 1 and self._local_id in alive and not min_timestamp:
             alive = [self._local_id]   # ONE, and this node holds the key: its own copy answers, no RPC
         return alive, Responses(needed, len(alive))

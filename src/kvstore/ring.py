@@ -18,6 +18,8 @@ class Ring:
         self._tokens = [n.token for n in self._nodes]
         self.replication_factor = min(replication_factor, len(self._nodes))
         self.by_id = {n.node_id: n for n in self._nodes}
+        # Each owner's replica ids, computed once: the coordinator asks for them on every request.
+        self._ids_from = [tuple(n.node_id for n in self._replicas_from(i)) for i in range(len(self._nodes))]
 
     @property
     def nodes(self):
@@ -33,6 +35,12 @@ class Ring:
         if not key:
             raise InvalidRequest("the key must not be empty")
         return self._replicas_from(self.owner_index(key))
+
+    def replica_ids(self, key):
+        """The ids of replicas_for(key), in the same order."""
+        if not key:
+            raise InvalidRequest("the key must not be empty")
+        return self._ids_from[bisect.bisect_left(self._tokens, key) % len(self._tokens)]
 
     def _replicas_from(self, owner):
         count = len(self._nodes)

@@ -47,7 +47,7 @@ class Scanning:
     async def _scan_segment(self, low, high, limit, replicas, level, deadline):
         """(merged [(key, cell)] in key order, where the merge is complete up to: exclusive, None for
         the top) of [low, high) within one token range, read from its replicas at level."""
-        alive, _, needed = self._plan(replicas, level)
+        alive, _, needed = self._plan([n.node_id for n in replicas], level)
         responses = Responses(needed, len(alive))
         for node_id in alive:
             self._replicas[node_id].scan_async(low, high, limit, deadline, self._read_done(node_id, responses))
