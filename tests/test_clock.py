@@ -300,5 +300,15 @@ def test_a_clock_that_jumps_ahead_expires_nothing_early_drops_no_hint_and_its_wr
                                            r"Clock offset: node 0, 1, 2's clock is behind node 3's"):
             c.call(3, "put", c.key_for([0, 1, 2], b"f"), b"from the future", 1, 0, 0)
         assert all(c.cell_on(i, c.key_for([0, 1, 2], b"f")) is None for i in range(4))
+
+        # Node 3's own copy holds a cell from the future. A write of that key through node 0 cannot win over it
+        # and says so; node 0's clock is not moved to it, so its other writes are stamped and taken as before.
+        held = c.key_for([1, 2, 3], b"f")
+        assert c.call(3, "put", held, b"from the future", 1, 0, 0).acknowledged == [3]
+        with pytest.raises(TimedOut, match=r"node 3 holds a cell of this key stamped \+\d+\.\d{3} s ahead of "
+                                           r"this node's clock, more than --max-clock-offset"):
+            c.call(0, "put", held, b"through node 0", 3, 0, 0)   # ALL: node 3's answer is among those awaited
+        written = c.call(0, "put", c.key_for([0, 1, 2], b"g"), b"after it", 2, 0, 0)
+        assert len(written.acknowledged) >= 2 and written.timestamp < (time.time() + 1) * 1e6
     finally:
         c.close()

@@ -152,8 +152,12 @@ class Coordinator(Scanning, Repairing):
                 outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], hinted[index])
                 if again and newer > cell.timestamp:
                     try:
+                        if not self._clock.admits(newer):   # stamped by no correct node: it never moves this clock
+                            raise ClockOffset(f"node {', '.join(str(n) for n, held in acked if held == newer)} holds "
+                                              f"a cell of this key stamped {(newer - self._clock.read()) / 1e6:+.3f} s "
+                                              "ahead of this node's clock, more than --max-clock-offset")
                         later.append((index, key, cell._replace(timestamp=await self._stamp(newer, trusted=True))))
-                    except ClockOffset as exc:   # its clock stepped meanwhile: whether this write wins is unknown
+                    except ClockOffset as exc:   # or its clock stepped meanwhile: whether this write wins is unknown
                         outcomes[index] = TimedOut(f"the write could not be stamped again above the newer cell a "
                                                    f"replica holds: {exc}", len(acked), responses.needed)
             else:
