@@ -67,9 +67,8 @@ class Coordinator(Scanning, Repairing):
         self._timeout = timeout
 
     def _plan(self, ids, level):
-        """(live replica ids, the local one last; down replica ids; answers needed) of replica ids;
-        Unavailable if too few are alive. The local replica goes last: remote requests are queued first,
-        then it runs on the loop."""
+        """(live replica ids, the local one last: remote requests are queued before it runs; down replica ids;
+        answers needed); Unavailable if too few are alive."""
         needed = block_for(level, len(ids))
         local, is_up = self._local_id, self._detector.is_up
         alive = [i for i in ids if i != local and is_up(i)]

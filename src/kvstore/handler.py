@@ -240,7 +240,7 @@ def _to_idl(exc):
 
 class _ClientErrors:
     """`with _CLIENT_ERRORS:` raises this store's errors as the IDL's. A class rather than a generator
-    (contextlib.contextmanager): it is entered on every client call, and costs a tenth as much."""
+    (contextlib.contextmanager): it is entered on every client call, and costs an eighth as much."""
     __slots__ = ()
 
     def __enter__(self):

@@ -40,7 +40,7 @@ class Ring:
         """The ids of replicas_for(key), in the same order."""
         if not key:
             raise InvalidRequest("the key must not be empty")
-        return self._ids_from[bisect.bisect_left(self._tokens, key) % len(self._tokens)]
+        return self._ids_from[self.owner_index(key)]
 
     def _replicas_from(self, owner):
         count = len(self._nodes)
