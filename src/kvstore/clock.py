@@ -118,18 +118,18 @@ class Clock:
         self.observe(peer_clock)
         self.offset_error()
 
-    def now(self, floor=0, trusted=False):
+    def now(self, floor=0):
         """A timestamp greater than every one this clock issued or observed before, and than floor.
-        ClockOffsetError when floor is more than max_offset ahead of the wall clock, unless trusted (a
-        cell a peer holds: a far-ahead peer is the offset bound's business, not a client's);
-        ClockTooFarOff when this clock is too far from its peers' to stamp anything."""
+        ClockOffsetError when floor (a client's session floor, or a newer cell a replica holds) is more than
+        max_offset ahead of this clock: no correct node stamped it, and stamping above it would move this
+        clock there; ClockTooFarOff when this clock is too far from its peers' to stamp anything."""
         with self._lock:
             seconds = self._wall()
             off = self.offset_error(seconds)
             if off is not None:
                 raise ClockTooFarOff(off, self.max_offset / 2e6)
             wall = int(seconds * 1_000_000)
-            if floor > max(wall, self._last) + self.max_offset and not trusted:
+            if floor > max(wall, self._last) + self.max_offset:
                 raise ClockOffsetError(f"the timestamp {floor} is {(floor - wall) / 1e6:.3f} s ahead of this node's "
                                        f"clock, more than the {self.max_offset / 1e6:g} s it believes "
                                        "(--max-clock-offset)")

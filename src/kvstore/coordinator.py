@@ -27,7 +27,7 @@ import time
 from typing import NamedTuple
 
 from kvstore.cell import Cell, reconcile, seconds_left, tombstone, visible
-from kvstore.clock import ClockTooFarOff, ReservationNeeded
+from kvstore.clock import ClockOffsetError, ClockTooFarOff, ReservationNeeded
 from kvstore.consistency import block_for
 from kvstore.errors import ClockOffset, ConnectFailed, InvalidRequest, StaleRead, StorageError, TimedOut, Unavailable
 from kvstore.notation import show
@@ -151,14 +151,11 @@ class Coordinator(Scanning, Repairing):
                 outcomes[index] = WriteOutcome(cell.timestamp, [node_id for node_id, _ in acked], hinted[index])
                 if again and newer > cell.timestamp:
                     try:
-                        if not self._clock.admits(newer):   # stamped by no correct node: it never moves this clock
-                            raise ClockOffset(f"node {', '.join(str(n) for n, held in acked if held == newer)} holds "
-                                              f"a cell of this key stamped {(newer - self._clock.read()) / 1e6:+.3f} s "
-                                              "ahead of this node's clock, more than --max-clock-offset")
-                        later.append((index, key, cell._replace(timestamp=await self._stamp(newer, trusted=True))))
-                    except ClockOffset as exc:   # or its clock stepped meanwhile: whether this write wins is unknown
-                        outcomes[index] = TimedOut(f"the write could not be stamped again above the newer cell a "
-                                                   f"replica holds: {exc}", len(acked), responses.needed)
+                        later.append((index, key, cell._replace(timestamp=await self._stamp(newer))))
+                    except (ClockOffset, ClockOffsetError) as exc:   # its clock stepped, or no correct node stamped it
+                        holders = ", ".join(str(n) for n, held in acked if held == newer)
+                        outcomes[index] = TimedOut(f"the write could not be stamped again above the newer cell node "
+                                                   f"{holders} holds: {exc}", len(acked), responses.needed)
             else:
                 acked, failures = responses.snapshot()
                 outcomes[index] = _write_failure(self._local_id, level, len(acked), responses.needed, failures)
@@ -169,13 +166,13 @@ class Coordinator(Scanning, Repairing):
                 outcomes[index] = outcome
         return outcomes
 
-    async def _stamp(self, floor=0, trusted=False):
+    async def _stamp(self, floor=0):
         """A timestamp for a write (see kvstore.clock); ClockOffset when this node's clock is too far from its
         peers' to stamp one: it would stamp writes out of order, so it refuses them, by name."""
         try:
             while True:
                 try:
-                    return self._clock.now(floor, trusted)
+                    return self._clock.now(floor)
                 except ReservationNeeded as need:   # after an idle spell: one small fsync on the disk worker
                     error = await asyncio.shield(self._clock.renew(need.stamp))
                     if error is not None:
