@@ -129,7 +129,7 @@ class Clock:
             if off is not None:
                 raise ClockTooFarOff(off, self.max_offset / 2e6)
             wall = int(seconds * 1_000_000)
-            if floor > max(wall, self._last) + self.max_offset:
+            if not self._within_offset(floor, wall):
                 raise ClockOffsetError(f"the timestamp {floor} is {(floor - wall) / 1e6:.3f} s ahead of this node's "
                                        f"clock, more than the {self.max_offset / 1e6:g} s it believes "
                                        "(--max-clock-offset)")
@@ -187,7 +187,12 @@ class Clock:
     def admits(self, stamp):
         """False for a timestamp more than max_offset ahead of this clock (what it issued, saw, or the wall
         clock): a replica refuses such a cell, which no correctly stamped write could overwrite for that long."""
-        return stamp <= max(int(self._wall() * 1_000_000), self._last) + self.max_offset
+        return self._within_offset(stamp, int(self._wall() * 1_000_000))
+
+    def _within_offset(self, stamp, wall):
+        """The one bound that a replica admits a cell by and that a write is stamped above a floor by (wall: the
+        wall clock in microseconds)."""
+        return stamp <= max(wall, self._last) + self.max_offset
 
     def read(self):
         """The wall clock, in microseconds: what heartbeats carry, for peers to measure offsets by."""
