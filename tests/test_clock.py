@@ -4,6 +4,7 @@ level, whatever the coordinators' clocks say. Real nodes get clocks of their own
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -243,6 +244,47 @@ def test_a_node_whose_clock_is_far_off_refuses_to_coordinate_writes_and_its_peer
         assert re.search(r"node 0 .* clock [+-]0\.\d{3} s from its peers'", shown)
         c.skew(3, 0)   # the clock is fixed: node 3 coordinates again
         wait_for(lambda: refused() is None, 15, "node 3 to coordinate writes again")
+    finally:
+        c.close()
+
+
+def test_a_node_started_before_its_peers_stamps_no_write_until_it_has_judged_its_clock(tmp_path):
+    """Node 3, 10 s ahead, starts alone: its first heartbeat round reaches no peer. A write sent to it then waits
+    until it has measured its peers' clocks, and is refused, instead of being stamped 10 s ahead into its own
+    replica, where it would beat the acknowledged write that follows it."""
+    need_faketime()
+    from kvstore_rpc.ttypes import Unavailable
+    c = Cluster(tmp_path / "early", clocks=True, node_args={3: ("--request-timeout", "20")})   # waits up to 10 s
+    try:
+        c.skew(3, +10)
+        c.start(only=[3])
+        key = c.key_for([1, 2, 3])
+
+        def put_early():
+            try:
+                return c.call(3, "put", key, b"stamped 10 s ahead", 1, 0, 0, timeout=30)   # ONE
+            except Unavailable as exc:
+                return exc.why
+        with ThreadPoolExecutor(1) as pool:
+            early = pool.submit(put_early)
+            c.start(only=[0, 1, 2])
+            why = early.result(30)
+        assert isinstance(why, str) and why.startswith("ClockOffset: node 3's clock is +"), why
+        later = c.call(0, "put", key, b"acknowledged later", 1, 0, 0)   # ONE, through a correct clock
+        assert later.acknowledged
+        c.wait_all_see_all()
+        assert read_all(c, 0, key).value == b"acknowledged later"
+    finally:
+        c.close()
+
+
+def test_a_node_that_hears_too_few_peers_serves_after_half_its_request_timeout_and_says_so(tmp_path):
+    c = Cluster(tmp_path / "alone").start(only=[0])   # its peers never start
+    try:
+        key = c.key_for([0, 1, 2])
+        assert c.call(0, "put", key, b"alone", 1, 0, 0).acknowledged   # ONE: its own replica
+        assert c.call(0, "get", key, 1, 0).cell.value == b"alone"
+        assert "most peers did not answer within 1 s of starting: serving with this node's clock checked" in c.log(0)
     finally:
         c.close()
 

@@ -10,7 +10,9 @@ Heartbeat answers also carry the peer's clock. Each is kept against this node's
 monotonic clock (the peer's clock minus ours at the middle of the round trip),
 so offsets() reflects a step of this node's own wall clock at once, and a
 peer's at its next heartbeat. What to do about an offset is the clock's
-business (kvstore.clock).
+business (kvstore.clock); a node that has just started waits (bounded) until it
+has measured most of its peers' clocks before it serves (clocks_measured), so
+that the first write it coordinates is judged too.
 """
 import asyncio
 import logging
@@ -38,6 +40,7 @@ class FailureDetector:
         self._up = {node_id: None for node_id in peers}   # None: not reached yet (down, for is_up)
         self._generations = {}
         self._tasks = []
+        self._measured = asyncio.Event()   # set once most peers have been up and shown their clocks
 
     def is_up(self, node_id):
         return node_id == self._self_id or self._up.get(node_id, False)
@@ -77,6 +80,8 @@ class FailureDetector:
                 self._anchored[node_id] = reply.clock / 1e6 - (sent + self._monotonic()) / 2
                 self._on_clock(reply.clock)
             self.mark_up(node_id, reply.generation)
+            if sum(bool(self._up.get(n)) for n in self._anchored) * 2 > len(self._peers):
+                self._measured.set()   # most peers are up and have shown their clocks: offsets() counts them
 
     def offsets(self, wall=None):
         """{node id: its clock minus ours, in seconds} for the peers that are up and have shown their clock;
@@ -84,6 +89,18 @@ class FailureDetector:
         ours = (self._wall() if wall is None else wall) - self._monotonic()
         return {node_id: anchored - ours for node_id, anchored in list(self._anchored.items())
                 if self._up.get(node_id)}
+
+    async def clocks_measured(self, timeout):
+        """True once most peers' clocks have been measured, as the clock judges this node's by them (at once if
+        they have been, or if there are no peers); False if not within timeout seconds. The heartbeat tasks keep
+        trying meanwhile."""
+        if not self._peers or self._measured.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._measured.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def offset(self, node_id):
         """node_id's clock minus ours, in seconds, as its last heartbeat answer showed (0.0: unknown, or us)."""

@@ -24,8 +24,8 @@ MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
 
 class Handler:
     def __init__(self, node_id, ring, coordinator, detector, settings, ready):
-        """ready: an asyncio.Event, set once the node's first heartbeat round is done; client requests wait
-        for it."""
+        """ready: an asyncio.Event, set once the node's first heartbeat round is done and it has measured most of
+        its peers' clocks (or waited half the request timeout for them); client requests wait for it."""
         self._node_id = node_id
         self._ring = ring
         self._coordinator = coordinator
@@ -143,7 +143,7 @@ class Handler:
         return items
 
     async def _wait_until_ready(self):
-        """Unavailable (a batch: for each key) if the node's first heartbeat round is not done in time."""
+        """Unavailable (a batch: for each key) if the node is not ready in time (see __init__)."""
         if self._ready.is_set():
             return
         try:

@@ -151,11 +151,13 @@ class Cluster:
     def node_dir(self, i):
         return self.directory / f"node{i}"
 
-    def start(self):
-        for node in self.nodes:
-            self._spawn(node.node_id)
-        for node in self.nodes:
-            self.wait_ready(node.node_id)
+    def start(self, only=None):
+        """Start every node (only: these node ids), wait until each answers and the running ones see each other."""
+        ids = [node.node_id for node in self.nodes] if only is None else list(only)
+        for i in ids:
+            self._spawn(i)
+        for i in ids:
+            self.wait_ready(i)
         self.wait_all_see_all()
         return self
 

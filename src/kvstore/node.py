@@ -234,7 +234,14 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     loopcheck.watch(loop)
     storage.maybe_compact()
     await detector.start(background)  # announces this node: peers mark it up and deliver the hints they hold
-    ready.set()       # client requests waited for this round, so they never see peers as down at start
+    # Client requests wait for this round, so they never see peers as down at start, and until this node has
+    # measured most of its peers' clocks, so that the first write it stamps is judged by them (kvstore.clock).
+    settle = settings.request_timeout / 2   # a request held this long still has half its deadline left
+    if not await detector.clocks_measured(settle):
+        log.warning("most peers did not answer within %g s of starting: serving with this node's clock checked "
+                    "against fewer of its peers' (or none): the writes it stamps are as far off as its clock is, "
+                    "until heartbeats reach them", settle)
+    ready.set()
     await stop.wait()
     return await shut_down(servers, detector, background, replicas, disk, storage, hints, checker)
 
