@@ -36,3 +36,15 @@ def test_the_layer_measurement_reads_the_value_through_every_layer():
     assert set(figures) == {"client_get_us", "internode_read_us", "replica_read_us", "store_get_us", "floor_get_us",
                             "store_over_floor"}
     assert all(value > 0 for value in figures.values()), figures
+
+
+def test_a_run_of_chosen_cells_measures_those_alone():
+    out = subprocess.run(["python3", "src/bench.py", "--cells", "get ONE,put QUORUM", "--clients", "1", "--duration",
+                          "0.3", "--keys", "100", "--rounds", "2", "--no-floor", "--no-tls", "--restart-keys", "0",
+                          "--hint-seconds", "0", "--json"],
+                         cwd=processes.ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert set(json.loads(out.stdout)["store"]) == {"put QUORUM 1", "get ONE 1"}
+    refused = subprocess.run(["python3", "src/bench.py", "--cells", "put ALL"], cwd=processes.ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "no such cell: put ALL (cells: put QUORUM, get QUORUM" in refused.stderr

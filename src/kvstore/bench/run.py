@@ -40,6 +40,8 @@ BENCH_SCRIPT = processes.ROOT / "src" / "bench.py"
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--clients", default="1,16", help="client counts to sweep, e.g. 1,4,16 (default 1,16)")
+    p.add_argument("--cells", type=_cells, default=CELLS, metavar="CELLS",
+                   help='only these cells, e.g. "put QUORUM,get ONE" (default: put and get at QUORUM and ONE)')
     p.add_argument("--duration", type=float, default=5, help="seconds per cell (default 5)")
     p.add_argument("--rounds", type=int, default=1,
                    help="runs of each cell, every system in turn; the median round is reported (default 1)")
@@ -66,6 +68,16 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def _cells(text):
+    """[(op, level)] from "put QUORUM,get ONE", in the order of CELLS."""
+    wanted = {tuple(part.split()) for part in text.split(",")}
+    unknown = wanted - set(CELLS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"no such cell: {', '.join(' '.join(c) for c in sorted(unknown))} "
+                                         f"(cells: {', '.join(' '.join(c) for c in CELLS)})")
+    return [cell for cell in CELLS if cell in wanted]
+
+
 def progress(text):
     print(text, file=sys.stderr, flush=True)
 
@@ -88,7 +100,7 @@ def measure(systems, sweep, args):
     the floor alike. With several rounds a cell's figures are those of its median round (by ops/s)."""
     results = {system.label: {} for system in systems}
     for clients in sweep:
-        for op, level in CELLS:
+        for op, level in args.cells:
             runs = {system.label: [] for system in systems}
             for round_ in range(args.rounds):
                 turn = round_ % len(systems)   # each round starts with the next system: no fixed order
