@@ -66,7 +66,8 @@ def test_console_deletes_expires_batches_scans_and_keeps_a_session(shared_cluste
     assert lines[8] in ("600", "599") and lines[9] == "-1  (the key never expires)"
     assert lines[10].startswith("OK  [expires in 300 s, timestamp ")
     assert lines[11] == "(not found)  [nothing to expire]"
-    assert [line.split()[0] for line in lines[12:14]] == ["t:a", "t:c"] and lines[14] == '(2 keys, more remain)  next page: scan "t:c\\x00" t; limit 2'
+    assert [line.split()[0] for line in lines[12:14]] == ["t:a", "t:c"]
+    assert lines[14] == '(2 keys, more remain)  next page: scan "t:c\\x00" t; limit 2'
     assert [line.split()[0] for line in lines[15:18]] == ["t:a", "t:c", "t:d"] and lines[18] == "(3 keys)"
     assert lines[19:] == ["Read-your-writes session is off.", "Read-your-writes session is off."]
 

@@ -3,12 +3,12 @@
 One commit log per target node (hints-<id>.log), so a target's hints replay in
 the order they were made. The hints belong to the node's event loop; their
 appends, checkpoints and rewrites go to the disk worker (kvstore.diskworker),
-where appends to one target's log share one fsync, as the commit log's do. Invariants: a hint is durable when add() returns; it
-counts as gone only after the target acknowledged it (delivered()) or it
-passed the window (hints older than the window are dropped with a log line, as
-Cassandra's max_hint_window). The window is judged by the clock
-(kvstore.clock): a hint is dated by its latest(), its age by its earliest(), so
-a wrong clock never drops one early.
+where appends to one target's log share one fsync, as the commit log's do.
+Invariants: a hint is durable when add() returns; it counts as gone only after
+the target acknowledged it (delivered()) or it passed the window (hints older
+than the window are dropped with a log line, as Cassandra's max_hint_window).
+The window is judged by the clock (kvstore.clock): a hint is dated by its
+latest(), its age by its earliest(), so a wrong clock never drops one early.
 
 Delivery never rewrites the log. Hints go out oldest first, so what is gone is
 always a prefix of the log: its length is the target's checkpoint
