@@ -80,8 +80,8 @@ class FailureDetector:
                 self._anchored[node_id] = reply.clock / 1e6 - (sent + self._monotonic()) / 2
                 self._on_clock(reply.clock)
             self.mark_up(node_id, reply.generation)
-            if sum(bool(self._up.get(n)) for n in self._anchored) * 2 > len(self._peers):
-                self._measured.set()   # most peers are up and have shown their clocks: offsets() counts them
+            if not self._measured.is_set() and len(self.offsets()) * 2 > len(self._peers):
+                self._measured.set()   # the clock now judges this node's by most of its peers' clocks
 
     def offsets(self, wall=None):
         """{node id: its clock minus ours, in seconds} for the peers that are up and have shown their clock;
