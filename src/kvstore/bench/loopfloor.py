@@ -11,8 +11,8 @@ before acknowledging, on this disk.
 
 The thread floor (floor.py: thread per connection, a thread pool forwarding) is the one the
 store's ratios were first taken against; these are reported beside it, to show how much a node built
-as an event loop could gain, and what durability alone costs. in_process_get() runs the fan-out's
-Python for one get without sockets, for bench/layers.py. A benchmark tool, not a server: it
+as an event loop could gain, and what durability alone costs. in_process() runs the fan-out's
+Python for one get or put without sockets, for bench/layers.py. A benchmark tool, not a server: it
 trusts its clients (no limits, no timeouts) and stops when killed.
 """
 import os
@@ -220,7 +220,7 @@ class _Durable:
 
 
 class _SocketStandIn:
-    """A socket for in_process_get: what is sent is kept; what is put in `data` is received once."""
+    """A socket for in_process: what is sent is kept; what is put in `data` is received once."""
 
     def __init__(self):
         self.data, self.sent = b"", []
@@ -244,18 +244,21 @@ def _stand_in_link(on_frame):
     return link
 
 
-def in_process_get():
-    """A function that makes one get QUORUM through a fan-out coordinator and its 3 no-op replicas, framing
-    included, in this process: the floor's Python per get, without the kernel's share."""
+def in_process(method):
+    """A function that makes one `method` ("get" or "put") at QUORUM through a fan-out coordinator and its 3
+    no-op replicas, framing included, in this process: the floor's Python per call, without the kernel's share."""
     replicas = [_stand_in_link(_answer_at_once) for _ in range(3)]   # each replica's end of its connection
     fanout = object.__new__(_Fanout)
     fanout._pending, fanout._next = {}, 0
     fanout._replicas = [_stand_in_link(None) for _ in replicas]
     answers = _stand_in_link(fanout._answered)   # the coordinator's end of its replica connections
     client = _stand_in_link(fanout.request)
-    request = _frame("get", TMessageType.CALL, 1, KVStore.get_args(key=b"key", level=ttypes.ConsistencyLevel.QUORUM))
+    level = ttypes.ConsistencyLevel.QUORUM
+    args = (KVStore.get_args(key=b"key", level=level) if method == "get" else
+            KVStore.put_args(key=b"key", value=b"x" * 100, level=level))
+    request = _frame(method, TMessageType.CALL, 1, args)
 
-    def get():
+    def call():
         client.sock.data = request
         client.readable()
         for to_replica, replica in zip(fanout._replicas, replicas):
@@ -264,7 +267,7 @@ def in_process_get():
             answers.sock.data = replica.sock.sent.pop()
             answers.readable()
         client.sock.sent.clear()
-    return get
+    return call
 
 
 def serve_loop(kind, host, port, replicas=()):
