@@ -107,19 +107,26 @@ class Storage:
         """apply_all without a coroutine: done(error, answers) is called on the loop once the writes are durable
         and applied (a StorageError when they could not be), straight from the disk worker's completion: the
         write path of a request costs no task and no extra turn of the loop."""
-        admitted = [self._clock.admits(c.timestamp) for _, c in mutations]
-        if not all(admitted):
-            ahead = max(c.timestamp for _, c in mutations) - self._clock.read()
-            log.warning("refused %d cells stamped up to %.3f s ahead of this node's clock, more than the %g s it "
-                        "believes (--max-clock-offset)", admitted.count(False), ahead / 1e6,
-                        self._clock.max_offset / 1e6)
         if not self._open.is_set():   # a compaction is rewriting the log: this write waits for it
             self._held_back.append((mutations, done))
             return
-        held = [self._cells.get(k) for k, _ in mutations]
-        answers = [FROM_THE_FUTURE if not ok else 0 if old is None or old == c or newer(old, c) is c else old.timestamp
-                   for (_, c), old, ok in zip(mutations, held, admitted)]
-        fresh = [(k, c) for (k, c), old, ok in zip(mutations, held, admitted) if ok and newer(old, c) is c]
+        cells, admits = self._cells, self._clock.admits
+        answers, fresh = [], []
+        for key, cell in mutations:
+            if not admits(cell.timestamp):
+                answers.append(FROM_THE_FUTURE)
+                continue
+            held = cells.get(key)
+            if held is None or newer(held, cell) is cell:
+                fresh.append((key, cell))
+                answers.append(0)
+            else:   # the same cell again is no news; an older one is answered with the newer held
+                answers.append(0 if held == cell else held.timestamp)
+        refused = answers.count(FROM_THE_FUTURE)
+        if refused:
+            ahead = max(c.timestamp for _, c in mutations) - self._clock.read()
+            log.warning("refused %d cells stamped up to %.3f s ahead of this node's clock, more than the %g s it "
+                        "believes (--max-clock-offset)", refused, ahead / 1e6, self._clock.max_offset / 1e6)
         if not fresh:
             done(None, answers)
             return
