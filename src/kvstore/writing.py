@@ -51,7 +51,7 @@ class Writing:
         if again_above is not None:
             log.debug("a write stamped again above a newer cell its replicas hold")
             outcome = await self._write_one(key, again_above, level, False)
-        return raise_or_return(outcome)
+        return _raise_or_return(outcome)
 
     async def _write_many(self, writes, level, again=True):
         """[(key, cell)] -> one WriteOutcome or error per key, in order; a batch's writes to one replica go in
@@ -151,7 +151,7 @@ class Writing:
             return False
 
 
-def raise_or_return(outcome):
+def _raise_or_return(outcome):
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
