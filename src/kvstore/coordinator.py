@@ -31,6 +31,7 @@ from kvstore.repairing import Repairing
 from kvstore.scanning import Scanning
 from kvstore.writing import Writing
 
+
 class ReadOutcome(NamedTuple):
     cell: Cell          # the newest visible cell; None when absent, deleted or expired
     answered: list
