@@ -78,7 +78,7 @@ class Coordinator(Writing, Scanning, Repairing):
 
     async def put(self, key, value, level, ttl=0, floor=0):
         now = await self._stamp(floor)
-        return await self._write_one(key, Cell(value, now, now + int(ttl * 1_000_000) if ttl else 0), level)
+        return await self._write_one(key, Cell(value, now, _expires(now, ttl)), level)
 
     async def delete(self, key, level, floor=0):
         return await self._write_one(key, tombstone(await self._stamp(floor)), level)
@@ -86,7 +86,7 @@ class Coordinator(Writing, Scanning, Repairing):
     async def put_many(self, items, level, ttl=0, floor=0):
         """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
         now = await self._stamp(floor)
-        expires = now + int(ttl * 1_000_000) if ttl else 0
+        expires = _expires(now, ttl)
         return await self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
     async def expire(self, key, seconds, level, min_timestamp=0):
@@ -97,7 +97,7 @@ class Coordinator(Writing, Scanning, Repairing):
         if seconds <= 0:
             return True, await self.delete(key, level, min_timestamp)
         now = await self._stamp(min_timestamp)
-        return True, await self._write_one(key, Cell(current.value, now, now + int(seconds * 1_000_000)), level)
+        return True, await self._write_one(key, Cell(current.value, now, _expires(now, seconds)), level)
 
     async def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
@@ -187,6 +187,11 @@ class Coordinator(Writing, Scanning, Repairing):
         # Only a cell that expires needs the cluster's now (a median over the peers' clocks) to be judged.
         now = self._clock.earliest() if newest is not None and newest.expires else 0
         return ReadOutcome(visible(newest, now), [node_id for node_id, _ in answers], repaired)
+
+
+def _expires(now, seconds):
+    """When a write stamped `now` expires, `seconds` later (microseconds); 0: it never does (no seconds)."""
+    return now + int(seconds * 1_000_000) if seconds else 0
 
 
 def _timestamp(cell):
