@@ -250,12 +250,14 @@ async def _client_put(storage):
     return one
 
 
-def _linked_replica():
-    """(a RemoteReplica for node 1, over a PeerLink whose connection is a _Protocol stand-in; that protocol)."""
+def _linked_replica(opened):
+    """(a RemoteReplica for node 1, over a PeerLink whose connection is a _Protocol stand-in; that protocol). The
+    replica is added to `opened`, for its owner to close."""
     link = PeerLink(make_cluster(4)[1], 1.0)
     protocol = _Protocol()
     link._protocol = protocol   # a connection that has proved itself, as _connect leaves it
-    return RemoteReplica(1, link), protocol
+    opened.append(RemoteReplica(1, link))
+    return opened[-1], protocol
 
 
 def _answer_to(link, protocol, method, result):
@@ -270,8 +272,8 @@ def _answer_to(link, protocol, method, result):
     return answer_last
 
 
-async def _internode_read():
-    replica, protocol = _linked_replica()
+async def _internode_read(opened):
+    replica, protocol = _linked_replica(opened)
     answer_last = _answer_to(replica.link, protocol, "replica_read_batch", Internode.replica_read_batch_result(
         success=[ttypes.ReadResult(ttypes.Cell(VALUE, 1, 0), [1], [])]))
     read = collections.deque(maxlen=1)   # the cell the last call got
@@ -281,11 +283,11 @@ async def _internode_read():
         answer_last()
     await one()
     _check_value(read[0])
-    return one, replica
+    return one
 
 
-async def _internode_write():
-    replica, protocol = _linked_replica()
+async def _internode_write(opened):
+    replica, protocol = _linked_replica(opened)
     answer_last = _answer_to(replica.link, protocol, "replica_write_batch",
                              Internode.replica_write_batch_result(success=[0]))
     written = collections.deque(maxlen=1)   # what the last call's callback got
@@ -298,7 +300,7 @@ async def _internode_write():
     await one()
     if written[0] != (None, 0):
         raise LayerError(f"an internode write got {written[0]!r}, not an acknowledgement: it measures the wrong path")
-    return one, replica
+    return one
 
 
 def _peer_connection(storage, method):
@@ -397,18 +399,17 @@ def _floor(method):
 
 async def _measure(storage, directory, calls, rounds):
     owned = []   # what the layers started, stopped when they are done
-    internode_read, read_replica = await _internode_read()
-    internode_write, write_replica = await _internode_write()
+    opened = []  # the stand-in remote replicas, closed when they are done
     try:
-        runs = {"client_get_us": await _client_get(storage), "internode_read_us": internode_read,
+        runs = {"client_get_us": await _client_get(storage), "internode_read_us": await _internode_read(opened),
                 "replica_read_us": await _replica_read(storage), "floor_get_us": _floor("get"),
-                "client_put_us": await _client_put(storage), "internode_write_us": internode_write,
+                "client_put_us": await _client_put(storage), "internode_write_us": await _internode_write(opened),
                 "replica_write_us": await _replica_write(storage), "disk_append_us": await _disk_append(directory, owned),
                 "handoff_us": _handoff(owned), "floor_put_us": _floor("put")}
         return await _rounds(runs, calls, rounds)
     finally:
-        await read_replica.close()
-        await write_replica.close()
+        for replica in opened:
+            await replica.close()
         for stop in owned:
             stop()
 
