@@ -256,8 +256,9 @@ def _linked_replica(opened):
     link = PeerLink(make_cluster(4)[1], 1.0)
     protocol = _Protocol()
     link._protocol = protocol   # a connection that has proved itself, as _connect leaves it
-    opened.append(RemoteReplica(1, link))
-    return opened[-1], protocol
+    replica = RemoteReplica(1, link)
+    opened.append(replica)
+    return replica, protocol
 
 
 def _answer_to(link, protocol, method, result):
