@@ -67,6 +67,7 @@ from kvstore.config import Settings, make_cluster
 from kvstore.coordinator import Coordinator
 from kvstore.diskworker import DiskWorker
 from kvstore.failure import FailureDetector
+from kvstore.framing import encode_frame
 from kvstore.handler import Handler
 from kvstore.inbound import Inbound
 from kvstore.internode import InternodeHandler
@@ -80,7 +81,6 @@ from kvstore_rpc import Internode, KVStore, ttypes
 
 KEYS = 1000
 VALUE = b"v" * 100   # every key's value in the log the storage replays (bench.durability.write_log)
-_LENGTH = struct.Struct("!i")
 _SEQID = struct.Struct("!i")
 _TIMESTAMP = struct.Struct("!q")
 
@@ -169,10 +169,6 @@ async def _rounds(runs, calls, rounds):
     return samples
 
 
-def _frame(payload):
-    return _LENGTH.pack(len(payload)) + payload
-
-
 def _decoded(payload, result_class):
     """The success of an answer (a message, without its length), or LayerError."""
     _, kind, _, offset = dispatch.read_header(payload)
@@ -235,7 +231,7 @@ def _calling(connection, transport, request=None):
 
 
 async def _client_get(storage):
-    request = _frame(dispatch.message("get", TMessageType.CALL, 1,
+    request = encode_frame(dispatch.message("get", TMessageType.CALL, 1,
                                       KVStore.get_args(key=bench_key(5), level=ttypes.ConsistencyLevel.QUORUM)))
     one = _calling(*await _client_connection(storage, "get"), request)
     _check_value(_decoded((await one())[4:], KVStore.get_result).cell)
@@ -243,7 +239,7 @@ async def _client_get(storage):
 
 
 async def _client_put(storage):
-    request = _frame(dispatch.message("put", TMessageType.CALL, 1, KVStore.put_args(
+    request = encode_frame(dispatch.message("put", TMessageType.CALL, 1, KVStore.put_args(
         key=bench_key(5), value=VALUE, level=ttypes.ConsistencyLevel.QUORUM)))
     one = _calling(*await _client_connection(storage, "put"), request)
     _check_acknowledged(_decoded((await one())[4:], KVStore.put_result).acknowledged, 3)
@@ -318,7 +314,7 @@ def _peer_connection(storage, method):
 
 async def _replica_read(storage):
     connection, transport = _peer_connection(storage, "replica_read_batch")
-    request = _frame(dispatch.message("replica_read_batch", TMessageType.CALL, 1,
+    request = encode_frame(dispatch.message("replica_read_batch", TMessageType.CALL, 1,
                                       Internode.replica_read_batch_args(keys=[bench_key(5)])))
 
     async def one():
@@ -334,8 +330,9 @@ async def _replica_read(storage):
 async def _replica_write(storage):
     """Each call writes a newer cell of one key (its timestamp patched into the request), so each is applied."""
     sentinel = 0x0123456789ABCDEF
-    request = _frame(dispatch.message("replica_write_batch", TMessageType.CALL, 1, Internode.replica_write_batch_args(
-        mutations=[ttypes.Mutation(bench_key(6), ttypes.Cell(VALUE, sentinel, 0))])))
+    mutation = ttypes.Mutation(bench_key(6), ttypes.Cell(VALUE, sentinel, 0))
+    args = Internode.replica_write_batch_args(mutations=[mutation])
+    request = encode_frame(dispatch.message("replica_write_batch", TMessageType.CALL, 1, args))
     at = request.index(_TIMESTAMP.pack(sentinel))
     before, after = request[:at], request[at + _TIMESTAMP.size:]
     stamps = itertools.count(int(time.time() * 1_000_000))
@@ -405,8 +402,9 @@ async def _measure(storage, directory, calls, rounds):
         runs = {"client_get_us": await _client_get(storage), "internode_read_us": await _internode_read(opened),
                 "replica_read_us": await _replica_read(storage), "floor_get_us": _floor("get"),
                 "client_put_us": await _client_put(storage), "internode_write_us": await _internode_write(opened),
-                "replica_write_us": await _replica_write(storage), "disk_append_us": await _disk_append(directory, owned),
-                "handoff_us": _handoff(owned), "floor_put_us": _floor("put")}
+                "replica_write_us": await _replica_write(storage),
+                "disk_append_us": await _disk_append(directory, owned), "handoff_us": _handoff(owned),
+                "floor_put_us": _floor("put")}
         return await _rounds(runs, calls, rounds)
     finally:
         for replica in opened:
