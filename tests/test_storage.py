@@ -33,6 +33,21 @@ async def test_an_older_write_is_not_logged_or_applied(tmp_path):
 
 
 @on_loop
+async def test_a_durable_write_is_applied_even_when_its_callback_fails(tmp_path):
+    """The callback runs before the merge (a replica's answer goes out first): a callback that raises must not
+    leave a write durable on disk but missing from what reads see."""
+    async with open_storage(tmp_path / "c.log") as storage:
+        called = asyncio.get_running_loop().create_future()
+
+        def failing(error, answers):
+            called.set_result((error, answers))
+            raise RuntimeError("a bug in whatever answers the write")
+        storage.apply_all_then([(b"k", Cell(b"v", 1))], failing)
+        assert await called == (None, [0])
+        assert storage.get(b"k") == Cell(b"v", 1)
+
+
+@on_loop
 async def test_compaction_rewrites_the_log_as_the_live_cells(tmp_path):
     async with open_storage(tmp_path / "c.log") as storage:
         for n in range(2000):  # 20 keys overwritten 100 times: history is 100x the live data

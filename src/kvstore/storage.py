@@ -105,8 +105,9 @@ class Storage:
 
     def apply_all_then(self, mutations, done):
         """apply_all without a coroutine: done(error, answers) is called on the loop once the writes are durable
-        and applied (a StorageError when they could not be), straight from the disk worker's completion: the
-        write path of a request costs no task and no extra turn of the loop."""
+        (a StorageError when they could not be), straight from the disk worker's completion: the write path of a
+        request costs no task and no extra turn of the loop. The writes are applied right after done returns, in
+        the same turn: nothing else on the loop can tell the difference, and a replica's answer goes out first."""
         if not self._open.is_set():   # a compaction is rewriting the log: this write waits for it
             self._held_back.append((mutations, done))
             return
@@ -138,11 +139,13 @@ class Storage:
         self._appending -= 1
         if not self._appending:
             self._drained.set()
-        if error is None:
-            for key, cell in fresh:
-                self._merge(key, cell)
-            self.maybe_compact()
-        done(error, None if error else answers)
+        try:   # done first, so that a replica's answer goes out before the merge
+            done(error, None if error else answers)
+        finally:   # in this same turn, so no read or write of this node runs in between
+            if error is None:
+                for key, cell in fresh:
+                    self._merge(key, cell)
+                self.maybe_compact()
 
     def _merge(self, key, cell):
         held = self._cells.get(key)

@@ -3,8 +3,9 @@ ones that are down or miss the deadline, wait for the level's acknowledgements, 
 newer cell that a replica says it holds.
 
 A write's cell is sent to each live remote replica through its channel (a batch's keys for one replica go
-in one call) and applied to the local replica last, through the disk worker (a batch's local keys share one
-fsync). Replicas that are down, fail, or miss the deadline get a hint, stored by a task of the node's; a
+in one call) and applied to the local replica through the disk worker (a batch's local keys share one fsync):
+a single key's write goes to its first remote replica, then to the local one, then to the others; a batch's go
+to the local replica last. Replicas that are down, fail, or miss the deadline get a hint, stored by a task of the node's; a
 hint that could not be stored is not reported as kept. A replica that already holds a newer cell of a key
 says so in its acknowledgement (its timestamp): the write is then stamped again above it and sent again
 before it is acknowledged (once), so a write that began after another was acknowledged at a level that
@@ -41,7 +42,7 @@ class Writing:
         deadline = time.monotonic() + self._timeout
         alive, down, needed = self._plan(self._ring.replica_ids(key), level)
         responses = Responses(needed, len(alive))
-        for node_id in alive:   # the local replica last
+        for node_id in _local_second(alive, self._local_id):
             self._replicas[node_id].write_many_async([(key, cell, self._write_done(node_id, key, cell, responses))],
                                                      deadline)
         hinting = [(node_id, self._background.spawn(self._store_hint(node_id, key, cell), "store-hint"))
@@ -149,6 +150,16 @@ class Writing:
         except StorageError as exc:
             log.error("could not store a hint for node %d: %s", node_id, exc)
             return False
+
+
+def _local_second(alive, local_id):
+    """alive (the local replica last) in the order a single write goes out: the first remote replica, then the
+    local one, then the others. A quorum of a write whose coordinator holds the key is its own append and the
+    first remote answer; the append waits for the disk worker to wake, so it is queued before the next remote
+    call is encoded and sent, not after."""
+    if len(alive) > 2 and alive[-1] == local_id:
+        return [alive[0], local_id, *alive[1:-1]]
+    return alive
 
 
 def _raise_or_return(outcome):
