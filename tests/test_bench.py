@@ -4,6 +4,10 @@ import subprocess
 
 from kvstore import processes
 from kvstore.bench.layers import measure_layers
+from kvstore.bench.run import _spawn_floor
+from kvstore.localcluster import free_ports
+from kvstore.peers import Connection
+from kvstore_rpc import ttypes
 
 
 def test_a_short_benchmark_run_reports_every_cell():
@@ -51,3 +55,37 @@ def test_a_run_of_chosen_cells_measures_those_alone():
     refused = subprocess.run(["python3", "src/bench.py", "--cells", "put ALL"], cwd=processes.ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "no such cell: put ALL (cells: put QUORUM, get QUORUM" in refused.stderr
+
+
+def test_the_lean_store_acknowledges_each_put_from_two_of_its_keys_replicas():
+    # The lean store is measured as the least a store of this shape does: it must place keys as the store's
+    # ring does (owner and the next two) and answer a put once two of them hold it durably.
+    peers = [("127.0.0.1", port) for port in free_ports(4)]
+    procs = []
+    try:
+        for _, port in peers:
+            procs.append(_spawn_floor("lean", port, peers))
+        connection = Connection(*peers[0], connect_timeout=5)
+        for key, replicas in ((b"\x00a", {0, 1, 2}), (b"\x50a", {1, 2, 3}), (b"\x90a", {2, 3, 0}),
+                              (b"\xd0a", {3, 0, 1}), (b"\xffz", {0, 1, 2})):
+            result = connection.call("put", (key, b"v", ttypes.ConsistencyLevel.QUORUM), 10)
+            assert len(set(result.acknowledged)) == 2 and set(result.acknowledged) <= replicas, (key, result)
+            assert result.timestamp > 0
+        connection.close()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_the_one_client_measurement_reports_every_system_and_the_disk():
+    out = subprocess.run(["python3", "src/bench.py", "--one-client", "2", "--keys", "100", "--json"],
+                         cwd=processes.ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert set(report["puts"]) == {"store", "lean store", "durable loop floor"}
+    for name, cell in report["puts"].items():
+        assert cell["ops_per_s"] > 0 and 0 < cell["p50_ms"] <= cell["p99_ms"] and len(cell["fifths"]) == 5, name
+    assert report["puts"]["durable loop floor"]["ratio"] == 1.0
+    assert [rate["processes"] for rate in report["flushes"]] == [1, 2, 3]
+    assert all(rate["fdatasyncs_per_s"] > 0 and rate["p50_us"] > 0 for rate in report["flushes"])

@@ -36,7 +36,7 @@ _ANSWERS = {"put": KVStore.put_result(success=ttypes.WriteResult(1, [0], [])),
             "describe_ring": KVStore.describe_ring_result(success=[])}   # what readiness is asked with
 
 
-def _frame(name, kind, seqid, body):
+def frame(name, kind, seqid, body):
     out = TBinaryProtocolAccelerated(TMemoryBuffer())
     out.writeMessageBegin(name, kind, seqid)
     body.write(out)
@@ -45,7 +45,7 @@ def _frame(name, kind, seqid, body):
     return _LENGTH.pack(len(payload)) + payload
 
 
-def _parse(payload, classes):
+def parse(payload, classes):
     """(method name, sequence id, decoded body) of one message."""
     protocol = TBinaryProtocolAccelerated(TMemoryBuffer(payload))
     name, _, seqid = protocol.readMessageBegin()
@@ -55,7 +55,7 @@ def _parse(payload, classes):
     return name, seqid, body
 
 
-class _Link:
+class Link:
     """One non-blocking connection: frames in to on_frame(link, payload), bytes out buffered."""
 
     def __init__(self, loop, sock, on_frame):
@@ -121,8 +121,8 @@ class _Link:
 
 
 def _answer_at_once(link, payload):
-    name, seqid, _ = _parse(payload, _ARGS)
-    link.send(_frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
+    name, seqid, _ = parse(payload, _ARGS)
+    link.send(frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
 
 
 class _Fanout:
@@ -131,35 +131,37 @@ class _Fanout:
     def __init__(self, loop, replicas):
         self._pending = {}   # our sequence id -> [client link, its sequence id, method, needed, answers]
         self._next = 0
-        self._replicas = [_Link(loop, socket.create_connection(address), self._answered) for address in replicas]
+        self._replicas = [Link(loop, socket.create_connection(address), self._answered) for address in replicas]
 
     def request(self, link, payload):
-        name, seqid, args = _parse(payload, _ARGS)
+        name, seqid, args = parse(payload, _ARGS)
         if name == "describe_ring":
-            link.send(_frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
+            link.send(frame(name, TMessageType.REPLY, seqid, _ANSWERS[name]))
             return
         self._next += 1
         needed = 1 if args.level == ttypes.ConsistencyLevel.ONE else 2
         self._pending[self._next] = [link, seqid, name, needed, 0]
-        call = _frame(name, TMessageType.CALL, self._next, args)
+        call = frame(name, TMessageType.CALL, self._next, args)
         for replica in self._replicas:
             replica.send(call)
 
     def _answered(self, _, payload):
-        _, seqid, _ = _parse(payload, _RESULTS)
+        _, seqid, _ = parse(payload, _RESULTS)
         pending = self._pending.get(seqid)
         if pending is None:
             return
         pending[4] += 1
         client, client_seqid, name, needed, answers = pending
         if answers == needed:
-            client.send(_frame(name, TMessageType.REPLY, client_seqid, _ANSWERS[name]))
+            client.send(frame(name, TMessageType.REPLY, client_seqid, _ANSWERS[name]))
         if answers == len(self._replicas):
             del self._pending[seqid]
 
 
-class _Durable:
-    """A replica that answers each put once its bytes are written and fdatasynced."""
+class SyncedLog:
+    """Records written with pwrite, on the loop, into a file written ahead in zeros; a syncer thread shares one
+    fdatasync among all the records written while the last one ran, and wakes the loop to run their completions
+    (group commit)."""
 
     LOG_BYTES = 64 << 20   # written as zeros first and then overwritten in a ring, as the store's log grows
 
@@ -170,7 +172,7 @@ class _Durable:
         os.fsync(self._fd)
         self._lock = threading.Lock()
         self._written = threading.Condition(self._lock)
-        self._unsynced, self._synced = [], []   # (link, answer) to send once synced / synced, not sent
+        self._unsynced, self._synced = [], []   # completions to run once synced / synced, not run
         self._wake_read, self._wake_write = os.pipe()   # the syncer wakes the loop through it
         os.set_blocking(self._wake_read, False)
         self.sock = self   # for the loop: fileno() and the read event are this object's
@@ -180,18 +182,14 @@ class _Durable:
     def fileno(self):
         return self._wake_read
 
-    def request(self, link, payload):
-        name, seqid, _ = _parse(payload, _ARGS)
-        answer = _frame(name, TMessageType.REPLY, seqid, _ANSWERS[name])
-        if name != "put":   # a read, or a readiness check: nothing to make durable
-            link.send(answer)
-            return
-        if self._offset + len(payload) > self.LOG_BYTES:
+    def append(self, record, completion):
+        """Write record now; completion() on the loop once an fdatasync covers it."""
+        if self._offset + len(record) > self.LOG_BYTES:
             self._offset = 0
-        os.pwrite(self._fd, payload, self._offset)
-        self._offset += len(payload)
+        os.pwrite(self._fd, record, self._offset)
+        self._offset += len(record)
         with self._lock:
-            self._unsynced.append((link, answer))
+            self._unsynced.append(completion)
             self._written.notify()
 
     def _sync(self):
@@ -208,15 +206,30 @@ class _Durable:
                 os.write(self._wake_write, b"!")
 
     def readable(self):
-        """The syncer's wake-up: send the answers it synced."""
+        """The syncer's wake-up: run the completions it synced."""
         try:
             os.read(self._wake_read, 4096)
         except BlockingIOError:
             pass
         with self._lock:
             synced, self._synced = self._synced, []
-        for link, answer in synced:
+        for completion in synced:
+            completion()
+
+
+class _Durable:
+    """A replica that answers each put once its bytes are written and fdatasynced."""
+
+    def __init__(self, loop):
+        self._log = SyncedLog(loop)
+
+    def request(self, link, payload):
+        name, seqid, _ = parse(payload, _ARGS)
+        answer = frame(name, TMessageType.REPLY, seqid, _ANSWERS[name])
+        if name != "put":   # a read, or a readiness check: nothing to make durable
             link.send(answer)
+            return
+        self._log.append(payload, lambda: link.send(answer))
 
 
 class _SocketStandIn:
@@ -238,7 +251,7 @@ class _SocketStandIn:
 
 
 def _stand_in_link(on_frame):
-    link = object.__new__(_Link)
+    link = object.__new__(Link)
     link._loop, link.sock, link._on_frame = None, _SocketStandIn(), on_frame
     link._in, link._out = bytearray(), bytearray()
     return link
@@ -256,7 +269,7 @@ def in_process(method):
     level = ttypes.ConsistencyLevel.QUORUM
     args = (KVStore.get_args(key=b"key", level=level) if method == "get" else
             KVStore.put_args(key=b"key", value=b"x" * 100, level=level))
-    request = _frame(method, TMessageType.CALL, 1, args)
+    request = frame(method, TMessageType.CALL, 1, args)
 
     def call():
         client.sock.data = request
@@ -292,7 +305,7 @@ def serve_loop(kind, host, port, replicas=()):
                     sock, _ = listener.accept()
                 except BlockingIOError:
                     continue
-                _Link(loop, sock, on_frame)
+                Link(loop, sock, on_frame)
                 continue
             if events & selectors.EVENT_READ:
                 key.data.readable()

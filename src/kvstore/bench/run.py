@@ -3,8 +3,8 @@
 Each cell (put or get, at ONE or QUORUM, with C clients) runs for --duration seconds
 against a 4-node store at its default durability (fsync before acknowledging), then
 against the floor: one no-op server, and a no-op fan-out cluster of 4 coordinators
-over 4 no-op replicas (the issue's floor: thread per connection, a thread pool
-forwarding; the ratios are taken against it), and two reference floors built as one
+over 4 no-op replicas (thread per connection, a thread pool forwarding: the
+floor the ratios were first taken against), and two reference floors built as one
 selector loop per process (loopfloor.py): the same no-op fan-out cluster, and one whose
 replicas fsync before answering; all of them are started first and measured in turn,
 cell by cell. Ratios, not absolute figures, are what to compare across machines.
@@ -27,7 +27,10 @@ from kvstore.bench.durability import measure_hint_delivery, measure_restart
 from kvstore.bench.floor import serve
 from kvstore.bench.layers import measure_layers
 from kvstore.bench.layers import table as layers_table
+from kvstore.bench.leanstore import serve_lean
 from kvstore.bench.loopfloor import serve_loop
+from kvstore.bench.oneclient import measure_one_client
+from kvstore.bench.oneclient import table as one_client_table
 from kvstore.bench.load import bench_key, run_load
 from kvstore.localcluster import Cluster, free_ports
 from kvstore.peers import ping
@@ -61,7 +64,11 @@ def parse_args(argv):
     p.add_argument("--layers", action="store_true",
                    help="only measure the CPU of the node's own Python per get QUORUM, layer by layer, in one "
                         "process, beside the loop floor's (about 20 s; see kvstore/bench/layers.py)")
-    p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout"),
+    p.add_argument("--one-client", type=int, metavar="BLOCKS",
+                   help="only measure put QUORUM at one client: the store, the lean store (the least a store of this "
+                        "shape does, kvstore/bench/leanstore.py) and the durable loop floor, interleaved in BLOCKS "
+                        "blocks of puts each (300: about 2 min), and how the disk takes fdatasyncs at once")
+    p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout", "lean"),
                    help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--replicas", default="", help=argparse.SUPPRESS)
@@ -261,9 +268,15 @@ def main(argv=None):
         figures = measure_layers()
         print(json.dumps(figures, indent=2) if args.json else layers_table(figures))
         return 0
+    if args.one_client:
+        figures = measure_one_client(_spawn_floor, args.one_client, args.keys, args.value_size)
+        print(json.dumps(figures, indent=2) if args.json else one_client_table(figures))
+        return 0
     if args.serve:
         replicas = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in args.replicas.split(",") if a]
-        if args.serve.startswith("loop-"):
+        if args.serve == "lean":   # replicas: every node of the lean store, this one's included
+            serve_lean([port for _, port in replicas].index(args.port), "127.0.0.1", replicas)
+        elif args.serve.startswith("loop-"):
             serve_loop(args.serve[len("loop-"):], "127.0.0.1", args.port, replicas)
         else:
             serve(args.serve, "127.0.0.1", args.port, replicas)
