@@ -2,8 +2,8 @@
 
 A write (put, delete, expire, a batch): find each key's replicas; a key with
 fewer alive than the level needs fails with Unavailable and writes nothing.
-Otherwise stamp the cell, send it to every live replica (the local one last,
-through the disk worker), hint the replicas that are down, and answer once
+Otherwise stamp the cell, send it to every live replica (the local one through
+the disk worker), hint the replicas that are down, and answer once
 `block_for` replicas acknowledged (writing.py). Everything runs on the node's
 loop: a request sends, then awaits its replicas' answers (responses.py) under
 its deadline.
