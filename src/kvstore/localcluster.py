@@ -75,13 +75,33 @@ class Loopback:
         pass
 
 
-def free_ports(count):
-    sockets = []
+_HANDED_OUT = set()   # the ports free_ports gave in this process: a server may not have bound one yet
+
+
+def free_ports(count, low=20000, high=32000):
+    """count ports free on loopback, below Linux's ephemeral range (32768 up), so that no outgoing connection
+    takes one before its server binds it, or while a stopped node is down; none given twice in this process
+    (until most of the range has been)."""
+    rng, sockets = random.Random(), []
+    if len(_HANDED_OUT) > (high - low) // 2:
+        _HANDED_OUT.clear()
     try:
-        for _ in range(count):
+        for _ in range(50 * count):
+            if len(sockets) == count:
+                break
+            port = rng.randrange(low, high)
+            if port in _HANDED_OUT:
+                continue
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
             sockets.append(s)
+            _HANDED_OUT.add(port)
+        if len(sockets) < count:
+            raise ClusterError(f"no {count} free ports between {low} and {high}")
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
