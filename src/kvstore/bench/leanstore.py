@@ -23,7 +23,7 @@ import time
 
 from thrift.Thrift import TMessageType
 
-from kvstore.bench.loopfloor import Link, SyncedLog, frame, parse
+from kvstore.bench.loopfloor import Link, SyncedLog, frame, parse, serve_forever
 from kvstore.cell import Cell, encode_mutation, newer
 from kvstore.config import default_tokens
 from kvstore.records import encode_record
@@ -125,23 +125,4 @@ class LeanNode:
 def serve_lean(node_id, host, peers):
     """Serve node node_id of a lean store whose nodes listen at peers [(host, port)]; runs until killed."""
     loop = selectors.DefaultSelector()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, peers[node_id][1]))
-    listener.listen(128)
-    listener.setblocking(False)
-    node = LeanNode(loop, node_id, peers)
-    loop.register(listener, selectors.EVENT_READ, None)
-    while True:
-        for key, events in loop.select():
-            if key.data is None:
-                try:
-                    sock, _ = listener.accept()
-                except BlockingIOError:
-                    continue
-                Link(loop, sock, node.on_frame)
-                continue
-            if events & selectors.EVENT_READ:
-                key.data.readable()
-            if events & selectors.EVENT_WRITE and key.data.sock.fileno() != -1:
-                key.data.writable()
+    serve_forever(loop, host, peers[node_id][1], LeanNode(loop, node_id, peers).on_frame)

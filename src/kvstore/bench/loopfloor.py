@@ -286,17 +286,22 @@ def in_process(method):
 def serve_loop(kind, host, port, replicas=()):
     """kind: "noop", "durable" or "fanout" (over replicas [(host, port)]); runs until killed."""
     loop = selectors.DefaultSelector()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(128)
-    listener.setblocking(False)
     if kind == "noop":
         on_frame = _answer_at_once
     elif kind == "durable":
         on_frame = _Durable(loop).request
     else:
         on_frame = _Fanout(loop, replicas).request
+    serve_forever(loop, host, port, on_frame)
+
+
+def serve_forever(loop, host, port, on_frame):
+    """Accept connections on host:port, each a Link on loop handing its frames to on_frame; runs until killed."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(128)
+    listener.setblocking(False)
     loop.register(listener, selectors.EVENT_READ, None)
     while True:
         for key, events in loop.select():
