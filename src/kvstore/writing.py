@@ -4,12 +4,12 @@ newer cell that a replica says it holds.
 
 A write's cell is sent to each live remote replica through its channel (a batch's keys for one replica go
 in one call) and applied to the local replica through the disk worker (a batch's local keys share one fsync):
-a single key's write goes to its first remote replica, then to the local one, then to the others; a batch's go
-to the local replica last. Replicas that are down, fail, or miss the deadline get a hint, stored by a task of the node's; a
-hint that could not be stored is not reported as kept. A replica that already holds a newer cell of a key
-says so in its acknowledgement (its timestamp): the write is then stamped again above it and sent again
-before it is acknowledged (once), so a write that began after another was acknowledged at a level that
-overlaps this one's wins over it, whatever the coordinators' clocks said.
+a single key's write goes to its first remote replica, then to the local one, then to the others; a batch's
+go to the local replica last. Replicas that are down, fail, or miss the deadline get a hint, stored by a task
+of the node's; a hint that could not be stored is not reported as kept. A replica that already holds a newer
+cell of a key says so in its acknowledgement (its timestamp): the write is then stamped again above it and
+sent again before it is acknowledged (once), so a write that began after another was acknowledged at a level
+that overlaps this one's wins over it, whatever the coordinators' clocks said.
 """
 import asyncio
 import logging
