@@ -15,6 +15,7 @@ while it serves (closing any descriptor of the file would drop a POSIX lock).
 """
 import fcntl
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -54,8 +55,8 @@ class DataDirLock:
 def claim(data_dir):
     """Take data_dir's lock for this process (creating the directory); DataDirInUse if another holds it."""
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -63,6 +64,22 @@ def claim(data_dir):
         os.close(fd)
         raise DataDirInUse(data_dir, pid) from None
     return DataDirLock(data_dir, fd)
+
+
+def open_to_others(data_dir):
+    """What in data_dir (itself, and every file and directory in it) others than its owner may read, write or
+    enter, each as "PATH (mode NNN)": a node creates its directories 0700 and its files 0600, as PostgreSQL
+    keeps its data directory, since the logs hold every key and value."""
+    data_dir = Path(data_dir)
+    loose = []
+    for path in [data_dir, *sorted(data_dir.rglob("*"))]:
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            continue   # gone meanwhile
+        if mode & (stat.S_IRWXG | stat.S_IRWXO) and not stat.S_ISLNK(mode):
+            loose.append(f"{path} (mode {stat.S_IMODE(mode):o})")
+    return loose
 
 
 def holder(data_dir):

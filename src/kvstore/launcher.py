@@ -118,7 +118,7 @@ class Cluster:
                                      + "".join(line + "\n" for line in lines))
 
     def create(self, count, host, base_port):
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         nodes = make_cluster(count, host, base_port)
         write_cluster_file(self.cluster_file, nodes)
         print(f"created {self.cluster_file}: {count} nodes on {host}:{base_port}-{base_port + count - 1} "
@@ -157,7 +157,7 @@ def check_node_options(options):
 def use_node_options(cluster, args):
     if args.node_options is not None:
         if not cluster.data_dir.exists():
-            cluster.data_dir.mkdir(parents=True)
+            cluster.data_dir.mkdir(mode=0o700, parents=True)
         cluster.save_node_options(args.node_options)
         running = cluster.cluster_file.exists() and any(
             processes.find_node(cluster.node_dir(n.node_id)) for n in cluster.nodes())
@@ -292,6 +292,7 @@ COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart":
 
 def main(argv=None):
     args = parse_args(argv)
+    os.umask(0o077)   # the cluster's files (its options, keys, certificates) are the operator's alone
     cluster = Cluster(args.data_dir)
     try:
         if args.command != "start" and not cluster.cluster_file.exists():

@@ -23,6 +23,7 @@ from kvstore.bootstrap import ROOT
 SERVER_SCRIPT = ROOT / "src" / "server.py"
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
+OUT_FILE = "node.out"   # what a node prints outside its log
 
 
 def write_pid_file(data_dir):
@@ -72,10 +73,13 @@ def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.execut
     prefix: a command to run it under, e.g. ["ip", "netns", "exec", NAME] (it must exec the node);
     env: variables to add to its environment (the tests' libfaketime, for a clock of its own)."""
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     command = [*prefix, python, str(SERVER_SCRIPT), "--cluster", str(Path(cluster_file).resolve()),
-               "--id", str(node_id), "--data-dir", str(data_dir), *extra_args]
-    with open(data_dir / LOG_FILE, "ab") as log_file:
+               "--id", str(node_id), "--data-dir", str(data_dir), "--log-file", str(data_dir / LOG_FILE), *extra_args]
+    # The node writes (and rotates) node.log itself; what it prints outside its log (a crash before its log is
+    # set up) goes to node.out.
+    fd = os.open(data_dir / OUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT,
                                 env=dict(os.environ, **env) if env else None)
@@ -114,10 +118,16 @@ def wait_gone(process, timeout):
 
 
 def log_tail(data_dir, lines=15):
-    try:
-        return "\n".join((Path(data_dir) / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    """The last lines of the node's log, and of what it printed outside it (node.out), if anything."""
+    tails = []
+    for name in (LOG_FILE, OUT_FILE):
+        try:
+            text = (Path(data_dir) / name).read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            tails.append("\n".join(text.splitlines()[-lines:]))
+    return "\n".join(tails) or "(no log)"
 
 
 def wait_until(predicate, timeout, interval=0.05):
