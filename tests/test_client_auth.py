@@ -33,11 +33,11 @@ def connect(cluster, i=0, credentials=None):
 def test_a_call_before_login_is_refused_by_name_and_the_connection_stays_open(users):
     connection = connect(users)
     try:
-        with pytest.raises(ttypes.Unauthorized, match="put needs a login first"):
+        with pytest.raises(ttypes.Unauthorized, match="writes need a login first"):
             connection.call("put", (b"k", b"v", QUORUM, 0), 5)
-        with pytest.raises(ttypes.Unauthorized, match="get needs a login first"):
+        with pytest.raises(ttypes.Unauthorized, match="reads need a login first"):
             connection.call("get", (b"k", QUORUM, 0), 5)
-        with pytest.raises(ttypes.Unauthorized, match="dump needs a login first"):   # a stranger's dump
+        with pytest.raises(ttypes.Unauthorized, match=r"the operator's calls \(dump, compact\) need a login first"):
             connection.call("dump", (None, b"", 0), 5)
         assert len(connection.call("describe_ring", (), 5)) == 4   # what probes ask: open to all
         assert connection.login("carol", "carol-secret") == "readwrite"
@@ -69,10 +69,11 @@ def test_a_read_only_user_reads_but_its_put_names_the_role_it_needs(users):
         assert connection.call("scan", (b"", b"", 10, QUORUM), 5).items
         with pytest.raises(ttypes.Unauthorized) as refused:
             connection.call("put", (b"shared", b"by bob", QUORUM, 0), 5)
-        assert refused.value.why == "Unauthorized: user 'bob' has role read; put needs readwrite"
+        assert refused.value.why == "user 'bob' has role read, and writes need role readwrite"
         for method, args in (("remove", (b"shared", QUORUM)), ("multi_put", ([ttypes.KeyValue(b"a", b"b")], QUORUM, 0)),
                              ("expire", (b"shared", 10, QUORUM, 0))):
-            with pytest.raises(ttypes.Unauthorized, match=f"{method} needs readwrite"):
+            with pytest.raises(ttypes.Unauthorized, match=r"user 'bob' has role read, and writes need "
+                                                          r"role readwrite\"\)$"):
                 connection.call(method, args, 5)
     finally:
         connection.close()
@@ -83,7 +84,8 @@ def test_admin_calls_need_the_admin_role(users):
     connection = connect(users, 2, ("carol", "carol-secret"))
     try:
         for method, args in (("dump", (None, b"", 0)), ("compact", ())):
-            with pytest.raises(ttypes.Unauthorized, match=f"user 'carol' has role readwrite; {method} needs admin"):
+            with pytest.raises(ttypes.Unauthorized, match=r"user 'carol' has role readwrite, and the operator's calls "
+                                                          r"\(dump, compact\) need role admin\"\)$"):
                 connection.call(method, args, 5)
     finally:
         connection.close()
@@ -96,13 +98,13 @@ def test_the_client_library_raises_our_types(users):
     with Client(nodes, credentials=("bob", "bob-secret")) as kv:
         assert kv.get(b"never-written") is None
         assert kv.role == "read"
-        with pytest.raises(Unauthorized, match="user 'bob' has role read; put needs readwrite"):
+        with pytest.raises(Unauthorized, match="user 'bob' has role read, and writes need role readwrite"):
             kv.put(b"x", b"y")
     with Client(nodes, credentials=("bob", "wrong")) as kv:
         with pytest.raises(AuthenticationFailed, match="login failed"):
             kv.get(b"x")
     with Client(nodes) as kv:   # no credentials at all
-        with pytest.raises(Unauthorized, match="needs a login first"):
+        with pytest.raises(Unauthorized, match="need a login first"):
             kv.get(b"x")
 
 
@@ -139,10 +141,25 @@ def test_passwords_are_stored_only_as_salted_scrypt_hashes(users, tmp_path):
     one, two = hash_password("same"), hash_password("same")
     assert one != two and check_password(one, "same") and not check_password(one, "Same")
     opened = tmp_path / "users"
-    add_user(opened, "eve", "read", "x")
+    add_user(opened, "eve", "read", "eve-secret")
     opened.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         read_users(opened)
+
+
+def test_a_short_password_and_a_users_file_without_an_admin_are_refused(tmp_path):
+    path = tmp_path / "users"
+    add_user(path, "root", "admin", "root-secret")
+    with pytest.raises(ConfigError, match="a password is 8 to 1024 characters, not 7: a short one is guessed"):
+        add_user(path, "eve", "read", "1234567")
+    with pytest.raises(ConfigError, match="removing 'root' would leave .* without an admin"):
+        remove_user(path, "root")
+    with pytest.raises(ConfigError, match="making 'root' read would leave .* without an admin"):
+        add_user(path, "root", "read", "root-secret")
+    assert read_users(path)["root"][0] == "admin"
+    add_user(path, "ops", "admin", "ops-secret")
+    remove_user(path, "root")   # another admin remains
+    assert set(read_users(path)) == {"ops"}
 
 
 def _run_node(cluster_dir, *options):

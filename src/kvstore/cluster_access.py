@@ -17,8 +17,8 @@ from kvstore import toolauth
 from kvstore.errors import ConfigError
 from kvstore.peerauth import create_secret, secret_path
 from kvstore.tls import create_local_ca, tls_dir
-from kvstore.users import (ROLES, add_user, credentials_path, find_credentials, read_users, remove_user,
-                           users_path, write_credentials)
+from kvstore.users import (ROLES, add_user, credentials_path, find_credentials, read_credentials, read_users,
+                           remove_user, users_path, write_credentials)
 
 ADMIN = "admin"
 
@@ -73,6 +73,9 @@ def add_parsers(sub):
                                          "password, or reads one line from standard input when it is not a terminal")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="readwrite", help="default: readwrite")
+    add.add_argument("--save", action="store_true",
+                     help="also save the user and password in the credentials file, for the tools to log in with "
+                          "(done anyway when that file already names this user)")
     actions.add_parser("list", help="each user and their role")
     actions.add_parser("remove", help="remove a user").add_argument("name")
     sub.add_parser("tls", help="make a local CA and a certificate for the nodes in DATA_DIR/tls (openssl)")
@@ -86,12 +89,22 @@ def cmd_user(cluster, args):
         for name, (role, _) in sorted(users.items()):
             print(f"{name:<20}{role}")
         return 0
+    saved_path = credentials_path(cluster.cluster_file)
+    saved = read_credentials(saved_path)
     if args.action == "remove":
         remove_user(path, args.name)
         print(f"removed user {args.name!r}; connections logged in as them keep their login until they close")
+        if saved and saved[0] == args.name:
+            print(f"note: {saved_path} logs the tools in as {args.name!r}, who is gone: they will fail to log in. "
+                  "Give them another user with --user NAME, or save one there with ./server.sh user add NAME "
+                  "--role admin --save")
         return 0
-    add_user(path, args.name, args.role, _read_password(args.name))
+    password = _read_password(args.name)
+    add_user(path, args.name, args.role, password)
     print(f"user {args.name!r} has role {args.role}; the nodes read {path} again at the next login")
+    if args.save or (saved and saved[0] == args.name):
+        write_credentials(saved_path, args.name, password)
+        print(f"updated {saved_path}: the tools log in as {args.name!r} with the new password")
     return 0
 
 
@@ -106,8 +119,9 @@ def _read_password(name):
 
 def cmd_tls(cluster, args):
     ca, cert, key = create_local_ca(tls_dir(cluster.cluster_file), [n.host for n in cluster.nodes()])
+    hosts = sorted({n.host for n in cluster.nodes()} | {"127.0.0.1", "localhost"})
     print(f"created {ca} (the CA), {cert} and {key} (every node's certificate and key, for "
-          f"{', '.join(sorted({n.host for n in cluster.nodes()}))}, 127.0.0.1 and localhost).\n"
+          f"{', '.join(hosts)}).\n"
           "Every node must use them at once: stop the cluster (python3 terminate_servers.py), start it with "
           "./server.sh start -- --tls --internode-tls, and connect with python3 src/client.py --tls")
     return 0

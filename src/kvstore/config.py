@@ -58,6 +58,9 @@ class Settings:
     read_timeout: float = 10.0          # once a frame has begun, all of it must arrive within this
     max_connections: int = 512          # on each of the two ports
     max_connections_per_host: int = 128 # client connections from one remote address
+    max_unauthenticated_connections: int = 64   # client connections that have not logged in yet
+    admin_reserved_connections: int = 8         # client connection slots only an admin may log in to
+    max_connections_per_user: int = 128         # client connections one user may hold logged in
     request_memory: int = 128 * 1024 * 1024   # bytes that large requests being read may hold, per port
     commitlog_sync_period: float = 0.0  # 0: fsync before acknowledging; N: every N seconds (not durable at ack)
     max_key_bytes: int = MAX_KEY_BYTES

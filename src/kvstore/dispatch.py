@@ -102,7 +102,7 @@ def message(name, kind, seqid, body):
 
 def unknown_method(name, seqid):
     return _encode(name, TMessageType.EXCEPTION, seqid,
-                   TApplicationException(TApplicationException.UNKNOWN_METHOD, f"Unknown function {name}"))
+                   TApplicationException(TApplicationException.UNKNOWN_METHOD, f"Unknown function {name[:64]}"))
 
 
 def answer(method, seqid, value):

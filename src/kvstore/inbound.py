@@ -1,7 +1,8 @@
-"""One connection to a node's port, on its event loop (kvstore.loopserver owns them): frames in, each
-within the port's limits (its share of the frame memory, the half-sent-frame and idle deadlines, the frame
-cap, the peer handshake first on the peer port), calls dispatched to its door (kvstore.dispatch), answers
-out, and a client that does not read its answers cut off."""
+"""One connection to a node's port, on its event loop (kvstore.loopserver owns them): frames in, each within
+the port's limits (its share of the frame memory, the half-sent-frame and idle deadlines, the frame cap, a few
+KiB before login, the peer handshake first on the peer port), calls dispatched to its door (kvstore.dispatch),
+answers out, a client that does not read its answers cut off. A frame refused (its size, or no room in the
+frame memory) is thrown away as it arrives and answered with its call's typed error; the connection goes on."""
 import asyncio
 import collections
 import logging
@@ -15,6 +16,7 @@ log = logging.getLogger("kvstore.loopserver")
 
 _LENGTH = struct.Struct("!i")
 SMALL_FRAME = 1 << 16            # frames up to this size are read without taking from the memory budget
+HEAD_BYTES = 256                 # of a frame, what names its call: read before the frame is judged
 WRITE_BUFFER = 1 << 20           # answer bytes a connection may have unsent before it must drain them
 
 
@@ -23,24 +25,20 @@ class Inbound(asyncio.Protocol):
 
     def __init__(self, server, peer):
         self._server = server
-        self._host, self.who = peer[0], f"{peer[0]}:{peer[1]}"
+        self.host, self.who = peer[0], f"{peer[0]}:{peer[1]}"
         self._loop = asyncio.get_running_loop()
+        self.opened, self.evicted = self._loop.time(), False   # kvstore.loopserver may close it to make room
         self.closed = self._loop.create_future()
-        self._transport = None
-        self._buffer = bytearray()
-        self._door = None
+        self._transport, self._buffer, self._door = None, bytearray(), None
         self._handshake = None     # the peer port: None until the hello, then the proof expected
         self._held = 0             # bytes of the frame being read taken from the port's budget
-        self._large = None         # that frame's buffer, of its size, and how much of it has arrived
-        self._filled = 0
-        self._skipping = 0         # bytes of an oversized frame still to throw away
-        self._deferred = None      # the answer to the oversized frame, sent once it is thrown away
+        self._large, self._filled = None, 0   # that frame's buffer, of its size, and how much of it has arrived
+        self._skipping, self._deferred = 0, None   # a refused frame's bytes still to throw away; then its answer
         self._deadline = ConnectionDeadline(self._loop)   # the idle, handshake, half-sent-frame or unread one
         self._waiting = collections.deque()   # request frames not started (in order)
         self._running = 0          # requests started and not answered
         self._finishing = False    # stop(): no new request; close once those started are answered
-        self._paused_writing = False
-        self._paused_reading = False
+        self._paused_writing = self._paused_reading = False
         self._partial = False      # a frame has begun to arrive (its deadline is armed)
 
     # ---- the connection's life ----
@@ -57,16 +55,22 @@ class Inbound(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self._deadline.cancel()
+        if self._door is not None:
+            self._door.closed()
         if self._held:
             self._server.budget.release(self._held)
             self._held = 0
         if self._door is None and self._handshake is not None:   # it had our proof, and hung up
-            self._server.log_refusal(self._host, "refusing connection from %s: it hung up on our proof: it has "
+            self._server.log_refusal(self.host, "refusing connection from %s: it hung up on our proof: it has "
                                      "another secret (a node of another cluster?)", self.who)
         self._server.connections.discard(self)
-        self._server.released(self._host)
+        self._server.released(self.host)
         if not self.closed.done():
             self.closed.set_result(None)
+
+    @property
+    def logged_in(self):
+        return self._door is not None and self._door.logged_in
 
     def finish(self):
         """The node is stopping: no new request; close at once if none is being served."""
@@ -87,7 +91,7 @@ class Inbound(asyncio.Protocol):
         self._transport.abort()
 
     def _no_handshake(self):
-        self._server.log_refusal(self._host, "refusing connection from %s: it sent no peer handshake within %g s",
+        self._server.log_refusal(self.host, "refusing connection from %s: it sent no peer handshake within %g s",
                                  self.who, HANDSHAKE_SECONDS)
         self._transport.abort()
 
@@ -110,12 +114,15 @@ class Inbound(asyncio.Protocol):
                 self._malformed(f"frame of {length} bytes announced")
                 return
             if self._door is None and length > HELLO_BYTES:
-                self._server.log_refusal(self._host, "refusing connection from %s: it sent no peer handshake (a "
+                self._server.log_refusal(self.host, "refusing connection from %s: it sent no peer handshake (a "
                                          "client on the peer port?)", self.who)
                 self._transport.abort()
                 return
-            if length > self._server.settings.max_frame_bytes:
-                self._too_large(length)
+            if len(buffer) < 4 + min(length, HEAD_BYTES) and self._door is not None:
+                break   # a refusal answers the call its head names: wait for the head
+            if length > self._frame_limit():
+                self._throw_away(length, self._server.too_large(self._head(), length, self._door.frame_limit,
+                                                                self.who))
                 return
             if len(buffer) < 4 + length:
                 self._incomplete(length)
@@ -138,10 +145,7 @@ class Inbound(asyncio.Protocol):
         arrive whole within read_timeout of its first bytes."""
         if length > SMALL_FRAME and not self._held:
             if not self._server.budget.reserve(length):
-                log.warning("closing connection from %s: its request of %d bytes found no room in the %d bytes that "
-                            "requests being read may hold together (--request-memory)", self.who, length,
-                            self._server.budget.limit)
-                self._transport.abort()
+                self._throw_away(length, self._server.no_room(self._head(), length, self.who))
                 return
             self._held = length
             # Read straight into a buffer of its size as it arrives: no regrowing copies.
@@ -176,12 +180,18 @@ class Inbound(asyncio.Protocol):
         else:
             self._deadline.idle(self._door.idle_timeout, self._idle)
 
-    def _too_large(self, length):
-        """Throw the frame away as it arrives; answer its call's InvalidRequest once it is gone."""
-        head = bytes(self._buffer[4:4 + SMALL_FRAME])
-        answer = self._server.too_large(head, length, self.who)
+    def _frame_limit(self):
+        limit = self._door.frame_limit if self._door is not None else None
+        return self._server.settings.max_frame_bytes if limit is None else limit
+
+    def _head(self):   # what names the call of the frame begun
+        return bytes(self._buffer[4:4 + HEAD_BYTES])
+
+    def _throw_away(self, length, answer):
+        """Throw the frame of `length` bytes away as it arrives; send `answer` (its call's typed refusal) once it
+        is gone. The connection stays open."""
         if answer is None:
-            self._malformed("an oversized frame that is not a message")
+            self._malformed("a refused frame that is not a message")
             return
         self._deferred = answer
         rest = bytes(self._buffer)
@@ -230,7 +240,7 @@ class Inbound(asyncio.Protocol):
                 raise NotAPeer(f"{self.who} sent {len(frame)} bytes in place of its proof")
             check_proof(self._handshake, frame, self.who)
         except NotAPeer as exc:
-            server.log_refusal(self._host, "refusing connection from %s: %s", self.who, exc)
+            server.log_refusal(self.host, "refusing connection from %s: %s", self.who, exc)
             self._transport.abort()
             return
         self._door = server.open_door(self.who)

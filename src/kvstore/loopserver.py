@@ -3,8 +3,9 @@
 Why not the library's servers: they give every connection a thread, none puts
 a deadline on a half-sent message, and TSSLServerSocket does the TLS handshake
 inside accept(). Here, for each port:
-- at most max_connections connections, and max_connections_per_host from one
-  remote address; one more is told why in a frame any Thrift client raises as a
+- at most max_connections connections, max_connections_per_host from one
+  remote address, and on the client port the pool of connections that have not
+  logged in (kvstore.slots); one more is told why in a frame any Thrift client raises as a
   TApplicationException (type UNKNOWN, "... at its connection limit"), then
   closed without a reset, as Redis answers "max number of clients reached";
 - a TLS handshake (the loop's, under HANDSHAKE_SECONDS), and on the peer port
@@ -38,28 +39,38 @@ from collections import Counter
 from kvstore import dispatch
 from kvstore.inbound import Inbound
 from kvstore.peerauth import HANDSHAKE_SECONDS
-from kvstore.portlimits import LoopFrameBudget, refuse, refusal_frame, too_large_answer
+from kvstore.portlimits import LoopFrameBudget, refusal_answer, refusal_frame, refuse, too_large_answer
 
 log = logging.getLogger(__name__)
 
 REFUSAL_LOG_INTERVAL = 60.0      # seconds between WARNING lines for refused handshakes from one host
 PEER_IN_FLIGHT = 256             # requests one peer connection may have in progress at once
+TLS_HANDSHAKE_RECORD = 0x16      # the first byte of every TLS client hello
 
 
 class SharedDoor:
     """What every connection of a port shares when none needs state of its own (the peer port)."""
 
+    frame_limit = None   # the port's own
+    logged_in = True     # no login on this port: its callers proved the cluster secret
+
     def __init__(self, calls, idle_timeout):
         self.calls = calls
         self.idle_timeout = idle_timeout
 
+    def closed(self):
+        pass
+
 
 class LoopServer:
-    def __init__(self, host, port, open_door, settings, service, secret=None, tls=None, per_host_limit=None):
+    def __init__(self, host, port, open_door, settings, service, secret=None, tls=None, per_host_limit=None,
+                 slots=None):
         """open_door(who): for each new connection, an object with .calls ({method name: function, returning
-        the result or a coroutine}) and .idle_timeout (seconds, read before each request); service: the
+        the result or a coroutine}), .idle_timeout (seconds, read before each request), .frame_limit (the
+        largest request it may send now; None: the port's) and .closed() (told when it closes); service: the
         generated module; secret: the cluster secret a caller must prove first (the peer port); tls: an
-        ssl.SSLContext (server side); per_host_limit: connections one remote address may hold."""
+        ssl.SSLContext (server side); per_host_limit: connections one remote address may hold; slots: a
+        kvstore.slots.ConnectionSlots, whose pool of connections not logged in is checked at accept."""
         self.address = (host, port)
         self.open_door = open_door   # who -> the door of a new connection
         self.service = dispatch.Service(service, settings.max_frame_bytes)
@@ -68,6 +79,7 @@ class LoopServer:
         self._tls = tls
         self.settings = settings
         self._per_host_limit = per_host_limit or settings.max_connections
+        self._slots = slots
         self.budget = LoopFrameBudget(settings.request_memory)
         self.in_flight = PEER_IN_FLIGHT if secret is not None else 1
         self._listener = None
@@ -81,6 +93,7 @@ class LoopServer:
         self._host_refusal = refusal_frame(
             f"the node is at its connection limit for one address: {self._per_host_limit} connections open from "
             "yours (--max-connections-per-host); close some, or try again later")
+        self._anonymous_refusal = slots and refusal_frame(slots.anonymous_refusal)
 
     async def start(self):
         """Listen; OSError (for example: the port is in use) propagates."""
@@ -108,13 +121,11 @@ class LoopServer:
                 log.warning("accept failed: %s", exc)
                 return
             host = peer[0]
-            refusal = (self._refusal if self._accepted >= self.settings.max_connections else
-                       self._host_refusal if self.per_host[host] >= self._per_host_limit else None)
+            refusal = self._refusal_of(host)
             if refusal is not None:
-                self.log_refusal(host, "refusing connection from %s:%s: %d connections open, %d from that address "
-                                 "(the limits are %d and %d)", host, peer[1], self._accepted, self.per_host[host],
-                                 self.settings.max_connections, self._per_host_limit)
-                refuse(sock, None if self._tls else refusal)
+                frame, why = refusal
+                self.log_refusal(host, "refusing connection from %s:%s: %s", host, peer[1], why)
+                refuse(sock, None if self._tls else frame)
                 continue
             self._accepted += 1
             self.per_host[host] += 1
@@ -123,18 +134,56 @@ class LoopServer:
             self._opening.add(task)
             task.add_done_callback(self._opening.discard)
 
+    def _refusal_of(self, host):
+        """(the frame that tells a client why, the words the log says) when one more connection from `host` is
+        over a limit, else None."""
+        if self._accepted >= self.settings.max_connections:
+            return self._refusal, f"{self._accepted} connections open, the limit"
+        if self.per_host[host] >= self._per_host_limit:
+            return self._host_refusal, f"{self.per_host[host]} connections open from that address, the limit"
+        if self._slots and self._slots.anonymous_full(self._accepted) and not self._make_anonymous_room(host):
+            return (self._anonymous_refusal, f"{self._slots.unauthenticated_limit} connections that have not logged "
+                    "in open, the limit, and that address holds as many of them as any")
+        return None
+
+    def _make_anonymous_room(self, host):
+        """The pool of connections that have not logged in is full and one comes from `host`: close the oldest
+        such connection of the address that holds the most of them, if it holds more than `host` does, so that a
+        flood from some addresses does not keep others from logging in. True if one was closed."""
+        waiting = [c for c in self.connections if not c.logged_in and not c.evicted]
+        held = Counter(c.host for c in waiting)
+        most = max(held, key=held.get, default=None)
+        if most is None or held[most] <= held[host]:
+            return False
+        victim = min((c for c in waiting if c.host == most), key=lambda c: c.opened)
+        self.log_refusal(most, "closing connection from %s, which has not logged in: of the %d such connections "
+                         "(--max-unauthenticated-connections) its address holds the most, and %s wants one",
+                         victim.who, self._slots.unauthenticated_limit, host)
+        victim.evicted = True
+        victim.abort()
+        return True
+
     async def _open(self, sock, peer):
         try:   # our own deadline, so that the refusal is logged before the connection closes
             async with asyncio.timeout(HANDSHAKE_SECONDS):
+                if self._tls and not await _begins_tls(sock):
+                    self.log_refusal(peer[0], "refusing connection from %s:%s: it spoke plain text to this TLS port "
+                                     "(a client without --tls?); told it so", *peer[:2])
+                    refuse(sock, self._plaintext_refusal)
+                    self.released(peer[0])
+                    return
                 await asyncio.get_running_loop().connect_accepted_socket(
                     lambda: Inbound(self, peer), sock, ssl=self._tls,
                     ssl_handshake_timeout=HANDSHAKE_SECONDS + 1 if self._tls else None)
         except (OSError, ValueError, asyncio.CancelledError) as exc:   # ssl.SSLError, a timeout, a reset
             if not isinstance(exc, asyncio.CancelledError):
-                self.log_refusal(peer[0], "refusing connection from %s:%s: no TLS handshake within %g s (%s)",
-                                 peer[0], peer[1], HANDSHAKE_SECONDS, exc or type(exc).__name__)
+                why = (f"no TLS handshake within {HANDSHAKE_SECONDS:g} s" if isinstance(exc, TimeoutError) else
+                       f"its TLS handshake failed ({exc or type(exc).__name__})")
+                self.log_refusal(peer[0], "refusing connection from %s:%s: %s", peer[0], peer[1], why)
             sock.close()
             self.released(peer[0])
+
+    _plaintext_refusal = refusal_frame("this node speaks TLS on this port: connect with TLS (add --tls)")
 
     def released(self, host):
         """A connection counted against the limits has closed."""
@@ -165,7 +214,7 @@ class LoopServer:
             await asyncio.wait([c.closed for c in self.connections])
 
     def log_refusal(self, host, message, *args):
-        """A refused connection at WARNING once a minute per remote host (a misconfigured peer retries every
+        """A refused connection or request at WARNING once a minute per remote host (a misconfigured peer retries every
         heartbeat; a flood would fill the log), at DEBUG in between."""
         now = time.monotonic()
         quiet = now - self._refusals_logged.get(host, float("-inf")) < REFUSAL_LOG_INTERVAL
@@ -173,6 +222,37 @@ class LoopServer:
             self._refusals_logged[host] = now
         log.log(logging.DEBUG if quiet else logging.WARNING, message, *args)
 
-    def too_large(self, head, length, who):
-        """The answer to a request too large to read (its call's InvalidRequest), or None."""
-        return too_large_answer(self._service_module, self.settings, head, length, who)
+    def too_large(self, head, length, limit, who):
+        """The answer to a request too large to read: its call's InvalidRequest, or before login (limit: the
+        connection's, not None) its Unauthorized; None when head is no message."""
+        if limit is None:
+            return too_large_answer(self._service_module, self.settings, head, length, who)
+        why = (f"a request of {length} bytes before login: a connection that has not logged in may send at most "
+               f"{limit} bytes (log in first)")
+        self.log_refusal(who.rpartition(":")[0], "refusing a request from %s: %s", who, why)
+        return refusal_answer(self._service_module, head, ("unauthorized", "failed"), why)
+
+    def no_room(self, head, length, who):
+        """The answer to a request that found no room in the port's frame memory: Unavailable (nothing was done),
+        or InvalidRequest for a call that has no Unavailable."""
+        why = (f"this node's memory for large requests being read (--request-memory, {self.budget.limit} bytes) "
+               f"is held by other requests: this one ({length} bytes) was not read and nothing was done; try again, "
+               "or another node")
+        self.log_refusal(who.rpartition(":")[0], "a request of %d bytes from %s found no room in the %d bytes that "
+                         "requests being read may hold together (--request-memory): answered Unavailable", length,
+                         who, self.budget.limit)
+        return refusal_answer(self._service_module, head, ("unavailable", "invalid"), why)
+
+
+async def _begins_tls(sock):
+    """False when what the client sends first is not a TLS handshake record (plain text, as a Thrift frame);
+    True for a TLS hello, or a client that closed without a byte. Peeks: nothing is consumed."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock.fileno())
+    first = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    return not first or first[0] == TLS_HANDSHAKE_RECORD

@@ -18,6 +18,8 @@ Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
 import asyncio
 import ipaddress
 import logging
+import logging.handlers
+import os
 import signal
 import sys
 import threading
@@ -41,12 +43,14 @@ from kvstore.diskworker import DiskWorker
 from kvstore.handoff import HintDelivery
 from kvstore.hints import HintStore
 from kvstore.internode import InternodeHandler
+from kvstore.logins import LoginThrottle
 from kvstore.loopserver import LoopServer, SharedDoor
 from kvstore.node_options import parse_args
 from kvstore.peerauth import read_secret, secret_path
 from kvstore.peerlink import PeerLink
 from kvstore.replicas import LocalReplica, RemoteReplica
 from kvstore.ring import Ring
+from kvstore.slots import ConnectionSlots
 from kvstore.storage import Storage
 from kvstore.tasks import Background
 from kvstore.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, server_context, tls_dir
@@ -59,10 +63,13 @@ STOP_SECONDS = 10.0   # how long a stopping node lets the requests being served 
 log = logging.getLogger("kvstore.node")
 
 
-def configure_logging(node_id, level):
-    logging.basicConfig(
-        stream=sys.stderr, level=level.upper(),
-        format=f"%(asctime)s node{node_id} %(levelname)s %(name)s: %(message)s")
+def configure_logging(node_id, level, log_file=None, max_bytes=None, backups=0):
+    """The node's log: standard error, or log_file rotated at max_bytes keeping `backups` old files, so that
+    what clients make a node log never takes more than (backups + 1) * max_bytes of its disk."""
+    handler = (logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups)
+               if log_file else logging.StreamHandler(sys.stderr))
+    logging.basicConfig(handlers=[handler], level=level.upper(),
+                        format=f"%(asctime)s node{node_id} %(levelname)s %(name)s: %(message)s")
 
 
 def check_accelerator():
@@ -112,7 +119,8 @@ def _is_loopback(host):
 
 def main(argv=None):
     args = parse_args(argv)
-    configure_logging(args.id, args.log_level)
+    os.umask(0o077)   # what the node writes (logs, hints, its directories) only its own user may read
+    configure_logging(args.id, args.log_level, args.log_file, args.log_max_bytes, args.log_backups)
     try:
         nodes = read_cluster_file(args.cluster)
         me = next((n for n in nodes if n.node_id == args.id), None)
@@ -129,6 +137,9 @@ def main(argv=None):
                         idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
                         max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period,
                         max_connections_per_host=args.max_connections_per_host, request_memory=args.request_memory,
+                        max_unauthenticated_connections=args.max_unauthenticated_connections,
+                        admin_reserved_connections=args.admin_reserved_connections,
+                        max_connections_per_user=args.max_connections_per_user,
                         max_clock_offset=args.max_clock_offset)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
     try:
@@ -136,6 +147,11 @@ def main(argv=None):
     except datadir.DataDirInUse as exc:
         log.error("%s", exc)
         return EXIT_IN_USE
+    loose = datadir.open_to_others(data_dir)
+    if loose:
+        log.warning("%s can be read by other users of this machine (%s): fix it with chmod -R go-rwx %s",
+                    data_dir, ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else ""),
+                    data_dir)
     processes.write_pid_file(data_dir)
     try:
         return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records, security,
@@ -212,9 +228,13 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, peers, clock)
     peer_door = SharedDoor({name: getattr(internode, name) for name in dispatch.Service(Internode, 0).methods},
                            settings.idle_timeout)
-    servers = [LoopServer(listen_host, me.port,
-                          lambda who: Gate(calls, security.authenticator, settings.idle_timeout, who, checker),
-                          settings, KVStore, tls=security.client_tls, per_host_limit=settings.max_connections_per_host),
+    slots = ConnectionSlots(settings) if security.authenticator else None
+    throttle = LoginThrottle()
+
+    def open_gate(who):
+        return Gate(calls, security.authenticator, settings.idle_timeout, who, checker, throttle, slots)
+    servers = [LoopServer(listen_host, me.port, open_gate, settings, KVStore, tls=security.client_tls,
+                          per_host_limit=settings.max_connections_per_host, slots=slots),
                LoopServer(listen_host, me.peer_port, lambda who: peer_door, settings, Internode, secret=secret,
                           tls=peer_tls_server)]
     for server, port in zip(servers, (me.port, me.peer_port)):

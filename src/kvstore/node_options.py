@@ -5,6 +5,9 @@ import argparse
 from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
 from kvstore.config import MAX_VALUE_LIMIT, Settings
 
+LOG_MAX_BYTES = 16 * 1024 * 1024
+LOG_BACKUPS = 4
+
 
 def parse_args(argv):
     """The node's options from argv; argparse exits 2 naming the problem when one is wrong."""
@@ -36,9 +39,17 @@ def parse_args(argv):
                    help="connections each of the node's two ports takes at once (default 512)")
     p.add_argument("--max-connections-per-host", type=int, default=defaults.max_connections_per_host,
                    help="client connections one remote address may hold at once (default 128)")
+    p.add_argument("--max-unauthenticated-connections", type=int,
+                   help="client connections that have not logged in, at most (default: an eighth of "
+                        "--max-connections, 64): they never take the slots of those that have")
+    p.add_argument("--admin-reserved-connections", type=int,
+                   help="client connection slots that only an admin may log in to (default: a 64th of "
+                        "--max-connections, 8), as PostgreSQL's superuser_reserved_connections")
+    p.add_argument("--max-connections-per-user", type=int, default=defaults.max_connections_per_user,
+                   help="client connections one user may hold logged in at once (default 128)")
     p.add_argument("--request-memory", type=int, default=defaults.request_memory, metavar="BYTES",
                    help="bytes that requests over 64 KiB being read may hold together, per port (default 128 MiB); "
-                        "past it a request waits, then its connection is closed")
+                        "a request that finds no room is read, thrown away and answered Unavailable")
     p.add_argument("--auth", choices=("on", "off"), default="on",
                    help="on (the default): clients log in as a user of the users file; off: anyone who reaches "
                         "the client port may do anything (for experiments; logged as a warning)")
@@ -68,7 +79,33 @@ def parse_args(argv):
                         "than half of it from most of its peers coordinates no writes; a cell or a session's "
                         "floor further ahead of this node's clock is refused")
     p.add_argument("--log-level", default="INFO")
-    return p.parse_args(argv)
+    p.add_argument("--log-file", metavar="FILE",
+                   help="log to FILE (mode 0600), rotated by size, instead of standard error (./server.sh gives "
+                        "each node its node.log)")
+    p.add_argument("--log-max-bytes", type=int, default=LOG_MAX_BYTES, metavar="BYTES",
+                   help="rotate the log file when it reaches this size (default 16 MiB)")
+    p.add_argument("--log-backups", type=int, default=LOG_BACKUPS, metavar="N",
+                   help="rotated log files kept, FILE.1 to FILE.N (default 4): the log never takes more than "
+                        "(N + 1) times --log-max-bytes")
+    args = p.parse_args(argv)
+    share = args.max_connections / defaults.max_connections   # the defaults scale with --max-connections
+    if args.max_unauthenticated_connections is None:
+        args.max_unauthenticated_connections = max(1, int(defaults.max_unauthenticated_connections * share))
+    if args.admin_reserved_connections is None:
+        args.admin_reserved_connections = int(defaults.admin_reserved_connections * share)
+    limits = {"--max-connections": args.max_connections, "--max-unauthenticated-connections":
+              args.max_unauthenticated_connections, "--max-connections-per-user": args.max_connections_per_user,
+              "--log-max-bytes": args.log_max_bytes}
+    for option, value in limits.items():
+        if value < 1:
+            p.error(f"{option} must be at least 1, not {value}")
+    if args.log_backups < 0 or args.admin_reserved_connections < 0:
+        p.error("--log-backups and --admin-reserved-connections must not be negative")
+    if args.max_unauthenticated_connections + args.admin_reserved_connections >= args.max_connections:
+        p.error(f"--max-connections ({args.max_connections}) must be more than --max-unauthenticated-connections "
+                f"({args.max_unauthenticated_connections}) and --admin-reserved-connections "
+                f"({args.admin_reserved_connections}) together: other users need slots too")
+    return args
 
 
 def _value_limit(text):

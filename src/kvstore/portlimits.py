@@ -88,20 +88,33 @@ def refuse(sock, frame):
 def too_large_answer(service, settings, head, length, who):
     """The answer to a request too large to read, from its first bytes `head`: its call's InvalidRequest,
     naming the limits (TApplicationException for a call that has none); None when head is no message."""
+    why = (f"a request of {length} bytes is over this node's limit of {settings.max_frame_bytes} bytes "
+           f"(a value may be at most {settings.max_value_bytes} bytes: --max-value-bytes)")
+    answer = refusal_answer(service, head, ("invalid",), why)
+    if answer is not None:
+        log.info("refusing a request from %s: %s", who, why)
+    return answer
+
+
+def refusal_answer(service, head, fields, why):
+    """The answer to the call whose first bytes are `head`, refused without being read: the exception of the
+    first of `fields` (names of its result's exception fields, as "invalid") that the call has, carrying
+    `why`; TApplicationException for a call that has none of them; None when head is no message."""
     try:
         name, _, seqid = TBinaryProtocol(TMemoryBuffer(head)).readMessageBegin()
     except Exception:   # not even a message header: nothing to answer
         return None
-    why = (f"a request of {length} bytes is over this node's limit of {settings.max_frame_bytes} bytes "
-           f"(a value may be at most {settings.max_value_bytes} bytes: --max-value-bytes)")
-    log.info("refusing %s from %s: %s", name, who, why)
     buffer = TMemoryBuffer()
     protocol = TBinaryProtocol(buffer)
     result = getattr(service, f"{name}_result", None)
-    fields = {spec[2]: spec[3] for spec in getattr(result, "thrift_spec", None) or () if spec}
-    if "invalid" in fields:
+    specs = {spec[2]: spec[3] for spec in getattr(result, "thrift_spec", None) or () if spec}
+    field = next((f for f in fields if f in specs), None)
+    if field is not None:
+        kind = specs[field][0]
+        counts = {c: 0 for c in ("alive", "needed") if c in kind.__init__.__code__.co_varnames}   # Unavailable's
+        error = kind(why=why, **counts)
         protocol.writeMessageBegin(name, TMessageType.REPLY, seqid)
-        result(invalid=fields["invalid"][0](why=f"InvalidRequest: {why}")).write(protocol)
+        result(**{field: error}).write(protocol)
     else:
         protocol.writeMessageBegin(name, TMessageType.EXCEPTION, seqid)
         TApplicationException(TApplicationException.PROTOCOL_ERROR, why).write(protocol)

@@ -24,7 +24,7 @@ class Repairing:
         stale = [node_id for node_id, cell in answers if cell != newest]
         if newest is None or not stale:
             return []
-        log.debug("read repair of %r on nodes %s", key, stale)
+        log.debug("read repair of %r on nodes %s", key[:64], stale)
         responses = Responses(len(stale), len(stale))
         local = None   # this node's own repair: one disk write, always awaited, however many others hold it
         for node_id in sorted(stale, key=lambda i: i == self._local_id):
@@ -56,7 +56,7 @@ class Repairing:
         stale = [node_id for node_id, cell in everyone
                  if cell != newest and (node_id not in used or newest != answered_newest)]
         if stale:
-            log.debug("background read repair of %r on nodes %s", key, stale)
+            log.debug("background read repair of %r on nodes %s", key[:64], stale)
             self._repair_in_background([(node_id, key, newest) for node_id in stale])
 
     def _repair_in_background(self, writes):

@@ -33,6 +33,7 @@ CREDENTIALS_FILE = "credentials"
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}   # 16 MiB a hash; Python's default memory cap is 32 MiB
 _MAX_PASSWORD = 1024
+MIN_PASSWORD = 8
 _CACHE_LIMIT = 1024
 
 
@@ -69,6 +70,11 @@ def users_path(cluster_file):
 
 def credentials_path(cluster_file):
     return Path(cluster_file).resolve().parent / CREDENTIALS_FILE
+
+
+def valid_name(name):
+    """True when name is a user name's shape (checked before a name a client sent is logged or echoed)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 def check_name(name):
@@ -115,20 +121,36 @@ def write_users(path, users):
 
 
 def add_user(path, name, role, password):
-    """Add a user, or change an existing one's role and password."""
+    """Add a user, or change an existing one's role and password; ConfigError for a password shorter than
+    MIN_PASSWORD, or when it would take away the last admin."""
     check_name(name), check_role(role)
-    if not password or len(password) > _MAX_PASSWORD:
-        raise ConfigError(f"a password is 1 to {_MAX_PASSWORD} characters")
+    if not MIN_PASSWORD <= len(password or "") <= _MAX_PASSWORD:
+        raise ConfigError(f"a password is {MIN_PASSWORD} to {_MAX_PASSWORD} characters, not {len(password or '')}: "
+                          "a short one is guessed quickly")
     users = read_users(path) if Path(path).exists() else {}
+    before = dict(users)
     users[name] = (role, hash_password(password))
+    _check_an_admin_remains(path, before, users, f"making {name!r} {role}")
     write_users(path, users)
 
 
 def remove_user(path, name):
+    """Remove a user; ConfigError when there is none of that name, or it is the last admin."""
     users = read_users(path)
+    before = dict(users)
     if users.pop(name, None) is None:
         raise ConfigError(f"there is no user {name!r} in {path}")
+    _check_an_admin_remains(path, before, users, f"removing {name!r}")
     write_users(path, users)
+
+
+def _check_an_admin_remains(path, before, after, change):
+    """ConfigError when a change takes away the last admin the users file had."""
+    def has_admin(users):
+        return any(role == "admin" for role, _ in users.values())
+    if has_admin(before) and not has_admin(after):
+        raise ConfigError(f"{change} would leave {path} without an admin, and nobody could dump, compact or manage "
+                          "the cluster: add another admin first (./server.sh user add NAME --role admin)")
 
 
 def write_credentials(path, user, password):
@@ -193,7 +215,7 @@ class Authenticator:
                 return role
             role, stored = self._users.get(name, (None, _DUMMY))
             if len(password) > _MAX_PASSWORD or not check_password(stored, password) or role is None:
-                raise AuthenticationFailed(f"login failed for user {name!r}: no such user, or the wrong password")
+                raise AuthenticationFailed(f"login failed for user {name[:64]!r}: no such user, or the wrong password")
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()
             self._verified[remembered] = role
