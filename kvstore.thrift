@@ -116,7 +116,7 @@ struct ExpireResult {
   /** False when the key does not exist (nothing was written). */
   1: bool found,
   /** The write that set the expiry, when found. */
-  2: optional WriteResult write,
+  2: optional WriteResult written,
 }
 
 /** One node as the cluster file describes it, and whether the answering node sees it up. */
@@ -149,15 +149,17 @@ struct NodeDump {
   2: list<Mutation> cells,
   /** Pending hints this node holds, by target node id. */
   3: map<i32, i32> pending_hints,
-  /** Bytes of the commit log on disk. */
+  /** Bytes of the commit log's file on disk (it is allocated ahead of its records: see log_record_bytes). */
   4: i64 log_bytes,
-  /** Bytes of the hint logs on disk. */
+  /** Bytes of records in the hint logs. */
   5: i64 hint_log_bytes,
   /** Records appended to the commit log since the node started, and the fsyncs that made them durable. */
   6: i64 records_written,
   7: i64 fsyncs,
   /** With a limit: where the next page starts (pass it as `start`); unset after the last page. */
   8: optional binary next_start,
+  /** Of log_bytes, those that hold records. */
+  9: optional i64 log_record_bytes,
 }
 
 /** The request itself is wrong (empty or oversized key, oversized value, unknown level); `why` says how. */
@@ -318,9 +320,11 @@ service KVStore {
   /**
    * Admin (role admin): this node's replica as stored, for the inspector; with a non-empty `key`, only that
    * key. Otherwise its cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no
-   * count), and no more than fit in the answer's byte budget; next_start says where the next page starts.
+   * count; below 0: InvalidRequest), and no more than fit in the answer's byte budget; next_start says where
+   * the next page starts.
    */
-  NodeDump dump(1: binary key, 2: binary start, 3: i32 limit) throws (9: Unauthorized unauthorized),
+  NodeDump dump(1: binary key, 2: binary start, 3: i32 limit)
+    throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
 
   /**
    * Admin (role admin): compact this node's log now (as nodetool compact): expired values become

@@ -167,7 +167,8 @@ class Iface(object):
         """
         Admin (role admin): this node's replica as stored, for the inspector; with a non-empty `key`, only that
         key. Otherwise its cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no
-        count), and no more than fit in the answer's byte budget; next_start says where the next page starts.
+        count; below 0: InvalidRequest), and no more than fit in the answer's byte budget; next_start says where
+        the next page starts.
 
         Parameters:
          - key
@@ -694,7 +695,8 @@ class Client(Iface):
         """
         Admin (role admin): this node's replica as stored, for the inspector; with a non-empty `key`, only that
         key. Otherwise its cells from `start` in key order, tombstones included: at most `limit` (> 0; 0: no
-        count), and no more than fit in the answer's byte budget; next_start says where the next page starts.
+        count; below 0: InvalidRequest), and no more than fit in the answer's byte budget; next_start says where
+        the next page starts.
 
         Parameters:
          - key
@@ -728,6 +730,8 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.invalid is not None:
+            raise result.invalid
         if result.unauthorized is not None:
             raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "dump failed: unknown result")
@@ -1172,6 +1176,9 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
         except Unauthorized as unauthorized:
             msg_type = TMessageType.REPLY
             result.unauthorized = unauthorized
@@ -3433,13 +3440,15 @@ class dump_result(object):
     """
     Attributes:
      - success
+     - invalid
      - unauthorized
 
     """
 
 
-    def __init__(self, success=None, unauthorized=None,):
+    def __init__(self, success=None, invalid=None, unauthorized=None,):
         self.success = success
+        self.invalid = invalid
         self.unauthorized = unauthorized
 
     def read(self, iprot):
@@ -3455,6 +3464,11 @@ class dump_result(object):
                 if ftype == TType.STRUCT:
                     self.success = NodeDump()
                     self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 9:
@@ -3475,6 +3489,10 @@ class dump_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.STRUCT, 0)
             self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
             oprot.writeFieldEnd()
         if self.unauthorized is not None:
             oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
@@ -3499,7 +3517,7 @@ class dump_result(object):
 all_structs.append(dump_result)
 dump_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [NodeDump, None], None, ),  # 0
-    None,  # 1
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
     None,  # 2
     None,  # 3
     None,  # 4

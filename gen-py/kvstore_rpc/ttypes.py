@@ -705,14 +705,14 @@ class ExpireResult(object):
 
     Attributes:
      - found: False when the key does not exist (nothing was written).
-     - write: The write that set the expiry, when found.
+     - written: The write that set the expiry, when found.
 
     """
 
 
-    def __init__(self, found=None, write=None,):
+    def __init__(self, found=None, written=None,):
         self.found = found
-        self.write = write
+        self.written = written
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -730,8 +730,8 @@ class ExpireResult(object):
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRUCT:
-                    self.write = WriteResult()
-                    self.write.read(iprot)
+                    self.written = WriteResult()
+                    self.written.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -748,9 +748,9 @@ class ExpireResult(object):
             oprot.writeFieldBegin('found', TType.BOOL, 1)
             oprot.writeBool(self.found)
             oprot.writeFieldEnd()
-        if self.write is not None:
-            oprot.writeFieldBegin('write', TType.STRUCT, 2)
-            self.write.write(oprot)
+        if self.written is not None:
+            oprot.writeFieldBegin('written', TType.STRUCT, 2)
+            self.written.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -974,16 +974,17 @@ class NodeDump(object):
      - node_id
      - cells
      - pending_hints: Pending hints this node holds, by target node id.
-     - log_bytes: Bytes of the commit log on disk.
-     - hint_log_bytes: Bytes of the hint logs on disk.
+     - log_bytes: Bytes of the commit log's file on disk (it is allocated ahead of its records: see log_record_bytes).
+     - hint_log_bytes: Bytes of records in the hint logs.
      - records_written: Records appended to the commit log since the node started, and the fsyncs that made them durable.
      - fsyncs
      - next_start: With a limit: where the next page starts (pass it as `start`); unset after the last page.
+     - log_record_bytes: Of log_bytes, those that hold records.
 
     """
 
 
-    def __init__(self, node_id=None, cells=None, pending_hints=None, log_bytes=None, hint_log_bytes=None, records_written=None, fsyncs=None, next_start=None,):
+    def __init__(self, node_id=None, cells=None, pending_hints=None, log_bytes=None, hint_log_bytes=None, records_written=None, fsyncs=None, next_start=None, log_record_bytes=None,):
         self.node_id = node_id
         self.cells = cells
         self.pending_hints = pending_hints
@@ -992,6 +993,7 @@ class NodeDump(object):
         self.records_written = records_written
         self.fsyncs = fsyncs
         self.next_start = next_start
+        self.log_record_bytes = log_record_bytes
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1054,6 +1056,11 @@ class NodeDump(object):
                     self.next_start = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.I64:
+                    self.log_record_bytes = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1102,6 +1109,10 @@ class NodeDump(object):
         if self.next_start is not None:
             oprot.writeFieldBegin('next_start', TType.STRING, 8)
             oprot.writeBinary(self.next_start)
+            oprot.writeFieldEnd()
+        if self.log_record_bytes is not None:
+            oprot.writeFieldBegin('log_record_bytes', TType.I64, 9)
+            oprot.writeI64(self.log_record_bytes)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2070,7 +2081,7 @@ all_structs.append(ExpireResult)
 ExpireResult.thrift_spec = (
     None,  # 0
     (1, TType.BOOL, 'found', None, None, ),  # 1
-    (2, TType.STRUCT, 'write', [WriteResult, None], None, ),  # 2
+    (2, TType.STRUCT, 'written', [WriteResult, None], None, ),  # 2
 )
 all_structs.append(NodeInfo)
 NodeInfo.thrift_spec = (
@@ -2100,6 +2111,7 @@ NodeDump.thrift_spec = (
     (6, TType.I64, 'records_written', None, None, ),  # 6
     (7, TType.I64, 'fsyncs', None, None, ),  # 7
     (8, TType.STRING, 'next_start', 'BINARY', None, ),  # 8
+    (9, TType.I64, 'log_record_bytes', None, None, ),  # 9
 )
 all_structs.append(InvalidRequest)
 InvalidRequest.thrift_spec = (

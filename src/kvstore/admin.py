@@ -28,15 +28,17 @@ class AdminCalls:
             raise ttypes.StorageFailure(why=str(exc)) from None
 
     def dump(self, key, start=None, limit=None):
+        if limit is not None and limit < 0:
+            raise ttypes.InvalidRequest(why=f"a dump's limit is a count of cells (0: no count), not {limit}")
         if key:
             cell = self._storage.get(key)
             items, next_start = ([(key, cell)] if cell is not None else []), None
         else:
-            count = min(limit, MAX_SCAN_LIMIT) if limit and limit > 0 else None
-            items, next_start = self._dump_page(start or b"", count)
+            items, next_start = self._dump_page(start or b"", min(limit, MAX_SCAN_LIMIT) if limit else None)
         records, fsyncs = self._storage.log_counters
         return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
-                               self._storage.log_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start)
+                               self._storage.log_file_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start,
+                               self._storage.log_bytes)
 
     def _dump_page(self, start, count):
         """(cells from start in key order, where the next page starts or None): at most count of them

@@ -184,7 +184,13 @@ class CommitLog:
 
     @property
     def size(self):
+        """Bytes of records written."""
         return self._written
+
+    @property
+    def file_bytes(self):
+        """The file's size on disk: its records and the zeros allocated ahead of them."""
+        return self._allocated
 
     def close(self):
         self._closing.set()

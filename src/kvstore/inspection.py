@@ -43,7 +43,8 @@ class NodeState:
     refusing: bool = False   # up, but it refused our connection (at its connection limit)
     cells: dict = field(default_factory=dict)   # key -> Cell
     pending_hints: dict = field(default_factory=dict)
-    log_bytes: int = 0
+    log_bytes: int = 0          # the commit log file's size on disk
+    log_record_bytes: int = 0   # of it, the bytes that hold records
     hint_log_bytes: int = 0
     clock_offset: int = None   # microseconds, + when ahead of most of its peers'; None: no peer to compare
     error: str = ""
@@ -73,6 +74,7 @@ def collect(nodes, credentials, key=None, timeout=TIMEOUT, tls=None):
             state.up = True
             state.cells, state.pending_hints = dump.cells, dump.pending_hints
             state.log_bytes, state.hint_log_bytes = dump.log_bytes, dump.hint_log_bytes
+            state.log_record_bytes = dump.log_record_bytes
             peers = [offset for node_id, offset in dump.clock_offsets.items() if node_id != node.node_id]
             state.clock_offset = -int(statistics.median(peers)) if peers else None
         states.append(state)
@@ -116,8 +118,8 @@ def render_text(states, reports, out):
             print(f"node {node.node_id}  {node.address}  {_unread(state)}  ({state.error})", file=out)
             continue
         hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
-        print(f"node {node.node_id}  {node.address}  up  {_count(len(state.cells), 'key')}  "
-              f"log {_size(state.log_bytes)}"
+        print(f"node {node.node_id}  {node.address}  up  {_cell_counts(state.cells)}  "
+              f"log {_size(state.log_bytes)} on disk ({_size(state.log_record_bytes)} of records)"
               f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}  {_clock(state)}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
@@ -159,7 +161,8 @@ def as_json(states, reports):
         "nodes": [{
             "id": s.node.node_id, "address": s.node.address, "up": s.up or s.refusing, "read": s.up,
             "refusing_connections": s.refusing, "error": s.error or None,
-            "clock_offset_us": s.clock_offset, "key_count": len(s.cells), "log_bytes": s.log_bytes,
+            "clock_offset_us": s.clock_offset, **_cell_kinds(s.cells), "log_bytes": s.log_bytes,
+            "log_record_bytes": s.log_record_bytes,
             "hint_log_bytes": s.hint_log_bytes,
             "pending_hints": {str(t): n for t, n in sorted(s.pending_hints.items())},
             "keys": [{"key": _bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
@@ -197,6 +200,23 @@ def _clock(state):
     if state.clock_offset is None:
         return "clock: no peer up to compare"
     return f"clock {round(state.clock_offset / 1e6, 3) + 0.0:+.3f} s from its peers'"   # + 0.0: no -0.000
+
+
+def _cell_kinds(cells, now=None):
+    """{"key_count": live keys, "tombstones": ..., "expired": ...} of a replica's cells."""
+    now = time.time() * 1e6 if now is None else now
+    tombstones = sum(1 for c in cells.values() if c.value is None)
+    expired = sum(1 for c in cells.values() if c.value is not None and c.expires and c.expires <= now)
+    return {"key_count": len(cells) - tombstones - expired, "tombstones": tombstones, "expired": expired}
+
+
+def _cell_counts(cells):
+    """How many live keys a replica holds, and the tombstones and expired cells beside them, in words."""
+    kinds = _cell_kinds(cells)
+    text = _count(kinds["key_count"], "key")
+    others = [_count(kinds["tombstones"], "tombstone")] if kinds["tombstones"] else []
+    others += [f"{kinds['expired']} expired"] if kinds["expired"] else []
+    return text + (f" (and {', '.join(others)})" if others else "")
 
 
 def _count(number, noun):
@@ -262,9 +282,10 @@ class ReplicaDump(NamedTuple):
     """One replica's state as stored, for the inspector: tombstones and expired cells included."""
     cells: dict           # key -> kvstore.cell.Cell
     pending_hints: dict   # target node id -> hints held for it
-    log_bytes: int
+    log_bytes: int        # the commit log file's size on disk
     hint_log_bytes: int
     clock_offsets: dict = {}   # node id -> its clock minus this node's (microseconds), for the peers it sees up
+    log_record_bytes: int = 0  # of log_bytes, those holding records
 
 
 DUMP_PAGE = 10_000
@@ -289,4 +310,5 @@ def dump_replica(address, credentials, key=None, timeout=CALL_TIMEOUT, page=DUMP
     finally:
         connection.close()
     offsets = {n.node_id: n.clock_offset or 0 for n in ring if n.up}
-    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes, offsets)
+    return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes, offsets,
+                       dump.log_record_bytes or 0)

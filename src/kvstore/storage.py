@@ -223,7 +223,13 @@ class Storage:
 
     @property
     def log_bytes(self):
+        """Bytes of the commit log that hold records."""
         return self._log.size
+
+    @property
+    def log_file_bytes(self):
+        """The commit log file's size on disk (allocated ahead of its records)."""
+        return self._log.file_bytes
 
     @property
     def log_counters(self):
