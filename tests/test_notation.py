@@ -39,7 +39,9 @@ def test_a_console_line_splits_into_words_as_redis_cli_reads_them():
     assert split_words(b'put \xff\xfe v') == [b"put", b"\xff\xfe", b"v"]   # raw bytes as they were typed
     assert split_words(r'''put "a b" 'it\'s' "say \"hi\"" plain''') == [b"put", b"a b", b"it's", b'say "hi"',
                                                                          b"plain"]
-    assert split_words('put "\\x4" x') == [b"put", b"x4", b"x"]   # not two hex digits: the x is itself
+    for bad in ('put "\\x4" x', 'put k "\\xZZ"', 'put k "\\x"'):   # not two hex digits: refused, not taken as x
+        with pytest.raises(NotationError, match=r"a bad escape at byte \d+: \\x needs two hex digits"):
+            split_words(bad)
     assert split_words("   ") == []
 
 

@@ -135,3 +135,9 @@ def test_the_readme_has_examples_to_run():
     blocks = console_blocks()
     assert len(blocks) >= 4 and any(".venv/bin/python example.py" in block for block, _ in blocks)
     assert any(python for _, python in blocks)
+
+
+def test_the_readme_states_the_value_limit_the_code_has():
+    from kvstore.config import MAX_VALUE_LIMIT
+    stated = re.findall(r"may not be set higher than ([\d,]+) bytes", README)
+    assert stated == [f"{MAX_VALUE_LIMIT:,}"], stated

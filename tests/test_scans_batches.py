@@ -84,7 +84,7 @@ def test_a_batch_with_replicas_down_fails_only_the_keys_that_cannot_be_served(cl
         assert outcomes[by_owner[0]].hinted == [2] and outcomes[by_owner[3]].hinted == [3]
         for owner in (1, 2):
             assert isinstance(outcomes[by_owner[owner]], Unavailable)
-            assert str(outcomes[by_owner[owner]]) == "Unavailable: 1 of 3 replicas alive, QUORUM needs 2"
+            assert str(outcomes[by_owner[owner]]) == "1 of 3 replicas alive, QUORUM needs 2"
         assert isinstance(outcomes[b""], InvalidRequest)
         read = kv.mget(keys, "QUORUM")
         assert read[by_owner[0]].value == b"v" and isinstance(read[by_owner[1]], Unavailable)

@@ -165,17 +165,17 @@ def test_a_node_at_its_connection_limit_is_shown_as_up_and_refusing(env):
     port = int(env["KVSTORE_BASE_PORT"]) + 2
     idle = []
     try:
-        for _ in range(30):     # every client slot of node 2
+        for _ in range(30):     # every client slot of node 2 for connections that have not logged in (24 / 8)
             idle.append(socket.create_connection(("127.0.0.1", port)))
         status = run(env, "./server.sh", "status").stdout.splitlines()
         assert status[3].split()[2] == "refusing", status
         assert status[5] == (f"node 2 is up but refusing connections: 127.0.0.1:{port} refused the connection: "
-                             "the node is at its connection limit: 24 connections open (--max-connections); "
-                             "try another node, or again later")
+                             "the node is at its limit of 3 connections that have not logged in "
+                             "(--max-unauthenticated-connections); log in promptly, or try again later")
         shown = run(env, "python3", "inspector.py")     # it reads each replica through its client port
         assert shown.returncode == 0, shown.stderr
         assert f"node 2  127.0.0.1:{port}  UP, REFUSING CONNECTIONS  (127.0.0.1:{port} refused the " \
-            "connection: the node is at its connection limit" in shown.stdout
+            "connection: the node is at its limit of 3 connections" in shown.stdout
         assert f"node 1  127.0.0.1:{port - 1}  up  0 keys" in shown.stdout
     finally:
         for s in idle:
@@ -203,7 +203,13 @@ def test_server_sh_makes_an_admin_the_tools_log_in_as_and_users_with_roles(env, 
     assert f"created {data / 'users'}: authentication is on; log in as admin" in started.stdout
     for name in ("users", "credentials"):
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600
+    # Nothing of the cluster's can be read by another user of the machine: directories 0700, files 0600.
+    for path in [data, *data.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path} has mode {mode:o}"
     assert "password = " in (data / "credentials").read_text()
+    short = run(env, "./server.sh", "user", "add", "writer", "--role", "readwrite", stdin="seven77\n")
+    assert short.returncode == 2 and "a password is 8 to 1024 characters, not 7" in short.stderr, short.stderr
     added = run(env, "./server.sh", "user", "add", "writer", "--role", "readwrite", stdin="writer-pw\n")
     assert added.returncode == 0 and "user 'writer' has role readwrite" in added.stdout, added.stderr
     assert "writer-pw" not in (data / "users").read_text()
@@ -211,19 +217,31 @@ def test_server_sh_makes_an_admin_the_tools_log_in_as_and_users_with_roles(env, 
     out = run(as_writer, "python3", "src/client.py", stdin="put w 1 quorum\nget w quorum\n")
     assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("1  ["), out.stdout + out.stderr
     refused = run(as_writer, "python3", "inspector.py")
-    assert refused.returncode == 2 and "user 'writer' has role readwrite; dump needs admin" in refused.stderr
+    assert refused.returncode == 2 and ("user 'writer' has role readwrite, and the operator's calls (dump, compact) "
+                                        "need role admin") in refused.stderr
     assert "all replicas agree" in run(env, "python3", "inspector.py", "--key", "w").stdout   # as the admin
     assert run(env, "./server.sh", "user", "remove", "writer").returncode == 0
     out = run(as_writer, "python3", "src/client.py", stdin="get w\n")
     assert out.returncode == 1 and "AuthenticationFailed: login failed for user 'writer'" in out.stdout
     listed = run(env, "./server.sh", "user", "list").stdout.split()
     assert listed == ["user", "role", "admin", "admin"]
+    # The operator cannot lock themselves out: the last admin stays, and a new password reaches the tools.
+    last = run(env, "./server.sh", "user", "remove", "admin")
+    assert last.returncode == 2 and "would leave" in last.stderr and "without an admin" in last.stderr, last.stderr
+    renewed = run(env, "./server.sh", "user", "add", "admin", "--role", "admin", stdin="a-new-admin-password\n")
+    assert renewed.returncode == 0 and f"updated {data / 'credentials'}" in renewed.stdout, renewed.stdout
+    assert "password = a-new-admin-password" in (data / "credentials").read_text()
+    assert "all replicas agree" in run(env, "python3", "inspector.py", "--key", "w").stdout   # logs in with it
+    assert run(env, "./server.sh", "user", "add", "ops", "--role", "admin", stdin="ops-password\n").returncode == 0
+    gone = run(env, "./server.sh", "user", "remove", "admin")
+    assert gone.returncode == 0 and "logs the tools in as 'admin', who is gone" in gone.stdout, gone.stdout
 
 
 def test_server_sh_makes_a_local_ca_and_the_cluster_runs_with_tls_on_both_ports(env, tmp_path):
     assert run(env, "./server.sh").returncode == 0
     made = run(env, "./server.sh", "tls")
     assert made.returncode == 0 and "ca.pem (the CA)" in made.stdout, made.stdout + made.stderr
+    assert "certificate and key, for 127.0.0.1, localhost)" in made.stdout, made.stdout   # each host once
     assert stat.S_IMODE((tmp_path / "data" / "tls" / "node.key").stat().st_mode) == 0o600
     assert run(env, "python3", "terminate_servers.py").returncode == 0
     started = run(env, "./server.sh", "start", "--", "--tls", "--internode-tls")
@@ -232,6 +250,11 @@ def test_server_sh_makes_a_local_ca_and_the_cluster_runs_with_tls_on_both_ports(
     out = run(env, "python3", "src/client.py", "--tls", stdin="put t 1 all\nget t all\n")
     assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("1  ["), out.stdout + out.stderr
     plain = run(env, "python3", "src/client.py", "--timeout", "2", stdin="get t\n")
-    assert plain.returncode == 1
+    assert plain.returncode == 1 and "this node speaks TLS on this port: connect with TLS (add --tls)" in \
+        plain.stdout + plain.stderr, plain.stdout + plain.stderr
+    plain = run(env, "python3", "inspector.py")
+    assert "this node speaks TLS on this port: connect with TLS (add --tls)" in plain.stdout + plain.stderr
+    assert "it spoke plain text to this TLS port (a client without --tls?)" in \
+        (tmp_path / "data" / "node0" / "node.log").read_text() + (tmp_path / "data" / "node1" / "node.log").read_text()
     shown = run(env, "python3", "inspector.py", "--tls", "--key", "t")
     assert shown.returncode == 0 and "all replicas agree" in shown.stdout, shown.stdout + shown.stderr

@@ -1,10 +1,15 @@
 """The console and the inspector, driven as a user drives them: subprocesses with piped input."""
 import json
+import os
 import subprocess
 import time
 
+import pytest
+
 from kvstore.localcluster import wait_for
 from kvstore import processes
+from kvstore.users import add_user, users_path
+from kvstore_rpc import ttypes
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 
 QUORUM, ALL = ConsistencyLevel.QUORUM, ConsistencyLevel.ALL
@@ -91,7 +96,7 @@ def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_
     assert out.returncode == 1
     assert out.stdout.splitlines()[:3] == [
         "Error: InvalidRequest: the key must not be empty",
-        "Error: unknown consistency level 'sometimes' (expected ONE=1, QUORUM=2, ALL=3); use one, quorum or all",
+        "Error: unknown consistency level 'sometimes': use one, quorum or all",
         "Error: unknown command frobnicate; type help for the list",
     ]
     assert "Traceback" not in out.stdout + out.stderr
@@ -250,3 +255,60 @@ def test_inspector_counts_in_words_and_fails_when_no_node_answers(cluster):
         cluster.crash(i)
     out = cluster.run_tool("inspector.py", "--cluster", cluster.cluster_file)
     assert out.returncode == 1 and "no node of the cluster answers" in out.stderr
+
+
+def test_console_checks_numbers_and_escapes_before_sending_and_never_exits(shared_cluster):
+    out = console(shared_cluster, "\n".join([
+        "put big v ttl 999999999999",
+        "expire big 99999999999",
+        'put k "\\xZZ"',
+        "put k v quorum",
+        "expire k -1 quorum",
+        "get k quorum",
+    ]) + "\n")
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:3] == [
+        "Error: InvalidRequest: ttl_seconds must be a whole number from -2147483648 to 2147483647 (the IDL's "
+        "32-bit type), not 999999999999",
+        "Error: InvalidRequest: seconds must be a whole number from -2147483648 to 2147483647 (the IDL's 32-bit "
+        "type), not 99999999999",
+        "Error: cannot read the line: a bad escape at byte 7: \\x needs two hex digits (\\x00 to \\xff), not \\xZZ",
+    ]
+    assert lines[3].startswith("OK  [") and lines[4].startswith("OK  [deleted: ")   # <= 0 deletes, as the node does
+    assert lines[5].startswith("(not found)")
+    from kvstore.client import Client
+    from kvstore.errors import InvalidRequest
+    with shared_cluster.client() as kv:   # the client library checks the same, and sends nothing
+        with pytest.raises(InvalidRequest, match="ttl_seconds must be a whole number from"):
+            kv.put(b"big", b"v", ttl=10 ** 12)
+        assert isinstance(kv, Client) and kv.get(b"big") is None
+
+
+def test_console_names_what_the_user_typed_and_each_error_once(shared_cluster):
+    add_user(users_path(shared_cluster.cluster_file), "looker", "read", "looker-secret")
+    env = dict(os.environ, KVSTORE_USER="looker", KVSTORE_PASSWORD="looker-secret")
+    out = subprocess.run(["python3", CLIENT, "--cluster", str(shared_cluster.cluster_file)], cwd=processes.ROOT,
+                         input="delete k\nmput a 1 b 2\nget k all\n", capture_output=True, text=True, env=env,
+                         timeout=60)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "Error: Unauthorized: user 'looker' has role read, and writes need role readwrite"
+    assert lines[1] == "Error: Unauthorized: user 'looker' has role read, and writes need role readwrite"
+    assert "remove" not in out.stdout and "multi_put" not in out.stdout
+    with pytest.raises(ttypes.InvalidRequest) as refused:
+        shared_cluster.call(0, "dump", None, b"", -1)
+    assert refused.value.why == "a dump's limit is a count of cells (0: no count), not -1"
+
+
+def test_inspector_counts_live_keys_apart_and_the_log_as_it_is_on_disk(cluster):
+    cluster.call(0, "put", b"\x05live", b"x", ALL)
+    cluster.call(0, "put", b"\x05gone", b"x", ALL)
+    cluster.call(0, "remove", b"\x05gone", ALL)
+    cluster.call(0, "put", b"\x05brief", b"x", ALL, 1)
+    time.sleep(1.1)   # the ttl itself: the cell expires on every replica's clock
+    text = inspect(cluster)
+    assert "  up  1 key (and 1 tombstone, 1 expired)  log " in text, text
+    report = json.loads(inspect(cluster, "--json"))
+    node = report["nodes"][0]
+    assert (node["key_count"], node["tombstones"], node["expired"]) == (1, 1, 1)
+    assert node["log_bytes"] == (cluster.node_dir(0) / "commit.log").stat().st_size > node["log_record_bytes"] > 0

@@ -126,7 +126,7 @@ class Client:
         """Make an existing key expire `seconds` from now (0 or less deletes it). -> Written, or None when
         the key does not exist."""
         result = self._call("expire", key, seconds, self._level(level), self._floor(key), write=True)
-        return self._written(key, result.write) if result.found else None
+        return self._written(key, result.written) if result.found else None
 
     def ttl(self, key, level=None):
         """Seconds until key expires; -1 when it never does; -2 when it does not exist (as Redis)."""
@@ -271,7 +271,8 @@ class Client:
                                   f"({stalled[1]})")
             return
         raise NodeUnavailable("no node of the cluster answers (tried "
-                              + ", ".join(self._name(a) for a in sorted(avoid)) + ")", sent=False)
+                              + ", ".join(self._name(a) for a in sorted(avoid)) + ")"
+                              + (f"; {stalled[1]}" if stalled else ""), sent=False)
 
     def _drop(self, connection):
         connection.close()

@@ -17,8 +17,10 @@ def parse_level(value):
             return Level[value.strip().upper()]
         return Level(value)
     except (KeyError, ValueError):
-        names = ", ".join(f"{level.name}={level.value}" for level in Level)
-        raise InvalidRequest(f"unknown consistency level {value!r} (expected {names})") from None
+        if isinstance(value, str):
+            raise InvalidRequest(f"unknown consistency level {value[:20]!r}: use one, quorum or all") from None
+        numbers = ", ".join(f"{level.value} ({level.name})" for level in Level)
+        raise InvalidRequest(f"unknown consistency level {value!r}: the IDL's levels are {numbers}") from None
 
 
 def block_for(level, replication_factor):

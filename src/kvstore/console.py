@@ -29,7 +29,8 @@ any bytes in double quotes with escapes: "\\xff\\x00", "tab\\there", "\\"quoted\
   put KEY VALUE [LEVEL] [ttl SECONDS]   write VALUE under KEY; with ttl it expires after SECONDS
   get KEY [LEVEL]                       read KEY
   delete KEY [LEVEL]                    delete KEY (writes a tombstone)
-  expire KEY SECONDS [LEVEL]            make an existing KEY expire SECONDS from now (as Redis EXPIRE)
+  expire KEY SECONDS [LEVEL]            make an existing KEY expire SECONDS from now (0 or less deletes it,
+                                        as Redis EXPIRE)
   ttl KEY [LEVEL]                       seconds until KEY expires; -1: never; -2: no such key
   mput K1 V1 K2 V2 ... [LEVEL]          write many keys in one call (each on its own: not atomic)
   mget K1 K2 ... [LEVEL]                read many keys in one call
@@ -77,10 +78,11 @@ class Console:
         except NodeUnavailable as exc:
             lost = " The next command goes to another node." if exc.sent else ""   # lost mid-call
             print(f"Error: {exc}{lost}", file=self._out)
-        except InvalidRequest as exc:
-            print(f"Error: InvalidRequest: {exc}", file=self._out)
-        except KVStoreError as exc:   # Unavailable, TimedOut, StaleRead: their messages name themselves
-            print(f"Error: {exc}", file=self._out)
+        except KVStoreError as exc:
+            print(f"Error: {error_text(exc)}", file=self._out)
+        except Exception as exc:   # noqa: BLE001 -- a bug of ours: said, and the console goes on
+            print(f"Error: the console failed running this command ({type(exc).__name__}: {exc}); "
+                  "please report it", file=self._out)
         return False
 
     def _print(self, text):
@@ -90,7 +92,7 @@ class Console:
         try:
             return parse_level(word.decode("utf-8", "replace") if isinstance(word, bytes) else word)
         except InvalidRequest as exc:
-            raise CommandError(f"{exc}; use one, quorum or all") from None
+            raise CommandError(str(exc)) from None
 
     def _level(self, args, position):
         return self.client.level if len(args) <= position else self._parse_level(args[position])
@@ -135,7 +137,7 @@ class Console:
     def cmd_expire(self, args):
         if len(args) not in (2, 3):
             raise CommandError("usage: expire KEY SECONDS [one|quorum|all]")
-        seconds, level = _whole_number(args[1], "expire", allow_zero=True), self._level(args, 2)
+        seconds, level = _whole_number(args[1], "expire", lowest=None), self._level(args, 2)
         written = self.client.expire(args[0], seconds, level)
         if written is None:
             self._print("(not found)  [nothing to expire]")
@@ -230,12 +232,13 @@ class Console:
         self._print(HELP)
 
 
-def _whole_number(word, what, allow_zero=False):
+def _whole_number(word, what, lowest=1):
+    """word as a whole number of at least `lowest` (None: any); its range in the IDL is checked when sent."""
     try:
         value = int(word)
     except ValueError:
         raise CommandError(f"{what} needs a whole number, not {show(word)}") from None
-    if value < 0 or (value == 0 and not allow_zero):
+    if lowest is not None and value < lowest:
         raise CommandError(f"{what} needs a positive number, not {value}")
     return value
 

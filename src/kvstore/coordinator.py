@@ -176,7 +176,7 @@ class Coordinator(Writing, Scanning, Repairing):
             newest = reconcile(cell for _, cell in answers)
             if _timestamp(newest) < min_timestamp:
                 raise StaleRead(
-                    f"StaleRead: no replica of {show(key)} that answered ({len(answers)} of {alive} alive"
+                    f"no replica of {show(key, 60)} that answered ({len(answers)} of {alive} alive"
                     f"{reasons(failures)}) has a write as new as this session's timestamp {min_timestamp}; "
                     f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
                     "retry later, or read at a higher level", min_timestamp, _timestamp(newest))

@@ -1,7 +1,10 @@
 """How the console and the inspector show things: times, nodes, results (bytes: kvstore.notation)."""
 import datetime
 
-from kvstore.errors import InvalidRequest
+from kvstore.errors import AuthenticationFailed, InvalidRequest, StaleRead, TimedOut, Unauthorized, Unavailable
+
+# The errors a node answers with, shown as the IDL names them: "Unavailable: 1 of 3 replicas alive, ...".
+NAMED_ERRORS = (InvalidRequest, Unavailable, TimedOut, StaleRead, Unauthorized, AuthenticationFailed)
 
 
 def nodes(ids):
@@ -30,4 +33,7 @@ def stamp_text(value):
 
 
 def error_text(exc):
-    return f"InvalidRequest: {exc}" if isinstance(exc, InvalidRequest) else str(exc)
+    """An error as a tool prints it: the IDL's name of a node's answer before its message (whose own text never
+    repeats it), anything else (a node down, a bad configuration) by its message alone."""
+    kind = next((kind for kind in NAMED_ERRORS if isinstance(exc, kind)), None)
+    return f"{kind.__name__}: {exc}" if kind else str(exc)

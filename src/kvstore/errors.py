@@ -20,7 +20,7 @@ class Unavailable(KVStoreError):
         self.alive = alive
         self.needed = needed
         super().__init__(
-            message or f"Unavailable: {alive} of {total} replicas alive, {level_name} needs {needed}")
+            message or f"{alive} of {total} replicas alive, {level_name} needs {needed}")
 
 
 class ClockOffset(Unavailable):

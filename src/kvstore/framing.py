@@ -82,6 +82,8 @@ class FrameSocket:
         length, = _LENGTH.unpack_from(self._buffer)
         if length < 0:
             raise ValueError(f"frame of {length} bytes announced")
+        if self.begins_like_tls():   # over every frame limit anyway: never allocated
+            raise ValueError("a TLS record arrived where a frame was expected")
         return length
 
     def skip_frame(self, length, keep, deadline):
@@ -159,6 +161,12 @@ class FrameSocket:
             self.sock.close()
         except OSError:
             pass
+
+    def begins_like_tls(self):
+        """True when what arrived begins as a TLS record (an alert or a handshake), not a frame: the other
+        side speaks TLS."""
+        head = self._buffer[:3]
+        return len(head) == 3 and head[0] in (0x15, 0x16) and head[1] == 3 and head[2] <= 4
 
     def _more(self, deadline):
         if time.monotonic() > deadline:

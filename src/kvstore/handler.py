@@ -77,7 +77,7 @@ class Handler:
             items = self._check_batch(items)
             answer = sum(entry_bytes(item.key or b"", None) for item in items)
             if answer > MAX_ANSWER_BYTES:
-                raise errors.InvalidRequest(f"a multi_put of {len(items)} keys would answer {answer} bytes, over the "
+                raise errors.InvalidRequest(f"a batch write of {len(items)} keys would answer {answer} bytes, over the "
                                             f"{MAX_ANSWER_BYTES}-byte limit of an answer: send fewer keys a call")
             level, ttl = parse_level(level), _check_ttl(ttl_seconds)
 
@@ -149,7 +149,7 @@ class Handler:
         try:
             await asyncio.wait_for(self._ready.wait(), self._settings.request_timeout)
         except TimeoutError:
-            raise errors.Unavailable(0, 1, message=f"Unavailable: node {self._node_id} is still starting: it has "
+            raise errors.Unavailable(0, 1, message=f"node {self._node_id} is still starting: it has "
                                      "not yet heard from its peers; try again, or another node")
 
     async def _not_ready(self, count):
@@ -232,7 +232,7 @@ def _to_idl(exc):
     if isinstance(exc, errors.Unavailable):
         return ttypes.Unavailable(why=str(exc), alive=exc.alive, needed=exc.needed)
     if isinstance(exc, errors.TimedOut):
-        return ttypes.TimedOut(why=f"TimedOut: {exc}", acknowledged=exc.acknowledged, needed=exc.needed)
+        return ttypes.TimedOut(why=str(exc), acknowledged=exc.acknowledged, needed=exc.needed)
     if isinstance(exc, errors.StaleRead):
         return ttypes.StaleRead(why=str(exc), wanted=exc.wanted, seen=exc.seen)
     return None

@@ -10,7 +10,7 @@ is typed as it is, in quotes where it holds spaces):
 
 Typed (the console's words, the inspector's --key):
 - a word in double quotes is read with the same escapes: `\xHH`, `\n`, `\r`, `\t`, `\b`, `\a`, `\\`,
-  `\"` (any other `\c` is `c`);
+  `\"` (any other `\c` is `c`); `\x` without two hex digits is refused;
 - a word in single quotes is taken as it is, but for `\'`;
 - any other word runs to the next white space and is taken as it is.
 A closing quote must end its word, as in redis-cli. Pure: no I/O.
@@ -107,8 +107,12 @@ def _read_double_quoted(line, i):
             return bytes(out), _after_quote(line, i + 1)
         if byte == 0x5C and i + 1 < len(line):
             escaped = line[i + 1]
-            if escaped == ord("x") and len(line) > i + 3 and line[i + 2] in _HEX and line[i + 3] in _HEX:
-                out.append(int(line[i + 2:i + 4], 16))
+            if escaped == ord("x"):
+                digits = line[i + 2:i + 4]
+                if len(digits) < 2 or digits[0] not in _HEX or digits[1] not in _HEX:
+                    raise NotationError(f"a bad escape at byte {i}: \\x needs two hex digits (\\x00 to "
+                                        f"\\xff), not {show(line[i:i + 4])}")
+                out.append(int(digits, 16))
                 i += 4
                 continue
             out += _ESCAPES_IN.get(escaped, bytes([escaped]))

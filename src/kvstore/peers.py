@@ -20,6 +20,7 @@ from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTra
 
 from kvstore.errors import AuthenticationFailed, ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
 from kvstore.framing import FrameSocket
+from kvstore.idltypes import check_arguments
 from kvstore.peerauth import NotAPeer, UnexpectedAnswer, prove_to_node
 from kvstore_rpc import Internode, KVStore, ttypes
 
@@ -116,6 +117,7 @@ class Connection:
         missing = _arity(self._service, method) - len(args)
         if missing > 0:
             args = tuple(args) + (None,) * missing
+        check_arguments(self._service, method, args)
         client = self.client
         try:
             client._oprot.trans = TMemoryBuffer()
@@ -165,6 +167,8 @@ class Connection:
         """The connection's state is unknown after a transport failure: it is closed, never reused."""
         self.broken = True
         self.close()
+        if self._frames.begins_like_tls():   # a TLS alert where a frame was expected
+            return NodeUnavailable(f"{self.address} speaks TLS: connect with TLS (add --tls)", sent=True)
         return NodeUnavailable(f"{self.address} did not answer {method}: {_reason(exc)}", sent=True)
 
     def peer_closed(self):

@@ -120,7 +120,7 @@ class Writing:
                 except ReservationNeeded as need:   # after an idle spell: one small fsync on the disk worker
                     error = await asyncio.shield(self._clock.renew(need.stamp))
                     if error is not None:
-                        raise Unavailable(0, 1, message=f"Unavailable: node {self._local_id} cannot make its "
+                        raise Unavailable(0, 1, message=f"node {self._local_id} cannot make its "
                                           f"clock's reservation durable ({error}); send the write to another node")
         except ClockTooFarOff as exc:
             raise ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {exc.offset:+.3f} s from most of its "
