@@ -2,6 +2,7 @@
 one that never finishes its handshake stalls anyone else."""
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -75,3 +76,25 @@ def test_a_peer_without_a_certificate_of_the_cluster_is_refused(tls_cluster, tmp
                     tls=right) as connection:
         assert connection.call("heartbeat", (0,), 3).node_id == 3
     assert isinstance(right, ssl.SSLContext)
+
+
+def test_a_tls_alert_in_place_of_an_answer_is_named_as_tls():
+    """Any TLS server answers plain text with an alert record, not a frame: the client says what to do, and
+    allocates nothing for the 350 MB frame those bytes would announce."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def alert_once():
+        sock, _ = listener.accept()
+        with sock:
+            sock.recv(4096)
+            sock.sendall(b"\x15\x03\x03\x00\x02\x02\x46")   # fatal alert: protocol_version
+    thread = threading.Thread(target=alert_once)
+    thread.start()
+    try:
+        with pytest.raises(NodeUnavailable, match=rf"^127.0.0.1:{port} speaks TLS: connect with TLS \(add --tls\)$"):
+            with Connection("127.0.0.1", port, 2.0) as plain:
+                plain.call("describe_ring", (), 3)
+    finally:
+        thread.join(10)
+        listener.close()

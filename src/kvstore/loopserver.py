@@ -148,16 +148,16 @@ class LoopServer:
 
     def _make_anonymous_room(self, host):
         """The pool of connections that have not logged in is full and one comes from `host`: close the oldest
-        such connection of the address that holds the most of them, if it holds more than `host` does, so that a
-        flood from some addresses does not keep others from logging in. True if one was closed."""
+        such connection of the addresses that hold the most of them, if they hold more than `host` does, so that
+        a flood from some addresses does not keep others from logging in. True if one was closed."""
         waiting = [c for c in self.connections if not c.logged_in and not c.evicted]
         held = Counter(c.host for c in waiting)
-        most = max(held, key=held.get, default=None)
-        if most is None or held[most] <= held[host]:
+        most = max(held.values(), default=0)
+        if most <= held[host]:
             return False
-        victim = min((c for c in waiting if c.host == most), key=lambda c: c.opened)
-        self.log_refusal(most, "closing connection from %s, which has not logged in: of the %d such connections "
-                         "(--max-unauthenticated-connections) its address holds the most, and %s wants one",
+        victim = min((c for c in waiting if held[c.host] == most), key=lambda c: c.opened)
+        self.log_refusal(victim.host, "closing connection from %s, which has not logged in: of the %d such "
+                         "connections (--max-unauthenticated-connections) its address holds the most, and %s wants one",
                          victim.who, self._slots.unauthenticated_limit, host)
         victim.evicted = True
         victim.abort()
