@@ -29,8 +29,7 @@ from kvstore.peers import Connection, call_once, ping
 from kvstore.ring import Ring
 from kvstore.tls import client_context, create_local_ca, tls_dir
 
-FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2",
-                 "--log-level", "DEBUG")
+FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2", "--log-level", "DEBUG")
 READY_TIMEOUT = 20.0
 FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"   # Debian's faketime package
 CLOCK_SHIM = Path(__file__).resolve().parent / "clockshim" / "realtime_only.c"
@@ -174,11 +173,15 @@ class Cluster:
     def start(self, only=None):
         """Start every node (only: these node ids), wait until each answers and the running ones see each other."""
         ids = [node.node_id for node in self.nodes] if only is None else list(only)
-        for i in ids:
-            self._spawn(i)
-        for i in ids:
-            self.wait_ready(i)
-        self.wait_all_see_all()
+        try:
+            for i in ids:
+                self._spawn(i)
+            for i in ids:
+                self.wait_ready(i)
+            self.wait_all_see_all()
+        except BaseException:   # a fixture that fails here never reaches its close(): leave no node running
+            self.close()
+            raise
         return self
 
     def _spawn(self, i):
@@ -275,9 +278,8 @@ class Cluster:
 
     def wait_all_see_all(self):
         for observer in self.up_nodes():
-            for i in self.up_nodes():
-                if i != observer:
-                    self.wait_seen(observer, i, up=True)
+            for i in set(self.up_nodes()) - {observer}:
+                self.wait_seen(observer, i, up=True)
 
     def crash_and_notice(self, i):
         """Crash node i and wait until every other live node sees it down."""
@@ -299,8 +301,7 @@ class Cluster:
     def client(self, i=None, **options):
         """A kvstore.client.Client for this cluster, talking to node i first (default: any)."""
         node = self.nodes[i] if i is not None else None
-        options.setdefault("credentials", self.credentials)
-        options.setdefault("tls", self.tls)
+        options = {"credentials": self.credentials, "tls": self.tls, **options}
         return Client([(n.host, n.port) for n in self.nodes], preferred=node and (node.host, node.port), **options)
 
     def dump(self, i, key=None):
@@ -315,6 +316,5 @@ class Cluster:
 
     def run_tool(self, *argv, stdin=None, timeout=60):
         """Run one of the user-facing scripts against this cluster, as a user would."""
-        root = processes.ROOT
-        return subprocess.run(["python3", *map(str, argv)], cwd=root, input=stdin, capture_output=True,
+        return subprocess.run(["python3", *map(str, argv)], cwd=processes.ROOT, input=stdin, capture_output=True,
                               text=True, timeout=timeout)
