@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
-from kvstore.cell import reconcile
+from kvstore.cell import reconcile, visible
 from kvstore.config import read_cluster_file
 from kvstore import toolauth
 from kvstore.display import show_time
@@ -205,9 +205,9 @@ def _clock(state):
 def _cell_kinds(cells, now=None):
     """{"key_count": live keys, "tombstones": ..., "expired": ...} of a replica's cells."""
     now = time.time() * 1e6 if now is None else now
+    live = sum(1 for c in cells.values() if visible(c, now) is not None)
     tombstones = sum(1 for c in cells.values() if c.value is None)
-    expired = sum(1 for c in cells.values() if c.value is not None and c.expires and c.expires <= now)
-    return {"key_count": len(cells) - tombstones - expired, "tombstones": tombstones, "expired": expired}
+    return {"key_count": live, "tombstones": tombstones, "expired": len(cells) - live - tombstones}
 
 
 def _cell_counts(cells):

@@ -111,7 +111,7 @@ def refusal_answer(service, head, fields, why):
     field = next((f for f in fields if f in specs), None)
     if field is not None:
         kind = specs[field][0]
-        counts = {c: 0 for c in ("alive", "needed") if c in kind.__init__.__code__.co_varnames}   # Unavailable's
+        counts = {spec[2]: 0 for spec in kind.thrift_spec if spec and spec[2] in ("alive", "needed")}   # Unavailable's
         error = kind(why=why, **counts)
         protocol.writeMessageBegin(name, TMessageType.REPLY, seqid)
         result(**{field: error}).write(protocol)

@@ -45,12 +45,11 @@ class ConnectionSlots:
         if self._by_user[user] >= self._per_user:
             raise SlotRefused(f"user {user!r} already holds {self._by_user[user]} connections to this node, its limit "
                               "(--max-connections-per-user): close some first")
-        room = self._max - self.unauthenticated_limit - (0 if role == "admin" else self._reserved)
-        if self.logged_in >= room:
+        slots = self._max - self.unauthenticated_limit   # for logged-in connections
+        if self.logged_in >= slots - (0 if role == "admin" else self._reserved):
             reserved = "" if role == "admin" else f", of which {self._reserved} are kept for admins"
-            raise SlotRefused(f"the node's {room + (0 if role == 'admin' else self._reserved)} slots for logged-in "
-                              f"connections are taken{reserved} (--max-connections, "
-                              "--admin-reserved-connections): try another node, or again later")
+            raise SlotRefused(f"the node's {slots} slots for logged-in connections are taken{reserved} "
+                              "(--max-connections, --admin-reserved-connections): try another node, or again later")
         self.logged_in += 1
         self._by_user[user] += 1
 
