@@ -12,10 +12,9 @@ import pytest
 from kvstore import processes
 from kvstore.localcluster import FAST_SETTINGS, Cluster, wait_for
 from kvstore.peers import Connection
-from kvstore_rpc import Internode, KVStore
+from kvstore_rpc import Internode
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest, TimedOut
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol
-from thrift.transport.TTransport import TMemoryBuffer
+from rawframes import log_in
 
 QUORUM = ConsistencyLevel.QUORUM
 PER_HOST = 128          # the default --max-connections-per-host
@@ -75,7 +74,7 @@ def _start_large_frame(node, size, sent, stop, credentials):
     but its last byte; then hold the connection."""
     sock = socket.create_connection((node.host, node.port), timeout=30)
     try:
-        _log_in(sock, credentials)
+        assert log_in(sock, credentials) == "admin"
         sock.sendall(size.to_bytes(4, "big"))
         chunk, left = b"\x80" * (1 << 20), size - 1
         while left and not stop.is_set():
@@ -115,23 +114,6 @@ def test_many_half_sent_large_frames_hold_no_more_than_the_request_memory(bounde
         assert "found no room in the 67108864 bytes" in whole_log(bounded, 1)
     with Connection(node.host, node.port, 2.0, credentials=bounded.credentials) as client:
         client.call("put", (b"after-frames", b"fine", QUORUM, 0), 5)
-
-
-def _log_in(sock, credentials):
-    buffer = TMemoryBuffer()
-    KVStore.Client(TBinaryProtocol(buffer)).send_login(*credentials)
-    sock.sendall(len(buffer.getvalue()).to_bytes(4, "big") + buffer.getvalue())
-    length = int.from_bytes(sock.recv(4, socket.MSG_WAITALL), "big")
-    answer = KVStore.Client(TBinaryProtocol(TMemoryBuffer(sock.recv(length, socket.MSG_WAITALL))))
-    assert answer.recv_login().role == "admin"
-
-
-def _put_frame(key, value, seqid=7):
-    buffer = TMemoryBuffer()
-    client = KVStore.Client(TBinaryProtocol(buffer))
-    client._seqid = seqid - 1
-    client.send_put(key, value, QUORUM, 0, 0)
-    return buffer.getvalue()
 
 
 def test_a_request_over_the_frame_limit_is_answered_invalid_and_the_connection_goes_on(tmp_path):

@@ -8,15 +8,14 @@ import threading
 import time
 
 import pytest
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol
-from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore import processes
 from kvstore.errors import AuthenticationFailed, NodeRefused
 from kvstore.localcluster import FAST_SETTINGS, Cluster, wait_for
 from kvstore.peers import Connection
 from kvstore.users import add_user, users_path
-from kvstore_rpc import KVStore, ttypes
+from kvstore_rpc import ttypes
+from rawframes import frame, log_in
 
 QUORUM = ttypes.ConsistencyLevel.QUORUM
 LOG_BYTES = 20_000
@@ -46,37 +45,9 @@ def whole_log(cluster, i):
     return (cluster.node_dir(i) / processes.LOG_FILE).read_text()
 
 
-def frame(method, *args, seqid=1):
-    """The framed call, as a Thrift client would send it."""
-    buffer = TMemoryBuffer()
-    client = KVStore.Client(TBinaryProtocol(buffer))
-    client._seqid = seqid - 1
-    getattr(client, f"send_{method}")(*args)
-    payload = buffer.getvalue()
-    return len(payload).to_bytes(4, "big") + payload
-
-
-def read_answer(sock, method):
-    """The answer to `method` read off a raw socket, as the generated client reads it (raises what it raises)."""
-    length = int.from_bytes(_read(sock, 4), "big")
-    client = KVStore.Client(TBinaryProtocol(TMemoryBuffer(_read(sock, length))))
-    return getattr(client, f"recv_{method}")()
-
-
-def _read(sock, count):
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data
-
-
 def logged_in_socket(node, credentials, source="127.0.0.1"):
     sock = socket.create_connection((node.host, node.port), timeout=20, source_address=(source, 0))
-    sock.sendall(frame("login", *credentials))
-    assert read_answer(sock, "login").role == "admin"
+    assert log_in(sock, credentials) == "admin"
     return sock
 
 
