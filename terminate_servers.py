@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 from kvstore.bootstrap import setup  # noqa: E402
 
 setup()
-from kvstore.teardown import main  # noqa: E402
+from kvstore.tools.teardown import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

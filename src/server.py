@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kvstore.bootstrap import setup  # noqa: E402
 
 setup()
-from kvstore.node import main  # noqa: E402
+from kvstore.node.node import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ add_paths()
 
 import pytest  # noqa: E402
 
-from kvstore.localcluster import Cluster  # noqa: E402
+from kvstore.testing.localcluster import Cluster  # noqa: E402
 
 
 @pytest.fixture

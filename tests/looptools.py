@@ -4,8 +4,8 @@ import asyncio
 import contextlib
 import functools
 
-from kvstore.diskworker import DiskWorker
-from kvstore.tasks import Background
+from kvstore.storage.diskworker import DiskWorker
+from kvstore.core.tasks import Background
 
 
 def on_loop(test):

@@ -13,7 +13,7 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import DEFAULT_MAX_FRAME_SIZE, TFramedTransport, TMemoryBuffer
 
-from kvstore.config import Settings
+from kvstore.core.config import Settings
 from kvstore_rpc import KVStore
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest
 

@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from kvstore.localcluster import FAST_SETTINGS, Cluster
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster
 from kvstore_rpc import KVStore
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest, Unavailable
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol

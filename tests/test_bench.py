@@ -2,11 +2,11 @@
 import json
 import subprocess
 
-from kvstore import processes
-from kvstore.bench.layers import measure_layers
-from kvstore.bench.run import _spawn_floor
-from kvstore.localcluster import free_ports
-from kvstore.peers import Connection
+from kvstore.tools import processes
+from kvstore.testing.bench.layers import measure_layers
+from kvstore.testing.bench.run import _spawn_floor
+from kvstore.testing.localcluster import free_ports
+from kvstore.net.blocking import Connection
 from kvstore_rpc import ttypes
 
 

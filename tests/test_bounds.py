@@ -9,9 +9,9 @@ import time
 import psutil
 import pytest
 
-from kvstore import processes
-from kvstore.localcluster import FAST_SETTINGS, Cluster, wait_for
-from kvstore.peers import Connection
+from kvstore.tools import processes
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster, wait_for
+from kvstore.net.blocking import Connection
 from kvstore_rpc import Internode
 from kvstore_rpc.ttypes import ConsistencyLevel, InvalidRequest, TimedOut
 from rawframes import log_in
@@ -61,7 +61,7 @@ def test_two_thousand_idle_connections_do_not_lock_out_a_client_or_the_peers(bou
 
 
 def bounded_frame_limit():
-    from kvstore.config import Settings
+    from kvstore.core.config import Settings
     return Settings().max_frame_bytes
 
 

@@ -4,11 +4,11 @@ import struct
 
 import pytest
 
-from kvstore.cell import (Cell, decode_mutation, encode_mutation, newer, purge, reconcile,
+from kvstore.core.cell import (Cell, decode_mutation, encode_mutation, newer, purge, reconcile,
                           replay_into, seconds_left, tombstone, visible)
-from kvstore.clock import Clock
-from kvstore.consistency import Level, block_for, parse_level
-from kvstore.errors import InvalidRequest
+from kvstore.core.clock import Clock
+from kvstore.core.consistency import Level, block_for, parse_level
+from kvstore.core.errors import InvalidRequest
 
 
 def test_higher_timestamp_wins_whatever_the_value():

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from kvstore.channels import PeerChannel
-from kvstore.config import NodeConfig, Settings
-from kvstore.errors import ConnectFailed, NodeFailed, NodeUnavailable
-from kvstore.localcluster import free_ports
-from kvstore.peerlink import PeerLink
-from kvstore.rpcserver import RpcServer, SharedDoor
+from kvstore.cluster.batching import PeerChannel
+from kvstore.core.config import NodeConfig, Settings
+from kvstore.core.errors import ConnectFailed, NodeFailed, NodeUnavailable
+from kvstore.testing.localcluster import free_ports
+from kvstore.net.peer_link import PeerLink
+from kvstore.testing.bench.thread_server import RpcServer, SharedDoor
 from kvstore_rpc import Internode, ttypes
 from looptools import on_loop
 

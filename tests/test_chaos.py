@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from kvstore import processes
+from kvstore.tools import processes
 
 DURATION = 75
 SEED = 27   # its faults in 75 s: crashes, pauses, partitions, and clocks stepped both within and beyond the bound

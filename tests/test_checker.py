@@ -1,5 +1,5 @@
 """The chaos checker finds what it is there to find (so a passing chaos run means something)."""
-from kvstore.chaos.checker import check
+from kvstore.testing.chaos.checker import check
 
 
 def w(value, ts, start, end, level="QUORUM", outcome="ok", key="6b", client=0):

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from kvstore import processes
-from kvstore.errors import AuthenticationFailed, ConfigError, Unauthorized
-from kvstore.localcluster import FAST_SETTINGS, free_ports
-from kvstore.peers import Connection
-from kvstore.users import add_user, check_password, hash_password, read_users, remove_user, users_path
+from kvstore.tools import processes
+from kvstore.core.errors import AuthenticationFailed, ConfigError, Unauthorized
+from kvstore.testing.localcluster import FAST_SETTINGS, free_ports
+from kvstore.net.blocking import Connection
+from kvstore.service.users import add_user, check_password, hash_password, read_users, remove_user, users_path
 from kvstore_rpc import ttypes
 
 QUORUM = ttypes.ConsistencyLevel.QUORUM
@@ -93,7 +93,7 @@ def test_admin_calls_need_the_admin_role(users):
 
 
 def test_the_client_library_raises_our_types(users):
-    from kvstore.client import Client
+    from kvstore.client.client import Client
     nodes = [(n.host, n.port) for n in users.nodes]
     with Client(nodes, credentials=("bob", "bob-secret")) as kv:
         assert kv.get(b"never-written") is None
@@ -164,8 +164,8 @@ def test_a_short_password_and_a_users_file_without_an_admin_are_refused(tmp_path
 
 def _run_node(cluster_dir, *options):
     """A node of a one-node cluster started with options; (exit code, its log) once it exits (or None)."""
-    from kvstore.config import NodeConfig, make_cluster, write_cluster_file
-    from kvstore.localcluster import prepare_access
+    from kvstore.core.config import NodeConfig, make_cluster, write_cluster_file
+    from kvstore.testing.localcluster import prepare_access
     cluster_dir.mkdir(parents=True, exist_ok=True)
     port, peer_port = free_ports(2)
     write_cluster_file(cluster_dir / "cluster.txt", [NodeConfig(0, "127.0.0.1", port, make_cluster(1)[0].token,
@@ -197,9 +197,9 @@ def test_a_node_with_authentication_on_and_no_users_file_says_how_to_make_one(tm
 def test_with_authentication_off_anyone_may_call_and_the_node_warns(tmp_path):
     directory = tmp_path / "off"
     directory.mkdir()
-    from kvstore.config import NodeConfig, make_cluster, write_cluster_file
-    from kvstore.localcluster import prepare_access, wait_for
-    from kvstore.peers import ping
+    from kvstore.core.config import NodeConfig, make_cluster, write_cluster_file
+    from kvstore.testing.localcluster import prepare_access, wait_for
+    from kvstore.net.blocking import ping
     port, peer_port = free_ports(2)
     node = NodeConfig(0, "127.0.0.1", port, make_cluster(1)[0].token, peer_port)
     write_cluster_file(directory / "cluster.txt", [node])

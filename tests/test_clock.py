@@ -10,15 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from kvstore.cell import Cell
-from kvstore.clock import RESERVE_AHEAD, Clock, ClockOffsetError, ClockTooFarOff
-from kvstore.clockfile import ClockFile
-from kvstore.commitlog import CommitLog
-from kvstore.errors import ConfigError
-from kvstore.failure import FailureDetector
-from kvstore.hints import HintStore
-from kvstore.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster, wait_for
-from kvstore.storage import FROM_THE_FUTURE, Storage
+from kvstore.core.cell import Cell
+from kvstore.core.clock import RESERVE_AHEAD, Clock, ClockOffsetError, ClockTooFarOff
+from kvstore.storage.clockfile import ClockFile
+from kvstore.storage.commitlog import CommitLog
+from kvstore.core.errors import ConfigError
+from kvstore.cluster.failure import FailureDetector
+from kvstore.storage.hints import HintStore
+from kvstore.testing.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster, wait_for
+from kvstore.storage.store import FROM_THE_FUTURE, Storage
 from looptools import on_loop, workers
 
 SKEW = 5   # seconds, as in the case that lost acknowledged QUORUM writes
@@ -291,7 +291,7 @@ def test_a_node_that_hears_too_few_peers_serves_after_half_its_request_timeout_a
 
 
 def test_a_cell_from_the_future_is_refused_by_a_replica_and_by_hint_delivery(shared_cluster):
-    from kvstore.peers import Connection
+    from kvstore.net.blocking import Connection
     from kvstore_rpc import Internode
     from kvstore_rpc.ttypes import Cell as WireCell, InvalidRequest, Mutation
     node, now = shared_cluster.nodes[1], int(time.time() * 1e6)

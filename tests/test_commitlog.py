@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from kvstore.commitlog import GROW_BYTES, CommitLog
-from kvstore.errors import CorruptLogError, StorageError
-from kvstore.records import encode_record
+from kvstore.storage.commitlog import GROW_BYTES, CommitLog
+from kvstore.core.errors import CorruptLogError, StorageError
+from kvstore.storage.records import encode_record
 from looptools import on_loop, workers
 
 
@@ -140,8 +140,8 @@ async def test_appends_and_rewrites_queued_together_all_complete_in_queue_order(
 DISK_FULL = r"""
 import resource, signal, sys
 sys.path[:0] = sys.argv[2:]
-from kvstore.commitlog import CommitLog
-from kvstore.errors import StorageError
+from kvstore.storage.commitlog import CommitLog
+from kvstore.core.errors import StorageError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 log = CommitLog(sys.argv[1]); log.replay()
 log.append(b"kept" * 100)

@@ -2,7 +2,7 @@
 (it is not re-armed for each), a request in progress holds it off, and any other deadline replaces it."""
 import asyncio
 
-from kvstore.deadline import ConnectionDeadline
+from kvstore.net.idle_timer import ConnectionDeadline
 
 from looptools import on_loop
 

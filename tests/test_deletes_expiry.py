@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from kvstore.errors import InvalidRequest, Unavailable
-from kvstore.localcluster import Cluster, FAST_SETTINGS, wait_for
+from kvstore.core.errors import InvalidRequest, Unavailable
+from kvstore.testing.localcluster import Cluster, FAST_SETTINGS, wait_for
 from kvstore_rpc.ttypes import Cell, Mutation
 
 GRACE = 2.0   # seconds: short, so a test can see a tombstone outlive it

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from kvstore.localcluster import FAST_SETTINGS, Cluster
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster
 from kvstore_rpc import Internode, KVStore, ttypes
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TTransport import TMemoryBuffer

@@ -4,12 +4,12 @@ import contextlib
 
 import pytest
 
-from kvstore.cell import Cell
-from kvstore.clock import Clock
-from kvstore.commitlog import CommitLog
-from kvstore.errors import StorageError
-from kvstore.handoff import HintDelivery
-from kvstore.hints import HintStore
+from kvstore.core.cell import Cell
+from kvstore.core.clock import Clock
+from kvstore.storage.commitlog import CommitLog
+from kvstore.core.errors import StorageError
+from kvstore.cluster.handoff import HintDelivery
+from kvstore.storage.hints import HintStore
 from looptools import on_loop, workers
 
 
@@ -141,8 +141,8 @@ async def test_the_checkpoint_survives_a_restart_and_a_damaged_one_delivers_ever
 
 @on_loop
 async def test_a_hint_record_that_does_not_decode_is_named_by_file_and_byte_offset(tmp_path):
-    from kvstore.errors import CorruptLogError
-    from kvstore.records import encode_record
+    from kvstore.core.errors import CorruptLogError
+    from kvstore.storage.records import encode_record
     async with hint_store(tmp_path) as store:
         await store.add(2, b"k", Cell(b"v", 1))
     path = tmp_path / "hints-2.log"
@@ -156,7 +156,7 @@ async def test_a_hint_record_that_does_not_decode_is_named_by_file_and_byte_offs
 
 @on_loop
 async def test_a_target_that_fails_inside_is_retried_after_a_wait_with_a_warning_naming_the_cause(tmp_path, caplog):
-    from kvstore.errors import NodeFailed
+    from kvstore.core.errors import NodeFailed
     async with hint_store(tmp_path) as store:
         await store.add(2, b"k", Cell(b"v", 1))
         attempts, now = [], [100.0]

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from kvstore import loopcheck, processes
-from kvstore.localcluster import Cluster, wait_for
+from kvstore.node import loopcheck
+from kvstore.tools import processes
+from kvstore.testing.localcluster import Cluster, wait_for
 from kvstore_rpc.ttypes import ConsistencyLevel, KeyValue
 
 ONE, QUORUM, ALL = ConsistencyLevel.ONE, ConsistencyLevel.QUORUM, ConsistencyLevel.ALL

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from kvstore import processes
-from kvstore.errors import AuthenticationFailed, NodeRefused
-from kvstore.localcluster import FAST_SETTINGS, Cluster, wait_for
-from kvstore.peers import Connection
-from kvstore.users import add_user, users_path
+from kvstore.tools import processes
+from kvstore.core.errors import AuthenticationFailed, NodeRefused
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster, wait_for
+from kvstore.net.blocking import Connection
+from kvstore.service.users import add_user, users_path
 from kvstore_rpc import ttypes
 from rawframes import frame, log_in
 

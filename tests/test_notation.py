@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from kvstore.notation import NotationError, parse_word, quote, show, split_words
+from kvstore.core.notation import NotationError, parse_word, quote, show, split_words
 
 
 def test_printable_text_is_shown_as_it_is_and_everything_else_in_escaped_quotes():

@@ -12,11 +12,11 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TFramedTransport, TTransportException
 
-from kvstore import processes
-from kvstore.errors import ConfigError
-from kvstore.localcluster import FAST_SETTINGS, wait_for
-from kvstore.peerauth import NotAPeer, create_secret, read_secret, secret_path
-from kvstore.peers import Connection
+from kvstore.tools import processes
+from kvstore.core.errors import ConfigError
+from kvstore.testing.localcluster import FAST_SETTINGS, wait_for
+from kvstore.net.peerauth import NotAPeer, create_secret, read_secret, secret_path
+from kvstore.net.blocking import Connection
 from kvstore_rpc import Internode
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 

@@ -11,7 +11,7 @@ from thrift.Thrift import TApplicationException
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TFramedTransport
 
-from kvstore.config import PEER_PORT_OFFSET, parse_cluster
+from kvstore.core.config import PEER_PORT_OFFSET, parse_cluster
 from kvstore_rpc import Internode
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 

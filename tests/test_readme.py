@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kvstore.localcluster import consecutive_free_ports
+from kvstore.testing.localcluster import consecutive_free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -127,7 +127,7 @@ def test_the_readme_layout_names_only_files_that_exist():
     named = [line.split()[0] for line in block.splitlines() if line.strip() and not line.startswith(" ")]
     assert named, "the layout section has no file list"
     missing = [path for path in named
-               if not any((ROOT / p).exists() for p in (path, f"src/kvstore/{path}", f"src/kvstore/{path}.py"))]
+               if not any((ROOT / p).exists() for p in (path, *(f"src/kvstore/{d}{path}{x}" for d in ("", *(f"{p.name}/" for p in (ROOT / "src/kvstore").iterdir() if p.is_dir())) for x in ("", ".py"))))]
     assert not missing, f"the README's layout names files that do not exist: {missing}"
 
 
@@ -138,6 +138,6 @@ def test_the_readme_has_examples_to_run():
 
 
 def test_the_readme_states_the_value_limit_the_code_has():
-    from kvstore.config import MAX_VALUE_LIMIT
+    from kvstore.core.config import MAX_VALUE_LIMIT
     stated = re.findall(r"may not be set higher than ([\d,]+) bytes", README)
     assert stated == [f"{MAX_VALUE_LIMIT:,}"], stated

@@ -2,8 +2,8 @@
 import shutil
 from pathlib import Path
 
-from kvstore.localcluster import FAST_SETTINGS, Cluster, wait_for
-from kvstore.records import encode_record, scan_records
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster, wait_for
+from kvstore.storage.records import encode_record, scan_records
 from kvstore_rpc.ttypes import ConsistencyLevel
 
 QUORUM = ConsistencyLevel.QUORUM

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kvstore.localcluster import wait_for
+from kvstore.testing.localcluster import wait_for
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation, TimedOut, Unavailable
 
 ONE, QUORUM, ALL = ConsistencyLevel.ONE, ConsistencyLevel.QUORUM, ConsistencyLevel.ALL

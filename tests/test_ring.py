@@ -1,9 +1,9 @@
 """Byte-ordered placement at its edges."""
 import pytest
 
-from kvstore.config import ConfigError, default_tokens, make_cluster, parse_cluster
-from kvstore.errors import InvalidRequest
-from kvstore.ring import Ring
+from kvstore.core.config import ConfigError, default_tokens, make_cluster, parse_cluster
+from kvstore.core.errors import InvalidRequest
+from kvstore.core.ring import Ring
 
 
 @pytest.fixture

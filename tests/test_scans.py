@@ -1,6 +1,6 @@
 """How a scan merges the pages of one token range's replicas (pure; real-node scans are in test_features)."""
-from kvstore.cell import Cell, tombstone
-from kvstore.scans import ReplicaPage, merge_pages
+from kvstore.core.cell import Cell, tombstone
+from kvstore.cluster.scan_pages import ReplicaPage, merge_pages
 
 
 def pages(*answers):
@@ -40,8 +40,8 @@ def test_a_page_cut_by_bytes_bounds_the_merge_like_a_full_one():
 
 
 def test_a_page_stops_at_its_count_or_its_bytes_and_says_where_the_next_begins():
-    from kvstore.config import ENTRY_OVERHEAD
-    from kvstore.scans import Page
+    from kvstore.core.config import ENTRY_OVERHEAD
+    from kvstore.cluster.scan_pages import Page
     by_count = Page(limit=2, max_bytes=10**9)
     assert by_count.add(b"a", Cell(b"1", 1)) is None
     assert by_count.add(b"b", Cell(b"2", 1)) == b"b\x00"          # full: the next page starts after b

@@ -2,8 +2,8 @@
 wrap-around), paging, hidden deletes, replicas down; per-key batch outcomes, one call per replica."""
 import pytest
 
-from kvstore.errors import InvalidRequest, Unavailable
-from kvstore.localcluster import wait_for
+from kvstore.core.errors import InvalidRequest, Unavailable
+from kvstore.testing.localcluster import wait_for
 
 # Keys on every node's range (tokens 3f, 7f, bf, ff), including the wrap-around past ff.
 KEYS = [b"\x01a", b"\x3f", b"\x40", b"\x7f\xff", b"\x80", b"\xbfz", b"\xc0", b"\xff", b"\xff\x00", b"\xff\xff\xff"]

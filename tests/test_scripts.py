@@ -10,8 +10,8 @@ import sys
 import psutil
 import pytest
 
-from kvstore import processes
-from kvstore.localcluster import consecutive_free_ports
+from kvstore.tools import processes
+from kvstore.testing.localcluster import consecutive_free_ports
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 own write go missing without StaleRead; the client fails over and raises typed errors."""
 import pytest
 
-from kvstore.client import Value
-from kvstore.errors import InvalidRequest, NodeUnavailable, StaleRead, Unavailable
-from kvstore.localcluster import wait_for
+from kvstore.client.client import Value
+from kvstore.core.errors import InvalidRequest, NodeUnavailable, StaleRead, Unavailable
+from kvstore.testing.localcluster import wait_for
 
 
 def test_a_session_reads_its_write_made_at_one_through_another_node(cluster):

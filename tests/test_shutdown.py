@@ -3,8 +3,8 @@ finish or end cleanly, joins every thread it started, and closes its storage las
 is lost, and its commit log ends clean (no torn tail to cut at the next start)."""
 import threading
 
-from kvstore.errors import KVStoreError
-from kvstore.localcluster import wait_for
+from kvstore.core.errors import KVStoreError
+from kvstore.testing.localcluster import wait_for
 from kvstore_rpc.ttypes import ConsistencyLevel
 
 QUORUM = ConsistencyLevel.QUORUM

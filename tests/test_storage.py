@@ -5,10 +5,10 @@ import contextlib
 
 import pytest
 
-from kvstore.cell import Cell, tombstone
-from kvstore.clock import Clock
-from kvstore.commitlog import CommitLog
-from kvstore.storage import Storage
+from kvstore.core.cell import Cell, tombstone
+from kvstore.core.clock import Clock
+from kvstore.storage.commitlog import CommitLog
+from kvstore.storage.store import Storage
 from looptools import on_loop, workers
 
 
@@ -127,9 +127,9 @@ async def test_compaction_keeps_tombstones_for_their_grace_then_drops_them(tmp_p
 
 @on_loop
 async def test_a_record_that_passes_its_checksum_but_does_not_decode_is_named_by_file_and_byte_offset(tmp_path):
-    from kvstore.cell import encode_mutation
-    from kvstore.errors import CorruptLogError
-    from kvstore.records import encode_record
+    from kvstore.core.cell import encode_mutation
+    from kvstore.core.errors import CorruptLogError
+    from kvstore.storage.records import encode_record
     good = encode_mutation(b"k", Cell(b"v", 1))
     path = tmp_path / "c.log"
     path.write_bytes(encode_record(good) + encode_record(b"\x09not a mutation"))

@@ -2,8 +2,8 @@
 import psutil
 import pytest
 
-from kvstore.records import scan_records
-from kvstore.localcluster import wait_for
+from kvstore.storage.records import scan_records
+from kvstore.testing.localcluster import wait_for
 from kvstore_rpc.ttypes import ConsistencyLevel, TimedOut
 
 QUORUM = ConsistencyLevel.QUORUM

@@ -5,7 +5,7 @@ import select
 import subprocess
 import time
 
-from kvstore import processes
+from kvstore.tools import processes
 
 CLIENT = "src/client.py"
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from kvstore.errors import NodeUnavailable
-from kvstore.localcluster import FAST_SETTINGS, Cluster
-from kvstore.peers import Connection
-from kvstore.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, create_local_ca, tls_dir
+from kvstore.core.errors import NodeUnavailable
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster
+from kvstore.net.blocking import Connection
+from kvstore.net.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, create_local_ca, tls_dir
 from kvstore_rpc import Internode
 from kvstore_rpc.ttypes import ConsistencyLevel
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from kvstore.localcluster import wait_for
-from kvstore import processes
-from kvstore.users import add_user, users_path
+from kvstore.testing.localcluster import wait_for
+from kvstore.tools import processes
+from kvstore.service.users import add_user, users_path
 from kvstore_rpc import ttypes
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 
@@ -79,7 +79,7 @@ def test_console_deletes_expires_batches_scans_and_keeps_a_session(shared_cluste
 
 def test_console_pages_a_long_scan_and_stops_when_asked(shared_cluster):
     from io import StringIO
-    from kvstore.console import PAGE_SIZE, Console
+    from kvstore.tools.console import PAGE_SIZE, Console
     out, asked = StringIO(), []
     with shared_cluster.client() as kv:
         kv.mput({b"page:%03d" % i: b"v" for i in range(PAGE_SIZE * 2 + 5)}, "QUORUM")
@@ -180,8 +180,8 @@ def test_inspector_reports_a_down_node_as_down(cluster):
 
 
 def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster):
-    from kvstore.inspection import dump_replica
-    from kvstore.replicas import from_cell
+    from kvstore.tools.inspector import dump_replica
+    from kvstore.cluster.replicas import from_cell
     with shared_cluster.client() as kv:
         kv.mput({b"\x20page-%02d" % i: b"v%d" % i for i in range(25)}, "ALL")
         kv.delete(b"\x20page-07", "ALL")
@@ -277,8 +277,8 @@ def test_console_checks_numbers_and_escapes_before_sending_and_never_exits(share
     ]
     assert lines[3].startswith("OK  [") and lines[4].startswith("OK  [deleted: ")   # <= 0 deletes, as the node does
     assert lines[5].startswith("(not found)")
-    from kvstore.client import Client
-    from kvstore.errors import InvalidRequest
+    from kvstore.client.client import Client
+    from kvstore.core.errors import InvalidRequest
     with shared_cluster.client() as kv:   # the client library checks the same, and sends nothing
         with pytest.raises(InvalidRequest, match="ttl_seconds must be a whole number from"):
             kv.put(b"big", b"v", ttl=10 ** 12)

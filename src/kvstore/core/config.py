@@ -1,0 +1,142 @@
+"""The cluster file and a node's settings, as frozen dataclasses.
+
+The cluster file is what every tool reads: one node a line,
+`ID HOST:PORT TOKEN PEER_PORT`: the client port, the token in hex (the last
+key of the node's range), and the port other nodes call it on (the internode
+service). A line without PEER_PORT (a file written before nodes had two ports)
+means the client port + 100. Lines starting with # are comments. Operators may
+edit tokens to rebalance.
+"""
+from dataclasses import dataclass
+
+from kvstore.core.errors import ConfigError
+
+MAX_KEY_BYTES = 64 * 1024
+# Stock Thrift clients refuse a frame over 16,384,000 bytes (the Python library's TFramedTransport default;
+# other languages' libraries are alike). Every answer a node gives a client stays within this budget: a scan
+# page, a multi_get or a dump page stops at it and says where to go on.
+MAX_ANSWER_BYTES = 16_000_000
+ENTRY_OVERHEAD = 64   # what one key and its cell cost in an answer beyond their bytes (field headers, stamps)
+# The largest --max-value-bytes: one value and its key must fit in one answer.
+MAX_VALUE_LIMIT = MAX_ANSWER_BYTES - MAX_KEY_BYTES - 4096
+
+
+PEER_PORT_OFFSET = 100   # a node's peer port when the cluster file does not name one: its client port + 100
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: int
+    host: str
+    port: int          # the client port: the KVStore service
+    token: bytes
+    peer_port: int = 0   # the internode service; 0: port + PEER_PORT_OFFSET
+
+    def __post_init__(self):
+        if not self.peer_port:
+            object.__setattr__(self, "peer_port", self.port + PEER_PORT_OFFSET)
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    @property
+    def peer_address(self):
+        return f"{self.host}:{self.peer_port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one node needs to know besides the ring. Times are in seconds."""
+    max_value_bytes: int = 15 * 1024 * 1024   # at most MAX_VALUE_LIMIT, so every value can be read back
+    request_timeout: float = 2.0        # one deadline per client request, passed down the fan-out
+    connect_timeout: float = 1.0
+    heartbeat_interval: float = 0.5
+    hint_window: float = 3 * 3600.0     # hints older than this are dropped, as Cassandra's max_hint_window
+    gc_grace: float = 10 * 24 * 3600.0  # tombstones are kept this long, as Cassandra's gc_grace_seconds
+    idle_timeout: float = 3600.0        # a connection silent between requests this long is closed
+    read_timeout: float = 10.0          # once a frame has begun, all of it must arrive within this
+    max_connections: int = 512          # on each of the two ports
+    max_connections_per_host: int = 128 # client connections from one remote address
+    max_unauthenticated_connections: int = 64   # client connections that have not logged in yet
+    admin_reserved_connections: int = 8         # client connection slots only an admin may log in to
+    max_connections_per_user: int = 128         # client connections one user may hold logged in
+    request_memory: int = 128 * 1024 * 1024   # bytes that large requests being read may hold, per port
+    commitlog_sync_period: float = 0.0  # 0: fsync before acknowledging; N: every N seconds (not durable at ack)
+    max_key_bytes: int = MAX_KEY_BYTES
+    max_clock_offset: float = 0.5       # seconds ahead of this node's clock a timestamp from elsewhere is believed
+
+    @property
+    def max_frame_bytes(self):
+        # A put carries a key, a value and a few dozen bytes of framing.
+        return self.max_value_bytes + self.max_key_bytes + 4096
+
+
+def entry_bytes(key, value):
+    """What one key and its value (None: a tombstone) cost in an answer, for the answer budget."""
+    return len(key) + len(value or b"") + ENTRY_OVERHEAD
+
+
+def default_tokens(count):
+    """Tokens that split the first-byte space evenly: for 4 nodes 3f, 7f, bf, ff."""
+    if not 1 <= count <= 256:
+        raise ConfigError(f"a cluster has 1 to 256 nodes, not {count}")
+    return [bytes([(i + 1) * 256 // count - 1]) for i in range(count)]
+
+
+def make_cluster(count, host="127.0.0.1", base_port=9000, peer_base_port=None):
+    """Node i on client port base_port + i and peer port peer_base_port + i (default base_port + 100)."""
+    peer_base_port = base_port + PEER_PORT_OFFSET if peer_base_port is None else peer_base_port
+    return [NodeConfig(i, host, base_port + i, token, peer_base_port + i)
+            for i, token in enumerate(default_tokens(count))]
+
+
+def format_cluster(nodes):
+    lines = ["# kvstore cluster file: one node a line: ID HOST:PORT TOKEN PEER_PORT",
+             "# (PORT: clients; TOKEN in hex: the node owns (previous token, token]; PEER_PORT: other nodes)"]
+    lines += [f"{n.node_id} {n.host}:{n.port} {n.token.hex()} {n.peer_port}" for n in nodes]
+    return "\n".join(lines) + "\n"
+
+
+def write_cluster_file(path, nodes):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(format_cluster(nodes))
+
+
+def parse_cluster(text, source="cluster file"):
+    nodes = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            node_id, address, token_hex, *peer = line.split()
+            if len(peer) > 1:
+                raise ValueError("too many fields")
+            host, port = address.rsplit(":", 1)
+            node = NodeConfig(int(node_id), host, int(port), bytes.fromhex(token_hex), int(peer[0]) if peer else 0)
+        except ValueError:
+            raise ConfigError(
+                f"{source} line {number}: expected 'ID HOST:PORT TOKEN_HEX [PEER_PORT]', got {raw!r}") from None
+        if not node.token:
+            raise ConfigError(f"{source} line {number}: the token must not be empty")
+        nodes.append(node)
+    if not nodes:
+        raise ConfigError(f"{source} names no nodes")
+    ports = [(n.host, p) for n in nodes for p in (n.port, n.peer_port)]
+    if len(set(ports)) != len(ports):
+        raise ConfigError(f"{source}: two ports are the same (each node's client and peer ports must differ "
+                          "from each other and from every other node's on the same host)")
+    for what, values in (("id", [n.node_id for n in nodes]), ("token", [n.token for n in nodes]),
+                         ("address", [n.address for n in nodes])):
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{source}: two nodes share an {what}")
+    return nodes
+
+
+def read_cluster_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_cluster(f.read(), source=str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"no cluster file at {path}; start the cluster with ./server.sh first") from None

@@ -1,0 +1,55 @@
+"""The operator's calls on one node's replica (role admin, on the client port): dump it for the
+inspector, and compact it now (as nodetool compact)."""
+import logging
+
+from kvstore.core import errors
+from kvstore.core.config import MAX_ANSWER_BYTES
+from kvstore.service.client_service import MAX_SCAN_LIMIT
+from kvstore.cluster.replicas import to_mutation
+from kvstore.cluster.scan_pages import Page
+from kvstore_rpc import ttypes
+
+log = logging.getLogger(__name__)
+
+DUMP_CHUNK = 1000   # cells a dump page takes from storage at a time while it fills by bytes
+
+
+class AdminCalls:
+    def __init__(self, node_id, storage, hints):
+        self._node_id = node_id
+        self._storage = storage
+        self._hints = hints
+
+    async def compact(self):
+        try:
+            return await self._storage.compact()
+        except errors.StorageError as exc:
+            log.error("compaction failed: %s", exc)
+            raise ttypes.StorageFailure(why=str(exc)) from None
+
+    def dump(self, key, start=None, limit=None):
+        if limit is not None and limit < 0:
+            raise ttypes.InvalidRequest(why=f"a dump's limit is a count of cells (0: no count), not {limit}")
+        if key:
+            cell = self._storage.get(key)
+            items, next_start = ([(key, cell)] if cell is not None else []), None
+        else:
+            items, next_start = self._dump_page(start or b"", min(limit, MAX_SCAN_LIMIT) if limit else None)
+        records, fsyncs = self._storage.log_counters
+        return ttypes.NodeDump(self._node_id, [to_mutation(k, c) for k, c in items], self._hints.counts(),
+                               self._storage.log_file_bytes, self._hints.bytes_on_disk, records, fsyncs, next_start,
+                               self._storage.log_bytes)
+
+    def _dump_page(self, start, count):
+        """(cells from start in key order, where the next page starts or None): at most count of them
+        (None: no count), and never more than fit in one answer."""
+        page, low = Page(count, MAX_ANSWER_BYTES), start
+        while True:
+            chunk = self._storage.scan(low, None, DUMP_CHUNK)
+            for key, cell in chunk:
+                resume = page.add(key, cell)
+                if resume is not None:
+                    return page.items, resume
+            if len(chunk) < DUMP_CHUNK:
+                return page.items, None
+            low = chunk[-1][0] + b"\x00"

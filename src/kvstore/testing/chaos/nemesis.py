@@ -1,0 +1,96 @@
+"""The nemesis: injects crashes, pauses, partitions and clock skew into a running cluster, one after another.
+
+Each fault picks its targets (at most max_down nodes at once, so with the
+default of 1 no key ever loses more than one replica), holds for a while, then
+heals: a crashed node is restarted on its data, a paused one continued, a
+partition removed, a skewed clock set right. Every fault is recorded with its
+start and end.
+
+A clock fault (the cluster's nodes need clocks of their own: Cluster(clocks=True))
+steps the targets' wall clocks, half the time within the bound they enforce on
+themselves (half of --max-clock-offset: up to SMALL_SKEW either way), half the
+time beyond it (BIG_SKEW either way): the first must change nothing a client
+sees, the second makes the node refuse to coordinate writes until it is set right.
+"""
+import logging
+import random
+import threading
+
+from kvstore.testing.localcluster import ClusterError
+
+log = logging.getLogger(__name__)
+
+HOLD = (1.0, 4.0)   # seconds a fault lasts
+GAP = (0.5, 2.0)    # seconds between faults
+SMALL_SKEW = 0.2    # seconds: within half of the default --max-clock-offset (0.5 s)
+BIG_SKEW = (1.0, 10.0)
+
+
+class Nemesis(threading.Thread):
+    def __init__(self, cluster, kinds, max_down, seed, clock, record, stop):
+        super().__init__(name="nemesis", daemon=True)
+        self._cluster = cluster
+        self._kinds = kinds
+        self._max_down = max_down
+        self._random = random.Random(seed)
+        self._clock = clock
+        self._record = record
+        self._stopping = stop
+        self.counts = {kind: 0 for kind in kinds}
+        self.error = None
+
+    def run(self):
+        try:
+            while not self._stopping.wait(self._random.uniform(*GAP)):
+                self._fault(self._random.choice(self._kinds))
+        except Exception as exc:  # recorded and reported by the run, never silent
+            log.exception("the nemesis failed")
+            self.error = exc
+
+    def _fault(self, kind):
+        size = len(self._cluster.nodes)
+        count = self._random.randint(1, self._max_down) if self._max_down > 1 else 1
+        targets = sorted(self._random.sample(range(size), count))
+        hold = self._random.uniform(*HOLD)
+        event = {"op": "nemesis", "fault": kind, "nodes": targets, "start": self._clock()}
+        if kind == "crash":
+            for i in targets:
+                self._cluster.crash(i)
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.restart(i, wait=False)
+            for i in targets:
+                self._cluster.wait_ready(i)
+        elif kind == "pause":
+            for i in targets:
+                self._cluster.pause(i)
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.resume(i)
+        elif kind == "partition":
+            others = [j for j in range(size) if j not in targets]
+            cut_off = self._random.sample(others, self._random.randint(1, len(others)))
+            event["from"] = sorted(cut_off)
+            for i in targets:
+                self._cluster.hosts.partition(i, cut_off)
+            self._stopping.wait(hold)
+            self._cluster.hosts.heal()
+        elif kind == "clock":
+            event["skew"] = {str(i): round(self._skew(), 3) for i in targets}
+            for i in targets:
+                self._cluster.skew(i, event["skew"][str(i)])
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.skew(i, 0)
+        else:
+            raise ClusterError(f"unknown fault {kind!r}")
+        self.counts[kind] += 1
+        event["end"] = self._clock()
+        self._record(event)
+
+    def _skew(self):
+        """Seconds to step a clock: within the bound or beyond it, ahead or behind, as often."""
+        sign = self._random.choice((-1, 1))
+        if self._random.random() < 0.5:
+            return sign * self._random.uniform(0.0, SMALL_SKEW)
+        return sign * self._random.uniform(*BIG_SKEW)

@@ -1,0 +1,320 @@
+"""A real cluster driven from Python, for the tests and the chaos harness.
+
+Node processes on free ports, each with its own data directory, on loopback or
+(with netns.NetnsHosts) each in a network namespace of its own. Verbs say what
+survives: crash(i) is SIGKILL (disk state stays, nothing beyond what was
+acknowledged is promised), pause(i)/resume(i) are SIGSTOP/SIGCONT, stop(i) is a
+graceful SIGTERM, restart(i) starts a node again on its data, wipe(i) deletes
+a stopped node's data. Every wait polls against a deadline and raises
+ClusterError when it passes; close() kills whatever is left.
+"""
+import functools
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from kvstore.tools import processes, waits
+from kvstore.client.client import Client
+from kvstore.tools.access import create_admin
+from kvstore.core.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
+from kvstore.core.errors import KVStoreError
+from kvstore.net.peerauth import create_secret, secret_path
+from kvstore.net.blocking import Connection, call_once, ping
+from kvstore.core.ring import Ring
+from kvstore.net.tls import client_context, create_local_ca, tls_dir
+
+FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2", "--log-level", "DEBUG")
+READY_TIMEOUT = 20.0
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"   # Debian's faketime package
+CLOCK_SHIM = Path(__file__).resolve().parent / "clockshim" / "realtime_only.c"
+
+
+@functools.lru_cache(maxsize=None)
+def clock_preload():
+    """LD_PRELOAD for a node with a wall clock of its own: libfaketime, behind clockshim/realtime_only.c
+    (compiled once, into a temporary directory) so that only the real-time clock reaches it. Without a C
+    compiler: libfaketime alone, which works, several times slower (see the C file)."""
+    digest = hashlib.sha256(CLOCK_SHIM.read_bytes()).hexdigest()[:12]
+    built = Path(tempfile.gettempdir()) / f"kvstore-realtime-only-{os.getuid()}-{digest}.so"
+    if not built.exists():
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            return FAKETIME_LIBRARY
+        partial = built.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(CLOCK_SHIM), "-ldl"], check=True,
+                       capture_output=True)
+        os.replace(partial, built)
+    return f"{built} {FAKETIME_LIBRARY}"
+
+
+class ClusterError(KVStoreError, AssertionError):
+    """A node did not start, or a wait passed its deadline."""
+
+
+class Loopback:
+    """Every node on 127.0.0.1, on free ports; no partitions."""
+    name = "loopback"
+    can_partition = False
+
+    def addresses(self, count):
+        """[(host, client port, peer port)] for count nodes."""
+        ports = free_ports(2 * count)
+        return [("127.0.0.1", ports[i], ports[count + i]) for i in range(count)]
+
+    def prefix(self, i):
+        return []
+
+    def close(self):
+        pass
+
+
+_HANDED_OUT = set()   # the ports free_ports gave in this process: a server may not have bound one yet
+
+
+def free_ports(count, low=20000, high=32000):
+    """count ports free on loopback, below Linux's ephemeral range (32768 up), so that no outgoing connection
+    takes one before its server binds it, or while a stopped node is down; none given twice in this process
+    (until most of the range has been)."""
+    rng, sockets = random.Random(), []
+    if len(_HANDED_OUT) > (high - low) // 2:
+        _HANDED_OUT.clear()
+    try:
+        for _ in range(50 * count):
+            if len(sockets) == count:
+                break
+            port = rng.randrange(low, high)
+            if port in _HANDED_OUT:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+            _HANDED_OUT.add(port)
+        if len(sockets) < count:
+            raise ClusterError(f"no {count} free ports between {low} and {high}")
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def consecutive_free_ports(count, low=20000, high=32000):
+    """The first of `count` consecutive ports free on loopback, with the `count` from it + 100 free too
+    (as ./server.sh gives node i the client port base + i and the peer port base + 100 + i). Below
+    Linux's ephemeral range (32768 up), so that no outgoing connection takes a stopped node's port."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(low, high - count - PEER_PORT_OFFSET)
+        try:
+            for port in [*range(base, base + count), *range(base + PEER_PORT_OFFSET, base + PEER_PORT_OFFSET + count)]:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise ClusterError(f"no {count} consecutive free ports")
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    value = processes.wait_until(predicate, timeout)
+    if not value:
+        raise ClusterError(f"timed out after {timeout} s waiting for {what}")
+    return value
+
+
+def prepare_access(cluster_file):
+    """(secret, credentials) of a new cluster, as ./server.sh makes them beside its cluster file: the secret
+    every node proves to its peers, and an admin user (authentication is on) whose credentials the tools find."""
+    return create_secret(secret_path(cluster_file)), create_admin(cluster_file)
+
+
+class Cluster:
+    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None, clocks=False, node_args=None):
+        """clocks: give each node a wall clock of its own (libfaketime), set with skew(i, seconds);
+        node_args: {node id: options for that node alone, after extra_args}."""
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.hosts = hosts or Loopback()
+        addresses = self.hosts.addresses(size)
+        self.nodes = [NodeConfig(n.node_id, host, port, n.token, peer_port)
+                      for n, (host, port, peer_port) in zip(make_cluster(size), addresses)]
+        self.ring = Ring(self.nodes)
+        self.cluster_file = self.directory / "cluster.txt"
+        write_cluster_file(self.cluster_file, self.nodes)
+        self.secret, self.credentials = prepare_access(self.cluster_file)
+        self.extra_args = tuple(extra_args)
+        self.node_args = node_args or {}
+        # TLS on a port (--tls: clients', --internode-tls: peers'): a local CA, as ./server.sh tls makes one.
+        self.tls = self.peer_tls = None
+        if "--tls" in self.extra_args or "--internode-tls" in self.extra_args:
+            ca, cert, key = create_local_ca(tls_dir(self.cluster_file), sorted({n.host for n in self.nodes}))
+            self.tls = client_context(ca) if "--tls" in self.extra_args else None
+            self.peer_tls = client_context(ca, cert, key) if "--internode-tls" in self.extra_args else None
+        self.procs = {}
+        self._connections = []
+        self._clocks = clocks
+        for node in self.nodes if clocks else ():
+            self.skew(node.node_id, 0)
+
+    # ---- lifecycle ----
+
+    def node_dir(self, i):
+        return self.directory / f"node{i}"
+
+    def start(self, only=None):
+        """Start every node (only: these node ids), wait until each answers and the running ones see each other."""
+        ids = [node.node_id for node in self.nodes] if only is None else list(only)
+        try:
+            for i in ids:
+                self._spawn(i)
+            for i in ids:
+                self.wait_ready(i)
+            self.wait_all_see_all()
+        except BaseException:   # a fixture that fails here never reaches its close(): leave no node running
+            self.close()
+            raise
+        return self
+
+    def _spawn(self, i):
+        env = None
+        if self._clocks:   # the real-time clock only: deadlines and sleeps keep the monotonic one
+            env = {"LD_PRELOAD": clock_preload(), "FAKETIME_TIMESTAMP_FILE": str(self._clock_file(i)),
+                   "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1"}
+        self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i),
+                                             self.extra_args + tuple(self.node_args.get(i, ())),
+                                             prefix=self.hosts.prefix(i), env=env)
+
+    def _clock_file(self, i):
+        return self.directory / f"node{i}.faketime"
+
+    def skew(self, i, seconds):
+        """Set node i's wall clock `seconds` off the machine's (it reads the change within a second)."""
+        self._clock_file(i).write_text(f"{seconds:+g}s\n")
+
+    def wait_ready(self, i, timeout=READY_TIMEOUT):
+        node = self.nodes[i]
+        proc = self.procs[i]
+        ready = processes.wait_until(
+            lambda: proc.poll() is not None or ping(node.host, node.port, 0.5, self.tls) is not None, timeout)
+        if not ready or proc.poll() is not None:
+            raise ClusterError(f"node {i} did not start:\n{self.log(i)}")
+
+    def crash(self, i):
+        """SIGKILL: no clean shutdown."""
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(10)
+
+    def pause(self, i):
+        """SIGSTOP: the node keeps its sockets but answers nothing (a long GC, a stalled disk)."""
+        self.procs[i].send_signal(signal.SIGSTOP)
+
+    def resume(self, i):
+        self.procs[i].send_signal(signal.SIGCONT)
+
+    def stop(self, i):
+        self.procs[i].send_signal(signal.SIGTERM)
+        self.procs[i].wait(15)
+
+    def restart(self, i, wait=True):
+        if self.procs[i].poll() is None:
+            self.stop(i)
+        self._spawn(i)
+        if wait:
+            self.wait_ready(i)
+            for other in self.up_nodes():
+                self.wait_seen(other, i, up=True)
+        return self.procs[i]
+
+    def wipe(self, i):
+        if self.procs[i].poll() is None:
+            raise ClusterError("wipe a stopped node only")
+        for path in sorted(self.node_dir(i).rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+
+    def up_nodes(self):
+        return [i for i, proc in self.procs.items() if proc.poll() is None]
+
+    def close(self):
+        for connection in self._connections:
+            connection.close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait(10)
+        self.hosts.close()
+
+    # ---- talking to it ----
+
+    def connect(self, i):
+        """A connection to node i's client port, closed with the cluster."""
+        node = self.nodes[i]
+        connection = Connection(node.host, node.port, 2.0, credentials=self.credentials, tls=self.tls)
+        self._connections.append(connection)
+        return connection
+
+    def call(self, i, method, *args, timeout=10.0):
+        """method on node i: on its peer port when it is an internode call, else on its client port, logged
+        in as the admin."""
+        return call_once(self.nodes[i], method, args, timeout, self.secret, connect_timeout=2.0,
+                         credentials=self.credentials, tls=self.tls, peer_tls=self.peer_tls)
+
+    def seen_up(self, observer, i):
+        """Whether node observer sees node i up; None when observer does not answer."""
+        return waits.sees_up(self.nodes[observer], i, {"tls": self.tls})
+
+    def wait_seen(self, observer, i, up, timeout=10.0):
+        wait_for(lambda: self.seen_up(observer, i) is up, timeout,
+                 f"node {observer} to see node {i} {'up' if up else 'down'}")
+
+    def wait_all_see_all(self):
+        for observer in self.up_nodes():
+            for i in set(self.up_nodes()) - {observer}:
+                self.wait_seen(observer, i, up=True)
+
+    def crash_and_notice(self, i):
+        """Crash node i and wait until every other live node sees it down."""
+        self.crash(i)
+        for other in self.up_nodes():
+            self.wait_seen(other, i, up=False)
+
+    def replicas(self, key):
+        return [n.node_id for n in self.ring.replicas_for(key)]
+
+    def key_for(self, replicas, prefix=b""):
+        """A key whose replica set is exactly `replicas` (in any order)."""
+        for first in range(256):
+            key = bytes([first]) + prefix + b"key"
+            if sorted(self.replicas(key)) == sorted(replicas):
+                return key
+        raise ClusterError(f"no key has replicas {replicas}")
+
+    def client(self, i=None, **options):
+        """A kvstore.client.Client for this cluster, talking to node i first (default: any)."""
+        node = self.nodes[i] if i is not None else None
+        options = {"credentials": self.credentials, "tls": self.tls, **options}
+        return Client([(n.host, n.port) for n in self.nodes], preferred=node and (node.host, node.port), **options)
+
+    def dump(self, i, key=None):
+        return self.call(i, "dump", key)
+
+    def cell_on(self, i, key):
+        cells = self.dump(i, key).cells
+        return cells[0].cell if cells else None
+
+    def log(self, i):
+        return processes.log_tail(self.node_dir(i), 40)
+
+    def run_tool(self, *argv, stdin=None, timeout=60):
+        """Run one of the user-facing scripts against this cluster, as a user would."""
+        return subprocess.run(["python3", *map(str, argv)], cwd=processes.ROOT, input=stdin, capture_output=True,
+                              text=True, timeout=timeout)
