@@ -4,32 +4,33 @@ A write (put, delete, expire, a batch): find each key's replicas; a key with
 fewer alive than the level needs fails with Unavailable and writes nothing.
 Otherwise stamp the cell, send it to every live replica (the local one through
 the disk worker), hint the replicas that are down, and answer once
-`block_for` replicas acknowledged (writing.py). Everything runs on the node's
-loop: a request sends, then awaits its replicas' answers (responses.py) under
+`block_for` replicas acknowledged (write.py). Everything runs on the node's
+loop: a request sends, then awaits its replicas' answers (quorum.py) under
 its deadline.
 
 A read: ask every live replica at once (at ONE, a node holding the key reads only
 its own copy, unless a session asks for more), answer from the first `block_for`
 answers with the newest cell (a tombstone or an expired cell reads as absent),
 repairing the stale ones among them before answering (so a later QUORUM read
-cannot see older data) and late ones in the background (repairing.py). With a session
+cannot see older data) and late ones in the background (read_repair.py). With a session
 timestamp the first answers do not reach, wait for every live replica, and
 raise StaleRead if none has it. A scan walks the token ranges in byte order,
-reads each from its replicas at the level and merges them (scanning.py).
+reads each from its replicas at the level and merges them (scan.py).
 
 Every request has one deadline, set when it arrives and passed down the fan-out.
 """
 import time
 from typing import NamedTuple
 
-from kvstore.core.cell import Cell, reconcile, seconds_left, tombstone, visible
-from kvstore.core.consistency import block_for
-from kvstore.core.errors import ConnectFailed, InvalidRequest, StaleRead, TimedOut, Unavailable
-from kvstore.core.notation import show
+from kvstore.cluster.fanout import Fanout
 from kvstore.cluster.quorum import Responses, reasons
-from kvstore.cluster.read_repair import Repairing
-from kvstore.cluster.scan import Scanning
-from kvstore.cluster.write import Writing
+from kvstore.cluster.read_repair import ReadRepair
+from kvstore.cluster.scan import Scanner
+from kvstore.cluster.write import Writer
+from kvstore.core.cell import Cell, reconcile, seconds_left, tombstone, visible
+from kvstore.core.config import MAX_ANSWER_BYTES
+from kvstore.core.errors import InvalidRequest, StaleRead, TimedOut, Unavailable
+from kvstore.core.notation import show
 
 
 class ReadOutcome(NamedTuple):
@@ -38,38 +39,19 @@ class ReadOutcome(NamedTuple):
     repaired: list
 
 
-class Coordinator(Writing, Scanning, Repairing):
+class Coordinator:
     def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout, background):
         """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py); background: the node's
-        kvstore.tasks.Background, which stores hints and repairs no request waits for."""
-        self._background = background
+        kvstore.core.tasks.Background, which stores hints and repairs no request waits for."""
         self._local_id = local_id
         self._ring = ring
         self._replicas = replicas
-        self._detector = detector
-        self._hints = hints
         self._clock = clock
         self._timeout = timeout
-
-    def _plan(self, ids, level):
-        """(live replica ids, the local one last: remote requests are queued before it runs; down replica ids;
-        answers needed); Unavailable if too few are alive."""
-        needed = block_for(level, len(ids))
-        local, is_up = self._local_id, self._detector.is_up
-        alive = [i for i in ids if i != local and is_up(i)]
-        if local in ids:
-            alive.append(local)
-        if len(alive) < needed:
-            raise Unavailable(len(alive), needed, level.name, len(ids))
-        return alive, [i for i in ids if i not in alive], needed
-
-    def _by_node(self, requests_by_key):
-        """[(node_id, [request])] from [(live ids, make_request(node_id))]: the local node last."""
-        grouped = {}
-        for alive, request in requests_by_key:
-            for node_id in alive:
-                grouped.setdefault(node_id, []).append(request(node_id))
-        return sorted(grouped.items(), key=lambda item: item[0] == self._local_id)
+        self._fanout = Fanout(local_id, detector, clock)
+        self._writer = Writer(ring, replicas, self._fanout, hints, clock, timeout, background)
+        self._repair = ReadRepair(local_id, replicas, self._writer, timeout, background)
+        self._scanner = Scanner(ring, replicas, self._fanout, self._repair, clock, timeout)
 
     # ---- writes ----
 
@@ -77,17 +59,17 @@ class Coordinator(Writing, Scanning, Repairing):
     # above it, so a session's writes are ordered as it made them, whichever coordinators they go through.
 
     async def put(self, key, value, level, ttl=0, floor=0):
-        now = await self._stamp(floor)
-        return await self._write_one(key, Cell(value, now, _expires(now, ttl)), level)
+        now = await self._writer.stamp(floor)
+        return await self._writer.write_one(key, Cell(value, now, _expires(now, ttl)), level)
 
     async def delete(self, key, level, floor=0):
-        return await self._write_one(key, tombstone(await self._stamp(floor)), level)
+        return await self._writer.write_one(key, tombstone(await self._writer.stamp(floor)), level)
 
     async def put_many(self, items, level, ttl=0, floor=0):
         """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
-        now = await self._stamp(floor)
+        now = await self._writer.stamp(floor)
         expires = _expires(now, ttl)
-        return await self._write_many([(key, Cell(value, now, expires)) for key, value in items], level)
+        return await self._writer.write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
     async def expire(self, key, seconds, level, min_timestamp=0):
         """Redis EXPIRE -> (found, WriteOutcome or None): read, write back expiring (<= 0 deletes); not atomic."""
@@ -96,18 +78,18 @@ class Coordinator(Writing, Scanning, Repairing):
             return False, None
         if seconds <= 0:
             return True, await self.delete(key, level, min_timestamp)
-        now = await self._stamp(min_timestamp)
-        return True, await self._write_one(key, Cell(current.value, now, _expires(now, seconds)), level)
+        now = await self._writer.stamp(min_timestamp)
+        return True, await self._writer.write_one(key, Cell(current.value, now, _expires(now, seconds)), level)
 
     async def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
         return seconds_left((await self.get(key, level, min_timestamp)).cell, self._clock.earliest())
 
-    def _note_failure(self, node_id, error):
-        if isinstance(error, ConnectFailed):  # refused: it is down. A slow answer proves nothing.
-            self._detector.mark_down(node_id, str(error))
-
     # ---- reads ----
+
+    async def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
+        """(items, resume key or None): the live keys in [start, end) at level; see Scanner.scan."""
+        return await self._scanner.scan(start, end, limit, level, max_bytes)
 
     async def get(self, key, level, min_timestamp=0):
         """The ReadOutcome of one key (get_many's steps, without a batch's bookkeeping: the hottest call)."""
@@ -115,7 +97,7 @@ class Coordinator(Writing, Scanning, Repairing):
         self._clock.observe(min_timestamp)
         alive, responses = self._read_plan(key, level, min_timestamp)
         for node_id in alive:   # the local replica last
-            self._replicas[node_id].read_many_async([(key, self._read_done(node_id, responses))], deadline)
+            self._replicas[node_id].read_many_async([(key, self._fanout.read_done(node_id, responses))], deadline)
         return await self._finish_read(key, level, responses, len(alive), deadline, min_timestamp)
 
     async def get_many(self, keys, level, min_timestamps=None):
@@ -131,8 +113,8 @@ class Coordinator(Writing, Scanning, Repairing):
                 outcomes[index] = exc
                 continue
             pending.append((index, key, alive, responses))
-        for node_id, requests in self._by_node(
-                (alive, lambda n, k=key, r=responses: (k, self._read_done(n, r)))
+        for node_id, requests in self._fanout.by_node(
+                (alive, lambda n, k=key, r=responses: (k, self._fanout.read_done(n, r)))
                 for _, key, alive, responses in pending):
             self._replicas[node_id].read_many_async(requests, deadline)
         for index, key, alive, responses in pending:
@@ -145,21 +127,10 @@ class Coordinator(Writing, Scanning, Repairing):
 
     def _read_plan(self, key, level, min_timestamp):
         """(the replicas to ask, the local one last; the Responses their answers go to)."""
-        alive, _, needed = self._plan(self._ring.replica_ids(key), level)
+        alive, _, needed = self._fanout.plan(self._ring.replica_ids(key), level)
         if needed == 1 and self._local_id in alive and not min_timestamp:
             alive = [self._local_id]   # ONE, and this node holds the key: its own copy answers, no RPC
         return alive, Responses(needed, len(alive))
-
-    def _read_done(self, node_id, responses):
-        def done(error, cell):
-            if error is None:
-                if isinstance(cell, Cell):   # a read's answer (a scan's is a page)
-                    self._clock.observe(cell.timestamp)
-                responses.ok(node_id, cell)
-            else:
-                self._note_failure(node_id, error)
-                responses.fail(node_id, str(error))
-        return done
 
     async def _finish_read(self, key, level, responses, alive, deadline, min_timestamp):
         needed = responses.needed
@@ -181,9 +152,9 @@ class Coordinator(Writing, Scanning, Repairing):
                     f"the newest seen is {_timestamp(newest)}. The replica that took the write may be down: "
                     "retry later, or read at a higher level", min_timestamp, _timestamp(newest))
             needed = len(answers)
-        repaired = await self._repair(key, newest, answers, needed, level, deadline, responses)
+        repaired = await self._repair.before_answer(key, newest, answers, needed, level, deadline, responses)
         used = {node_id for node_id, _ in answers}
-        responses.when_complete(lambda everyone: self._repair_late(key, everyone, used, newest))
+        responses.when_complete(lambda everyone: self._repair.after_everyone(key, everyone, used, newest))
         # Only a cell that expires needs the cluster's now (a median over the peers' clocks) to be judged.
         now = self._clock.earliest() if newest is not None and newest.expires else 0
         return ReadOutcome(visible(newest, now), [node_id for node_id, _ in answers], repaired)

@@ -30,11 +30,11 @@ class Responses:
         self._arrived()
 
     def _arrived(self):
-        settled = len(self.answers) + len(self.failures) >= self.expected
+        all_in = len(self.answers) + len(self.failures) >= self.expected
         waiter = self._waiter
-        if waiter is not None and not waiter.done() and (settled or len(self.answers) >= self._wanted):
+        if waiter is not None and not waiter.done() and (all_in or len(self.answers) >= self._wanted):
             waiter.set_result(True)
-        if settled and self._when_complete is not None:
+        if all_in and self._when_complete is not None:
             callback, self._when_complete = self._when_complete, None
             callback(list(self.answers))
 

@@ -1,4 +1,4 @@
-"""Read repair (part of the Coordinator, kept apart for size): before a read answers, the stale replicas
+"""ReadRepair: a coordinator's read repair. Before a read answers, the stale replicas
 among those it answers from are written the newest cell, until as many hold it as the level needs (so a later
 read at that level cannot see older data); once every replica has answered, those still differing are
 repaired in the background (a failed repair leaves a hint, like any write)."""
@@ -13,11 +13,16 @@ from kvstore.cluster.quorum import Responses, reasons
 log = logging.getLogger(__name__)
 
 
-class Repairing:
-    """The read-repair steps of kvstore.coordinator.Coordinator, which provides _replicas, _local_id, _timeout,
-    _background and _write_done."""
+class ReadRepair:
+    def __init__(self, local_id, replicas, writer, timeout, background):
+        """writer: the coordinator's Writer, whose write_done hints a replica the repair missed."""
+        self._local_id = local_id
+        self._replicas = replicas
+        self._writer = writer
+        self._timeout = timeout
+        self._background = background
 
-    async def _repair(self, key, newest, answers, needed, level, deadline, read):
+    async def before_answer(self, key, newest, answers, needed, level, deadline, read):
         """Write newest to the stale replicas among answers; wait until `needed` replicas hold it. read: the
         read's Responses: a replica that answers it late holding newest counts too (one whose clock is behind
         refuses the repair, and the read need not fail for it)."""
@@ -28,7 +33,7 @@ class Repairing:
         responses = Responses(len(stale), len(stale))
         local = None   # this node's own repair: one disk write, always awaited, however many others hold it
         for node_id in sorted(stale, key=lambda i: i == self._local_id):
-            done = self._write_done(node_id, key, newest, responses)
+            done = self._writer.write_done(node_id, key, newest, responses)
             if node_id == self._local_id:
                 local = asyncio.get_running_loop().create_future()
                 done = _and_then(done, local)
@@ -48,7 +53,7 @@ class Repairing:
         repaired, _ = responses.snapshot()
         return [node_id for node_id, _ in repaired]
 
-    def _repair_late(self, key, everyone, used, answered_newest):
+    def after_everyone(self, key, everyone, used, answered_newest):
         """Once every replica has answered (called by the last answer), repair those that differ from the newest
         cell of all, in a task of the node's. The answers the client got were repaired before it got them,
         unless a late answer is newer."""
@@ -57,9 +62,9 @@ class Repairing:
                  if cell != newest and (node_id not in used or newest != answered_newest)]
         if stale:
             log.debug("background read repair of %r on nodes %s", key[:64], stale)
-            self._repair_in_background([(node_id, key, newest) for node_id in stale])
+            self.in_background([(node_id, key, newest) for node_id in stale])
 
-    def _repair_in_background(self, writes):
+    def in_background(self, writes):
         """[(node_id, key, cell)], repaired by a task of the node's (a failure leaves a hint, like any write)."""
         if not self._background.stopping:
             self._background.spawn(self._repair_all(writes), "read-repair")
@@ -69,7 +74,7 @@ class Repairing:
         responses = Responses(len(writes), len(writes))
         grouped = {}
         for node_id, key, cell in writes:
-            grouped.setdefault(node_id, []).append((key, cell, self._write_done(node_id, key, cell, responses)))
+            grouped.setdefault(node_id, []).append((key, cell, self._writer.write_done(node_id, key, cell, responses)))
         for node_id, requests in grouped.items():
             self._replicas[node_id].write_many_async(requests, deadline)
         await responses.wait(deadline)

@@ -1,5 +1,5 @@
-"""How a coordinator scans (part of the Coordinator, kept apart for size): walk the token ranges from
-the scan's start in byte order, read each from its replicas at the level, merge their pages (scans.py),
+"""Scanner: how a coordinator scans. Walk the token ranges from
+the scan's start in byte order, read each from its replicas at the level, merge their pages (scan_pages.py),
 repair what differs in the background, and stop at the page's limit or byte budget."""
 import logging
 import time
@@ -16,9 +16,15 @@ log = logging.getLogger(__name__)
 MIN_SCAN_PAGE = 64   # cells asked of a replica at least: tombstones fill pages but show nothing
 
 
-class Scanning:
-    """The scan calls of kvstore.coordinator.Coordinator, which provides _plan, _ring, _replicas, _clock,
-    _timeout, _read_done and _repair_in_background."""
+class Scanner:
+    def __init__(self, ring, replicas, fanout, repair, clock, timeout):
+        """repair: the coordinator's ReadRepair, which writes the newest cell to replicas whose pages differ."""
+        self._ring = ring
+        self._replicas = replicas
+        self._fanout = fanout
+        self._repair = repair
+        self._clock = clock
+        self._timeout = timeout
 
     async def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
         """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
@@ -47,10 +53,10 @@ class Scanning:
     async def _scan_segment(self, low, high, limit, replicas, level, deadline):
         """(merged [(key, cell)] in key order, where the merge is complete up to: exclusive, None for
         the top) of [low, high) within one token range, read from its replicas at level."""
-        alive, _, needed = self._plan([n.node_id for n in replicas], level)
+        alive, _, needed = self._fanout.plan([n.node_id for n in replicas], level)
         responses = Responses(needed, len(alive))
         for node_id in alive:
-            self._replicas[node_id].scan_async(low, high, limit, deadline, self._read_done(node_id, responses))
+            self._replicas[node_id].scan_async(low, high, limit, deadline, self._fanout.read_done(node_id, responses))
         if not await responses.wait(deadline):
             answered, failures = responses.snapshot()
             raise TimedOut(f"{level.name} scan of a token range needs {needed} replicas, "
@@ -58,5 +64,5 @@ class Scanning:
         merged, stale, covered = merge_pages(responses.snapshot()[0], limit, high, low)
         if stale:
             log.debug("scan repairs %d stale cells", len(stale))
-            self._repair_in_background(stale)
+            self._repair.in_background(stale)
         return merged, covered

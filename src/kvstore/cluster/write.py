@@ -1,4 +1,4 @@
-"""The write path of the Coordinator (kept apart for size): stamp, fan out to every live replica, hint the
+"""Writer: a coordinator's write path. Stamp, fan out to every live replica, hint the
 ones that are down or miss the deadline, wait for the level's acknowledgements, and stamp again above a
 newer cell that a replica says it holds.
 
@@ -32,42 +32,51 @@ class WriteOutcome(NamedTuple):
     hinted: list
 
 
-class Writing:
-    """The write steps of kvstore.coordinator.Coordinator, which provides _local_id, _ring, _replicas, _hints,
-    _clock, _timeout, _background, _plan, _by_node and _note_failure."""
+class Writer:
+    def __init__(self, ring, replicas, fanout, hints, clock, timeout, background):
+        """replicas: {node_id: LocalReplica or RemoteReplica}; background: the node's kvstore.core.tasks.Background,
+        which stores the hints no request waits for."""
+        self._ring = ring
+        self._replicas = replicas
+        self._fanout = fanout
+        self._local_id = fanout.local_id
+        self._hints = hints
+        self._clock = clock
+        self._timeout = timeout
+        self._background = background
 
-    async def _write_one(self, key, cell, level, again=True):
+    async def write_one(self, key, cell, level, again=True):
         """One key's WriteOutcome, or its error raised: _write_many's steps without a batch's bookkeeping (the
         hottest write)."""
         deadline = time.monotonic() + self._timeout
-        alive, down, needed = self._plan(self._ring.replica_ids(key), level)
+        alive, down, needed = self._fanout.plan(self._ring.replica_ids(key), level)
         responses = Responses(needed, len(alive))
         for node_id in _local_second(alive, self._local_id):
-            self._replicas[node_id].write_many_async([(key, cell, self._write_done(node_id, key, cell, responses))],
+            self._replicas[node_id].write_many_async([(key, cell, self.write_done(node_id, key, cell, responses))],
                                                      deadline)
         hinting = [(node_id, self._background.spawn(self._store_hint(node_id, key, cell), "store-hint"))
                    for node_id in down]
         hinted = [node_id for node_id, task in hinting if await task]
-        outcome, again_above = await self._settle_write(cell, level, responses, hinted, deadline, again)
+        outcome, again_above = await self._acknowledged(cell, level, responses, hinted, deadline, again)
         if again_above is not None:
             log.debug("a write stamped again above a newer cell its replicas hold")
-            outcome = await self._write_one(key, again_above, level, False)
+            outcome = await self.write_one(key, again_above, level, False)
         return _raise_or_return(outcome)
 
-    async def _write_many(self, writes, level, again=True):
+    async def write_many(self, writes, level, again=True):
         """[(key, cell)] -> one WriteOutcome or error per key, in order; a batch's writes to one replica go in
         one call (and, on the replica, one fsync)."""
         deadline = time.monotonic() + self._timeout
         outcomes, pending = [None] * len(writes), []
         for index, (key, cell) in enumerate(writes):
             try:
-                alive, down, needed = self._plan(self._ring.replica_ids(key), level)
+                alive, down, needed = self._fanout.plan(self._ring.replica_ids(key), level)
             except (Unavailable, InvalidRequest) as exc:
                 outcomes[index] = exc
                 continue
             pending.append((index, key, cell, alive, down, Responses(needed, len(alive))))
-        for node_id, requests in self._by_node(
-                (alive, lambda n, k=key, c=cell, r=responses: (k, c, self._write_done(n, k, c, r)))
+        for node_id, requests in self._fanout.by_node(
+                (alive, lambda n, k=key, c=cell, r=responses: (k, c, self.write_done(n, k, c, r)))
                 for _, key, cell, alive, _, responses in pending):
             self._replicas[node_id].write_many_async(requests, deadline)
         hinting = [(index, node_id, self._background.spawn(self._store_hint(node_id, key, cell), "store-hint"))
@@ -78,18 +87,18 @@ class Writing:
                 hinted[index].append(node_id)
         later = []   # (index, key, the write stamped again above the newer cell a replica holds)
         for index, key, cell, _, _, responses in pending:
-            outcomes[index], again_above = await self._settle_write(cell, level, responses, hinted[index], deadline,
+            outcomes[index], again_above = await self._acknowledged(cell, level, responses, hinted[index], deadline,
                                                                     again)
             if again_above is not None:
                 later.append((index, key, again_above))
         if later:
             log.debug("%d writes stamped again above newer cells their replicas hold", len(later))
-            for (index, _, _), outcome in zip(later, await self._write_many([(k, c) for _, k, c in later], level,
+            for (index, _, _), outcome in zip(later, await self.write_many([(k, c) for _, k, c in later], level,
                                                                              False)):
                 outcomes[index] = outcome
         return outcomes
 
-    async def _settle_write(self, cell, level, responses, hinted, deadline, again):
+    async def _acknowledged(self, cell, level, responses, hinted, deadline, again):
         """(the write's WriteOutcome or error, None; or, when again and a replica acknowledged holding a newer
         cell of the key, the write stamped again above it, to be sent again before it is acknowledged).
 
@@ -104,14 +113,14 @@ class Writing:
         if not again or newer <= cell.timestamp:
             return outcome, None
         try:
-            return outcome, cell._replace(timestamp=await self._stamp(newer))
+            return outcome, cell._replace(timestamp=await self.stamp(newer))
         except (ClockOffset, ClockOffsetError) as exc:   # its clock stepped, or no correct node stamped it
             holders = ", ".join(str(n) for n, held in acked if held == newer)
             return TimedOut(f"the write could not be stamped again above the newer cell node {holders} holds: "
                             f"{exc}", len(acked), responses.needed), None
 
-    async def _stamp(self, floor=0):
-        """A timestamp for a write (see kvstore.clock); ClockOffset when this node's clock is too far from its
+    async def stamp(self, floor=0):
+        """A timestamp for a write (see kvstore.core.clock); ClockOffset when this node's clock is too far from its
         peers' to stamp one: it would stamp writes out of order, so it refuses them, by name."""
         try:
             while True:
@@ -120,14 +129,14 @@ class Writing:
                 except ReservationNeeded as need:   # after an idle spell: one small fsync on the disk worker
                     error = await asyncio.shield(self._clock.renew(need.stamp))
                     if error is not None:
-                        raise Unavailable(0, 1, message=f"node {self._local_id} cannot make its "
-                                          f"clock's reservation durable ({error}); send the write to another node")
+                        raise Unavailable(0, 1, message=f"node {self._local_id} cannot make its clock's "
+                                          f"reservation durable ({error}); send the write to another node") from None
         except ClockTooFarOff as exc:
             raise ClockOffset(f"ClockOffset: node {self._local_id}'s clock is {exc.offset:+.3f} s from most of its "
                               f"peers', more than the {exc.allowed:g} s allowed (half of --max-clock-offset): it "
                               "coordinates no writes until its clock is fixed; send them to another node") from None
 
-    def _write_done(self, node_id, key, cell, responses):
+    def write_done(self, node_id, key, cell, responses):
         """The callback of one write to one replica; a remote replica that missed it gets a hint."""
         def done(error, newer_held):
             if error is None and newer_held != FROM_THE_FUTURE:
@@ -136,7 +145,7 @@ class Writing:
             if error is None:   # refused: this node checked its own clock, so that replica's is probably behind
                 responses.fail(node_id, REFUSED_AHEAD)
             else:
-                self._note_failure(node_id, error)
+                self._fanout.note_failure(node_id, error)
                 responses.fail(node_id, str(error))
             if node_id != self._local_id:   # delivery backs off while a hint is refused
                 self._background.spawn(self._store_hint(node_id, key, cell), "store-hint")
