@@ -167,11 +167,16 @@ exception InvalidRequest {
   1: string why,
 }
 
-/** Fewer replicas are alive than the level needs: nothing was written or read. */
+/**
+ * Fewer replicas are alive than the level needs: nothing was written or read.
+ * clock_offset is true when the node refused to coordinate a write because its
+ * own clock is too far from its peers': another node can take the request.
+ */
 exception Unavailable {
   1: string why,
   2: i32 alive,
   3: i32 needed,
+  4: optional bool clock_offset,
 }
 
 /**

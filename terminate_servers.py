@@ -9,10 +9,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-from kvstore.bootstrap import setup  # noqa: E402
+from kvstore.bootstrap import run  # noqa: E402
 
-setup()
-from kvstore.tools.teardown import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main())
+run("kvstore.tools.teardown")

@@ -2,9 +2,9 @@
 import json
 import subprocess
 
-from kvstore.tools import processes
+from kvstore.core.config import CHECKOUT
 from kvstore.testing.bench.layers import measure_layers
-from kvstore.testing.bench.run import _spawn_floor
+from kvstore.testing.bench.run import spawn_floor
 from kvstore.testing.localcluster import free_ports
 from kvstore.net.blocking import Connection
 from kvstore_rpc import ttypes
@@ -13,7 +13,7 @@ from kvstore_rpc import ttypes
 def test_a_short_benchmark_run_reports_every_cell():
     out = subprocess.run(["python3", "src/bench.py", "--clients", "1,2", "--duration", "0.5", "--keys", "200",
                           "--restart-keys", "2000", "--hint-seconds", "1", "--sync-period", "1", "--json"],
-                         cwd=processes.ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     expected = {f"{op} {level} {c}" for op in ("put", "get") for level in ("ONE", "QUORUM") for c in (1, 2)}
@@ -49,10 +49,10 @@ def test_a_run_of_chosen_cells_measures_those_alone():
     out = subprocess.run(["python3", "src/bench.py", "--cells", "get ONE,put QUORUM", "--clients", "1", "--duration",
                           "0.3", "--keys", "100", "--rounds", "2", "--no-floor", "--no-tls", "--restart-keys", "0",
                           "--hint-seconds", "0", "--json"],
-                         cwd=processes.ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert set(json.loads(out.stdout)["store"]) == {"put QUORUM 1", "get ONE 1"}
-    refused = subprocess.run(["python3", "src/bench.py", "--cells", "put ALL"], cwd=processes.ROOT,
+    refused = subprocess.run(["python3", "src/bench.py", "--cells", "put ALL"], cwd=CHECKOUT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "no such cell: put ALL (cells: put QUORUM, get QUORUM" in refused.stderr
 
@@ -64,7 +64,7 @@ def test_the_lean_store_acknowledges_each_put_from_two_of_its_keys_replicas():
     procs = []
     try:
         for _, port in peers:
-            procs.append(_spawn_floor("lean", port, peers))
+            procs.append(spawn_floor("lean", port, peers))
         connection = Connection(*peers[0], connect_timeout=5)
         for key, replicas in ((b"\x00a", {0, 1, 2}), (b"\x50a", {1, 2, 3}), (b"\x90a", {2, 3, 0}),
                               (b"\xd0a", {3, 0, 1}), (b"\xffz", {0, 1, 2})):
@@ -80,7 +80,7 @@ def test_the_lean_store_acknowledges_each_put_from_two_of_its_keys_replicas():
 
 def test_the_one_client_measurement_reports_every_system_and_the_disk():
     out = subprocess.run(["python3", "src/bench.py", "--one-client", "2", "--keys", "100", "--json"],
-                         cwd=processes.ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert set(report["puts"]) == {"store", "lean store", "durable loop floor"}

@@ -14,7 +14,7 @@ from kvstore.core.config import NodeConfig, Settings
 from kvstore.core.errors import ConnectFailed, NodeFailed, NodeUnavailable
 from kvstore.testing.localcluster import free_ports
 from kvstore.net.peer_link import PeerLink
-from kvstore.testing.bench.thread_server import RpcServer, SharedDoor
+from kvstore.testing.bench.thread_server import RpcServer, ProcessorDoor
 from kvstore_rpc import Internode, ttypes
 from looptools import on_loop
 
@@ -42,7 +42,7 @@ class Replica:
 
 def serve(port, handler):
     processor = Internode.Processor(handler)
-    server = RpcServer("127.0.0.1", port, lambda who: SharedDoor(processor, 3600.0), Settings(), Internode)
+    server = RpcServer("127.0.0.1", port, lambda who: ProcessorDoor(processor, 3600.0), Settings(), Internode)
     server.bind()
     server.start("test-replica")
     return server

@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from kvstore.tools import processes
+from kvstore.core.config import CHECKOUT
 
 DURATION = 75
 SEED = 27   # its faults in 75 s: crashes, pauses, partitions, and clocks stepped both within and beyond the bound
@@ -13,7 +13,7 @@ SEED = 27   # its faults in 75 s: crashes, pauses, partitions, and clocks steppe
 def test_a_seeded_chaos_run_loses_nothing_and_converges(tmp_path):
     history = tmp_path / "history.jsonl"
     out = subprocess.run(["python3", "src/chaos.py", "--duration", str(DURATION), "--seed", str(SEED),
-                          "--history", str(history)], cwd=processes.ROOT, capture_output=True, text=True,
+                          "--history", str(history)], cwd=CHECKOUT, capture_output=True, text=True,
                          timeout=DURATION + 240)
     report = out.stdout
     assert out.returncode == 0, report + out.stderr[-3000:]

@@ -11,7 +11,8 @@ from kvstore.tools import processes
 from kvstore.core.errors import AuthenticationFailed, ConfigError, Unauthorized
 from kvstore.testing.localcluster import FAST_SETTINGS, free_ports
 from kvstore.net.blocking import Connection
-from kvstore.service.users import add_user, check_password, hash_password, read_users, remove_user, users_path
+from kvstore.core.passwords import check_password, hash_password
+from kvstore.storage.users_file import add_user, read_users, remove_user, users_path
 from kvstore_rpc import ttypes
 
 QUORUM = ttypes.ConsistencyLevel.QUORUM

@@ -13,7 +13,7 @@ from kvstore.tools import processes
 from kvstore.core.errors import AuthenticationFailed, NodeRefused
 from kvstore.testing.localcluster import FAST_SETTINGS, Cluster, wait_for
 from kvstore.net.blocking import Connection
-from kvstore.service.users import add_user, users_path
+from kvstore.storage.users_file import add_user, users_path
 from kvstore_rpc import ttypes
 from rawframes import frame, log_in
 
@@ -124,7 +124,7 @@ def test_connections_that_never_logged_in_cannot_take_the_frame_memory_of_those_
             kv.put(b"big-after-strangers", b"b" * (12 << 20), level="QUORUM")
             assert time.monotonic() - started < 5
         # Logged-in connections may hold it: the request that finds no room is answered, typed, naming the limit.
-        for n in range(2):
+        for _ in range(2):
             _half_send(node, 15 << 20, sent, "127.0.0.1", login=neighbours.credentials)
         with Connection(node.host, node.port, 2.0, credentials=neighbours.credentials) as connection:
             started = time.monotonic()
@@ -141,10 +141,10 @@ def test_connections_that_never_logged_in_cannot_take_the_frame_memory_of_those_
 
 def test_slots_are_kept_for_logged_in_users_and_admins_and_no_user_takes_them_all(neighbours):
     node = neighbours.nodes[1]
-    held, refused = [], []
+    held = []
     try:
         with Connection(node.host, node.port, 2.0, credentials=neighbours.credentials) as admin:
-            for n in range(30):   # connections that never log in fill their pool, and no more
+            for _ in range(30):   # connections that never log in fill their pool, and no more
                 held.append(socket.create_connection((node.host, node.port), timeout=5,
                                                      source_address=("127.0.3.2", 0)))
             wait_for(lambda: sum(1 for s in held if _closed(s)) >= 20, 10, "refusals")

@@ -12,6 +12,7 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TFramedTransport, TTransportException
 
+from kvstore.core.config import CHECKOUT
 from kvstore.tools import processes
 from kvstore.core.errors import ConfigError
 from kvstore.testing.localcluster import FAST_SETTINGS, wait_for
@@ -74,5 +75,5 @@ def test_a_secret_others_can_read_stops_start_up(tmp_path):
         read_secret(loose)
     (tmp_path / "cluster.txt").write_text("0 127.0.0.1:29990 ff 29991\n")
     started = subprocess.run(["python3", "src/server.py", "--cluster", str(tmp_path / "cluster.txt"), "--id", "0"],
-                             cwd=processes.ROOT, capture_output=True, text=True, timeout=60)
+                             cwd=CHECKOUT, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2 and f"chmod 600 {loose}" in started.stderr

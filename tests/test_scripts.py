@@ -10,6 +10,7 @@ import sys
 import psutil
 import pytest
 
+from kvstore.core.config import CHECKOUT
 from kvstore.tools import processes
 from kvstore.testing.localcluster import consecutive_free_ports
 
@@ -20,11 +21,11 @@ def env(tmp_path):
     environment = dict(os.environ, KVSTORE_DATA_DIR=str(data), KVSTORE_BASE_PORT=str(consecutive_free_ports(4)))
     environment.pop("KVSTORE_REEXEC", None)
     yield environment
-    subprocess.run(["python3", "terminate_servers.py"], cwd=processes.ROOT, env=environment, timeout=60)
+    subprocess.run(["python3", "terminate_servers.py"], cwd=CHECKOUT, env=environment, timeout=60)
 
 
 def run(env, *argv, stdin=None):
-    return subprocess.run(list(argv), cwd=processes.ROOT, env=env, input=stdin, capture_output=True, text=True,
+    return subprocess.run(list(argv), cwd=CHECKOUT, env=env, input=stdin, capture_output=True, text=True,
                           timeout=120)
 
 
@@ -101,7 +102,7 @@ def test_a_node_started_by_hand_owns_its_data_directory_and_the_tools_find_it(en
     assert run(env, "./server.sh", "stop", "0").returncode == 0
     # As the README shows: no --data-dir on the command line, the cluster file found by default.
     with open(tmp_path / "by-hand.log", "wb") as log:
-        by_hand = subprocess.Popen(["python3", "src/server.py", "--id", "0"], cwd=processes.ROOT, env=env,
+        by_hand = subprocess.Popen(["python3", "src/server.py", "--id", "0"], cwd=CHECKOUT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         processes.wait_until(lambda: states(env)[0] == "up", 30)

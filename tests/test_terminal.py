@@ -5,7 +5,7 @@ import select
 import subprocess
 import time
 
-from kvstore.tools import processes
+from kvstore.core.config import CHECKOUT
 
 CLIENT = "src/client.py"
 
@@ -15,7 +15,7 @@ class Terminal:
 
     def __init__(self, *args, home):
         master, slave = os.openpty()
-        self.proc = subprocess.Popen(["python3", CLIENT, *map(str, args)], cwd=processes.ROOT,
+        self.proc = subprocess.Popen(["python3", CLIENT, *map(str, args)], cwd=CHECKOUT,
                                      stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                                      env=dict(os.environ, HOME=str(home), TERM="dumb"))
         os.close(slave)

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from kvstore.core.config import CHECKOUT
 from kvstore.testing.localcluster import wait_for
-from kvstore.tools import processes
-from kvstore.service.users import add_user, users_path
+from kvstore.storage.users_file import add_user, users_path
 from kvstore_rpc import ttypes
 from kvstore_rpc.ttypes import Cell, ConsistencyLevel, Mutation
 
@@ -105,7 +105,7 @@ def test_console_exits_non_zero_when_a_command_fails_and_names_the_error(shared_
 def test_console_moves_to_another_node_when_its_coordinator_dies(cluster):
     node0 = cluster.nodes[0]
     proc = subprocess.Popen(["python3", CLIENT, "--cluster", str(cluster.cluster_file),
-                             "--node", node0.address], cwd=processes.ROOT, stdin=subprocess.PIPE,
+                             "--node", node0.address], cwd=CHECKOUT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         proc.stdin.write("put survivor yes quorum\n")
@@ -181,7 +181,7 @@ def test_inspector_reports_a_down_node_as_down(cluster):
 
 def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster):
     from kvstore.tools.inspector import dump_replica
-    from kvstore.cluster.replicas import from_cell
+    from kvstore.net.wire import from_cell
     with shared_cluster.client() as kv:
         kv.mput({b"\x20page-%02d" % i: b"v%d" % i for i in range(25)}, "ALL")
         kv.delete(b"\x20page-07", "ALL")
@@ -195,7 +195,7 @@ def test_a_replica_is_read_a_page_at_a_time_and_nothing_is_missed(shared_cluster
 
 def run_bytes(argv, stdin=b""):
     argv = [a if isinstance(a, bytes) else str(a) for a in argv]   # bytes reach argv as they are
-    return subprocess.run(["python3", *argv], cwd=processes.ROOT, input=stdin, capture_output=True, timeout=60)
+    return subprocess.run(["python3", *argv], cwd=CHECKOUT, input=stdin, capture_output=True, timeout=60)
 
 
 def test_binary_keys_and_values_are_typed_and_shown_in_one_notation(shared_cluster):
@@ -288,7 +288,7 @@ def test_console_checks_numbers_and_escapes_before_sending_and_never_exits(share
 def test_console_names_what_the_user_typed_and_each_error_once(shared_cluster):
     add_user(users_path(shared_cluster.cluster_file), "looker", "read", "looker-secret")
     env = dict(os.environ, KVSTORE_USER="looker", KVSTORE_PASSWORD="looker-secret")
-    out = subprocess.run(["python3", CLIENT, "--cluster", str(shared_cluster.cluster_file)], cwd=processes.ROOT,
+    out = subprocess.run(["python3", CLIENT, "--cluster", str(shared_cluster.cluster_file)], cwd=CHECKOUT,
                          input="delete k\nmput a 1 b 2\nget k all\n", capture_output=True, text=True, env=env,
                          timeout=60)
     lines = out.stdout.splitlines()

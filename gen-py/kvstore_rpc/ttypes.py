@@ -1210,19 +1210,23 @@ class InvalidRequest(TException):
 class Unavailable(TException):
     """
     Fewer replicas are alive than the level needs: nothing was written or read.
+    clock_offset is true when the node refused to coordinate a write because its
+    own clock is too far from its peers': another node can take the request.
 
     Attributes:
      - why
      - alive
      - needed
+     - clock_offset
 
     """
 
 
-    def __init__(self, why=None, alive=None, needed=None,):
+    def __init__(self, why=None, alive=None, needed=None, clock_offset=None,):
         super(Unavailable, self).__setattr__('why', why)
         super(Unavailable, self).__setattr__('alive', alive)
         super(Unavailable, self).__setattr__('needed', needed)
+        super(Unavailable, self).__setattr__('clock_offset', clock_offset)
 
     def __setattr__(self, *args):
         raise TypeError("can't modify immutable instance")
@@ -1231,7 +1235,7 @@ class Unavailable(TException):
         raise TypeError("can't modify immutable instance")
 
     def __hash__(self):
-        return hash(self.__class__) ^ hash((self.why, self.alive, self.needed, ))
+        return hash(self.__class__) ^ hash((self.why, self.alive, self.needed, self.clock_offset, ))
 
     @classmethod
     def read(cls, iprot):
@@ -1241,6 +1245,7 @@ class Unavailable(TException):
         why = None
         alive = None
         needed = None
+        clock_offset = None
         while True:
             (fname, ftype, fid) = iprot.readFieldBegin()
             if ftype == TType.STOP:
@@ -1260,6 +1265,11 @@ class Unavailable(TException):
                     needed = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.BOOL:
+                    clock_offset = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1268,6 +1278,7 @@ class Unavailable(TException):
             why=why,
             alive=alive,
             needed=needed,
+            clock_offset=clock_offset,
         )
 
     def write(self, oprot):
@@ -1286,6 +1297,10 @@ class Unavailable(TException):
         if self.needed is not None:
             oprot.writeFieldBegin('needed', TType.I32, 3)
             oprot.writeI32(self.needed)
+            oprot.writeFieldEnd()
+        if self.clock_offset is not None:
+            oprot.writeFieldBegin('clock_offset', TType.BOOL, 4)
+            oprot.writeBool(self.clock_offset)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2124,6 +2139,7 @@ Unavailable.thrift_spec = (
     (1, TType.STRING, 'why', 'UTF8', None, ),  # 1
     (2, TType.I32, 'alive', None, None, ),  # 2
     (3, TType.I32, 'needed', None, None, ),  # 3
+    (4, TType.BOOL, 'clock_offset', None, None, ),  # 4
 )
 all_structs.append(TimedOut)
 TimedOut.thrift_spec = (

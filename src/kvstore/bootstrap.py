@@ -1,10 +1,11 @@
-"""Make an entry point runnable with the plain `python3`: paths, and the project's virtualenv.
+"""What the checkout's entry scripts (src/server.py, inspector.py, ...) need to run with the plain `python3`.
 
-Every entry point puts src/ on sys.path and calls setup() before importing
-anything else of ours. setup() adds gen-py/ to the path and, when the packages
-we need (thrift, psutil) are missing from this interpreter, re-executes the
-same command under .venv/bin/python (made by ./server.sh or ./run_tests.sh).
+run(module) puts gen-py/ on the path and, when the packages the project needs (thrift, psutil) are missing
+from this interpreter, runs the same command again under .venv/bin/python (made by ./server.sh or
+./run_tests.sh); then it calls the module's main() and exits with what it returns. An installed kvstore
+(pip install .) has console entry points instead and needs none of this.
 """
+import importlib
 import importlib.util
 import os
 import sys
@@ -12,9 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-# Where ./server.sh keeps a local cluster, and so where every tool looks for it by default.
-DEFAULT_DATA_DIR = Path(os.environ.get("KVSTORE_DATA_DIR", ROOT / "data"))
-DEFAULT_CLUSTER_FILE = DEFAULT_DATA_DIR / "cluster.txt"
 REQUIRED = ("thrift", "psutil")
 
 
@@ -34,3 +32,9 @@ def setup():
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON)] + sys.argv)
     sys.exit(f"missing Python packages: {', '.join(missing)}. Run ./server.sh (or ./run_tests.sh) once: "
              "it creates .venv and installs requirements.txt into it.")
+
+
+def run(module):
+    """Run module's main() as this process's program, with the paths and the interpreter it needs."""
+    setup()
+    sys.exit(importlib.import_module(module).main())

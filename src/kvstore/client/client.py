@@ -1,6 +1,6 @@
 """kvstore.client: the Python client library, for programs, the console and the inspector.
 
-    from kvstore.client.client import Client
+    from kvstore.client import Client
     with Client.from_cluster_file("data/cluster.txt") as kv:
         kv.put(b"user:1", b"ada", level="QUORUM", ttl=3600)
         print(kv.get(b"user:1"))          # Value(value=b'ada', timestamp=...) or None
@@ -31,18 +31,17 @@ and the newest of all with its writes, which are stamped above it. forget() clea
 import contextlib
 import random
 
-from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
-from kvstore.core.config import read_cluster_file
-from kvstore.core.consistency import Level, parse_level
-from kvstore.core.errors import (ConfigError, ConnectFailed, InvalidRequest, NodeUnavailable, StaleRead, TimedOut,
-                            Unauthorized, Unavailable)
-from kvstore.client.results import ReadDetail, Value, Written   # noqa: F401 -- part of this library's interface
-from kvstore.net.blocking import Connection
-from kvstore.service.users import find_credentials
 from kvstore_rpc import ttypes
 
+from kvstore.client.credentials import find_credentials
+from kvstore.client.results import ReadDetail, Value, Written   # noqa: F401 -- part of this library's interface
+from kvstore.core.config import DEFAULT_CLUSTER_FILE, read_cluster_file
+from kvstore.core.consistency import Level, parse_level
+from kvstore.core.errors import ClockOffset, ConfigError, ConnectFailed, NodeUnavailable
+from kvstore.net.blocking import Connection
+from kvstore.net.wire import IDL_CLIENT_ERRORS, from_idl, key_error
+
 CALL_TIMEOUT = 15.0   # seconds a call may take before the client gives up on its node (timeout=)
-_IDL_ERRORS = (ttypes.InvalidRequest, ttypes.Unavailable, ttypes.TimedOut, ttypes.StaleRead, ttypes.Unauthorized)
 
 
 class Client:
@@ -148,7 +147,7 @@ class Client:
         items = list(items.items() if isinstance(items, dict) else items)
         outcomes = self._call("multi_put", [ttypes.KeyValue(k, v) for k, v in items], self._level(level),
                               ttl or 0, self._write_floor(), write=True)
-        return {o.key: _key_error(o) or self._written(o.key, o.result) for o in outcomes}
+        return {o.key: key_error(o) or self._written(o.key, o.result) for o in outcomes}
 
     def mget(self, keys, level=None):
         """Read many keys. -> {key: Value, None (absent) or the exception that key met}."""
@@ -160,7 +159,7 @@ class Client:
             outcomes = self._call("multi_get", rest, self._level(level), floors)
             if not outcomes:
                 break
-            results.update((o.key, _key_error(o) or self._value(o.key, o.result.cell)) for o in outcomes)
+            results.update((o.key, key_error(o) or self._value(o.key, o.result.cell)) for o in outcomes)
             done += len(outcomes)
         return results
 
@@ -215,13 +214,14 @@ class Client:
             try:
                 with self._watch(self.address, method):
                     return connection.call(method, args, self.timeout)
-            except _IDL_ERRORS as exc:
-                if _clock_off(exc) and set(self._addresses) - tried - {self.address}:   # nothing was written
-                    self._drop(connection)
+            except IDL_CLIENT_ERRORS as exc:
+                error = from_idl(exc)
+                if isinstance(error, ClockOffset) and set(self._addresses) - tried - {self.address}:
+                    self._drop(connection)   # nothing was written: another node may take it
                     tried.add(self.address)
-                    why = exc.why
+                    why = str(error)
                     continue
-                raise _from_idl(exc) from None
+                raise error from None
             except NodeUnavailable as exc:
                 self._drop(connection)
                 if write and exc.sent:
@@ -282,33 +282,6 @@ class Client:
     @staticmethod
     def _name(address):
         return f"{address[0]}:{address[1]}" if address else "?"
-
-
-def _clock_off(exc):
-    """The node refused to coordinate a write because its clock is off: another node may take it."""
-    return isinstance(exc, ttypes.Unavailable) and (exc.why or "").startswith("ClockOffset:")
-
-
-def _from_idl(exc):
-    """The IDL's exception as ours, with the message the node gave."""
-    if isinstance(exc, ttypes.InvalidRequest):
-        return InvalidRequest(exc.why)
-    if isinstance(exc, ttypes.Unavailable):
-        return Unavailable(exc.alive, exc.needed, message=exc.why)
-    if isinstance(exc, ttypes.TimedOut):
-        return TimedOut(exc.why, exc.acknowledged, exc.needed)
-    if isinstance(exc, ttypes.Unauthorized):
-        return Unauthorized(exc.why)
-    return StaleRead(exc.why, exc.wanted, exc.seen)
-
-
-def _key_error(outcome):
-    """The exception one key of a batch met, or None."""
-    for field in ("invalid", "unavailable", "timed_out", "stale"):
-        error = getattr(outcome, field, None)
-        if error is not None:
-            return _from_idl(error)
-    return None
 
 
 def parse_address(text):

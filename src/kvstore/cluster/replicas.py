@@ -9,10 +9,10 @@ through its channels (coalesced into batches; a group submitted together goes
 in one call) over its link (kvstore.peerlink). This is also where our types
 and the IDL's meet for internode calls.
 """
-from kvstore.core.cell import Cell
 from kvstore.cluster.batching import PeerChannel
 from kvstore.core.errors import InvalidRequest, NodeFailed, NodeUnavailable, StorageError
 from kvstore.cluster.scan_pages import ReplicaPage
+from kvstore.net.wire import from_cell, to_mutation
 from kvstore_rpc import ttypes
 
 
@@ -92,15 +92,3 @@ def _written(writes, error, newer_held):
 
 def _converting(callback, convert):
     return lambda error, result: callback(error, None if error else convert(result))
-
-
-def to_mutation(key, cell):
-    return ttypes.Mutation(key=key, cell=to_cell(cell))
-
-
-def to_cell(cell):
-    return None if cell is None else ttypes.Cell(value=cell.value, timestamp=cell.timestamp, expires_at=cell.expires)
-
-
-def from_cell(cell):
-    return None if cell is None else Cell(cell.value, cell.timestamp, cell.expires_at or 0)

@@ -7,9 +7,19 @@ service). A line without PEER_PORT (a file written before nodes had two ports)
 means the client port + 100. Lines starting with # are comments. Operators may
 edit tokens to rebalance.
 """
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from kvstore.core.errors import ConfigError
+
+# The checkout this package runs from (src/kvstore in it), or None when it is installed (pip install .).
+_PACKAGE = Path(__file__).resolve().parents[1]
+CHECKOUT = _PACKAGE.parents[1] if _PACKAGE.parent.name == "src" else None
+# Where ./server.sh keeps a local cluster, and so where every tool looks for it by default: $KVSTORE_DATA_DIR,
+# else data/ in the checkout, else data/ in the working directory.
+DEFAULT_DATA_DIR = Path(os.environ.get("KVSTORE_DATA_DIR", (CHECKOUT or Path.cwd()) / "data"))
+DEFAULT_CLUSTER_FILE = DEFAULT_DATA_DIR / "cluster.txt"
 
 MAX_KEY_BYTES = 64 * 1024
 # Stock Thrift clients refuse a frame over 16,384,000 bytes (the Python library's TFramedTransport default;
@@ -39,10 +49,6 @@ class NodeConfig:
     @property
     def address(self):
         return f"{self.host}:{self.port}"
-
-    @property
-    def peer_address(self):
-        return f"{self.host}:{self.peer_port}"
 
 
 @dataclass(frozen=True)

@@ -7,36 +7,30 @@ StorageFailure, ...) pass through untouched and the connection is reused; a
 node's internal error (Thrift's TApplicationException) becomes NodeFailed, on a
 connection that is reused too.
 """
-import functools
 import socket
 import ssl
-import threading
 import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.protocol.TProtocol import TProtocolException
-from thrift.Thrift import TApplicationException, TMessageType
-from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer, TTransportException
+from thrift.Thrift import TApplicationException
+from thrift.transport.TTransport import TMemoryBuffer, TTransportException
 
 from kvstore.core.errors import AuthenticationFailed, ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
+from kvstore.net.codec import error_text, refusal_in
 from kvstore.net.frames import FrameSocket
-from kvstore.net.idltypes import check_arguments
+from kvstore.net.limits import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME
+from kvstore.net.wire import arity, check_arguments
 from kvstore.net.peerauth import NotAPeer, UnexpectedAnswer, prove_to_node
 from kvstore_rpc import Internode, KVStore, ttypes
 
-RECHECK_AFTER = 0.1   # seconds idle after which a pooled connection is checked before reuse
 LOGIN_TIMEOUT = 5.0   # a node checks one password at a time (scrypt): under a flood of logins, one waits
-
-# Answers come from our own nodes; a dump of a large replica may be big.
-CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
-CLIENT_MAX_CONTAINER = 100_000_000
 
 _TRANSPORT_ERRORS = (TTransportException, TProtocolException, OSError, EOFError, ValueError)
 
 
 class Connection:
-    """One open Thrift client to one node. One caller at a time, except that one thread may send a
-    call (send_call) while another waits for and reads the answers (wait_for_answer, read_answer)."""
+    """One open Thrift client to one node, for one caller at a time."""
 
     def __init__(self, host, port, connect_timeout, service=KVStore, secret=None, tls=None, credentials=None,
                  source=None, login_timeout=LOGIN_TIMEOUT):
@@ -57,13 +51,13 @@ class Connection:
         except ssl.SSLError as exc:
             raise NodeUnavailable(f"no TLS connection to {self.address}: {exc.reason or exc}", sent=False) from None
         except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {self.address}: {_reason(exc)}") from None
+            raise ConnectFailed(f"cannot connect to {self.address}: {error_text(exc)}") from None
         self._frames = FrameSocket(sock, connect_timeout)
         if secret is not None:
             try:
                 prove_to_node(self._frames, secret, self.address)
             except UnexpectedAnswer as exc:
-                refusal = _refusal_in(exc.frame)
+                refusal = refusal_in(exc.frame)
                 if refusal is None:
                     self._frames.close()
                     raise
@@ -73,7 +67,7 @@ class Connection:
                 raise
             except _TRANSPORT_ERRORS as exc:
                 self._frames.close()
-                raise NodeUnavailable(f"{self.address} did not finish the peer handshake: {_reason(exc)}",
+                raise NodeUnavailable(f"{self.address} did not finish the peer handshake: {error_text(exc)}",
                                       sent=False) from None
         # The generated client writes a call into one memory buffer and reads the answer from another;
         # the frames travel through FrameSocket.
@@ -114,7 +108,7 @@ class Connection:
     def send_call(self, method, args):
         """Send one call and return without its answer (read_answer reads it). Arguments left off at
         the end are sent unset (as a caller built before they were added would send them)."""
-        missing = _arity(self._service, method) - len(args)
+        missing = arity(self._service, method) - len(args)
         if missing > 0:
             args = tuple(args) + (None,) * missing
         check_arguments(self._service, method, args)
@@ -125,20 +119,6 @@ class Connection:
             self._frames.send_frame(client._oprot.trans.getvalue())
         except _TRANSPORT_ERRORS as exc:
             raise self._lost(method, exc) from None
-
-    def wait_for_answer(self, wait):
-        """True once an answer's first bytes are here; False after `wait` seconds of silence;
-        NodeUnavailable if the node closed the connection or it failed. From then on, each send and
-        read on this connection is bounded by `wait` (the socket's timeouts)."""
-        try:
-            self._frames.set_timeout(wait)
-            if self._frames.wait_for_data(wait):
-                return True
-            raise EOFError("the node closed the connection")
-        except socket.timeout:
-            return False
-        except _TRANSPORT_ERRORS as exc:
-            raise self._lost("a call", exc) from None
 
     def read_answer(self, method, deadline):
         """The answer to the call sent before, all of it arrived before `deadline` (time.monotonic());
@@ -169,7 +149,7 @@ class Connection:
         self.close()
         if self._frames.begins_like_tls():   # a TLS alert where a frame was expected
             return NodeUnavailable(f"{self.address} speaks TLS: connect with TLS (add --tls)", sent=True)
-        return NodeUnavailable(f"{self.address} did not answer {method}: {_reason(exc)}", sent=True)
+        return NodeUnavailable(f"{self.address} did not answer {method}: {error_text(exc)}", sent=True)
 
     def peer_closed(self):
         """True when the other side has closed the connection (checked without blocking)."""
@@ -185,79 +165,6 @@ class Connection:
         self.close()
 
 
-class PeerPool:
-    """Idle connections to one node's peer port (the Internode service), reused across requests; at
-    most `max_idle` kept."""
-
-    def __init__(self, node, connect_timeout, max_idle=32, peer=True, secret=None, tls=None):
-        """secret: the cluster secret each new connection proves; tls: the client-side context for a TLS peer
-        port; peer=False: the node's client port and service instead (the benchmark's floor forwards client
-        calls)."""
-        self.node = node
-        self._secret = secret
-        self._tls = tls
-        self._port, self._service = (node.peer_port, Internode) if peer else (node.port, KVStore)
-        self._connect_timeout = connect_timeout
-        self._max_idle = max_idle
-        self._idle = []
-        self._lock = threading.Lock()
-
-    def call(self, method, *args, timeout):
-        """Call method on the node; NodeUnavailable if it cannot be reached or does not answer in time."""
-        connection = self._take(timeout)
-        try:
-            return connection.call(method, args, timeout)
-        finally:
-            if not connection.broken:
-                self._give_back(connection)  # IDL exceptions leave the connection usable
-
-    def _take(self, timeout):
-        while True:
-            with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            if connection is None:
-                break
-            # Has the node restarted since this one was pooled? Not within RECHECK_AFTER of its last
-            # answer: no node stops and serves again that fast, and the check is a system call.
-            if time.monotonic() - connection.last_answer < RECHECK_AFTER or not connection.peer_closed():
-                return connection
-            connection.close()
-        return self.connect(timeout)
-
-    def connect(self, timeout):
-        """A new connection of the caller's own (not pooled); ConnectFailed if the node cannot be reached
-        within `timeout` (or the pool's connect timeout, if shorter)."""
-        return Connection(self.node.host, self._port, min(self._connect_timeout, max(timeout, 0.001)),
-                          service=self._service, secret=self._secret, tls=self._tls)
-
-    def _give_back(self, connection):
-        with self._lock:
-            if len(self._idle) < self._max_idle:
-                self._idle.append(connection)
-                return
-        connection.close()
-
-    def close(self):
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
-
-@functools.lru_cache(maxsize=None)
-def _arity(service, method):
-    spec = getattr(service, f"{method}_args").thrift_spec
-    return sum(1 for field in spec if field is not None)
-
-
-def _reason(exc):
-    if isinstance(exc, socket.timeout) or getattr(exc, "type", None) == TTransportException.TIMED_OUT:
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
 def call_once(node, method, args, timeout, secret=None, connect_timeout=None, credentials=None, tls=None,
               peer_tls=None):
     """method on node (a NodeConfig) over a connection of its own, closed after: on its peer port, proving
@@ -271,20 +178,6 @@ def call_once(node, method, args, timeout, secret=None, connect_timeout=None, cr
         return connection.call(method, args, timeout)
     finally:
         connection.close()
-
-
-def _refusal_in(frame):
-    """The message of a node's connection-limit refusal (a Thrift exception of type UNKNOWN) in frame, or None."""
-    try:
-        protocol = TBinaryProtocolAccelerated(TMemoryBuffer(frame))
-        _, kind, _ = protocol.readMessageBegin()
-        if kind != TMessageType.EXCEPTION:
-            return None
-        error = TApplicationException()
-        error.read(protocol)
-    except _TRANSPORT_ERRORS:
-        return None
-    return error.message if error.type == TApplicationException.UNKNOWN else None
 
 
 def probe(host, port, timeout=1.0, tls=None):

@@ -13,16 +13,19 @@ writes.
 """
 import inspect
 import logging
+import socket
 import struct
 
 from thrift.protocol import fastbinary
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
 from thrift.Thrift import TApplicationException, TMessageType, TType
-from thrift.transport.TTransport import TMemoryBuffer
+from thrift.protocol.TProtocol import TProtocolException
+from thrift.transport.TTransport import TMemoryBuffer, TTransportException
 
 log = logging.getLogger(__name__)
 
 MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
+FRAME_LENGTH = struct.Struct("!i")   # what comes before every frame: its length
 _HEADER = struct.Struct("!ii")   # version and message type; the name's length
 _SEQID = struct.Struct("!i")
 VERSION_1, VERSION_MASK, TYPE_MASK = TBinaryProtocol.VERSION_1, TBinaryProtocol.VERSION_MASK, TBinaryProtocol.TYPE_MASK
@@ -132,3 +135,31 @@ def _encode(name, kind, seqid, body):
         protocol.writeMessageEnd()
         return protocol.trans.getvalue()
     return message(name, kind, seqid, body)
+
+
+def encode_frame(payload):
+    """payload as one frame: its 4-byte length, then its bytes."""
+    return FRAME_LENGTH.pack(len(payload)) + payload
+
+
+def refusal_in(frame):
+    """The message of a node's connection-limit refusal (a Thrift exception of type UNKNOWN) in frame, or None."""
+    try:
+        protocol = TBinaryProtocolAccelerated(TMemoryBuffer(frame))
+        _, kind, _ = protocol.readMessageBegin()
+        if kind != TMessageType.EXCEPTION:
+            return None
+        error = TApplicationException()
+        error.read(protocol)
+    except (TTransportException, TProtocolException, OSError, EOFError, ValueError):
+        return None
+    return error.message if error.type == TApplicationException.UNKNOWN else None
+
+
+def error_text(exc):
+    """A transport failure (a socket's or Thrift's) in words, for the error that names it."""
+    if isinstance(exc, socket.timeout) or getattr(exc, "type", None) == TTransportException.TIMED_OUT:
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -6,15 +6,14 @@ frame memory) is thrown away as it arrives and answered with its call's typed er
 import asyncio
 import collections
 import logging
-import struct
 
 from kvstore.net import codec
+from kvstore.net.codec import FRAME_LENGTH
 from kvstore.net.idle_timer import ConnectionDeadline
 from kvstore.net.peerauth import HANDSHAKE_SECONDS, HELLO_BYTES, PROOF_BYTES, NotAPeer, answer_hello, check_proof
 
-log = logging.getLogger("kvstore.loopserver")
+log = logging.getLogger("kvstore.net.server")   # its connections log as the server
 
-_LENGTH = struct.Struct("!i")
 SMALL_FRAME = 1 << 16            # frames up to this size are read without taking from the memory budget
 HEAD_BYTES = 256                 # of a frame, what names its call: read before the frame is judged
 WRITE_BUFFER = 1 << 20           # answer bytes a connection may have unsent before it must drain them
@@ -109,7 +108,7 @@ class Inbound(asyncio.Protocol):
         self._buffer += data
         buffer = self._buffer
         while len(buffer) >= 4 and not self._finishing:
-            length, = _LENGTH.unpack_from(buffer)
+            length, = FRAME_LENGTH.unpack_from(buffer)
             if length < 0:
                 self._malformed(f"frame of {length} bytes announced")
                 return
@@ -303,7 +302,7 @@ class Inbound(asyncio.Protocol):
 
     def _send(self, payload):
         if not self._transport.is_closing():
-            self._transport.write(_LENGTH.pack(len(payload)) + payload)
+            self._transport.write(FRAME_LENGTH.pack(len(payload)) + payload)
 
     def pause_writing(self):
         """The client is not reading its answers: read nothing more from it, and cut it off if it does not

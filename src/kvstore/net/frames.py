@@ -24,14 +24,11 @@ import ssl
 import struct
 import time
 
-_LENGTH = struct.Struct("!i")
+from kvstore.net.codec import FRAME_LENGTH, encode_frame
+
 _CHUNK = 1 << 16
 _TIMEVAL = struct.Struct("@ll")
 
-
-def encode_frame(payload):
-    """payload as one frame: its 4-byte length, then its bytes."""
-    return _LENGTH.pack(len(payload)) + payload
 
 
 class FrameSocket:
@@ -77,9 +74,9 @@ class FrameSocket:
 
     def announced_length(self, deadline):
         """The length the next frame announces (its first 4 bytes), arrived before `deadline`."""
-        while len(self._buffer) < _LENGTH.size:
+        while len(self._buffer) < FRAME_LENGTH.size:
             self._more(deadline)
-        length, = _LENGTH.unpack_from(self._buffer)
+        length, = FRAME_LENGTH.unpack_from(self._buffer)
         if length < 0:
             raise ValueError(f"frame of {length} bytes announced")
         if self.begins_like_tls():   # over every frame limit anyway: never allocated
@@ -89,10 +86,10 @@ class FrameSocket:
     def skip_frame(self, length, keep, deadline):
         """Read the next frame (of `length` bytes, as announced) and throw it away as it arrives, all of it
         before `deadline`; returns its first `keep` bytes."""
-        end = _LENGTH.size + length
-        while len(self._buffer) < min(end, _LENGTH.size + keep):
+        end = FRAME_LENGTH.size + length
+        while len(self._buffer) < min(end, FRAME_LENGTH.size + keep):
             self._more(deadline)
-        head = bytes(self._buffer[_LENGTH.size:_LENGTH.size + keep])
+        head = bytes(self._buffer[FRAME_LENGTH.size:FRAME_LENGTH.size + keep])
         skipped = 0
         while True:
             if skipped + len(self._buffer) >= end:
@@ -107,12 +104,12 @@ class FrameSocket:
         length = self.announced_length(deadline)
         if length > max_bytes:
             raise ValueError(f"frame of {length} bytes announced; the limit is {max_bytes}")
-        end = _LENGTH.size + length
+        end = FRAME_LENGTH.size + length
         if length > _CHUNK and len(self._buffer) < end:
             return self._read_large(length, deadline)
         while len(self._buffer) < end:
             self._more(deadline)
-        frame = bytes(self._buffer[_LENGTH.size:end])
+        frame = bytes(self._buffer[FRAME_LENGTH.size:end])
         del self._buffer[:end]
         return frame
 
@@ -121,8 +118,8 @@ class FrameSocket:
         it holds its length in memory while it is read (and twice that for a moment, when it is handed over)."""
         frame = bytearray(length)
         view = memoryview(frame)
-        got = len(self._buffer) - _LENGTH.size
-        view[:got] = self._buffer[_LENGTH.size:]
+        got = len(self._buffer) - FRAME_LENGTH.size
+        view[:got] = self._buffer[FRAME_LENGTH.size:]
         self._buffer.clear()
         while got < length:
             if time.monotonic() > deadline:

@@ -1,44 +1,22 @@
 """What one port lets its connections cost, and how it says no: the budget of bytes that large frames being
 read may hold together, the refusal a connection over a limit gets (a frame any Thrift client raises as a
 TApplicationException, then an orderly close), and the answer to a frame over the limit. Used by the node's
-server (loopserver) and the threaded one of the benchmark's floor (rpcserver)."""
+server (server.py and connection.py), the clients' connections, and the benchmark's floors."""
 import logging
 import socket
-import threading
-import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.Thrift import TApplicationException, TMessageType
-from thrift.transport.TTransport import TMemoryBuffer
+from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE, TMemoryBuffer
 
-from kvstore.net.frames import encode_frame
+from kvstore.net.codec import encode_frame
 
 log = logging.getLogger(__name__)
 
-
-class FrameBudget:
-    """Bytes that large frames being read may hold, summed over a port's connections."""
-
-    def __init__(self, limit):
-        self.limit = limit
-        self._held = 0
-        self._freed = threading.Condition()
-
-    def reserve(self, amount, deadline):
-        """True once `amount` bytes are this caller's; False if they are not free by `deadline`."""
-        with self._freed:
-            while self._held + amount > self.limit:
-                left = deadline - time.monotonic()
-                if left <= 0 or amount > self.limit:
-                    return False
-                self._freed.wait(left)
-            self._held += amount
-            return True
-
-    def release(self, amount):
-        with self._freed:
-            self._held -= amount
-            self._freed.notify_all()
+# What a client or a tool reads from a node: answers come from our own nodes, and a dump of a large replica
+# may be big.
+CLIENT_MAX_FRAME = HARD_MAX_FRAME_SIZE
+CLIENT_MAX_CONTAINER = 100_000_000
 
 
 class LoopFrameBudget:

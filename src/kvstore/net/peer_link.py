@@ -23,23 +23,22 @@ deadlines are kept by one timer per link, set for the earliest call out.
 import asyncio
 import logging
 import ssl
-import struct
 import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
-from kvstore.net.codec import buffer_at, message, read_header
+from kvstore.net.codec import FRAME_LENGTH, buffer_at, error_text, message, read_header, refusal_in
 from kvstore.core.errors import ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
 from kvstore.net.peerauth import HANDSHAKE_SECONDS, MAX_ANSWER, NotAPeer, UnexpectedAnswer, answer_proof, hello, hung_up
-from kvstore.net.blocking import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME, _arity, _reason, _refusal_in
+from kvstore.net.limits import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME
+from kvstore.net.wire import arity
 from kvstore.core.tasks import settle
 from kvstore_rpc import Internode
 
 log = logging.getLogger(__name__)
 
-_LENGTH = struct.Struct("!i")
 
 
 class PeerLink:
@@ -72,7 +71,7 @@ class PeerLink:
             loop.call_soon(done, NodeUnavailable(f"{self.address}: the link is closed", sent=False), None)
             return
         self._seqid = seqid = (self._seqid + 1) & 0x7FFFFFFF
-        missing = _arity(self._service, method) - len(args)
+        missing = arity(self._service, method) - len(args)
         call = _Call(method, done, deadline)
         self._pending[seqid] = call
         self._watch(deadline)
@@ -150,7 +149,7 @@ class PeerLink:
                 answer.read(reader)
                 error, result = _outcome(answer, call.method, self.address)
         except Exception as exc:   # the bytes did not decode: the connection's state is unknown
-            error = NodeUnavailable(f"{self.address} did not answer {call.method}: {_reason(exc)}", sent=True)
+            error = NodeUnavailable(f"{self.address} did not answer {call.method}: {error_text(exc)}", sent=True)
             self._drop(protocol, str(exc))
         call.done(error, result)
 
@@ -169,7 +168,7 @@ class PeerLink:
                 raise NodeUnavailable(f"no TLS connection to {self.address}: {exc.reason or exc}",
                                       sent=False) from None
             except (OSError, TimeoutError) as exc:
-                raise ConnectFailed(f"cannot connect to {self.address}: {_reason(exc)}") from None
+                raise ConnectFailed(f"cannot connect to {self.address}: {error_text(exc)}") from None
             if self._secret is not None:
                 await self._prove(protocol)
         except NodeUnavailable as exc:
@@ -200,7 +199,7 @@ class PeerLink:
             protocol.write(answer_proof(self._secret, ours, answer, self.address))
         except UnexpectedAnswer as exc:
             protocol.close()
-            refusal = _refusal_in(exc.frame)
+            refusal = refusal_in(exc.frame)
             if refusal is None:
                 raise
             raise NodeRefused(f"{self.address} refused the connection: {refusal}") from None
@@ -209,7 +208,7 @@ class PeerLink:
             raise hung_up(self.address) if isinstance(exc, EOFError) else exc from None
         except (TimeoutError, OSError) as exc:
             protocol.close()
-            raise NodeUnavailable(f"{self.address} did not finish the peer handshake: {_reason(exc)}",
+            raise NodeUnavailable(f"{self.address} did not finish the peer handshake: {error_text(exc)}",
                                   sent=False) from None
 
     def _fail_unsent(self, error):
@@ -270,7 +269,7 @@ class _LinkProtocol(asyncio.Protocol):
 
     def write(self, frame):
         if not self._transport.is_closing():
-            self._transport.write(_LENGTH.pack(len(frame)) + frame)
+            self._transport.write(FRAME_LENGTH.pack(len(frame)) + frame)
 
     def close(self):
         self._transport.close()
@@ -279,7 +278,7 @@ class _LinkProtocol(asyncio.Protocol):
         self._buffer += data
         buffer = self._buffer
         while len(buffer) >= 4:
-            length, = _LENGTH.unpack_from(buffer)
+            length, = FRAME_LENGTH.unpack_from(buffer)
             if length < 0 or length > (CLIENT_MAX_FRAME if self.proved else MAX_ANSWER):
                 self._transport.abort()
                 return
@@ -295,7 +294,7 @@ class _LinkProtocol(asyncio.Protocol):
     def connection_lost(self, exc):
         if not self.next_frame.done():
             self.next_frame.set_exception(EOFError("the node closed the connection"))
-        why = _reason(exc) if exc else "the node closed the connection"
+        why = error_text(exc) if exc else "the node closed the connection"
         self._link.lost(self, why)
 
 

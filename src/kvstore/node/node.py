@@ -7,7 +7,7 @@ refuses to start, naming the pid that holds it. It reads the cluster secret (kvs
 first too: its peer port takes no call from a connection that has not proved it, and it proves it
 to every peer it calls. No secret, or one others can read: exit 2, naming the fix.
 
-Clients log in against the users file (kvstore.service.users) unless the node is started with
+Clients log in against the users file (kvstore.storage.users_file) unless the node is started with
 --auth off, which it refuses on a non-loopback address without --insecure. --tls and
 --internode-tls put TLS on the client and peer ports.
 
@@ -30,7 +30,6 @@ from pathlib import Path
 from kvstore.storage import datadir
 from kvstore.net import codec
 from kvstore.node import loopcheck
-from kvstore.tools import processes
 from kvstore.service.gate import Gate
 from kvstore.service.admin import AdminCalls
 from kvstore.core.clock import Clock
@@ -56,7 +55,8 @@ from kvstore.service.slots import ConnectionSlots
 from kvstore.storage.store import Storage
 from kvstore.core.tasks import Background
 from kvstore.net.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, server_context, tls_dir
-from kvstore.service.users import Authenticator, users_path
+from kvstore.service.authenticator import Authenticator
+from kvstore.storage.users_file import users_path
 from kvstore_rpc import Internode, KVStore
 
 EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
@@ -154,12 +154,12 @@ def main(argv=None):
         log.warning("%s can be read by other users of this machine (%s): fix it with chmod -R go-rwx %s",
                     data_dir, ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else ""),
                     data_dir)
-    processes.write_pid_file(data_dir)
+    datadir.write_pid_file(data_dir)
     try:
         return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records, security,
                    args.event_loop)
     finally:
-        processes.remove_pid_file(data_dir)
+        datadir.remove_pid_file(data_dir)
         lock.release()
 
 
@@ -258,11 +258,11 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     await detector.start(background)  # announces this node: peers mark it up and deliver the hints they hold
     # Client requests wait for this round, so they never see peers as down at start, and until this node has
     # measured most of its peers' clocks, so that the first write it stamps is judged by them (kvstore.clock).
-    settle = settings.request_timeout / 2   # a request held this long still has half its deadline left
-    if not await detector.clocks_measured(settle):
+    clock_wait = settings.request_timeout / 2   # a request held this long still has half its deadline left
+    if not await detector.clocks_measured(clock_wait):
         log.warning("most peers did not answer within %g s of starting: serving with this node's clock checked "
                     "against fewer of its peers' (or none): the writes it stamps are as far off as its clock is, "
-                    "until heartbeats reach them", settle)
+                    "until heartbeats reach them", clock_wait)
     ready.set()
     await stop.wait()
     return await shut_down(servers, detector, background, replicas, disk, storage, hints, checker)

@@ -2,7 +2,7 @@
 checks the options it is given for the nodes with it before it starts any."""
 import argparse
 
-from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
+from kvstore.core.config import DEFAULT_CLUSTER_FILE
 from kvstore.core.config import MAX_VALUE_LIMIT, Settings
 
 LOG_MAX_BYTES = 16 * 1024 * 1024

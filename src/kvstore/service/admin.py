@@ -5,7 +5,7 @@ import logging
 from kvstore.core import errors
 from kvstore.core.config import MAX_ANSWER_BYTES
 from kvstore.service.client_service import MAX_SCAN_LIMIT
-from kvstore.cluster.replicas import to_mutation
+from kvstore.net.wire import to_mutation
 from kvstore.cluster.scan_pages import Page
 from kvstore_rpc import ttypes
 

@@ -11,8 +11,8 @@ from kvstore.core import errors
 from kvstore.core.clock import ClockOffsetError
 from kvstore.core.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.core.consistency import parse_level
-from kvstore.cluster.replicas import to_cell, to_mutation
 from kvstore.core.ring import REPLICATION_FACTOR
+from kvstore.net.wire import CLIENT_ERRORS, key_outcome, read_result, to_idl, to_mutation, write_result
 from kvstore_rpc import ttypes
 
 
@@ -42,19 +42,19 @@ class Handler:
             self._check_value(value)
             outcome = await self._coordinator.put(key, value, parse_level(level), _check_ttl(ttl_seconds),
                                             min_timestamp or 0)
-            return _write_result(outcome)
+            return write_result(outcome)
 
     async def get(self, key, level, min_timestamp=None):
         with _CLIENT_ERRORS:
             await self._wait_until_ready()
             self._check_key(key)
-            return _read_result(await self._coordinator.get(key, parse_level(level), min_timestamp or 0))
+            return read_result(await self._coordinator.get(key, parse_level(level), min_timestamp or 0))
 
     async def remove(self, key, level, min_timestamp=None):
         with _CLIENT_ERRORS:
             await self._wait_until_ready()
             self._check_key(key)
-            return _write_result(await self._coordinator.delete(key, parse_level(level), min_timestamp or 0))
+            return write_result(await self._coordinator.delete(key, parse_level(level), min_timestamp or 0))
 
     async def expire(self, key, seconds, level, min_timestamp=None):
         with _CLIENT_ERRORS:
@@ -64,7 +64,7 @@ class Handler:
                 raise errors.InvalidRequest("expire needs a number of seconds")
             seconds = seconds if seconds <= 0 else _check_ttl(seconds)   # <= 0 deletes, as in Redis
             found, outcome = await self._coordinator.expire(key, seconds, parse_level(level), min_timestamp or 0)
-            return ttypes.ExpireResult(found, _write_result(outcome) if outcome else None)
+            return ttypes.ExpireResult(found, write_result(outcome) if outcome else None)
 
     async def ttl(self, key, level, min_timestamp=None):
         with _CLIENT_ERRORS:
@@ -88,7 +88,7 @@ class Handler:
                 return await self._not_ready(len(valid)) or await self._coordinator.put_many(
                     [(item.key, item.value) for item in valid], level, ttl, min_timestamp or 0)
             outcomes = await _per_key(items, check, run)
-            return [_key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, _write_result)
+            return [key_outcome(ttypes.KeyWriteOutcome, item.key, outcome, write_result)
                     for item, outcome in zip(items, outcomes)]
 
     async def multi_get(self, keys, level, min_timestamps=None):
@@ -108,7 +108,7 @@ class Handler:
                 size += entry_bytes(key or b"", getattr(getattr(outcome, "cell", None), "value", None))
                 if answer and size > MAX_ANSWER_BYTES:
                     break   # the answer is full: the keys after this one are asked again (see the IDL)
-                answer.append(_key_outcome(ttypes.KeyReadOutcome, key, outcome, _read_result))
+                answer.append(key_outcome(ttypes.KeyReadOutcome, key, outcome, read_result))
             return answer
 
     async def _read_round(self, keys, level, min_timestamps):
@@ -150,7 +150,7 @@ class Handler:
             await asyncio.wait_for(self._ready.wait(), self._settings.request_timeout)
         except TimeoutError:
             raise errors.Unavailable(0, 1, message=f"node {self._node_id} is still starting: it has "
-                                     "not yet heard from its peers; try again, or another node")
+                                     "not yet heard from its peers; try again, or another node") from None
 
     async def _not_ready(self, count):
         """None once the node is ready; else, for a batch's `count` keys, each key's Unavailable."""
@@ -207,37 +207,6 @@ async def _per_key(entries, check, run):
     return outcomes
 
 
-def _write_result(outcome):
-    return ttypes.WriteResult(outcome.timestamp, outcome.acknowledged, outcome.hinted)
-
-
-def _read_result(outcome):
-    return ttypes.ReadResult(to_cell(outcome.cell), outcome.answered, outcome.repaired)
-
-
-def _key_outcome(kind, key, outcome, to_result):
-    """One key's outcome of a batch: its result, or its error in the IDL's field for that error."""
-    if not isinstance(outcome, Exception):
-        return kind(key, to_result(outcome))
-    error = _to_idl(outcome)
-    field = {ttypes.InvalidRequest: "invalid", ttypes.Unavailable: "unavailable",
-             ttypes.TimedOut: "timed_out", ttypes.StaleRead: "stale"}[type(error)]
-    return kind(key, **{field: error})
-
-
-def _to_idl(exc):
-    """Our client-facing error as the IDL's exception; the message is the one the user reads."""
-    if isinstance(exc, errors.InvalidRequest):
-        return ttypes.InvalidRequest(why=str(exc))
-    if isinstance(exc, errors.Unavailable):
-        return ttypes.Unavailable(why=str(exc), alive=exc.alive, needed=exc.needed)
-    if isinstance(exc, errors.TimedOut):
-        return ttypes.TimedOut(why=str(exc), acknowledged=exc.acknowledged, needed=exc.needed)
-    if isinstance(exc, errors.StaleRead):
-        return ttypes.StaleRead(why=str(exc), wanted=exc.wanted, seen=exc.seen)
-    return None
-
-
 class _ClientErrors:
     """`with _CLIENT_ERRORS:` raises this store's errors as the IDL's. A class rather than a generator
     (contextlib.contextmanager): it is entered on every client call, and costs an eighth as much."""
@@ -247,8 +216,8 @@ class _ClientErrors:
         return self
 
     def __exit__(self, kind, exc, traceback):
-        if isinstance(exc, (errors.InvalidRequest, errors.Unavailable, errors.TimedOut, errors.StaleRead)):
-            raise _to_idl(exc) from None
+        if isinstance(exc, CLIENT_ERRORS):
+            raise to_idl(exc) from None
         if isinstance(exc, ClockOffsetError):   # a session's floor from the future: refused, never believed
             raise ttypes.InvalidRequest(why=f"the session's timestamp is refused: {exc}") from None
         return False

@@ -24,7 +24,7 @@ import logging
 from kvstore.core import errors
 from kvstore.service.logins import LoginThrottle, LoginThrottled
 from kvstore.service.slots import SlotRefused
-from kvstore.service.users import role_allows, valid_name
+from kvstore.core.passwords import role_allows, valid_name
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)

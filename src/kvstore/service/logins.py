@@ -18,7 +18,7 @@ first at once, the ones after it counted and reported with the next line.
 import logging
 import time
 
-log = logging.getLogger("kvstore.access")
+log = logging.getLogger("kvstore.service.gate")   # the throttle logs as the gate it serves
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0

@@ -11,7 +11,7 @@ from kvstore.core import errors
 from kvstore.core.config import MAX_ANSWER_BYTES, entry_bytes
 from kvstore.net.codec import Later
 from kvstore.service.client_service import MAX_SCAN_LIMIT, check_key
-from kvstore.cluster.replicas import from_cell, to_cell, to_mutation
+from kvstore.net.wire import from_cell, to_cell, to_mutation
 from kvstore.storage.store import FROM_THE_FUTURE
 from kvstore_rpc import ttypes
 

@@ -19,9 +19,12 @@ import stat
 import struct
 from pathlib import Path
 
+import psutil
+
 from kvstore.core.errors import KVStoreError
 
 LOCK_FILE = "node.lock"
+PID_FILE = "node.pid"   # "PID CREATE_TIME", for people to read: the tools believe the lock, never this
 
 # struct flock on Linux (x86_64 and aarch64): short l_type, short l_whence, off_t l_start, off_t l_len,
 # pid_t l_pid, padded to 8 bytes.
@@ -102,3 +105,25 @@ def _holder_of(fd):
     answer = fcntl.fcntl(fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
     lock_type, _, _, _, pid = _FLOCK.unpack(answer)
     return None if lock_type == fcntl.F_UNLCK else pid
+
+
+def write_pid_file(data_dir):
+    me = psutil.Process()
+    tmp = Path(data_dir) / (PID_FILE + ".tmp")
+    tmp.write_text(f"{me.pid} {me.create_time()}\n")
+    os.replace(tmp, Path(data_dir) / PID_FILE)
+
+
+def remove_pid_file(data_dir):
+    path = Path(data_dir) / PID_FILE
+    recorded = _read_pid_file(path)
+    if recorded and recorded[0] == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _read_pid_file(path):
+    try:
+        pid, created = path.read_text().split()
+        return int(pid), float(created)
+    except (OSError, ValueError):
+        return None

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from kvstore.tools import processes, waits
 from kvstore.client.client import Client
-from kvstore.tools.access import create_admin
-from kvstore.core.config import PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
+from kvstore.tools.security import create_admin
+from kvstore.core.config import CHECKOUT, PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
 from kvstore.core.errors import KVStoreError
 from kvstore.net.peerauth import create_secret, secret_path
 from kvstore.net.blocking import Connection, call_once, ping
@@ -316,5 +316,5 @@ class Cluster:
 
     def run_tool(self, *argv, stdin=None, timeout=60):
         """Run one of the user-facing scripts against this cluster, as a user would."""
-        return subprocess.run(["python3", *map(str, argv)], cwd=processes.ROOT, input=stdin, capture_output=True,
+        return subprocess.run(["python3", *map(str, argv)], cwd=CHECKOUT, input=stdin, capture_output=True,
                               text=True, timeout=timeout)

@@ -14,7 +14,7 @@ import sys
 
 from kvstore.tools import terminal
 from kvstore.tools import login_options
-from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
+from kvstore.core.config import DEFAULT_CLUSTER_FILE
 from kvstore.client.client import CALL_TIMEOUT, Client, parse_address
 from kvstore.core.config import read_cluster_file
 from kvstore.core.consistency import Level, parse_level

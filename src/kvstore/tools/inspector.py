@@ -19,15 +19,16 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kvstore.bootstrap import DEFAULT_CLUSTER_FILE
+from kvstore.core.config import DEFAULT_CLUSTER_FILE
 from kvstore.core.cell import reconcile, visible
 from kvstore.core.config import read_cluster_file
 from kvstore.tools import login_options
 from kvstore.tools.display import show_time
 from kvstore.core.notation import NotationError, parse_word, show
-from kvstore.core.errors import AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable, Unauthorized
+from kvstore.core.errors import (AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable,
+                                 Unauthorized)
 from kvstore.net.blocking import Connection
-from kvstore.cluster.replicas import from_cell
+from kvstore.net.wire import from_cell
 from kvstore_rpc import ttypes
 from kvstore.core.ring import Ring
 

@@ -22,14 +22,11 @@ from pathlib import Path
 
 import psutil
 
-from kvstore.tools import access
-from kvstore.node import options as node_options
-from kvstore.tools import processes
-from kvstore.tools import waits
-from kvstore.bootstrap import DEFAULT_DATA_DIR
-from kvstore.core.config import make_cluster, read_cluster_file, write_cluster_file
+from kvstore.core.config import DEFAULT_DATA_DIR, make_cluster, read_cluster_file, write_cluster_file
 from kvstore.core.errors import ConfigError
 from kvstore.net.blocking import ping, probe
+from kvstore.node.options import parse_args as parse_node_args   # the node's own parser judges its options
+from kvstore.tools import processes, security, waits
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
@@ -61,7 +58,7 @@ def parse_args(argv):
                        ("restart", "start a stopped or crashed node on its data (stopping it first if running)")):
         sub.add_parser(name, help=text).add_argument("id", type=int)
     sub.add_parser("status", help="each node: up or down, pid, address")
-    access.add_parsers(sub)
+    security.add_parsers(sub)
     args = p.parse_args(argv)
     args.command = args.command or "start"
     args.nodes = getattr(args, "nodes", None)
@@ -71,7 +68,9 @@ def parse_args(argv):
     return args
 
 
-class Cluster:
+class ClusterDirectory:
+    """A cluster's data directory, as ./server.sh keeps it: the cluster file, the node options, a directory a node."""
+
     def __init__(self, data_dir):
         self.data_dir = Path(data_dir).resolve()
         self.cluster_file = self.data_dir / "cluster.txt"
@@ -90,12 +89,12 @@ class Cluster:
 
     def ensure_access(self):
         """A cluster gets what it lacks of its secret, its users and the operator's credentials."""
-        access.ensure(self.cluster_file)
+        security.ensure(self.cluster_file)
 
     @property
     def access(self):
         """{credentials, tls}: how this tool logs in to the nodes and reaches their client ports."""
-        return access.access(self.cluster_file, self.node_options())
+        return security.access(self.cluster_file, self.node_options())
 
     @property
     def options_file(self):
@@ -151,7 +150,7 @@ def check_node_options(options):
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):
-            node_options.parse_args(["--id", "0", *options])   # the node's own parser is the judge
+            parse_node_args(["--id", "0", *options])   # the node's own parser is the judge
     except SystemExit:
         why = said.getvalue().strip().splitlines()[-1].removeprefix("server.py: ")
         raise ConfigError(f"the nodes would refuse these options ({shlex.join(options)}): {why}") from None
@@ -183,7 +182,7 @@ def cmd_start(cluster, args):
         report_not_up(cluster, node_id)
     for node_id, proc in spawned.items():
         if proc is not None and node_id not in failed:
-            settle(cluster, node_id)
+            wait_for_peers(cluster, node_id)
     cmd_status(cluster, args)
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -194,7 +193,7 @@ def running_peers(cluster, node_id):
     return [n for n in cluster.nodes() if n.node_id != node_id and processes.find_node(cluster.node_dir(n.node_id))]
 
 
-def settle(cluster, node_id):
+def wait_for_peers(cluster, node_id):
     """Wait (bounded) until the running peers of a node just started see it up and have handed it their
     hints, so that what a person reads next is current; say so when they have not."""
     peers, access = running_peers(cluster, node_id), cluster.access
@@ -220,7 +219,7 @@ def cmd_crash(cluster, args):
         print(f"node {args.id} is not running", file=sys.stderr)
         return EXIT_FAILED
     waits.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT,
-                       access=cluster.access)
+                    access=cluster.access)
     print(f"crashed node {args.id} (SIGKILL to pid {pid}); './server.sh restart {args.id}' brings it back")
     return EXIT_OK
 
@@ -232,7 +231,7 @@ def cmd_stop(cluster, args):
         print(f"node {args.id} is not running", file=sys.stderr)
         return EXIT_FAILED
     waits.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT,
-                       access=cluster.access)
+                    access=cluster.access)
     print(f"stopped node {args.id} (pid {pid})")
     return EXIT_OK
 
@@ -247,7 +246,7 @@ def cmd_restart(cluster, args):
     if not cluster.wait_ready(args.id, spawned):
         report_not_up(cluster, args.id)
         return EXIT_FAILED
-    settle(cluster, args.id)
+    wait_for_peers(cluster, args.id)
     print(f"node {args.id} is up (pid {processes.find_node(cluster.node_dir(args.id)).pid})")
     return EXIT_OK
 
@@ -290,13 +289,13 @@ def node_state(node, process, tls=None):
 
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,
-            "status": cmd_status, "user": access.cmd_user, "tls": access.cmd_tls}
+            "status": cmd_status, "user": security.cmd_user, "tls": security.cmd_tls}
 
 
 def main(argv=None):
     args = parse_args(argv)
     os.umask(0o077)   # the cluster's files (its options, keys, certificates) are the operator's alone
-    cluster = Cluster(args.data_dir)
+    cluster = ClusterDirectory(args.data_dir)
     try:
         if args.command != "start" and not cluster.cluster_file.exists():
             raise ConfigError(f"no cluster in {cluster.data_dir}; start one with ./server.sh")

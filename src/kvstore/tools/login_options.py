@@ -12,7 +12,7 @@ import getpass
 import sys
 
 from kvstore.net.tls import CA_FILE, client_context, tls_dir
-from kvstore.service.users import find_credentials
+from kvstore.client.credentials import find_credentials
 
 
 def add_options(parser):

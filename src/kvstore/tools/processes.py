@@ -1,9 +1,9 @@
 """Finding, starting and signalling this project's node processes, and nothing else.
 
-A node holds its data directory's lock (kvstore.datadir) for as long as it
+A node holds its data directory's lock (kvstore.storage.datadir) for as long as it
 runs, and writes `node.pid` ("PID CREATE_TIME") beside it for people to read.
 The tools find a node by asking the kernel which process holds that lock, then
-check with psutil that the process runs a kvstore src/server.py. So a node is
+check with psutil that the process runs a kvstore node. So a node is
 found however it was started (by ./server.sh or by hand, with or without
 --data-dir), and a pid file left behind by a dead node, or naming a process
 that is not ours, is never believed. Processes are never found by name.
@@ -17,35 +17,13 @@ from pathlib import Path
 
 import psutil
 
+from kvstore.core.config import CHECKOUT
 from kvstore.storage import datadir
-from kvstore.bootstrap import ROOT
 
-SERVER_SCRIPT = ROOT / "src" / "server.py"
-PID_FILE = "node.pid"
+# How a node is started: the checkout's src/server.py, or, installed, the package's `python -m kvstore.node`.
+NODE_COMMAND = [str(CHECKOUT / "src" / "server.py")] if CHECKOUT else ["-m", "kvstore.node"]
 LOG_FILE = "node.log"
 OUT_FILE = "node.out"   # what a node prints outside its log
-
-
-def write_pid_file(data_dir):
-    me = psutil.Process()
-    tmp = Path(data_dir) / (PID_FILE + ".tmp")
-    tmp.write_text(f"{me.pid} {me.create_time()}\n")
-    os.replace(tmp, Path(data_dir) / PID_FILE)
-
-
-def remove_pid_file(data_dir):
-    path = Path(data_dir) / PID_FILE
-    recorded = _read_pid_file(path)
-    if recorded and recorded[0] == os.getpid():
-        path.unlink(missing_ok=True)
-
-
-def _read_pid_file(path):
-    try:
-        pid, created = path.read_text().split()
-        return int(pid), float(created)
-    except (OSError, ValueError):
-        return None
 
 
 def find_node(data_dir):
@@ -63,8 +41,9 @@ def find_node(data_dir):
 
 
 def runs_server(cmdline):
-    """True when cmdline runs a kvstore src/server.py."""
-    return any(Path(arg).name == "server.py" and Path(arg).parent.name == "src" for arg in cmdline)
+    """True when cmdline runs a kvstore node: src/server.py, or python -m kvstore.node."""
+    return (any(Path(arg).name == "server.py" and Path(arg).parent.name == "src" for arg in cmdline)
+            or any(arg == "-m" and name == "kvstore.node" for arg, name in zip(cmdline, cmdline[1:])))
 
 
 def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.executable, prefix=(), env=None):
@@ -74,14 +53,14 @@ def spawn_node(cluster_file, node_id, data_dir, extra_args=(), python=sys.execut
     env: variables to add to its environment (the tests' libfaketime, for a clock of its own)."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    command = [*prefix, python, str(SERVER_SCRIPT), "--cluster", str(Path(cluster_file).resolve()),
+    command = [*prefix, python, *NODE_COMMAND, "--cluster", str(Path(cluster_file).resolve()),
                "--id", str(node_id), "--data-dir", str(data_dir), "--log-file", str(data_dir / LOG_FILE), *extra_args]
     # The node writes (and rotates) node.log itself; what it prints outside its log (a crash before its log is
     # set up) goes to node.out.
     fd = os.open(data_dir / OUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=CHECKOUT,
                                 env=dict(os.environ, **env) if env else None)
 
 

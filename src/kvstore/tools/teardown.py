@@ -7,14 +7,14 @@ from pathlib import Path
 
 from kvstore.storage import datadir
 from kvstore.tools import processes
-from kvstore.bootstrap import DEFAULT_DATA_DIR
+from kvstore.core.config import DEFAULT_DATA_DIR
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def node_dirs(data_dir):
     """Every node directory a node has run in: each holds the lock file (or, from older nodes, a pid file)."""
-    return sorted({p.parent for name in (datadir.LOCK_FILE, processes.PID_FILE)
+    return sorted({p.parent for name in (datadir.LOCK_FILE, datadir.PID_FILE)
                    for p in Path(data_dir).glob(f"node*/{name}")})
 
 
@@ -33,7 +33,7 @@ def main(argv=None):
     for node_dir in node_dirs(data_dir):
         pid = processes.stop_node(node_dir)
         if pid is None:
-            stale = node_dir / processes.PID_FILE
+            stale = node_dir / datadir.PID_FILE
             print(f"{node_dir.name}: not running" + (" (stale pid file removed)" if stale.exists() else ""))
             stale.unlink(missing_ok=True)
         else:

@@ -18,7 +18,6 @@ trusts its clients (no limits, no timeouts) and stops when killed.
 import os
 import selectors
 import socket
-import struct
 import tempfile
 import threading
 
@@ -28,7 +27,8 @@ from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore_rpc import KVStore, ttypes
 
-_LENGTH = struct.Struct("!i")
+from kvstore.net.codec import FRAME_LENGTH
+
 _ARGS = {"put": KVStore.put_args, "get": KVStore.get_args, "describe_ring": KVStore.describe_ring_args}
 _RESULTS = {"put": KVStore.put_result, "get": KVStore.get_result}
 _ANSWERS = {"put": KVStore.put_result(success=ttypes.WriteResult(1, [0], [])),
@@ -42,7 +42,7 @@ def frame(name, kind, seqid, body):
     body.write(out)
     out.writeMessageEnd()
     payload = out.trans.getvalue()
-    return _LENGTH.pack(len(payload)) + payload
+    return FRAME_LENGTH.pack(len(payload)) + payload
 
 
 def parse(payload, classes):
@@ -76,12 +76,12 @@ class Link:
             self.close()
             return
         self._in += data
-        while len(self._in) >= _LENGTH.size:
-            length, = _LENGTH.unpack_from(self._in)
-            if len(self._in) < _LENGTH.size + length:
+        while len(self._in) >= FRAME_LENGTH.size:
+            length, = FRAME_LENGTH.unpack_from(self._in)
+            if len(self._in) < FRAME_LENGTH.size + length:
                 break
-            payload = bytes(self._in[_LENGTH.size:_LENGTH.size + length])
-            del self._in[:_LENGTH.size + length]
+            payload = bytes(self._in[FRAME_LENGTH.size:FRAME_LENGTH.size + length])
+            del self._in[:FRAME_LENGTH.size + length]
             self._on_frame(self, payload)
 
     def close(self):

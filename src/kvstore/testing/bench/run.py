@@ -22,9 +22,11 @@ from pathlib import Path
 
 import psutil
 
+from kvstore.core.config import CHECKOUT
 from kvstore.tools import processes
 from kvstore.testing.bench.durability import measure_hint_delivery, measure_restart
 from kvstore.testing.bench.floor import serve
+from kvstore.testing.bench import tables
 from kvstore.testing.bench.layers import measure_layers
 from kvstore.testing.bench.layers import table as layers_table
 from kvstore.testing.bench.leanstore import serve_lean
@@ -34,10 +36,10 @@ from kvstore.testing.bench.oneclient import table as one_client_table
 from kvstore.testing.bench.load import bench_key, run_load
 from kvstore.testing.localcluster import Cluster, free_ports
 from kvstore.net.blocking import ping
-from kvstore.service.users import find_credentials
+from kvstore.client.credentials import find_credentials
 
 CELLS = [("put", "QUORUM"), ("get", "QUORUM"), ("put", "ONE"), ("get", "ONE")]
-BENCH_SCRIPT = processes.ROOT / "src" / "bench.py"
+BENCH_SCRIPT = CHECKOUT / "src" / "bench.py"
 
 
 def parse_args(argv):
@@ -180,7 +182,7 @@ def store(args, directory, label="store", extra_args=()):
         cluster.close()
 
 
-def _spawn_floor(kind, port, replicas=()):
+def spawn_floor(kind, port, replicas=()):
     command = [sys.executable, str(BENCH_SCRIPT), "--serve", kind, "--port", str(port),
                "--replicas", ",".join(f"{h}:{p}" for h, p in replicas)]
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
@@ -197,16 +199,16 @@ def floor():
     procs = []
     try:
         port = free_ports(1)[0]
-        procs.append(_spawn_floor("noop", port))
+        procs.append(spawn_floor("noop", port))
         clusters = []
         for label, replica_kind, fanout_kind in (("fanout", "noop", "fanout"),
                                                  ("loop-fanout", "loop-noop", "loop-fanout"),
                                                  ("loop-durable-fanout", "loop-durable", "loop-fanout")):
             replica_ports, coordinator_ports = free_ports(4), free_ports(4)
-            mine = [_spawn_floor(replica_kind, p) for p in replica_ports]
+            mine = [spawn_floor(replica_kind, p) for p in replica_ports]
             for i, p in enumerate(coordinator_ports):
                 replicas = [("127.0.0.1", replica_ports[(i + k) % 4]) for k in range(3)]
-                mine.append(_spawn_floor(fanout_kind, p, replicas))
+                mine.append(spawn_floor(fanout_kind, p, replicas))
             procs += mine
             clusters.append(System(label, [("127.0.0.1", p) for p in coordinator_ports],
                                    pids=lambda mine=mine: [proc.pid for proc in mine]))
@@ -218,50 +220,6 @@ def floor():
             proc.wait(10)
 
 
-def table(store, single, fanout):
-    lines = [f"{'cell':<22}{'store ops/s':>12}{'p50':>8}{'p99':>8}{'max':>8}{'err':>5}{'fsync/w':>8}{'cpu us':>8}  "
-             f"{'1-RPC floor':>11}{'fan-out floor':>14}{'p99':>8}{'cpu us':>8}  {'store/fan-out':>13}"]
-    for name, cell in store.items():
-        op, level, clients = name.split()
-        one = single.get(f"{op} QUORUM {clients}", {})
-        fan = fanout.get(name, {})
-        lines.append(f"{name:<22}{cell['ops_per_s']:>12}{cell['p50_ms']:>8}{cell['p99_ms']:>8}{cell['max_ms']:>8}"
-                     f"{cell['errors']:>5}{str(cell.get('fsyncs_per_write', '-')):>8}{_cpu(cell):>8}  "
-                     f"{one.get('ops_per_s', '-'):>11}{fan.get('ops_per_s', '-'):>14}"
-                     f"{fan.get('p99_ms', '-'):>8}{_cpu(fan):>8}  {_ratio(cell, fan):>13}")
-    return "\n".join(lines)
-
-
-def reference_table(store, loop, durable_loop):
-    """The store beside the selector-loop floors: without storage, and with replicas that fsync."""
-    lines = [f"{'cell':<22}{'store ops/s':>12}{'cpu us':>8}{'loop floor':>12}{'p99':>8}{'cpu us':>8}"
-             f"{'durable loop':>14}{'p99':>8}{'cpu us':>8}  {'store/loop':>10}  {'store/durable loop':>18}"]
-    for name, cell in store.items():
-        looped, durable = loop.get(name, {}), durable_loop.get(name, {})
-        lines.append(f"{name:<22}{cell['ops_per_s']:>12}{_cpu(cell):>8}{looped.get('ops_per_s', '-'):>12}"
-                     f"{looped.get('p99_ms', '-'):>8}{_cpu(looped):>8}{durable.get('ops_per_s', '-'):>14}"
-                     f"{durable.get('p99_ms', '-'):>8}{_cpu(durable):>8}  {_ratio(cell, looped):>10}"
-                     f"  {_ratio(cell, durable):>18}")
-    return "\n".join(lines)
-
-
-def tls_table(plain, tls):
-    lines = [f"{'cell':<22}{'plaintext ops/s':>16}{'p99':>8}{'TLS ops/s':>11}{'p99':>8}{'TLS/plaintext':>15}"]
-    for name, cell in plain.items():
-        other = tls.get(name, {})
-        lines.append(f"{name:<22}{cell['ops_per_s']:>16}{cell['p99_ms']:>8}{other.get('ops_per_s', '-'):>11}"
-                     f"{other.get('p99_ms', '-'):>8}{_ratio(other, cell) if other else '-':>15}")
-    return "\n".join(lines)
-
-
-def _cpu(cell):
-    return str(cell.get("cpu_us_per_op") or "-")
-
-
-def _ratio(cell, floor_cell):
-    return f"{cell['ops_per_s'] / floor_cell['ops_per_s']:.2f}x" if floor_cell.get("ops_per_s") else "-"
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.layers:
@@ -269,7 +227,7 @@ def main(argv=None):
         print(json.dumps(figures, indent=2) if args.json else layers_table(figures))
         return 0
     if args.one_client:
-        figures = measure_one_client(_spawn_floor, args.one_client, args.keys, args.value_size)
+        figures = measure_one_client(spawn_floor, args.one_client, args.keys, args.value_size)
         print(json.dumps(figures, indent=2) if args.json else one_client_table(figures))
         return 0
     if args.serve:
@@ -317,17 +275,18 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(table(report["store"], report["floor_single_rpc"], report["floor_fanout"]))
+        print(tables.main_table(report["store"], report["floor_single_rpc"], report["floor_fanout"]))
         if args.sync_period:
             print(f"\nNOT DURABLE AT ACKNOWLEDGEMENT: the store with --commitlog-sync-period {args.sync_period:g} "
                   "(fsync every period, not before acknowledging)")
-            print(table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"]))
+            print(tables.main_table(report["store_periodic_sync"], report["floor_single_rpc"], report["floor_fanout"]))
         if "store_tls" in report:
             print("\nTLS: the same store with TLS on the client and peer ports (--tls --internode-tls)")
-            print(tls_table(report["store"], report["store_tls"]))
+            print(tables.tls_table(report["store"], report["store_tls"]))
         if report["floor_loop_fanout"]:
             print("\nREFERENCE: the same fan-out as selector loops, without storage and with replicas that fsync")
-            print(reference_table(report["store"], report["floor_loop_fanout"], report["floor_loop_durable_fanout"]))
+            print(tables.reference_table(report["store"], report["floor_loop_fanout"],
+                                         report["floor_loop_durable_fanout"]))
         for part in ("restart", "hints"):
             if part in report:
                 print(f"{part}: " + ", ".join(f"{k} {v}" for k, v in report[part].items()))

@@ -36,17 +36,42 @@ from collections import Counter
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
+from kvstore.net.codec import MAX_CONTAINER_LENGTH
 from kvstore.net.frames import FrameSocket
-from kvstore.net.limits import FrameBudget, refusal_frame, refuse, too_large_answer
+from kvstore.net.limits import refusal_frame, refuse, too_large_answer
 
 log = logging.getLogger(__name__)
 
-MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
 REFUSAL_LOG_INTERVAL = 60.0      # seconds between WARNING lines for refused handshakes from one host
 SMALL_FRAME = 1 << 16            # frames up to this size are read without taking from the memory budget
 
 
-class SharedDoor:
+class FrameBudget:
+    """Bytes that large frames being read may hold, summed over a port's connections."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._held = 0
+        self._freed = threading.Condition()
+
+    def reserve(self, amount, deadline):
+        """True once `amount` bytes are this caller's; False if they are not free by `deadline`."""
+        with self._freed:
+            while self._held + amount > self.limit:
+                left = deadline - time.monotonic()
+                if left <= 0 or amount > self.limit:
+                    return False
+                self._freed.wait(left)
+            self._held += amount
+            return True
+
+    def release(self, amount):
+        with self._freed:
+            self._held -= amount
+            self._freed.notify_all()
+
+
+class ProcessorDoor:
     """What every connection of a port shares when none needs state of its own (the peer port)."""
 
     def __init__(self, processor, idle_timeout):

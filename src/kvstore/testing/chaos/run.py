@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kvstore.testing.chaos.checker import check, lost_writes, summarize
 from kvstore.testing.chaos.nemesis import Nemesis
-from kvstore.testing.chaos.workload import CALL_TIMEOUT, LEVELS, Client, chaos_keys
+from kvstore.testing.chaos.workload import CALL_TIMEOUT, LEVELS, ChaosClient, chaos_keys
 from kvstore.core.errors import KVStoreError, NodeFailed, NodeUnavailable
 from kvstore.tools.inspector import analyze, collect, divergent
 from kvstore.testing.localcluster import FAKETIME_LIBRARY, Cluster, ClusterError
@@ -121,7 +121,7 @@ class Run:
 
     def execute(self):
         stop = threading.Event()
-        clients = [Client(n, self.cluster.nodes, self.keys, self.args.seed, self.clock, self.record, stop,
+        clients = [ChaosClient(n, self.cluster.nodes, self.keys, self.args.seed, self.clock, self.record, stop,
                           credentials=self.cluster.credentials)
                    for n in range(self.args.clients)]
         nemesis = Nemesis(self.cluster, self.kinds, self.args.max_down, self.args.seed, self.clock, self.record,

@@ -27,7 +27,7 @@ def chaos_keys(count):
     return [bytes([(i * 256 // count + 7) % 256]) + b"-chaos-%d" % i for i in range(count)]
 
 
-class Client(threading.Thread):
+class ChaosClient(threading.Thread):
     def __init__(self, number, nodes, keys, seed, clock, record, stop, credentials=None):
         """credentials: (user, password) every connection logs in with (the cluster's authentication is on)."""
         super().__init__(name=f"client-{number}", daemon=True)

@@ -12,13 +12,15 @@ local CA and a certificate for the nodes (kvstore.tls).
 import getpass
 import secrets
 import sys
+from pathlib import Path
 
 from kvstore.tools import login_options
 from kvstore.core.errors import ConfigError
 from kvstore.net.peerauth import create_secret, secret_path
 from kvstore.net.tls import create_local_ca, tls_dir
-from kvstore.service.users import (ROLES, add_user, credentials_path, find_credentials, read_credentials, read_users,
-                           remove_user, users_path, write_credentials)
+from kvstore.client.credentials import credentials_path, find_credentials, read_credentials
+from kvstore.core.passwords import ROLES
+from kvstore.storage.users_file import add_user, read_users, remove_user, users_path, write_private
 
 ADMIN = "admin"
 
@@ -126,3 +128,9 @@ def cmd_tls(cluster, args):
           "./server.sh start -- --tls --internode-tls, and connect with python3 src/client.py --tls")
     return 0
 
+
+def write_credentials(path, user, password):
+    """The operator's credentials, where the tools look for them (0600), as cqlsh's cqlshrc."""
+    lines = ["# kvstore: who the tools (console, inspector, server.sh) log in as when no user is given",
+             "[authentication]", f"username = {user}", f"password = {password}"]
+    write_private(Path(path), "\n".join(lines) + "\n")
