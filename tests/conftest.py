@@ -1,4 +1,4 @@
-"""Paths for the tests, and the cluster fixtures (real node processes; see kvstore.localcluster)."""
+"""Paths for the tests, and the cluster fixtures (real node processes; see kvstore.testing.localcluster)."""
 import sys
 from pathlib import Path
 

@@ -1,5 +1,5 @@
-"""Clients log in (kvstore.access, kvstore.users): every refusal is a typed error naming its cause, on a
-connection that stays open; roles bound what a user may call; the users file changes take effect at the next
+"""Clients log in (kvstore.service.gate, kvstore.storage.users_file): every refusal is a typed error naming its
+cause, on a connection that stays open; roles bound what a user may call; the users file changes take effect at the next
 login; a node refuses to run open to the network."""
 import socket
 import subprocess

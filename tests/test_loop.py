@@ -1,7 +1,7 @@
 """A node's event loop never blocks: under a workload that takes every path that touches a file (durable
 writes at every level, batches, deletes and expiry, hints stored for a node that is down and delivered when it
 is back, read repair, a compaction, logins, the clock's reservation renewed), no callback holds the loop longer
-than kvstore.loopcheck.SLOW_CALLBACK, and no fsync, fdatasync, pwrite or open for writing happens on the loop's
+than kvstore.node.loopcheck.SLOW_CALLBACK, and no fsync, fdatasync, pwrite or open for writing happens on the loop's
 thread. The nodes run with KVSTORE_CHECK_LOOP=1 (asyncio's debug mode and the file-call guard)."""
 import time
 

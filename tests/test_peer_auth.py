@@ -1,4 +1,4 @@
-"""Peers prove they know the cluster secret before their first call (kvstore.peerauth).
+"""Peers prove they know the cluster secret before their first call (kvstore.net.peerauth).
 
 A stranger on the peer port, a caller with the wrong secret, and a node of
 another cluster are refused before any of their calls is read; the cluster's

@@ -1,4 +1,4 @@
-"""TLS on both ports (kvstore.tls): clients and peers work through it, and neither a plaintext client nor
+"""TLS on both ports (kvstore.net.tls): clients and peers work through it, and neither a plaintext client nor
 one that never finishes its handshake stalls anyone else."""
 import socket
 import ssl

@@ -18,7 +18,7 @@ been applied) and raises NodeUnavailable saying so. A write a node refuses to
 coordinate because its clock is off (ClockOffset: nothing was written) goes to
 another node.
 
-Errors are raised as kvstore.errors types (InvalidRequest, Unavailable, TimedOut,
+Errors are raised as kvstore.core.errors types (InvalidRequest, Unavailable, TimedOut,
 StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable, and NodeFailed when
 a node fails inside a call: a bug on its side). Batches do not
 raise per key: each key's outcome is its result or the exception it met.

@@ -4,7 +4,7 @@ A coordinator never waits for a peer to be free: it submits requests with a
 callback each and goes on. When nothing is in flight, the requests go at once,
 as one call of the batch method (replica_write_batch, replica_read_batch or
 replica_scan_batch; the items are already in the IDL's types) on the peer's
-link (kvstore.peerlink). Requests submitted while a batch is in flight queue
+link (kvstore.net.peer_link). Requests submitted while a batch is in flight queue
 up, and go as the next batch (bounded by count and by bytes) the moment its
 answer is in. So under load a batch costs one RPC and, on the replica, one
 fsync however many requests it carries. A replica whose answer reached its

@@ -10,7 +10,7 @@ Heartbeat answers also carry the peer's clock. Each is kept against this node's
 monotonic clock (the peer's clock minus ours at the middle of the round trip),
 so offsets() reflects a step of this node's own wall clock at once, and a
 peer's at its next heartbeat. What to do about an offset is the clock's
-business (kvstore.clock); a node that has just started waits (bounded) until it
+business (kvstore.core.clock); a node that has just started waits (bounded) until it
 has measured most of its peers' clocks before it serves (clocks_measured), so
 that the first write it coordinates is judged too.
 """
@@ -111,7 +111,7 @@ class FailureDetector:
 
     async def start(self, background):
         """Announce ourselves with one round now, then keep pinging every interval, in tasks of background
-        (the node's kvstore.tasks.Background)."""
+        (the node's kvstore.core.tasks.Background)."""
         await self.ping_all()
         self._tasks = [background.spawn(self._loop(node_id), f"heartbeat-{node_id}") for node_id in self._peers]
 

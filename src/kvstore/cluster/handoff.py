@@ -22,7 +22,7 @@ FIRST_BACKOFF, MAX_BACKOFF = 0.5, 30.0
 class HintDelivery:
     def __init__(self, hints, replicas, timeout, background, clock=time.monotonic):
         """replicas: {node_id: replica with the coroutine deliver(mutations, timeout)}; background: the node's
-        kvstore.tasks.Background, which runs the deliveries."""
+        kvstore.core.tasks.Background, which runs the deliveries."""
         self._hints = hints
         self._replicas = replicas
         self._timeout = timeout

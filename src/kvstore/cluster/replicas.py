@@ -6,8 +6,8 @@ node's own storage: reads answer at once; a group of writes is one append on
 the disk worker (one fsync), applied and called back once durable, straight
 from the disk worker's completion. RemoteReplica is another node: requests go
 through its channels (coalesced into batches; a group submitted together goes
-in one call) over its link (kvstore.peerlink). This is also where our types
-and the IDL's meet for internode calls.
+in one call) over its link (kvstore.net.peer_link); a cell crosses to the IDL's types and back through
+kvstore.net.wire, and a peer's refusal becomes the error the coordinator counts.
 """
 from kvstore.cluster.batching import PeerChannel
 from kvstore.core.errors import InvalidRequest, NodeFailed, NodeUnavailable, StorageError

@@ -1,6 +1,6 @@
-"""One connection to a node's port, on its event loop (kvstore.loopserver owns them): frames in, each within
+"""One connection to a node's port, on its event loop (kvstore.net.server owns them): frames in, each within
 the port's limits (its share of the frame memory, the half-sent-frame and idle deadlines, the frame cap, a few
-KiB before login, the peer handshake first on the peer port), calls dispatched to its door (kvstore.dispatch),
+KiB before login, the peer handshake first on the peer port), calls dispatched to its door (kvstore.net.codec),
 answers out, a client that does not read its answers cut off. A frame refused (its size, or no room in the
 frame memory) is thrown away as it arrives and answered with its call's typed error; the connection goes on."""
 import asyncio
@@ -26,7 +26,7 @@ class Inbound(asyncio.Protocol):
         self._server = server
         self.host, self.who = peer[0], f"{peer[0]}:{peer[1]}"
         self._loop = asyncio.get_running_loop()
-        self.opened, self.evicted = self._loop.time(), False   # kvstore.loopserver may close it to make room
+        self.opened, self.evicted = self._loop.time(), False   # kvstore.net.server may close it to make room
         self.closed = self._loop.create_future()
         self._transport, self._buffer, self._door = None, bytearray(), None
         self._handshake = None     # the peer port: None until the hello, then the proof expected

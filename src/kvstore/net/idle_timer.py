@@ -1,4 +1,4 @@
-"""One connection's deadline (kvstore.inbound): a single timer, for whichever of its limits is due.
+"""One connection's deadline (kvstore.net.connection): a single timer, for whichever of its limits is due.
 
 A connection has at most one deadline running: its handshake's, a half-sent
 frame's or an unread answer's (each set with set()), or the idle one (idle()).

@@ -4,7 +4,7 @@ Every call to the peer (replica batches, hints, heartbeats) goes over it: each
 is written at once with its own sequence id and answered whenever the peer is
 done with it, matched by that id, so no call waits behind another. A call
 gives a deadline and a callback, called exactly once, on the loop: with the
-answer, the IDL's declared exception, or ours (kvstore.errors):
+answer, the IDL's declared exception, or ours (kvstore.core.errors):
 - ConnectFailed: no connection could be made (the peer is down); nothing left;
 - NodeRefused: the peer is at its connection limit; nothing left;
 - NotAPeer: the peer did not prove it knows the cluster secret;

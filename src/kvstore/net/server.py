@@ -5,11 +5,11 @@ a deadline on a half-sent message, and TSSLServerSocket does the TLS handshake
 inside accept(). Here, for each port:
 - at most max_connections connections, max_connections_per_host from one
   remote address, and on the client port the pool of connections that have not
-  logged in (kvstore.slots); one more is told why in a frame any Thrift client raises as a
+  logged in (kvstore.service.slots); one more is told why in a frame any Thrift client raises as a
   TApplicationException (type UNKNOWN, "... at its connection limit"), then
   closed without a reset, as Redis answers "max number of clients reached";
 - a TLS handshake (the loop's, under HANDSHAKE_SECONDS), and on the peer port
-  the proof of the cluster secret (kvstore.peerauth) within the same time,
+  the proof of the cluster secret (kvstore.net.peerauth) within the same time,
   before any request is read;
 - between requests a connection may stay idle up to its door's idle_timeout
   (a few seconds for a client connection that has not logged in);
@@ -24,11 +24,11 @@ inside accept(). Here, for each port:
   the call's InvalidRequest (TApplicationException for calls that have none):
   the connection stays open;
 - the protocol's string and container length limits are set explicitly
-  (kvstore.dispatch); anything undecodable closes that connection only.
+  (kvstore.net.codec); anything undecodable closes that connection only.
 A client connection is served one request at a time, in order (a login comes
 before the calls it allows); a peer connection is pipelined: up to
 PEER_IN_FLIGHT requests at once, each answered when it is done, matched by its
-sequence id. One connection's reading, limits and calls: kvstore.inbound.
+sequence id. One connection's reading, limits and calls: kvstore.net.connection.
 """
 import asyncio
 import logging
@@ -70,7 +70,7 @@ class LoopServer:
         largest request it may send now; None: the port's) and .closed() (told when it closes); service: the
         generated module; secret: the cluster secret a caller must prove first (the peer port); tls: an
         ssl.SSLContext (server side); per_host_limit: connections one remote address may hold; slots: a
-        kvstore.slots.ConnectionSlots, whose pool of connections not logged in is checked at accept."""
+        kvstore.service.slots.ConnectionSlots, whose pool of connections not logged in is checked at accept."""
         self.address = (host, port)
         self.open_door = open_door   # who -> the door of a new connection
         self.service = codec.Service(service, settings.max_frame_bytes)
@@ -85,7 +85,7 @@ class LoopServer:
         self._listener = None
         self._opening = set()      # tasks making accepted sockets connections (a TLS handshake under way)
         self._accepted = 0         # connections counted against the limits: opening, and open
-        self.connections = set()   # the open ones (kvstore.inbound.Inbound)
+        self.connections = set()   # the open ones (kvstore.net.connection.Inbound)
         self.per_host = Counter()
         self._refusals_logged = {}
         self._refusal = refusal_frame(f"the node is at its connection limit: {settings.max_connections} connections "

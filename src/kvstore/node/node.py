@@ -257,7 +257,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     storage.maybe_compact()
     await detector.start(background)  # announces this node: peers mark it up and deliver the hints they hold
     # Client requests wait for this round, so they never see peers as down at start, and until this node has
-    # measured most of its peers' clocks, so that the first write it stamps is judged by them (kvstore.clock).
+    # measured most of its peers' clocks, so that the first write it stamps is judged by them (kvstore.core.clock).
     clock_wait = settings.request_timeout / 2   # a request held this long still has half its deadline left
     if not await detector.clocks_measured(clock_wait):
         log.warning("most peers did not answer within %g s of starting: serving with this node's clock checked "

@@ -10,10 +10,10 @@ logged in, each call is checked against the user's role:
     admin      and dump, compact (the inspector's and the operator's calls)
 
 A failed login logs the connection out; failures are slowed down and logged as
-kvstore.logins says, and a login takes a connection slot as kvstore.slots says.
+kvstore.service.logins says, and a login takes a connection slot as kvstore.service.slots says.
 Before login a request may be at most UNAUTHENTICATED_FRAME_BYTES (a login's
 size): larger ones are thrown away as they arrive and answered Unauthorized
-(kvstore.inbound). With authentication off, every
+(kvstore.net.connection). With authentication off, every
 connection is admin and login accepts anything (Cassandra's AllowAllAuthenticator).
 A password is checked off the node's loop (scrypt takes tens of milliseconds),
 on the thread of the `checker` executor the node owns.

@@ -10,7 +10,7 @@ Of a port's --max-connections slots:
 - one user holds at most --max-connections-per-user logged-in connections.
 So a flood of connections that never log in, or a user's own, leaves an admin
 room to log in. With authentication off every connection is an admin's and
-only the port's total and per-address limits count (kvstore.loopserver).
+only the port's total and per-address limits count (kvstore.net.server).
 """
 from collections import Counter
 

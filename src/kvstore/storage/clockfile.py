@@ -1,4 +1,4 @@
-"""Where a node's clock keeps its reservation (kvstore.clock): `clock` in its data directory, one number, so
+"""Where a node's clock keeps its reservation (kvstore.core.clock): `clock` in its data directory, one number, so
 that a crash at any moment leaves the old bound or the new one.
 
 A busy node renews its reservation several times a second, so a save must be cheap for the disk every node

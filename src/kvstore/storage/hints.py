@@ -2,12 +2,12 @@
 
 One commit log per target node (hints-<id>.log), so a target's hints replay in
 the order they were made. The hints belong to the node's event loop; their
-appends, checkpoints and rewrites go to the disk worker (kvstore.diskworker),
+appends, checkpoints and rewrites go to the disk worker (kvstore.storage.diskworker),
 where appends to one target's log share one fsync, as the commit log's do.
 Invariants: a hint is durable when add() returns; it counts as gone only after
 the target acknowledged it (delivered()) or it passed the window (hints older
 than the window are dropped with a log line, as Cassandra's max_hint_window).
-The window is judged by the clock (kvstore.clock): a hint is dated by its
+The window is judged by the clock (kvstore.core.clock): a hint is dated by its
 latest(), its age by its earliest(), so a wrong clock never drops one early.
 
 Delivery never rewrites the log. Hints go out oldest first, so what is gone is
@@ -50,8 +50,8 @@ class Hint:
 
 class HintStore:
     def __init__(self, directory, window, disk, clock=None, make_log=CommitLog, sync=None):
-        """window: seconds a hint is kept; disk: the kvstore.diskworker.DiskWorker that writes its files;
-        clock: a kvstore.clock.Clock, which dates hints and judges them; sync: how a checkpoint is made
+        """window: seconds a hint is kept; disk: the kvstore.storage.diskworker.DiskWorker that writes its files;
+        clock: a kvstore.core.clock.Clock, which dates hints and judges them; sync: how a checkpoint is made
         durable."""
         self._directory = str(directory)
         self._window = window

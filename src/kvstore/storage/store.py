@@ -9,7 +9,7 @@ proportional to the live data, not to every write ever made.
 
 The cells belong to the node's event loop: every method but load() is called
 on it, and nothing here takes a lock. Appends and compaction's rewrite go to
-the disk worker (kvstore.diskworker), and a write is applied in memory once
+the disk worker (kvstore.storage.diskworker), and a write is applied in memory once
 its append is durable. Compaction waits for the appends in flight and holds
 new writes back while it snapshots and rewrites, so no write can fall between
 the snapshot and the rewritten log.
@@ -18,7 +18,7 @@ Deletes and expiry: tombstones are cells like any other (they must travel to
 replicas that missed the delete, or those would bring the value back).
 Compaction turns expired values into tombstones and drops tombstones older
 than the grace period (gc_grace), and only then, judged by the clock's
-earliest() (kvstore.clock), so a clock that runs ahead expires nothing early.
+earliest() (kvstore.core.clock), so a clock that runs ahead expires nothing early.
 
 A cell stamped further ahead of this node's clock than the offset it believes
 is refused (FROM_THE_FUTURE): held, it would beat every correctly stamped write
@@ -48,8 +48,8 @@ FROM_THE_FUTURE = -1               # apply_all's answer for a cell refused: stam
 class Storage:
     def __init__(self, commit_log, disk, background, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS,
                  clock=None):
-        """disk: the kvstore.diskworker.DiskWorker its appends go through; background: the node's
-        kvstore.tasks.Background, which runs compaction; clock: a kvstore.clock.Clock, which judges expiry
+        """disk: the kvstore.storage.diskworker.DiskWorker its appends go through; background: the node's
+        kvstore.core.tasks.Background, which runs compaction; clock: a kvstore.core.clock.Clock, which judges expiry
         (earliest) and which cells to admit."""
         self._log = commit_log
         self._disk = disk

@@ -3,10 +3,10 @@
 It talks to the cluster through kvstore.client.Client: one coordinator (the
 one named, or a random live node of the cluster file), and the next live node
 when that one dies (a note says so). Keys and values are typed and shown in
-kvstore.notation: text as it is, quoted to include spaces ("my key"), and any
+kvstore.core.notation: text as it is, quoted to include spaces ("my key"), and any
 bytes in double quotes with escapes ("\\xff\\xfe"); what it prints can be typed
 back. With piped input it prints no prompt, runs every line, and exits 1 if any
-failed; on a terminal kvstore.terminal runs it. It keeps a read-your-writes
+failed; on a terminal kvstore.tools.terminal runs it. It keeps a read-your-writes
 session (`session off` turns it off).
 """
 import argparse

@@ -1,4 +1,4 @@
-"""How the console and the inspector show things: times, nodes, results (bytes: kvstore.notation)."""
+"""How the console and the inspector show things: times, nodes, results (bytes: kvstore.core.notation)."""
 import datetime
 
 from kvstore.core.errors import AuthenticationFailed, InvalidRequest, StaleRead, TimedOut, Unauthorized, Unavailable

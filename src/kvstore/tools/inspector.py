@@ -9,7 +9,7 @@ any other, and replicas must agree on them too. Each node's clock is shown as
 its offset from most of its peers' (the median of what its heartbeats
 measured), the figure a node checks against --max-clock-offset.
 It reads each replica through dump_replica: the admin call dump on each node's
-client port, logged in as an admin (kvstore.toolauth).
+client port, logged in as an admin (kvstore.tools.login_options).
 """
 import argparse
 import json
@@ -281,7 +281,7 @@ def render(args, key, states, reports, out):
 
 class ReplicaDump(NamedTuple):
     """One replica's state as stored, for the inspector: tombstones and expired cells included."""
-    cells: dict           # key -> kvstore.cell.Cell
+    cells: dict           # key -> kvstore.core.cell.Cell
     pending_hints: dict   # target node id -> hints held for it
     log_bytes: int        # the commit log file's size on disk
     hint_log_bytes: int

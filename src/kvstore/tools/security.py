@@ -1,13 +1,13 @@
 """What ./server.sh does about who may reach a cluster: its secret, its users, its TLS files.
 
 A new cluster gets, beside its cluster file (each 0600):
-- cluster.secret: what the nodes prove to each other (kvstore.peerauth);
-- users: who may log in (kvstore.users), at first one user, admin, with a
+- cluster.secret: what the nodes prove to each other (kvstore.net.peerauth);
+- users: who may log in (kvstore.storage.users_file), at first one user, admin, with a
   generated password;
 - credentials: that password, for the operator and the tools on this machine
   (console, inspector, server.sh itself), as cqlsh reads cqlshrc.
 `./server.sh user add|list|remove` manages the users; `./server.sh tls` makes a
-local CA and a certificate for the nodes (kvstore.tls).
+local CA and a certificate for the nodes (kvstore.net.tls).
 """
 import getpass
 import secrets

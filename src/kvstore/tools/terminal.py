@@ -1,6 +1,6 @@
 """The console on a terminal: line editing and history, paging, and saying what it waits for.
 
-kvstore.console runs the commands; this module is what only a person at a
+kvstore.tools.console runs the commands; this module is what only a person at a
 terminal needs. History lives in ~/.kvstore_history and holds commands only
 (not the answers typed at a ---MORE--- prompt). Once a call has waited a second
 for its node, a note on stderr says which node and how long it will wait; Ctrl-C

@@ -65,11 +65,11 @@ def parse_args(argv):
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--layers", action="store_true",
                    help="only measure the CPU of the node's own Python per get QUORUM, layer by layer, in one "
-                        "process, beside the loop floor's (about 20 s; see kvstore/bench/layers.py)")
+                        "process, beside the loop floor's (about 20 s; see kvstore/testing/bench/layers.py)")
     p.add_argument("--one-client", type=int, metavar="BLOCKS",
                    help="only measure put QUORUM at one client: the store, the lean store (the least a store of this "
-                        "shape does, kvstore/bench/leanstore.py) and the durable loop floor, interleaved in BLOCKS "
-                        "blocks of puts each (300: about 2 min), and how the disk takes fdatasyncs at once")
+                        "shape does, kvstore/testing/bench/leanstore.py) and the durable loop floor, interleaved in "
+                        "BLOCKS blocks of puts each (300: about 2 min), and how the disk takes fdatasyncs at once")
     p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout", "lean"),
                    help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -1,5 +1,5 @@
 """A threaded Thrift server: framed binary protocol, one thread per connection. The node serves on its event
-loop (kvstore.loopserver); this is the server of the benchmark's thread floor (bench/floor.py), the design
+loop (kvstore.net.server); this is the server of the benchmark's thread floor (bench/floor.py), the design
 the node had before, kept as the baseline it is measured against, and the tests' stand-in peer.
 
 Why not the library's servers: TThreadPoolServer pins a pool thread to every
