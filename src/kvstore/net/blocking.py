@@ -12,12 +12,11 @@ import ssl
 import time
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
-from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException
-from thrift.transport.TTransport import TMemoryBuffer, TTransportException
+from thrift.transport.TTransport import TMemoryBuffer
 
 from kvstore.core.errors import AuthenticationFailed, ConnectFailed, NodeFailed, NodeRefused, NodeUnavailable
-from kvstore.net.codec import error_text, refusal_in
+from kvstore.net.codec import TRANSPORT_ERRORS, error_text, refusal_in
 from kvstore.net.frames import FrameSocket
 from kvstore.net.limits import CLIENT_MAX_CONTAINER, CLIENT_MAX_FRAME
 from kvstore.net.wire import arity, check_arguments
@@ -25,8 +24,6 @@ from kvstore.net.peerauth import NotAPeer, UnexpectedAnswer, prove_to_node
 from kvstore_rpc import Internode, KVStore, ttypes
 
 LOGIN_TIMEOUT = 5.0   # a node checks one password at a time (scrypt): under a flood of logins, one waits
-
-_TRANSPORT_ERRORS = (TTransportException, TProtocolException, OSError, EOFError, ValueError)
 
 
 class Connection:
@@ -65,7 +62,7 @@ class Connection:
             except NotAPeer:
                 self._frames.close()
                 raise
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 self._frames.close()
                 raise NodeUnavailable(f"{self.address} did not finish the peer handshake: {error_text(exc)}",
                                       sent=False) from None
@@ -117,7 +114,7 @@ class Connection:
             client._oprot.trans = TMemoryBuffer()
             getattr(client, f"send_{method}")(*args)
             self._frames.send_frame(client._oprot.trans.getvalue())
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._lost(method, exc) from None
 
     def read_answer(self, method, deadline):
@@ -128,7 +125,7 @@ class Connection:
             client._iprot.trans = TMemoryBuffer(self._frames.read_frame(CLIENT_MAX_FRAME, deadline))
             self.last_answer = time.monotonic()
             return getattr(client, f"recv_{method}")()
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._lost(method, exc) from None
         except TApplicationException as exc:
             if exc.type == TApplicationException.UNKNOWN:   # a node at its connection limit says so, and closes

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_CONTAINER_LENGTH = 100_000   # items in one list or map of a request (hint batches are 100)
 FRAME_LENGTH = struct.Struct("!i")   # what comes before every frame: its length
+# What a connection or a frame that fails can raise: the connection's state is then unknown.
+TRANSPORT_ERRORS = (TTransportException, TProtocolException, OSError, EOFError, ValueError)
 _HEADER = struct.Struct("!ii")   # version and message type; the name's length
 _SEQID = struct.Struct("!i")
 VERSION_1, VERSION_MASK, TYPE_MASK = TBinaryProtocol.VERSION_1, TBinaryProtocol.VERSION_MASK, TBinaryProtocol.TYPE_MASK
@@ -151,7 +153,7 @@ def refusal_in(frame):
             return None
         error = TApplicationException()
         error.read(protocol)
-    except (TTransportException, TProtocolException, OSError, EOFError, ValueError):
+    except TRANSPORT_ERRORS:
         return None
     return error.message if error.type == TApplicationException.UNKNOWN else None
 
