@@ -213,27 +213,30 @@ def report_not_up(cluster, node_id):
 
 
 def cmd_crash(cluster, args):
-    cluster.node(args.id)  # a clear error for an unknown id
-    pid = processes.signal_node(cluster.node_dir(args.id), signal.SIGKILL)
-    if pid is None:
-        print(f"node {args.id} is not running", file=sys.stderr)
-        return EXIT_FAILED
-    waits.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT,
-                    access=cluster.access)
-    print(f"crashed node {args.id} (SIGKILL to pid {pid}); './server.sh restart {args.id}' brings it back")
-    return EXIT_OK
+    pid = take_down(cluster, args.id, lambda data_dir: processes.signal_node(data_dir, signal.SIGKILL))
+    if pid is not None:
+        print(f"crashed node {args.id} (SIGKILL to pid {pid}); './server.sh restart {args.id}' brings it back")
+    return EXIT_FAILED if pid is None else EXIT_OK
 
 
 def cmd_stop(cluster, args):
-    cluster.node(args.id)
-    pid = processes.stop_node(cluster.node_dir(args.id))
+    pid = take_down(cluster, args.id, processes.stop_node)
+    if pid is not None:
+        print(f"stopped node {args.id} (pid {pid})")
+    return EXIT_FAILED if pid is None else EXIT_OK
+
+
+def take_down(cluster, node_id, end):
+    """end(data_dir) -> the pid it ended, or None; then wait (bounded) until the running peers see the node down,
+    so that the next write through any of them hints it. None (said) when the node was not running."""
+    cluster.node(node_id)  # a clear error for an unknown id
+    pid = end(cluster.node_dir(node_id))
     if pid is None:
-        print(f"node {args.id} is not running", file=sys.stderr)
-        return EXIT_FAILED
-    waits.wait_seen(running_peers(cluster, args.id), args.id, up=False, timeout=SETTLE_TIMEOUT,
+        print(f"node {node_id} is not running", file=sys.stderr)
+        return None
+    waits.wait_seen(running_peers(cluster, node_id), node_id, up=False, timeout=SETTLE_TIMEOUT,
                     access=cluster.access)
-    print(f"stopped node {args.id} (pid {pid})")
-    return EXIT_OK
+    return pid
 
 
 def cmd_restart(cluster, args):
