@@ -9,9 +9,9 @@ import importlib
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from kvstore.core.config import CHECKOUT as ROOT   # no third-party import: safe before setup()
+
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 REQUIRED = ("thrift", "psutil")
 
