@@ -15,7 +15,6 @@ Exit codes: 0 clean stop, 2 bad configuration, 3 a corrupt log, 4 cannot listen,
 5 the data directory is in use by another process.
 """
 import asyncio
-import ipaddress
 import logging
 import logging.handlers
 import os
@@ -24,7 +23,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from kvstore.storage import datadir
@@ -54,9 +52,7 @@ from kvstore.core.ring import Ring
 from kvstore.service.slots import ConnectionSlots
 from kvstore.storage.store import Storage
 from kvstore.core.tasks import Background
-from kvstore.net.tls import CA_FILE, NODE_CERT, NODE_KEY, client_context, server_context, tls_dir
-from kvstore.service.authenticator import Authenticator
-from kvstore.storage.users_file import users_path
+from kvstore.node.security import Security, security_from
 from kvstore_rpc import Internode, KVStore
 
 EXIT_OK, EXIT_CONFIG, EXIT_CORRUPT, EXIT_LISTEN, EXIT_IN_USE = 0, 2, 3, 4, 5
@@ -83,40 +79,6 @@ def check_accelerator():
                     "Reinstall thrift with a C compiler and Python headers present.")
         return False
     return True
-
-
-@dataclass(frozen=True)
-class Security:
-    """Who the node lets in, and how its ports are wrapped."""
-    authenticator: object = None   # a users.Authenticator; None: authentication off
-    client_tls: object = None      # ssl.SSLContext of the client port, or None
-    peer_tls: object = None        # (server context, client context) for the peer port and calls to peers
-    max_connections_per_host: int = 0
-
-
-def security_from(args, listen_host):
-    """The node's Security from its options; ConfigError names what is wrong."""
-    if args.auth == "off":
-        if not _is_loopback(listen_host) and not args.insecure:
-            raise ConfigError(f"refusing to listen on {listen_host} with --auth off: anyone who reaches it could "
-                              "read and write everything. Turn authentication on, or add --insecure")
-        log.warning("authentication is off (--auth off): anyone who reaches the client port may read, write and "
-                    "dump everything")
-        authenticator = None
-    else:
-        authenticator = Authenticator(args.users or users_path(args.cluster))
-    files = tls_dir(args.cluster)
-    cert, key, ca = args.tls_cert or files / NODE_CERT, args.tls_key or files / NODE_KEY, args.ca or files / CA_FILE
-    client_tls = server_context(cert, key) if args.tls else None
-    peer_tls = (server_context(cert, key, ca), client_context(ca, cert, key)) if args.internode_tls else None
-    return Security(authenticator, client_tls, peer_tls, args.max_connections_per_host)
-
-
-def _is_loopback(host):
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def main(argv=None):
