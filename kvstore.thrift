@@ -162,6 +162,63 @@ struct NodeDump {
   9: optional i64 log_record_bytes,
 }
 
+/** A token range: the keys in (start, end] in byte order; start >= end: it wraps past the largest key. */
+struct TokenRange {
+  1: binary start,
+  2: binary end,
+}
+
+/** One key of a hash-tree leaf in a range sync: its cell's timestamp and 64-bit digest (kvstore.core.hashtree). */
+struct SyncEntry {
+  1: binary key,
+  2: i64 timestamp,
+  3: i64 digest,
+}
+
+/** The entries of the first `leaves` leaves asked for (whole leaves, within the answer budget; at least one). */
+struct SyncEntries {
+  1: list<SyncEntry> entries,
+  2: i32 leaves,
+}
+
+/** One token range a node holds, as it sees it. */
+struct RangeState {
+  1: TokenRange token_range,
+  /** Its replicas' node ids, in ring order. */
+  2: list<i32> replicas,
+  /** When its last full repair (every replica) finished, in wall-clock microseconds; 0: never. */
+  3: i64 repaired_at,
+  /** Every write stamped below this was on all its replicas when that repair finished (tombstones below may go). */
+  4: i64 repaired_since,
+  /** False while this node is being replaced and has not synced the range yet: it answers no reads of it. */
+  5: bool readable,
+  /** Keys this node holds in it. */
+  6: i64 keys,
+}
+
+/** A node's repairs: the one running (or the last), and the state of every range it holds. */
+struct RepairStatus {
+  1: i32 node_id,
+  /** "repair", "automatic" or "replace"; empty when none has run since the node started. */
+  2: string kind,
+  3: bool running,
+  4: i32 ranges_total,
+  5: i32 ranges_done,
+  /** Keys whose entries were compared, and cells sent to this node (in) and from it to others (out). */
+  6: i64 keys_compared,
+  7: i64 cells_in,
+  8: i64 cells_out,
+  9: i64 bytes_sent,
+  /** The ranges that could not be repaired, each with why. */
+  10: list<string> failed,
+  /** When it started, wall-clock microseconds, and how long it has run (or ran), in seconds. */
+  11: i64 started,
+  12: double elapsed,
+  13: list<RangeState> ranges,
+  /** How far it is, from 0 to 1 (ranges done, and the leaves of the range under way). */
+  14: double fraction,
+}
+
 /** The request itself is wrong (empty or oversized key, oversized value, unknown level); `why` says how. */
 exception InvalidRequest {
   1: string why,
@@ -336,6 +393,16 @@ service KVStore {
    * tombstones, tombstones older than the grace period are dropped. Returns how many were dropped.
    */
   i32 compact() throws (1: StorageFailure failure, 9: Unauthorized unauthorized),
+
+  /**
+   * Admin (role admin): repair these ranges (each one this node holds; empty: every range it holds) between
+   * all their replicas, with this node running the syncs, in the background. InvalidRequest when a repair
+   * already runs on this node, naming it. Follow it with repair_status.
+   */
+  void repair(1: list<TokenRange> ranges) throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
+
+  /** Admin (role admin): the repair running or last run on this node, and every range it holds. */
+  RepairStatus repair_status() throws (9: Unauthorized unauthorized),
 }
 
 /**
@@ -388,4 +455,23 @@ service Internode {
    * another node of this node's ring is refused.
    */
   Heartbeat heartbeat(1: i32 from_node) throws (1: InvalidRequest invalid),
+
+  /**
+   * Range sync: this replica's hash-tree hashes of a range it holds. No branches: the branch hashes (64);
+   * otherwise the 64 leaf hashes of each branch listed, one after another. `session` names the sync: a range
+   * takes one session at a time (InvalidRequest names the one it is in).
+   */
+  list<i64> sync_hashes(1: i64 session, 2: TokenRange token_range, 3: list<i32> branches)
+    throws (1: InvalidRequest invalid),
+
+  /** Range sync: the (key, timestamp, digest) of every key in the leaves listed, whole leaves within the budget. */
+  SyncEntries sync_entries(1: i64 session, 2: TokenRange token_range, 3: list<i32> leaves)
+    throws (1: InvalidRequest invalid),
+
+  /**
+   * Range sync: the session is over (the range is free for another). With since > 0 it was a full repair
+   * (every replica): record durably that every write stamped below `since` is on every replica of the range.
+   */
+  void sync_finished(1: i64 session, 2: TokenRange token_range, 3: i64 since)
+    throws (1: StorageFailure failure, 2: InvalidRequest invalid),
 }

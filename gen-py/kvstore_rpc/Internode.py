@@ -107,6 +107,45 @@ class Iface(object):
         """
         pass
 
+    def sync_hashes(self, session, token_range, branches):
+        """
+        Range sync: this replica's hash-tree hashes of a range it holds. No branches: the branch hashes (64);
+        otherwise the 64 leaf hashes of each branch listed, one after another. `session` names the sync: a range
+        takes one session at a time (InvalidRequest names the one it is in).
+
+        Parameters:
+         - session
+         - token_range
+         - branches
+
+        """
+        pass
+
+    def sync_entries(self, session, token_range, leaves):
+        """
+        Range sync: the (key, timestamp, digest) of every key in the leaves listed, whole leaves within the budget.
+
+        Parameters:
+         - session
+         - token_range
+         - leaves
+
+        """
+        pass
+
+    def sync_finished(self, session, token_range, since):
+        """
+        Range sync: the session is over (the range is free for another). With since > 0 it was a full repair
+        (every replica): record durably that every write stamped below `since` is on every replica of the range.
+
+        Parameters:
+         - session
+         - token_range
+         - since
+
+        """
+        pass
+
 
 class Client(Iface):
     """
@@ -387,6 +426,129 @@ class Client(Iface):
             raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "heartbeat failed: unknown result")
 
+    def sync_hashes(self, session, token_range, branches):
+        """
+        Range sync: this replica's hash-tree hashes of a range it holds. No branches: the branch hashes (64);
+        otherwise the 64 leaf hashes of each branch listed, one after another. `session` names the sync: a range
+        takes one session at a time (InvalidRequest names the one it is in).
+
+        Parameters:
+         - session
+         - token_range
+         - branches
+
+        """
+        self.send_sync_hashes(session, token_range, branches)
+        return self.recv_sync_hashes()
+
+    def send_sync_hashes(self, session, token_range, branches):
+        self._oprot.writeMessageBegin('sync_hashes', TMessageType.CALL, self._seqid)
+        args = sync_hashes_args()
+        args.session = session
+        args.token_range = token_range
+        args.branches = branches
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_sync_hashes(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = sync_hashes_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "sync_hashes failed: unknown result")
+
+    def sync_entries(self, session, token_range, leaves):
+        """
+        Range sync: the (key, timestamp, digest) of every key in the leaves listed, whole leaves within the budget.
+
+        Parameters:
+         - session
+         - token_range
+         - leaves
+
+        """
+        self.send_sync_entries(session, token_range, leaves)
+        return self.recv_sync_entries()
+
+    def send_sync_entries(self, session, token_range, leaves):
+        self._oprot.writeMessageBegin('sync_entries', TMessageType.CALL, self._seqid)
+        args = sync_entries_args()
+        args.session = session
+        args.token_range = token_range
+        args.leaves = leaves
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_sync_entries(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = sync_entries_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "sync_entries failed: unknown result")
+
+    def sync_finished(self, session, token_range, since):
+        """
+        Range sync: the session is over (the range is free for another). With since > 0 it was a full repair
+        (every replica): record durably that every write stamped below `since` is on every replica of the range.
+
+        Parameters:
+         - session
+         - token_range
+         - since
+
+        """
+        self.send_sync_finished(session, token_range, since)
+        self.recv_sync_finished()
+
+    def send_sync_finished(self, session, token_range, since):
+        self._oprot.writeMessageBegin('sync_finished', TMessageType.CALL, self._seqid)
+        args = sync_finished_args()
+        args.session = session
+        args.token_range = token_range
+        args.since = since
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_sync_finished(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = sync_finished_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.failure is not None:
+            raise result.failure
+        if result.invalid is not None:
+            raise result.invalid
+        return
+
 
 class Processor(Iface, TProcessor):
     def __init__(self, handler):
@@ -399,6 +561,9 @@ class Processor(Iface, TProcessor):
         self._processMap["replica_scan_batch"] = Processor.process_replica_scan_batch
         self._processMap["deliver_hints"] = Processor.process_deliver_hints
         self._processMap["heartbeat"] = Processor.process_heartbeat
+        self._processMap["sync_hashes"] = Processor.process_sync_hashes
+        self._processMap["sync_entries"] = Processor.process_sync_entries
+        self._processMap["sync_finished"] = Processor.process_sync_finished
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -608,6 +773,87 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("heartbeat", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_sync_hashes(self, seqid, iprot, oprot):
+        args = sync_hashes_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = sync_hashes_result()
+        try:
+            result.success = self._handler.sync_hashes(args.session, args.token_range, args.branches)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("sync_hashes", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_sync_entries(self, seqid, iprot, oprot):
+        args = sync_entries_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = sync_entries_result()
+        try:
+            result.success = self._handler.sync_entries(args.session, args.token_range, args.leaves)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("sync_entries", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_sync_finished(self, seqid, iprot, oprot):
+        args = sync_finished_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = sync_finished_result()
+        try:
+            self._handler.sync_finished(args.session, args.token_range, args.since)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except StorageFailure as failure:
+            msg_type = TMessageType.REPLY
+            result.failure = failure
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("sync_finished", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -911,11 +1157,11 @@ class replica_write_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype112, _size109) = iprot.readListBegin()
-                    for _i113 in range(_size109):
-                        _elem114 = Mutation()
-                        _elem114.read(iprot)
-                        self.mutations.append(_elem114)
+                    (_etype147, _size144) = iprot.readListBegin()
+                    for _i148 in range(_size144):
+                        _elem149 = Mutation()
+                        _elem149.read(iprot)
+                        self.mutations.append(_elem149)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -932,8 +1178,8 @@ class replica_write_batch_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter115 in self.mutations:
-                iter115.write(oprot)
+            for iter150 in self.mutations:
+                iter150.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -986,10 +1232,10 @@ class replica_write_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype119, _size116) = iprot.readListBegin()
-                    for _i120 in range(_size116):
-                        _elem121 = iprot.readI64()
-                        self.success.append(_elem121)
+                    (_etype154, _size151) = iprot.readListBegin()
+                    for _i155 in range(_size151):
+                        _elem156 = iprot.readI64()
+                        self.success.append(_elem156)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1016,8 +1262,8 @@ class replica_write_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.I64, len(self.success))
-            for iter122 in self.success:
-                oprot.writeI64(iter122)
+            for iter157 in self.success:
+                oprot.writeI64(iter157)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.failure is not None:
@@ -1075,10 +1321,10 @@ class replica_read_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype126, _size123) = iprot.readListBegin()
-                    for _i127 in range(_size123):
-                        _elem128 = iprot.readBinary()
-                        self.keys.append(_elem128)
+                    (_etype161, _size158) = iprot.readListBegin()
+                    for _i162 in range(_size158):
+                        _elem163 = iprot.readBinary()
+                        self.keys.append(_elem163)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1095,8 +1341,8 @@ class replica_read_batch_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter129 in self.keys:
-                oprot.writeBinary(iter129)
+            for iter164 in self.keys:
+                oprot.writeBinary(iter164)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1147,11 +1393,11 @@ class replica_read_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype133, _size130) = iprot.readListBegin()
-                    for _i134 in range(_size130):
-                        _elem135 = ReadResult()
-                        _elem135.read(iprot)
-                        self.success.append(_elem135)
+                    (_etype168, _size165) = iprot.readListBegin()
+                    for _i169 in range(_size165):
+                        _elem170 = ReadResult()
+                        _elem170.read(iprot)
+                        self.success.append(_elem170)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1173,8 +1419,8 @@ class replica_read_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter136 in self.success:
-                iter136.write(oprot)
+            for iter171 in self.success:
+                iter171.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1227,11 +1473,11 @@ class replica_scan_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype140, _size137) = iprot.readListBegin()
-                    for _i141 in range(_size137):
-                        _elem142 = KeyRange()
-                        _elem142.read(iprot)
-                        self.ranges.append(_elem142)
+                    (_etype175, _size172) = iprot.readListBegin()
+                    for _i176 in range(_size172):
+                        _elem177 = KeyRange()
+                        _elem177.read(iprot)
+                        self.ranges.append(_elem177)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1248,8 +1494,8 @@ class replica_scan_batch_args(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter143 in self.ranges:
-                iter143.write(oprot)
+            for iter178 in self.ranges:
+                iter178.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1300,11 +1546,11 @@ class replica_scan_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype147, _size144) = iprot.readListBegin()
-                    for _i148 in range(_size144):
-                        _elem149 = ReplicaPage()
-                        _elem149.read(iprot)
-                        self.success.append(_elem149)
+                    (_etype182, _size179) = iprot.readListBegin()
+                    for _i183 in range(_size179):
+                        _elem184 = ReplicaPage()
+                        _elem184.read(iprot)
+                        self.success.append(_elem184)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1326,8 +1572,8 @@ class replica_scan_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter150 in self.success:
-                iter150.write(oprot)
+            for iter185 in self.success:
+                iter185.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1380,11 +1626,11 @@ class deliver_hints_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype154, _size151) = iprot.readListBegin()
-                    for _i155 in range(_size151):
-                        _elem156 = Mutation()
-                        _elem156.read(iprot)
-                        self.mutations.append(_elem156)
+                    (_etype189, _size186) = iprot.readListBegin()
+                    for _i190 in range(_size186):
+                        _elem191 = Mutation()
+                        _elem191.read(iprot)
+                        self.mutations.append(_elem191)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1401,8 +1647,8 @@ class deliver_hints_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter157 in self.mutations:
-                iter157.write(oprot)
+            for iter192 in self.mutations:
+                iter192.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1635,6 +1881,512 @@ all_structs.append(heartbeat_result)
 heartbeat_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [Heartbeat, None], None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class sync_hashes_args(object):
+    """
+    Attributes:
+     - session
+     - token_range
+     - branches
+
+    """
+
+
+    def __init__(self, session=None, token_range=None, branches=None,):
+        self.session = session
+        self.token_range = token_range
+        self.branches = branches
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.session = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.LIST:
+                    self.branches = []
+                    (_etype196, _size193) = iprot.readListBegin()
+                    for _i197 in range(_size193):
+                        _elem198 = iprot.readI32()
+                        self.branches.append(_elem198)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_hashes_args')
+        if self.session is not None:
+            oprot.writeFieldBegin('session', TType.I64, 1)
+            oprot.writeI64(self.session)
+            oprot.writeFieldEnd()
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 2)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        if self.branches is not None:
+            oprot.writeFieldBegin('branches', TType.LIST, 3)
+            oprot.writeListBegin(TType.I32, len(self.branches))
+            for iter199 in self.branches:
+                oprot.writeI32(iter199)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_hashes_args)
+sync_hashes_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'session', None, None, ),  # 1
+    (2, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 2
+    (3, TType.LIST, 'branches', (TType.I32, None, False), None, ),  # 3
+)
+
+
+class sync_hashes_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype203, _size200) = iprot.readListBegin()
+                    for _i204 in range(_size200):
+                        _elem205 = iprot.readI64()
+                        self.success.append(_elem205)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_hashes_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.I64, len(self.success))
+            for iter206 in self.success:
+                oprot.writeI64(iter206)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_hashes_result)
+sync_hashes_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.I64, None, False), None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class sync_entries_args(object):
+    """
+    Attributes:
+     - session
+     - token_range
+     - leaves
+
+    """
+
+
+    def __init__(self, session=None, token_range=None, leaves=None,):
+        self.session = session
+        self.token_range = token_range
+        self.leaves = leaves
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.session = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.LIST:
+                    self.leaves = []
+                    (_etype210, _size207) = iprot.readListBegin()
+                    for _i211 in range(_size207):
+                        _elem212 = iprot.readI32()
+                        self.leaves.append(_elem212)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_entries_args')
+        if self.session is not None:
+            oprot.writeFieldBegin('session', TType.I64, 1)
+            oprot.writeI64(self.session)
+            oprot.writeFieldEnd()
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 2)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        if self.leaves is not None:
+            oprot.writeFieldBegin('leaves', TType.LIST, 3)
+            oprot.writeListBegin(TType.I32, len(self.leaves))
+            for iter213 in self.leaves:
+                oprot.writeI32(iter213)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_entries_args)
+sync_entries_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'session', None, None, ),  # 1
+    (2, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 2
+    (3, TType.LIST, 'leaves', (TType.I32, None, False), None, ),  # 3
+)
+
+
+class sync_entries_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = SyncEntries()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_entries_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_entries_result)
+sync_entries_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [SyncEntries, None], None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class sync_finished_args(object):
+    """
+    Attributes:
+     - session
+     - token_range
+     - since
+
+    """
+
+
+    def __init__(self, session=None, token_range=None, since=None,):
+        self.session = session
+        self.token_range = token_range
+        self.since = since
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.session = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.since = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_finished_args')
+        if self.session is not None:
+            oprot.writeFieldBegin('session', TType.I64, 1)
+            oprot.writeI64(self.session)
+            oprot.writeFieldEnd()
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 2)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        if self.since is not None:
+            oprot.writeFieldBegin('since', TType.I64, 3)
+            oprot.writeI64(self.since)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_finished_args)
+sync_finished_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'session', None, None, ),  # 1
+    (2, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 2
+    (3, TType.I64, 'since', None, None, ),  # 3
+)
+
+
+class sync_finished_result(object):
+    """
+    Attributes:
+     - failure
+     - invalid
+
+    """
+
+
+    def __init__(self, failure=None, invalid=None,):
+        self.failure = failure
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.failure = StorageFailure.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_finished_result')
+        if self.failure is not None:
+            oprot.writeFieldBegin('failure', TType.STRUCT, 1)
+            self.failure.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 2)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_finished_result)
+sync_finished_result.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
+    (2, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 2
 )
 fix_spec(all_structs)
 del all_structs

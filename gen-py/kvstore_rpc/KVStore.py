@@ -186,6 +186,25 @@ class Iface(object):
         """
         pass
 
+    def repair(self, ranges):
+        """
+        Admin (role admin): repair these ranges (each one this node holds; empty: every range it holds) between
+        all their replicas, with this node running the syncs, in the background. InvalidRequest when a repair
+        already runs on this node, naming it. Follow it with repair_status.
+
+        Parameters:
+         - ranges
+
+        """
+        pass
+
+    def repair_status(self):
+        """
+        Admin (role admin): the repair running or last run on this node, and every range it holds.
+
+        """
+        pass
+
 
 class Client(Iface):
     """
@@ -771,6 +790,76 @@ class Client(Iface):
             raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "compact failed: unknown result")
 
+    def repair(self, ranges):
+        """
+        Admin (role admin): repair these ranges (each one this node holds; empty: every range it holds) between
+        all their replicas, with this node running the syncs, in the background. InvalidRequest when a repair
+        already runs on this node, naming it. Follow it with repair_status.
+
+        Parameters:
+         - ranges
+
+        """
+        self.send_repair(ranges)
+        self.recv_repair()
+
+    def send_repair(self, ranges):
+        self._oprot.writeMessageBegin('repair', TMessageType.CALL, self._seqid)
+        args = repair_args()
+        args.ranges = ranges
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_repair(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = repair_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        return
+
+    def repair_status(self):
+        """
+        Admin (role admin): the repair running or last run on this node, and every range it holds.
+
+        """
+        self.send_repair_status()
+        return self.recv_repair_status()
+
+    def send_repair_status(self):
+        self._oprot.writeMessageBegin('repair_status', TMessageType.CALL, self._seqid)
+        args = repair_status_args()
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_repair_status(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = repair_status_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "repair_status failed: unknown result")
+
 
 class Processor(Iface, TProcessor):
     def __init__(self, handler):
@@ -789,6 +878,8 @@ class Processor(Iface, TProcessor):
         self._processMap["login"] = Processor.process_login
         self._processMap["dump"] = Processor.process_dump
         self._processMap["compact"] = Processor.process_compact
+        self._processMap["repair"] = Processor.process_repair
+        self._processMap["repair_status"] = Processor.process_repair_status
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -1220,6 +1311,61 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("compact", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_repair(self, seqid, iprot, oprot):
+        args = repair_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = repair_result()
+        try:
+            self._handler.repair(args.ranges)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("repair", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_repair_status(self, seqid, iprot, oprot):
+        args = repair_status_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = repair_status_result()
+        try:
+            result.success = self._handler.repair_status()
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("repair_status", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -2329,11 +2475,11 @@ class multi_put_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.items = []
-                    (_etype61, _size58) = iprot.readListBegin()
-                    for _i62 in range(_size58):
-                        _elem63 = KeyValue()
-                        _elem63.read(iprot)
-                        self.items.append(_elem63)
+                    (_etype89, _size86) = iprot.readListBegin()
+                    for _i90 in range(_size86):
+                        _elem91 = KeyValue()
+                        _elem91.read(iprot)
+                        self.items.append(_elem91)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2365,8 +2511,8 @@ class multi_put_args(object):
         if self.items is not None:
             oprot.writeFieldBegin('items', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.items))
-            for iter64 in self.items:
-                iter64.write(oprot)
+            for iter92 in self.items:
+                iter92.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.level is not None:
@@ -2434,11 +2580,11 @@ class multi_put_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype68, _size65) = iprot.readListBegin()
-                    for _i69 in range(_size65):
-                        _elem70 = KeyWriteOutcome()
-                        _elem70.read(iprot)
-                        self.success.append(_elem70)
+                    (_etype96, _size93) = iprot.readListBegin()
+                    for _i97 in range(_size93):
+                        _elem98 = KeyWriteOutcome()
+                        _elem98.read(iprot)
+                        self.success.append(_elem98)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2465,8 +2611,8 @@ class multi_put_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter71 in self.success:
-                iter71.write(oprot)
+            for iter99 in self.success:
+                iter99.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -2535,10 +2681,10 @@ class multi_get_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype75, _size72) = iprot.readListBegin()
-                    for _i76 in range(_size72):
-                        _elem77 = iprot.readBinary()
-                        self.keys.append(_elem77)
+                    (_etype103, _size100) = iprot.readListBegin()
+                    for _i104 in range(_size100):
+                        _elem105 = iprot.readBinary()
+                        self.keys.append(_elem105)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2550,11 +2696,11 @@ class multi_get_args(object):
             elif fid == 3:
                 if ftype == TType.MAP:
                     self.min_timestamps = {}
-                    (_ktype79, _vtype80, _size78) = iprot.readMapBegin()
-                    for _i82 in range(_size78):
-                        _key83 = iprot.readBinary()
-                        _val84 = iprot.readI64()
-                        self.min_timestamps[_key83] = _val84
+                    (_ktype107, _vtype108, _size106) = iprot.readMapBegin()
+                    for _i110 in range(_size106):
+                        _key111 = iprot.readBinary()
+                        _val112 = iprot.readI64()
+                        self.min_timestamps[_key111] = _val112
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
@@ -2571,8 +2717,8 @@ class multi_get_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter85 in self.keys:
-                oprot.writeBinary(iter85)
+            for iter113 in self.keys:
+                oprot.writeBinary(iter113)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.level is not None:
@@ -2582,9 +2728,9 @@ class multi_get_args(object):
         if self.min_timestamps is not None:
             oprot.writeFieldBegin('min_timestamps', TType.MAP, 3)
             oprot.writeMapBegin(TType.STRING, TType.I64, len(self.min_timestamps))
-            for kiter86, viter87 in self.min_timestamps.items():
-                oprot.writeBinary(kiter86)
-                oprot.writeI64(viter87)
+            for kiter114, viter115 in self.min_timestamps.items():
+                oprot.writeBinary(kiter114)
+                oprot.writeI64(viter115)
             oprot.writeMapEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2639,11 +2785,11 @@ class multi_get_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype91, _size88) = iprot.readListBegin()
-                    for _i92 in range(_size88):
-                        _elem93 = KeyReadOutcome()
-                        _elem93.read(iprot)
-                        self.success.append(_elem93)
+                    (_etype119, _size116) = iprot.readListBegin()
+                    for _i120 in range(_size116):
+                        _elem121 = KeyReadOutcome()
+                        _elem121.read(iprot)
+                        self.success.append(_elem121)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2670,8 +2816,8 @@ class multi_get_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter94 in self.success:
-                iter94.write(oprot)
+            for iter122 in self.success:
+                iter122.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -3015,11 +3161,11 @@ class get_endpoints_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype98, _size95) = iprot.readListBegin()
-                    for _i99 in range(_size95):
-                        _elem100 = NodeInfo()
-                        _elem100.read(iprot)
-                        self.success.append(_elem100)
+                    (_etype126, _size123) = iprot.readListBegin()
+                    for _i127 in range(_size123):
+                        _elem128 = NodeInfo()
+                        _elem128.read(iprot)
+                        self.success.append(_elem128)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3046,8 +3192,8 @@ class get_endpoints_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter101 in self.success:
-                iter101.write(oprot)
+            for iter129 in self.success:
+                iter129.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -3155,11 +3301,11 @@ class describe_ring_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype105, _size102) = iprot.readListBegin()
-                    for _i106 in range(_size102):
-                        _elem107 = NodeInfo()
-                        _elem107.read(iprot)
-                        self.success.append(_elem107)
+                    (_etype133, _size130) = iprot.readListBegin()
+                    for _i134 in range(_size130):
+                        _elem135 = NodeInfo()
+                        _elem135.read(iprot)
+                        self.success.append(_elem135)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3176,8 +3322,8 @@ class describe_ring_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter108 in self.success:
-                iter108.write(oprot)
+            for iter136 in self.success:
+                iter136.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -3653,6 +3799,283 @@ all_structs.append(compact_result)
 compact_result.thrift_spec = (
     (0, TType.I32, 'success', None, None, ),  # 0
     (1, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class repair_args(object):
+    """
+    Attributes:
+     - ranges
+
+    """
+
+
+    def __init__(self, ranges=None,):
+        self.ranges = ranges
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.ranges = []
+                    (_etype140, _size137) = iprot.readListBegin()
+                    for _i141 in range(_size137):
+                        _elem142 = TokenRange()
+                        _elem142.read(iprot)
+                        self.ranges.append(_elem142)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('repair_args')
+        if self.ranges is not None:
+            oprot.writeFieldBegin('ranges', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.ranges))
+            for iter143 in self.ranges:
+                iter143.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(repair_args)
+repair_args.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'ranges', (TType.STRUCT, [TokenRange, None], False), None, ),  # 1
+)
+
+
+class repair_result(object):
+    """
+    Attributes:
+     - invalid
+     - unauthorized
+
+    """
+
+
+    def __init__(self, invalid=None, unauthorized=None,):
+        self.invalid = invalid
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('repair_result')
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(repair_result)
+repair_result.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class repair_status_args(object):
+
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('repair_status_args')
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(repair_status_args)
+repair_status_args.thrift_spec = (
+)
+
+
+class repair_status_result(object):
+    """
+    Attributes:
+     - success
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, unauthorized=None,):
+        self.success = success
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = RepairStatus()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('repair_status_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(repair_status_result)
+repair_status_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [RepairStatus, None], None, ),  # 0
+    None,  # 1
     None,  # 2
     None,  # 3
     None,  # 4

@@ -1132,6 +1132,578 @@ class NodeDump(object):
         return not (self == other)
 
 
+class TokenRange(object):
+    """
+    A token range: the keys in (start, end] in byte order; start >= end: it wraps past the largest key.
+
+    Attributes:
+     - start
+     - end
+
+    """
+
+
+    def __init__(self, start=None, end=None,):
+        self.start = start
+        self.end = end
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.start = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.end = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('TokenRange')
+        if self.start is not None:
+            oprot.writeFieldBegin('start', TType.STRING, 1)
+            oprot.writeBinary(self.start)
+            oprot.writeFieldEnd()
+        if self.end is not None:
+            oprot.writeFieldBegin('end', TType.STRING, 2)
+            oprot.writeBinary(self.end)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class SyncEntry(object):
+    """
+    One key of a hash-tree leaf in a range sync: its cell's timestamp and 64-bit digest (kvstore.core.hashtree).
+
+    Attributes:
+     - key
+     - timestamp
+     - digest
+
+    """
+
+
+    def __init__(self, key=None, timestamp=None, digest=None,):
+        self.key = key
+        self.timestamp = timestamp
+        self.digest = digest
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    self.timestamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.digest = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SyncEntry')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.timestamp is not None:
+            oprot.writeFieldBegin('timestamp', TType.I64, 2)
+            oprot.writeI64(self.timestamp)
+            oprot.writeFieldEnd()
+        if self.digest is not None:
+            oprot.writeFieldBegin('digest', TType.I64, 3)
+            oprot.writeI64(self.digest)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class SyncEntries(object):
+    """
+    The entries of the first `leaves` leaves asked for (whole leaves, within the answer budget; at least one).
+
+    Attributes:
+     - entries
+     - leaves
+
+    """
+
+
+    def __init__(self, entries=None, leaves=None,):
+        self.entries = entries
+        self.leaves = leaves
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.entries = []
+                    (_etype61, _size58) = iprot.readListBegin()
+                    for _i62 in range(_size58):
+                        _elem63 = SyncEntry()
+                        _elem63.read(iprot)
+                        self.entries.append(_elem63)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.leaves = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SyncEntries')
+        if self.entries is not None:
+            oprot.writeFieldBegin('entries', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.entries))
+            for iter64 in self.entries:
+                iter64.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.leaves is not None:
+            oprot.writeFieldBegin('leaves', TType.I32, 2)
+            oprot.writeI32(self.leaves)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class RangeState(object):
+    """
+    One token range a node holds, as it sees it.
+
+    Attributes:
+     - token_range
+     - replicas: Its replicas' node ids, in ring order.
+     - repaired_at: When its last full repair (every replica) finished, in wall-clock microseconds; 0: never.
+     - repaired_since: Every write stamped below this was on all its replicas when that repair finished (tombstones below may go).
+     - readable: False while this node is being replaced and has not synced the range yet: it answers no reads of it.
+     - keys: Keys this node holds in it.
+
+    """
+
+
+    def __init__(self, token_range=None, replicas=None, repaired_at=None, repaired_since=None, readable=None, keys=None,):
+        self.token_range = token_range
+        self.replicas = replicas
+        self.repaired_at = repaired_at
+        self.repaired_since = repaired_since
+        self.readable = readable
+        self.keys = keys
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.LIST:
+                    self.replicas = []
+                    (_etype68, _size65) = iprot.readListBegin()
+                    for _i69 in range(_size65):
+                        _elem70 = iprot.readI32()
+                        self.replicas.append(_elem70)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.repaired_at = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I64:
+                    self.repaired_since = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.BOOL:
+                    self.readable = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.I64:
+                    self.keys = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('RangeState')
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 1)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        if self.replicas is not None:
+            oprot.writeFieldBegin('replicas', TType.LIST, 2)
+            oprot.writeListBegin(TType.I32, len(self.replicas))
+            for iter71 in self.replicas:
+                oprot.writeI32(iter71)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.repaired_at is not None:
+            oprot.writeFieldBegin('repaired_at', TType.I64, 3)
+            oprot.writeI64(self.repaired_at)
+            oprot.writeFieldEnd()
+        if self.repaired_since is not None:
+            oprot.writeFieldBegin('repaired_since', TType.I64, 4)
+            oprot.writeI64(self.repaired_since)
+            oprot.writeFieldEnd()
+        if self.readable is not None:
+            oprot.writeFieldBegin('readable', TType.BOOL, 5)
+            oprot.writeBool(self.readable)
+            oprot.writeFieldEnd()
+        if self.keys is not None:
+            oprot.writeFieldBegin('keys', TType.I64, 6)
+            oprot.writeI64(self.keys)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class RepairStatus(object):
+    """
+    A node's repairs: the one running (or the last), and the state of every range it holds.
+
+    Attributes:
+     - node_id
+     - kind: "repair", "automatic" or "replace"; empty when none has run since the node started.
+     - running
+     - ranges_total
+     - ranges_done
+     - keys_compared: Keys whose entries were compared, and cells sent to this node (in) and from it to others (out).
+     - cells_in
+     - cells_out
+     - bytes_sent
+     - failed: The ranges that could not be repaired, each with why.
+     - started: When it started, wall-clock microseconds, and how long it has run (or ran), in seconds.
+     - elapsed
+     - ranges
+     - fraction: How far it is, from 0 to 1 (ranges done, and the leaves of the range under way).
+
+    """
+
+
+    def __init__(self, node_id=None, kind=None, running=None, ranges_total=None, ranges_done=None, keys_compared=None, cells_in=None, cells_out=None, bytes_sent=None, failed=None, started=None, elapsed=None, ranges=None, fraction=None,):
+        self.node_id = node_id
+        self.kind = kind
+        self.running = running
+        self.ranges_total = ranges_total
+        self.ranges_done = ranges_done
+        self.keys_compared = keys_compared
+        self.cells_in = cells_in
+        self.cells_out = cells_out
+        self.bytes_sent = bytes_sent
+        self.failed = failed
+        self.started = started
+        self.elapsed = elapsed
+        self.ranges = ranges
+        self.fraction = fraction
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I32:
+                    self.node_id = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.kind = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.BOOL:
+                    self.running = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I32:
+                    self.ranges_total = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.I32:
+                    self.ranges_done = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.I64:
+                    self.keys_compared = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.I64:
+                    self.cells_in = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 8:
+                if ftype == TType.I64:
+                    self.cells_out = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.I64:
+                    self.bytes_sent = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 10:
+                if ftype == TType.LIST:
+                    self.failed = []
+                    (_etype75, _size72) = iprot.readListBegin()
+                    for _i76 in range(_size72):
+                        _elem77 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.failed.append(_elem77)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 11:
+                if ftype == TType.I64:
+                    self.started = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 12:
+                if ftype == TType.DOUBLE:
+                    self.elapsed = iprot.readDouble()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 13:
+                if ftype == TType.LIST:
+                    self.ranges = []
+                    (_etype81, _size78) = iprot.readListBegin()
+                    for _i82 in range(_size78):
+                        _elem83 = RangeState()
+                        _elem83.read(iprot)
+                        self.ranges.append(_elem83)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 14:
+                if ftype == TType.DOUBLE:
+                    self.fraction = iprot.readDouble()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('RepairStatus')
+        if self.node_id is not None:
+            oprot.writeFieldBegin('node_id', TType.I32, 1)
+            oprot.writeI32(self.node_id)
+            oprot.writeFieldEnd()
+        if self.kind is not None:
+            oprot.writeFieldBegin('kind', TType.STRING, 2)
+            oprot.writeString(self.kind.encode('utf-8') if sys.version_info[0] == 2 else self.kind)
+            oprot.writeFieldEnd()
+        if self.running is not None:
+            oprot.writeFieldBegin('running', TType.BOOL, 3)
+            oprot.writeBool(self.running)
+            oprot.writeFieldEnd()
+        if self.ranges_total is not None:
+            oprot.writeFieldBegin('ranges_total', TType.I32, 4)
+            oprot.writeI32(self.ranges_total)
+            oprot.writeFieldEnd()
+        if self.ranges_done is not None:
+            oprot.writeFieldBegin('ranges_done', TType.I32, 5)
+            oprot.writeI32(self.ranges_done)
+            oprot.writeFieldEnd()
+        if self.keys_compared is not None:
+            oprot.writeFieldBegin('keys_compared', TType.I64, 6)
+            oprot.writeI64(self.keys_compared)
+            oprot.writeFieldEnd()
+        if self.cells_in is not None:
+            oprot.writeFieldBegin('cells_in', TType.I64, 7)
+            oprot.writeI64(self.cells_in)
+            oprot.writeFieldEnd()
+        if self.cells_out is not None:
+            oprot.writeFieldBegin('cells_out', TType.I64, 8)
+            oprot.writeI64(self.cells_out)
+            oprot.writeFieldEnd()
+        if self.bytes_sent is not None:
+            oprot.writeFieldBegin('bytes_sent', TType.I64, 9)
+            oprot.writeI64(self.bytes_sent)
+            oprot.writeFieldEnd()
+        if self.failed is not None:
+            oprot.writeFieldBegin('failed', TType.LIST, 10)
+            oprot.writeListBegin(TType.STRING, len(self.failed))
+            for iter84 in self.failed:
+                oprot.writeString(iter84.encode('utf-8') if sys.version_info[0] == 2 else iter84)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.started is not None:
+            oprot.writeFieldBegin('started', TType.I64, 11)
+            oprot.writeI64(self.started)
+            oprot.writeFieldEnd()
+        if self.elapsed is not None:
+            oprot.writeFieldBegin('elapsed', TType.DOUBLE, 12)
+            oprot.writeDouble(self.elapsed)
+            oprot.writeFieldEnd()
+        if self.ranges is not None:
+            oprot.writeFieldBegin('ranges', TType.LIST, 13)
+            oprot.writeListBegin(TType.STRUCT, len(self.ranges))
+            for iter85 in self.ranges:
+                iter85.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.fraction is not None:
+            oprot.writeFieldBegin('fraction', TType.DOUBLE, 14)
+            oprot.writeDouble(self.fraction)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
 class InvalidRequest(TException):
     """
     The request itself is wrong (empty or oversized key, oversized value, unknown level); `why` says how.
@@ -2127,6 +2699,53 @@ NodeDump.thrift_spec = (
     (7, TType.I64, 'fsyncs', None, None, ),  # 7
     (8, TType.STRING, 'next_start', 'BINARY', None, ),  # 8
     (9, TType.I64, 'log_record_bytes', None, None, ),  # 9
+)
+all_structs.append(TokenRange)
+TokenRange.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'end', 'BINARY', None, ),  # 2
+)
+all_structs.append(SyncEntry)
+SyncEntry.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.I64, 'timestamp', None, None, ),  # 2
+    (3, TType.I64, 'digest', None, None, ),  # 3
+)
+all_structs.append(SyncEntries)
+SyncEntries.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'entries', (TType.STRUCT, [SyncEntry, None], False), None, ),  # 1
+    (2, TType.I32, 'leaves', None, None, ),  # 2
+)
+all_structs.append(RangeState)
+RangeState.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 1
+    (2, TType.LIST, 'replicas', (TType.I32, None, False), None, ),  # 2
+    (3, TType.I64, 'repaired_at', None, None, ),  # 3
+    (4, TType.I64, 'repaired_since', None, None, ),  # 4
+    (5, TType.BOOL, 'readable', None, None, ),  # 5
+    (6, TType.I64, 'keys', None, None, ),  # 6
+)
+all_structs.append(RepairStatus)
+RepairStatus.thrift_spec = (
+    None,  # 0
+    (1, TType.I32, 'node_id', None, None, ),  # 1
+    (2, TType.STRING, 'kind', 'UTF8', None, ),  # 2
+    (3, TType.BOOL, 'running', None, None, ),  # 3
+    (4, TType.I32, 'ranges_total', None, None, ),  # 4
+    (5, TType.I32, 'ranges_done', None, None, ),  # 5
+    (6, TType.I64, 'keys_compared', None, None, ),  # 6
+    (7, TType.I64, 'cells_in', None, None, ),  # 7
+    (8, TType.I64, 'cells_out', None, None, ),  # 8
+    (9, TType.I64, 'bytes_sent', None, None, ),  # 9
+    (10, TType.LIST, 'failed', (TType.STRING, 'UTF8', False), None, ),  # 10
+    (11, TType.I64, 'started', None, None, ),  # 11
+    (12, TType.DOUBLE, 'elapsed', None, None, ),  # 12
+    (13, TType.LIST, 'ranges', (TType.STRUCT, [RangeState, None], False), None, ),  # 13
+    (14, TType.DOUBLE, 'fraction', None, None, ),  # 14
 )
 all_structs.append(InvalidRequest)
 InvalidRequest.thrift_spec = (

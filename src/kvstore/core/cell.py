@@ -80,12 +80,13 @@ def seconds_left(cell, now):
     return max(0, -(-(cell.expires - now) // 1_000_000))
 
 
-def purge(cell, now, grace):
+def purge(cell, now, grace, repaired=True):
     """What compaction keeps of a cell at `now`: an expired value becomes a tombstone (deleted when it
-    expired); a tombstone older than `grace` microseconds is dropped (None)."""
+    expired); a tombstone older than `grace` microseconds is dropped (None), if `repaired`: every replica of
+    its range is known to hold it."""
     if cell.value is not None and cell.expires and cell.expires <= now:
         cell = Cell(None, cell.timestamp, cell.expires)
-    if cell.value is None and cell.expires + grace <= now:
+    if cell.value is None and repaired and cell.expires + grace <= now:
         return None
     return cell
 

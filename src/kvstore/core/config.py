@@ -71,6 +71,8 @@ class Settings:
     commitlog_sync_period: float = 0.0  # 0: fsync before acknowledging; N: every N seconds (not durable at ack)
     max_key_bytes: int = MAX_KEY_BYTES
     max_clock_offset: float = 0.5       # seconds ahead of this node's clock a timestamp from elsewhere is believed
+    repair_interval: float = 60.0       # seconds between automatic repairs of the ranges a node is first replica of
+    repair_rate: float = 4 * 2**20      # bytes a second a repair may send (0: no bound)
 
     @property
     def max_frame_bytes(self):

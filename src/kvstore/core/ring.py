@@ -6,10 +6,27 @@ key above the largest token (the wrap-around). A key's replicas are its owner
 and the next nodes clockwise, up to the replication factor. Pure: no I/O.
 """
 import bisect
+from typing import NamedTuple
 
 from kvstore.core.errors import InvalidRequest
+from kvstore.core.notation import show
 
 REPLICATION_FACTOR = 3
+
+
+class TokenRange(NamedTuple):
+    """The keys in (start, end] in byte order; start >= end: the range wraps around the top of the key space
+    (the range of the node with the smallest token). One node's range: its token is the end."""
+    start: bytes
+    end: bytes
+
+    def __contains__(self, key):
+        if self.start < self.end:
+            return self.start < key <= self.end
+        return key > self.start or key <= self.end
+
+    def __str__(self):
+        return f"({show(self.start, 20)}, {show(self.end, 20)}]"
 
 
 class Ring:
@@ -55,7 +72,6 @@ class Ring:
             return None, self._replicas_from(0)
         return self._tokens[index] + b"\x00", self._replicas_from(index)
 
-    def range_of(self, node_id):
-        """(previous token, token] of one node, as a pair of bytes."""
-        index = self._tokens.index(self.by_id[node_id].token)
-        return self._tokens[index - 1], self._tokens[index]
+    def ranges(self):
+        """[(TokenRange, its replica ids)] of every range, in token order: range i ends at node i's token."""
+        return [(TokenRange(self._tokens[i - 1], self._tokens[i]), self._ids_from[i]) for i in range(len(self._tokens))]

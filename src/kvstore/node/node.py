@@ -27,7 +27,7 @@ from pathlib import Path
 
 from kvstore.storage import datadir
 from kvstore.net import codec
-from kvstore.node import loopcheck
+from kvstore.node import healing, loopcheck
 from kvstore.service.gate import Gate
 from kvstore.service.admin import AdminCalls
 from kvstore.core.clock import Clock
@@ -49,6 +49,8 @@ from kvstore.net.peerauth import read_secret, secret_path
 from kvstore.net.peer_link import PeerLink
 from kvstore.cluster.replicas import LocalReplica, RemoteReplica
 from kvstore.core.ring import Ring
+from kvstore.cluster.range_trees import RangeTrees
+from kvstore.storage.repair_history import RepairHistory
 from kvstore.service.slots import ConnectionSlots
 from kvstore.storage.store import Storage
 from kvstore.core.tasks import Background
@@ -104,7 +106,8 @@ def main(argv=None):
                         max_unauthenticated_connections=args.max_unauthenticated_connections,
                         admin_reserved_connections=args.admin_reserved_connections,
                         max_connections_per_user=args.max_connections_per_user,
-                        max_clock_offset=args.max_clock_offset)
+                        max_clock_offset=args.max_clock_offset, repair_interval=args.repair_interval,
+                        repair_rate=args.repair_rate_mb * 2**20)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
     try:
         lock = datadir.claim(data_dir)
@@ -156,10 +159,14 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     """The node on its loop: replay, listen, announce, serve until SIGTERM or SIGINT, stop."""
     loop = asyncio.get_running_loop()
     disk, background = DiskWorker(loop), Background()
+    ring = Ring(nodes)
+    trees, history = RangeTrees(ring, me.node_id), RepairHistory(data_dir)
     storage = Storage(CommitLog(data_dir / "commit.log", sync_period=settings.commitlog_sync_period or None),
-                      disk, background, gc_grace=settings.gc_grace, clock=clock)
+                      disk, background, gc_grace=settings.gc_grace, clock=clock, trees=trees,
+                      horizon=lambda: repairs.horizon())
     hints = HintStore(data_dir / "hints", settings.hint_window, disk, clock)
     try:
+        history.load()
         storage.load(skip_corrupt)
         hints.load(skip_corrupt)
     except CorruptLogError as exc:
@@ -169,7 +176,6 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     clock.save_later = lambda bound, done: _then(disk.run(clock.save_reservation, bound), done)
     checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
 
-    ring = Ring(nodes)
     peer_tls_server, peer_tls_client = security.peer_tls or (None, None)
     peers = {n.node_id: RemoteReplica(n.node_id, PeerLink(n, settings.connect_timeout, secret, peer_tls_client))
              for n in nodes if n.node_id != me.node_id}
@@ -185,13 +191,15 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
     # On the client port each connection has a gate of its own: who logged in, and what that user may call.
     handler = Handler(me.node_id, ring, coordinator, detector, settings, ready)
-    admin = AdminCalls(me.node_id, storage, hints)
+    repairs, sync_calls = healing.build(me.node_id, trees, storage, history, disk, peers, detector, clock,
+                                        settings)
+    admin = AdminCalls(me.node_id, storage, hints, repairs)
     calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",
                                                        "remove", "expire", "multi_put", "describe_ring")}
-    calls.update(dump=admin.dump, compact=admin.compact)
+    calls.update(dump=admin.dump, compact=admin.compact, repair=admin.repair, repair_status=admin.repair_status)
     internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, peers, clock)
-    peer_door = SharedDoor({name: getattr(internode, name) for name in codec.Service(Internode, 0).methods},
-                           settings.idle_timeout)
+    peer_door = SharedDoor({name: getattr(internode, name, None) or getattr(sync_calls, name)
+                            for name in codec.Service(Internode, 0).methods}, settings.idle_timeout)
     slots = ConnectionSlots(settings) if security.authenticator else None
     throttle = LoginThrottle()
 
@@ -226,13 +234,15 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
                     "against fewer of its peers' (or none): the writes it stamps are as far off as its clock is, "
                     "until heartbeats reach them", clock_wait)
     ready.set()
+    repairs.start_schedule(background)
     await stop.wait()
-    return await shut_down(servers, detector, background, replicas, disk, storage, hints, checker)
+    return await shut_down(servers, detector, background, replicas, disk, storage, hints, checker, repairs)
 
 
-async def shut_down(servers, detector, background, replicas, disk, storage, hints, checker, timeout=STOP_SECONDS):
+async def shut_down(servers, detector, background, replicas, disk, storage, hints, checker, repairs,
+                    timeout=STOP_SECONDS):
     """In order: stop taking requests and let those being served answer (the peer port too: a coordinator
-    elsewhere may be waiting on this replica), stop heartbeats, close the links to the peers (what is still
+    elsewhere may be waiting on this replica), stop heartbeats and repairs, close the links to the peers (what is still
     out on them fails, and is hinted), let the node's tasks finish (hints being stored, repairs, a
     compaction; hint delivery stops at its failed batch) or cancel them at the deadline, stop the disk worker
     once it has written what is queued, and last close the storage. Every task and thread is awaited or
@@ -242,6 +252,7 @@ async def shut_down(servers, detector, background, replicas, disk, storage, hint
     for server in servers:
         await server.stop(max(0.0, deadline - time.monotonic()))
     await detector.stop()
+    await repairs.stop()
     for replica in replicas.values():   # calls still out fail now, and their hints are stored by the tasks below
         await replica.close()
     cancelled = await background.stop(max(0.0, deadline - time.monotonic()))

@@ -32,6 +32,11 @@ def parse_args(argv):
     p.add_argument("--gc-grace-seconds", type=float, default=defaults.gc_grace,
                    help="how long a delete's tombstone is kept before compaction may drop it (default 10 days); "
                         "a replica down longer than this must be wiped before it rejoins")
+    p.add_argument("--repair-interval", type=float, default=defaults.repair_interval, metavar="SECONDS",
+                   help="seconds between automatic repairs of the ranges this node is the first replica of "
+                        "(default 60; 0: none; never more than half of --gc-grace-seconds)")
+    p.add_argument("--repair-rate-mb", type=float, default=defaults.repair_rate / 2**20, metavar="MB",
+                   help="MiB a second a repair run by this node may send (default 4; 0: no bound)")
     p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout)
     p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
                    help="seconds a client has to send a whole request once it began")
@@ -99,6 +104,9 @@ def parse_args(argv):
     for option, value in limits.items():
         if value < 1:
             p.error(f"{option} must be at least 1, not {value}")
+    if args.repair_interval < 0 or args.repair_rate_mb < 0:
+        p.error("--repair-interval and --repair-rate-mb must not be negative")
+    args.repair_interval = min(args.repair_interval, args.gc_grace_seconds / 2)
     if args.log_backups < 0 or args.admin_reserved_connections < 0:
         p.error("--log-backups and --admin-reserved-connections must not be negative")
     if args.max_unauthenticated_connections + args.admin_reserved_connections >= args.max_connections:

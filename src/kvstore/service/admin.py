@@ -1,5 +1,7 @@
 """The operator's calls on one node's replica (role admin, on the client port): dump it for the
-inspector, and compact it now (as nodetool compact)."""
+inspector, compact it now (as nodetool compact), repair its ranges and say how a repair goes."""
+import time
+
 import logging
 
 from kvstore.core import errors
@@ -7,6 +9,7 @@ from kvstore.core.config import MAX_ANSWER_BYTES
 from kvstore.service.client_service import MAX_SCAN_LIMIT
 from kvstore.net.wire import to_mutation
 from kvstore.cluster.scan_pages import Page
+from kvstore.cluster.sync_sides import from_idl_range
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
@@ -15,10 +18,27 @@ DUMP_CHUNK = 1000   # cells a dump page takes from storage at a time while it fi
 
 
 class AdminCalls:
-    def __init__(self, node_id, storage, hints):
+    def __init__(self, node_id, storage, hints, repairs):
         self._node_id = node_id
         self._storage = storage
         self._hints = hints
+        self._repairs = repairs
+
+    def repair(self, ranges):
+        try:
+            self._repairs.start([from_idl_range(r) for r in ranges or []], "repair")
+        except errors.InvalidRequest as exc:
+            raise ttypes.InvalidRequest(why=str(exc)) from None
+
+    def repair_status(self):
+        r = self._repairs
+        ranges = [ttypes.RangeState(ttypes.TokenRange(t.start, t.end), list(ids), finished, since, readable, keys)
+                  for t, ids, finished, since, readable, keys in r.range_states()]
+        elapsed = ((r.ended or time.time()) - r.started) if r.started else 0.0
+        s = r.stats
+        return ttypes.RepairStatus(self._node_id, r.kind, r.running, r.ranges_total, r.ranges_done, s.keys_compared,
+                                   s.cells_in, s.cells_out, s.bytes_sent, list(r.failed), int(r.started * 1e6),
+                                   elapsed, ranges, r.fraction())
 
     async def compact(self):
         try:

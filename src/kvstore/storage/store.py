@@ -16,9 +16,15 @@ the snapshot and the rewritten log.
 
 Deletes and expiry: tombstones are cells like any other (they must travel to
 replicas that missed the delete, or those would bring the value back).
-Compaction turns expired values into tombstones and drops tombstones older
-than the grace period (gc_grace), and only then, judged by the clock's
-earliest() (kvstore.core.clock), so a clock that runs ahead expires nothing early.
+Compaction turns expired values into tombstones and drops a tombstone only
+when it is older than the grace period (gc_grace), judged by the clock's
+earliest() (kvstore.core.clock) so a clock that runs ahead expires nothing
+early, and a full repair of its range finished after it was written (the
+`horizon`: ScyllaDB's tombstone_gc "repair" mode): until every replica is
+known to hold it, a replica that missed the delete could bring the value back.
+
+Every change of a key's cell is told to `trees` (kvstore.cluster.range_trees), whose hash
+trees range sync compares.
 
 A cell stamped further ahead of this node's clock than the offset it believes
 is refused (FROM_THE_FUTURE): held, it would beat every correctly stamped write
@@ -47,10 +53,12 @@ FROM_THE_FUTURE = -1               # apply_all's answer for a cell refused: stam
 
 class Storage:
     def __init__(self, commit_log, disk, background, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS,
-                 clock=None):
+                 clock=None, trees=None, horizon=None):
         """disk: the kvstore.storage.diskworker.DiskWorker its appends go through; background: the node's
         kvstore.core.tasks.Background, which runs compaction; clock: a kvstore.core.clock.Clock, which judges expiry
-        (earliest) and which cells to admit."""
+        (earliest) and which cells to admit; trees: told of every change (changed, rebuild), or None;
+        horizon(): a function of a key, the stamp below which its range's tombstones are known to be on every
+        replica (0: none is); None: every tombstone is (a store with no replicas, in tests)."""
         self._log = commit_log
         self._disk = disk
         self._background = background
@@ -66,6 +74,8 @@ class Storage:
         self._held_back = []        # (mutations, done) of the writes that came while it was closed
         self._drained = asyncio.Event()
         self._compaction = None     # the compaction under way (a task, or a request's compact())
+        self._trees = trees or _NoTrees()
+        self._horizon = horizon or (lambda: _EVERYTHING_REPAIRED)
 
     def load(self, skip_corrupt=False):
         """Rebuild the cells from the log (before the node serves); returns how many records were replayed."""
@@ -87,6 +97,7 @@ class Storage:
         except MalformedMutation as exc:
             raise CorruptLogError(self._log.path, exc.payload_offset - RECORD_HEADER, str(exc)) from None
         self._keys = SortedList(cells)
+        self._trees.rebuild(cells.items())
         self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
         log.info("replayed %d records from %s: %d keys", len(spans), self._log.path, len(cells))
         return len(spans)
@@ -154,6 +165,7 @@ class Storage:
             if held is None:
                 self._keys.add(key)
             self._cells[key] = winner
+            self._trees.changed(key, held, winner)
             self._live_bytes += _record_size(key, winner) - (_record_size(key, held) if held else 0)
 
     def maybe_compact(self):
@@ -183,10 +195,12 @@ class Storage:
             before = self._log.size
             snapshot = list(self._cells.items())
             items, changed, dropped = await self._disk.run(_rewrite, self._log, snapshot, self._clock.earliest(),
-                                                           self._gc_grace_us)
-            self._cells.update(changed)   # memory holds what the log now holds
+                                                           self._gc_grace_us, self._horizon())
+            for key, cell in changed:   # memory holds what the log now holds
+                self._trees.changed(key, self._cells[key], cell)
+                self._cells[key] = cell
             for key in dropped:
-                del self._cells[key]
+                self._trees.changed(key, self._cells.pop(key), None)
                 self._keys.remove(key)
             self._live_bytes = sum(_record_size(k, c) for k, c in items)
         finally:
@@ -241,12 +255,14 @@ class Storage:
         self._log.close()
 
 
-def _rewrite(commit_log, snapshot, now, gc_grace_us):
-    """On the disk worker: the cells after purging (expired values as tombstones, old tombstones dropped),
-    written as the new log. Returns (kept items, the cells purging changed, the keys dropped)."""
+def _rewrite(commit_log, snapshot, now, gc_grace_us, horizon):
+    """On the disk worker: the cells after purging (expired values as tombstones, old tombstones dropped once
+    their range was repaired after them), written as the new log. Returns (kept items, the cells purging
+    changed, the keys dropped)."""
     items, changed, dropped = [], [], []
     for key, cell in snapshot:
-        kept = purge(cell, now, gc_grace_us)
+        never_purged = cell.value is not None and not cell.expires   # a live value without a ttl
+        kept = purge(cell, now, gc_grace_us, repaired=never_purged or cell.timestamp < horizon(key))
         if kept is None:
             dropped.append(key)
             continue
@@ -259,3 +275,15 @@ def _rewrite(commit_log, snapshot, now, gc_grace_us):
 
 def _record_size(key, cell):
     return RECORD_OVERHEAD + len(key) + len(cell.value or b"")
+
+
+def _EVERYTHING_REPAIRED(key):
+    return 2**63
+
+
+class _NoTrees:
+    def changed(self, key, old, new):
+        pass
+
+    def rebuild(self, items):
+        pass

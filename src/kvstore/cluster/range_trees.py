@@ -1,0 +1,46 @@
+"""The hash trees of every token range this node holds, fed by its storage as writes are applied.
+
+Why: range sync (kvstore.cluster.sync) compares replicas tree against tree, so the trees must always say
+what storage holds. Storage calls changed(key, old, new) whenever a key's cell changes (a write merged, an
+expired value turned into a tombstone, a tombstone purged) and rebuild(items) after replaying its log. A
+key outside every range this node holds (none today: the ring does not change while a node runs) is in no
+tree.
+"""
+from kvstore.core.errors import InvalidRequest
+from kvstore.core.hashtree import TicTacTree
+
+
+class RangeTrees:
+    def __init__(self, ring, node_id):
+        self._ring = ring
+        ranges = ring.ranges()
+        self._ranges = [r for r, _ in ranges]
+        self._trees = [TicTacTree() if node_id in ids else None for _, ids in ranges]
+        self._by_range = {r: tree for (r, _), tree in zip(ranges, self._trees) if tree is not None}
+        self.replicas = {r: ids for r, ids in ranges if node_id in ids}
+        self.held = list(self._by_range)    # the ranges this node holds, in token order
+
+    def changed(self, key, old, new):
+        tree = self._trees[self._ring.owner_index(key)]
+        if tree is not None:
+            tree.change(key, old, new)
+
+    def rebuild(self, items):
+        """Trees of the cells (key, cell) a replay left in memory."""
+        for tree in self._by_range.values():
+            tree.__init__()
+        changed = self.changed
+        for key, cell in items:
+            changed(key, None, cell)
+
+    def tree(self, token_range):
+        """The tree of one range this node holds; InvalidRequest names the ranges it does hold."""
+        tree = self._by_range.get(token_range)
+        if tree is None:
+            raise InvalidRequest(f"range {token_range} is not one this node holds: it holds "
+                                 + ", ".join(map(str, self.held)))
+        return tree
+
+    def range_of(self, key):
+        """The range key falls in (held or not)."""
+        return self._ranges[self._ring.owner_index(key)]

@@ -1,0 +1,191 @@
+"""Range sync: bring every replica of one token range to the newest cell of each key, moving only what differs.
+
+The primitive that repair, a replaced node's catch-up and (later) streaming to a new owner are made of
+(ScyllaDB's row-level repair, on Riak's TicTac trees). The node running it is one of the sides; it:
+1. asks each side for its 64 branch hashes, and where they differ, for the 64 leaf hashes of those branches;
+2. for the leaves that differ, CHUNK_LEAVES at a time, asks each side for its (key, timestamp, digest)
+   entries, and for each key where the sides disagree finds the newest cell by last-write-wins: the
+   highest timestamp, and at a tie between different cells, the cells themselves decide (core.cell.newer);
+3. reads that cell from one side that holds it (this node's own, when it does), and writes it through
+   the normal replica write path to every side that holds anything else, in both directions.
+So a range that differs in one key moves one cell, whatever the range's size: the bytes that cross are
+two levels of hashes, one leaf's entries and the cell (`SyncStats` counts them).
+
+A tombstone that every replica may already have purged (older than gc grace, its range repaired since)
+is not sent to a side that has no entry for its key: that side dropped it, and sending it back would undo
+the purge at every repair.
+
+Cells are written in batches of at most WRITE_BATCH_BYTES, each paid for first at the `Pace` (bytes a
+second, the node's --repair-rate-mb), so a sync takes a bounded share of the machine. Any side failing
+fails the sync (SyncFailed names it); what was written before stays written (every write is a plain
+last-write-wins write: a sync that is run again sends only what is still missing).
+"""
+import asyncio
+import time
+from dataclasses import dataclass
+
+from kvstore.core.cell import newer
+from kvstore.core.errors import KVStoreError
+from kvstore.core.hashtree import BRANCHES, LEAVES_PER_BRANCH, digest
+from kvstore.cluster.sync_sides import ENTRY_BYTES
+
+CHUNK_LEAVES = 64          # leaves whose entries are settled together (bounds the memory a sync takes)
+BRANCHES_PER_CALL = 16     # branches whose leaf hashes one call asks for
+WRITE_BATCH_BYTES = 1 << 20
+READ_BATCH_BYTES = 1 << 20
+CELL_OVERHEAD = 64         # what a cell costs beyond its key and value, for the pace and the byte counts
+
+
+class SyncFailed(KVStoreError):
+    """A side of a range sync failed: the message names it and why."""
+
+
+@dataclass
+class SyncStats:
+    keys_compared: int = 0    # keys whose entries were compared (in leaves that differ)
+    cells_in: int = 0         # cells written to this node's replica
+    cells_out: int = 0        # cells written to the other replicas
+    bytes_sent: int = 0       # bytes that crossed the network: hashes, entries and cells
+    leaves_total: int = 0     # leaves found to differ
+    leaves_done: int = 0
+
+
+class Pace:
+    """A byte rate: take(n) returns once n more bytes fit under it (0: no bound). Bursts of BURST seconds."""
+    BURST = 0.1
+
+    def __init__(self, bytes_per_second):
+        self._rate = bytes_per_second
+        self._free = time.monotonic()
+
+    async def take(self, count):
+        if not self._rate:
+            return
+        now = time.monotonic()
+        self._free = max(self._free, now - self.BURST) + count / self._rate
+        if self._free > now:
+            await asyncio.sleep(self._free - now)
+
+
+async def sync_range(token_range, sides, session, stats, pace, purgeable=lambda key, cell: False):
+    """Sync one range between sides (sides[0]: this node's LocalSide). Raises SyncFailed."""
+    branches = await _each(sides, lambda side: side.hashes(session, token_range, []))
+    _count(stats, branches)
+    different = [b for b in range(BRANCHES) if len({h[b] for h in branches}) > 1]
+    leaves = []
+    for start in range(0, len(different), BRANCHES_PER_CALL):
+        asked = different[start:start + BRANCHES_PER_CALL]
+        hashes = await _each(sides, lambda side, asked=asked: side.hashes(session, token_range, asked))
+        _count(stats, hashes)
+        for j, branch in enumerate(asked):
+            for i in range(LEAVES_PER_BRANCH):
+                if len({h[j * LEAVES_PER_BRANCH + i] for h in hashes}) > 1:
+                    leaves.append(branch * LEAVES_PER_BRANCH + i)
+    stats.leaves_total += len(leaves)
+    for start in range(0, len(leaves), CHUNK_LEAVES):
+        chunk = leaves[start:start + CHUNK_LEAVES]
+        await _settle(token_range, sides, session, chunk, stats, pace, purgeable)
+        stats.leaves_done += len(chunk)
+
+
+async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
+    """Make every side hold the newest cell of every key in these leaves."""
+    held = await _each(sides, lambda side: _entries(side, session, token_range, leaves,
+                                                    None if side is sides[0] else stats))
+    keys = sorted(set().union(*held))
+    stats.keys_compared += len(keys)
+    sources, wanted = {}, {}   # side index -> keys to read from it; key -> [(side index, its entry)]
+    for key in keys:
+        entries = [h.get(key) for h in held]
+        if entries[0] is not None and all(e == entries[0] for e in entries):
+            continue
+        top = max(e[0] for e in entries if e is not None)
+        winners = [i for i, e in enumerate(entries) if e is not None and e[0] == top]
+        if len({entries[i][1] for i in winners}) > 1:   # different cells, one timestamp: the cells decide
+            for i in winners:
+                sources.setdefault(i, []).append(key)
+        else:
+            sources.setdefault(winners[0], []).append(key)
+        wanted[key] = list(enumerate(entries))
+    newest = {}
+    for index, asked in sorted(sources.items()):
+        for batch in _batches(asked, lambda key: len(key), READ_BATCH_BYTES):
+            try:
+                cells = await sides[index].read(batch)
+            except KVStoreError as exc:
+                raise SyncFailed(f"node {sides[index].node_id}: {exc}") from None
+            for key, cell in cells:
+                newest[key] = newer(newest.get(key), cell)
+                if index:
+                    stats.bytes_sent += _cell_bytes(key, cell)
+    for index, side in enumerate(sides):
+        items = []
+        for key, entries in wanted.items():
+            cell = newest.get(key)
+            entry = entries[index][1]
+            if cell is None or (entry is not None and entry[1] == digest(key, cell)):
+                continue
+            if entry is None and purgeable(key, cell):
+                continue
+            items.append((key, cell))
+        for batch in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
+            size = sum(_cell_bytes(k, c) for k, c in batch)
+            await pace.take(size)
+            try:
+                await side.write(batch)
+            except KVStoreError as exc:
+                raise SyncFailed(f"node {side.node_id}: {exc}") from None
+            if index:
+                stats.cells_out += len(batch)
+                stats.bytes_sent += size
+            else:
+                stats.cells_in += len(batch)
+
+
+async def _entries(side, session, token_range, leaves, stats):
+    """{key: (timestamp, digest)} of every key in the leaves, asking again for the leaves an answer left out;
+    the bytes they took counted in stats (None: this node's own, which cross no network)."""
+    found = {}
+    while leaves:
+        entries, answered = await side.entries(session, token_range, leaves)
+        if answered <= 0:
+            raise SyncFailed(f"node {side.node_id} answered none of {len(leaves)} leaves")
+        for key, timestamp, key_digest in entries:
+            found[key] = (timestamp, key_digest)
+        if stats is not None:
+            stats.bytes_sent += sum(len(key) + ENTRY_BYTES for key, _, _ in entries)
+        leaves = leaves[answered:]
+    return found
+
+
+async def _each(sides, call):
+    """[call(side)] for every side at once; SyncFailed naming the first side that failed."""
+    answers = await asyncio.gather(*(call(side) for side in sides), return_exceptions=True)
+    for side, answer in zip(sides, answers):
+        if isinstance(answer, BaseException):
+            if isinstance(answer, KVStoreError):
+                raise SyncFailed(f"node {side.node_id}: {answer}") from None
+            raise answer
+    return answers
+
+
+def _count(stats, answers):
+    """Bytes of the hashes the other sides sent (answers[0] is this node's own)."""
+    stats.bytes_sent += sum(8 * len(answer) for answer in answers[1:])
+
+
+def _cell_bytes(key, cell):
+    return len(key) + len(cell.value or b"") + CELL_OVERHEAD
+
+
+def _batches(items, size, limit):
+    batch, total = [], 0
+    for item in items:
+        cost = size(item)
+        if batch and total + cost > limit:
+            yield batch
+            batch, total = [], 0
+        batch.append(item)
+        total += cost
+    if batch:
+        yield batch

@@ -1,0 +1,169 @@
+"""The replicas a range sync compares, seen alike: this node's own (LocalSide) and another node's (RemoteSide).
+
+Why one shape: the node that runs a sync is itself one of the range's replicas, and compares all of them
+the same way (kvstore.cluster.sync); the peer port's sync calls are the LocalSide of the node they reach.
+
+Each side answers, for one range: its hash-tree hashes (branches, or the leaves of some branches), the
+(key, timestamp, digest) entries of some leaves (whole leaves, within the answer budget), cells by key
+(through the replica read call, budgeted), and takes cells through the normal replica write path
+(durable in the commit log before it counts). A range takes one sync session at a time on each node
+(RangeLeases): a second is refused, naming the first, until the first finishes or goes quiet for
+LEASE_SECONDS (a sync whose runner crashed frees its ranges by itself).
+"""
+import time
+
+from kvstore.core.config import MAX_ANSWER_BYTES
+from kvstore.core.errors import InvalidRequest, StorageError
+from kvstore.core.hashtree import BRANCHES, LEAVES, digest
+from kvstore.core.ring import TokenRange
+from kvstore.net.wire import from_cell, to_mutation
+from kvstore.storage.store import FROM_THE_FUTURE
+from kvstore_rpc import ttypes
+
+LEASE_SECONDS = 30.0
+ENTRY_BYTES = 24   # what one entry costs beyond its key (timestamp, digest, field headers)
+
+
+class RangeLeases:
+    """Which sync session holds each range on this node."""
+
+    def __init__(self, clock=time.monotonic):
+        self._held = {}   # TokenRange -> (session, last used)
+        self._clock = clock
+
+    def take(self, token_range, session):
+        now = self._clock()
+        held = self._held.get(token_range)
+        if held is not None and held[0] != session and now - held[1] < LEASE_SECONDS:
+            raise InvalidRequest(f"range {token_range} is already being synced (session {held[0]}): one sync of a "
+                                 "range at a time")
+        self._held[token_range] = (session, now)
+
+    def release(self, token_range, session):
+        if self._held.get(token_range, (None,))[0] == session:
+            del self._held[token_range]
+
+    def busy(self, token_range):
+        held = self._held.get(token_range)
+        return held is not None and self._clock() - held[1] < LEASE_SECONDS
+
+
+class LocalSide:
+    """This node's replica of its ranges, for a sync run here or called from a peer."""
+
+    def __init__(self, node_id, trees, storage, leases, history, disk):
+        self.node_id = node_id
+        self._trees = trees
+        self._storage = storage
+        self._leases = leases
+        self._history = history
+        self._disk = disk
+
+    async def hashes(self, session, token_range, branches):
+        tree = self._tree(session, token_range)
+        if not branches:
+            return list(tree.branches)
+        if len(branches) > BRANCHES or any(not 0 <= b < BRANCHES for b in branches):
+            raise InvalidRequest(f"branches are numbered 0 to {BRANCHES - 1}, at most {BRANCHES} in one call")
+        return [h for b in branches for h in tree.leaf_hashes(b)]
+
+    async def entries(self, session, token_range, leaves):
+        """([(key, timestamp, digest)], how many of the leaves asked for they cover)."""
+        tree = self._tree(session, token_range)
+        if not leaves or len(leaves) > LEAVES or any(not 0 <= leaf < LEAVES for leaf in leaves):
+            raise InvalidRequest(f"leaves are numbered 0 to {LEAVES - 1}, 1 to {LEAVES} in one call")
+        found, left, answered = [], MAX_ANSWER_BYTES, 0
+        for leaf in leaves:
+            keys = tree.keys_in(leaf)
+            size = sum(len(k) + ENTRY_BYTES for k in keys)
+            if answered and size > left:
+                break
+            for key in keys:
+                cell = self._storage.get(key)
+                if cell is not None:
+                    found.append((key, cell.timestamp, digest(key, cell)))
+            left -= size
+            answered += 1
+        return found, answered
+
+    async def read(self, keys):
+        return [(key, self._storage.get(key)) for key in keys]
+
+    async def write(self, items):
+        """Apply cells (key, cell) through the write path: durable before this returns."""
+        answers = await self._storage.apply_all(items)
+        refused = answers.count(FROM_THE_FUTURE)
+        if refused:
+            raise InvalidRequest(f"node {self.node_id} refused {refused} cells stamped ahead of its clock")
+
+    async def finished(self, session, token_range, since):
+        try:
+            if since > 0:
+                records = self._history.recorded(token_range, since, int(time.time() * 1e6))
+                await self._disk.run(self._history.save, records)
+        finally:
+            self._leases.release(token_range, session)
+
+    def _tree(self, session, token_range):
+        if not session:
+            raise InvalidRequest("a range sync names its session (a number other than 0)")
+        tree = self._trees.tree(token_range)
+        self._leases.take(token_range, session)
+        return tree
+
+
+class RemoteSide:
+    """Another node's replica, over its peer link."""
+
+    def __init__(self, node_id, link, timeout):
+        self.node_id = node_id
+        self._link = link
+        self._timeout = timeout
+
+    async def hashes(self, session, token_range, branches):
+        return [h % 2**64 for h in await self._call("sync_hashes", session, _idl(token_range), branches)]
+
+    async def entries(self, session, token_range, leaves):
+        answer = await self._call("sync_entries", session, _idl(token_range), leaves)
+        return [(e.key, e.timestamp, e.digest % 2**64) for e in answer.entries or []], answer.leaves
+
+    async def read(self, keys):
+        """Cells of every key (asking again for those an answer at its budget left out)."""
+        found = []
+        while len(found) < len(keys):
+            answers = await self._call("replica_read_batch", keys[len(found):])
+            if not answers:
+                raise StorageError(f"node {self.node_id} answered no keys of a read")
+            found.extend((key, from_cell(a.cell)) for key, a in zip(keys[len(found):], answers))
+        return found
+
+    async def write(self, items):
+        answers = await self._call("replica_write_batch", [to_mutation(k, c) for k, c in items])
+        refused = list(answers or []).count(FROM_THE_FUTURE)
+        if refused:
+            raise InvalidRequest(f"node {self.node_id} refused {refused} cells stamped ahead of its clock")
+
+    async def finished(self, session, token_range, since):
+        await self._call("sync_finished", session, _idl(token_range), since)
+
+    async def _call(self, method, *args):
+        try:
+            return await self._link.call(method, *args, timeout=self._timeout)
+        except (ttypes.InvalidRequest, ttypes.StorageFailure) as exc:
+            raise InvalidRequest(f"node {self.node_id}: {exc.why}") from None
+
+
+def _idl(token_range):
+    return ttypes.TokenRange(token_range.start, token_range.end)
+
+
+def from_idl_range(value):
+    """A TokenRange from the IDL's; InvalidRequest when a bound is missing."""
+    if value is None or value.start is None or value.end is None:
+        raise InvalidRequest("a token range needs a start and an end")
+    return TokenRange(value.start, value.end)
+
+
+def signed(value):
+    """A 64-bit digest as the IDL's i64."""
+    return value - 2**64 if value >= 2**63 else value

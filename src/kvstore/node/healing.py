@@ -1,0 +1,18 @@
+"""How a node's repairs are put together: its replica as a sync side, its peers as remote sides, the repair
+service with the node's settings, and the peer port's sync calls (kvstore.cluster.repair, kvstore.cluster.sync)."""
+from kvstore.cluster.repair import RepairService
+from kvstore.cluster.sync_sides import LocalSide, RangeLeases, RemoteSide
+from kvstore.service.sync_calls import SyncCalls
+
+SYNC_CALL_TIMEOUTS = 5   # a sync call may take this many request timeouts (a leaf's entries, a batch of cells)
+
+
+def build(node_id, trees, storage, history, disk, peers, detector, clock, settings):
+    """(RepairService, SyncCalls) of one node; peers: {node_id: RemoteReplica}."""
+    local = LocalSide(node_id, trees, storage, RangeLeases(), history, disk)
+    timeout = settings.request_timeout * SYNC_CALL_TIMEOUTS
+    remotes = {i: RemoteSide(i, peer.link, timeout) for i, peer in peers.items()}
+    margin = 2 * settings.request_timeout + settings.max_clock_offset
+    repairs = RepairService(node_id, trees, local, remotes, detector, clock, history, rate=settings.repair_rate,
+                            interval=settings.repair_interval, margin=margin, grace=settings.gc_grace)
+    return repairs, SyncCalls(local)

@@ -1,0 +1,40 @@
+"""The peer port's range-sync calls (sync_hashes, sync_entries, sync_finished): a syncing node reaching this
+node's replica (kvstore.cluster.sync_sides.LocalSide), with its errors mapped to the IDL's."""
+import logging
+
+from kvstore.cluster.sync_sides import from_idl_range, signed
+from kvstore.core import errors
+from kvstore_rpc import ttypes
+
+log = logging.getLogger(__name__)
+
+
+class SyncCalls:
+    def __init__(self, local_side):
+        self._side = local_side
+
+    async def sync_hashes(self, session, token_range, branches):
+        with _Errors():
+            return [signed(h) for h in await self._side.hashes(session, from_idl_range(token_range), branches or [])]
+
+    async def sync_entries(self, session, token_range, leaves):
+        with _Errors():
+            entries, answered = await self._side.entries(session, from_idl_range(token_range), leaves or [])
+            return ttypes.SyncEntries([ttypes.SyncEntry(k, t, signed(d)) for k, t, d in entries], answered)
+
+    async def sync_finished(self, session, token_range, since):
+        with _Errors():
+            await self._side.finished(session, from_idl_range(token_range), since or 0)
+
+
+class _Errors:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, errors.StorageError):
+            log.error("range sync failed: %s", exc)
+            raise ttypes.StorageFailure(why=str(exc)) from None
+        if isinstance(exc, errors.InvalidRequest):
+            raise ttypes.InvalidRequest(why=str(exc)) from None
+        return False
