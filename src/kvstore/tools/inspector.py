@@ -15,15 +15,14 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kvstore.core.config import DEFAULT_CLUSTER_FILE
-from kvstore.core.cell import reconcile, visible
+from kvstore.core.cell import reconcile
 from kvstore.core.config import read_cluster_file
 from kvstore.tools import login_options
-from kvstore.tools.display import show_time
+from kvstore.tools.display import bytes_json, cell_counts, cell_kinds, count_of, show_cell, size_text
 from kvstore.core.notation import NotationError, parse_word, show
 from kvstore.core.errors import (AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable,
                                  Unauthorized)
@@ -34,7 +33,6 @@ from kvstore.core.ring import Ring
 
 TIMEOUT = 10.0
 EXIT_OK, EXIT_NONE_UP, EXIT_USAGE = 0, 1, 2
-VALUE_WIDTH = 40
 
 
 @dataclass
@@ -119,15 +117,15 @@ def render_text(states, reports, out):
             print(f"node {node.node_id}  {node.address}  {_unread(state)}  ({state.error})", file=out)
             continue
         hints = ", ".join(f"node {t}: {n}" for t, n in sorted(state.pending_hints.items())) or "none"
-        print(f"node {node.node_id}  {node.address}  up  {_cell_counts(state.cells)}  "
-              f"log {_size(state.log_bytes)} on disk ({_size(state.log_record_bytes)} of records)"
-              f"  hint log {_size(state.hint_log_bytes)}  pending hints: {hints}  {_clock(state)}", file=out)
+        print(f"node {node.node_id}  {node.address}  up  {cell_counts(state.cells)}  "
+              f"log {size_text(state.log_bytes)} on disk ({size_text(state.log_record_bytes)} of records)"
+              f"  hint log {size_text(state.hint_log_bytes)}  pending hints: {hints}  {_clock(state)}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
             print(f"    {show(key, 30):<30}  {show_cell(cell)}{mark}", file=out)
     bad = divergent(reports)
     unverified = [r for r in reports if r.problems and r not in bad]
-    summary = f"\n{_count(len(reports), 'key')}, {len(bad)} divergent"
+    summary = f"\n{count_of(len(reports), 'key')}, {len(bad)} divergent"
     if unverified:
         summary += f", {len(unverified)} unverified (a replica could not be read)"
     print(summary, file=out)
@@ -156,40 +154,26 @@ def as_json(states, reports):
             return cell
         if cell.value is None:
             return {"tombstone": True, "timestamp": cell.timestamp, "deleted_at": cell.expires}
-        return {"value": _bytes_json(cell.value), "timestamp": cell.timestamp, "expires_at": cell.expires or None}
+        return {"value": bytes_json(cell.value), "timestamp": cell.timestamp, "expires_at": cell.expires or None}
     bad = divergent(reports)
     return {
         "nodes": [{
             "id": s.node.node_id, "address": s.node.address, "up": s.up or s.refusing, "read": s.up,
             "refusing_connections": s.refusing, "error": s.error or None,
-            "clock_offset_us": s.clock_offset, **_cell_kinds(s.cells), "log_bytes": s.log_bytes,
+            "clock_offset_us": s.clock_offset, **cell_kinds(s.cells), "log_bytes": s.log_bytes,
             "log_record_bytes": s.log_record_bytes,
             "hint_log_bytes": s.hint_log_bytes,
             "pending_hints": {str(t): n for t, n in sorted(s.pending_hints.items())},
-            "keys": [{"key": _bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
+            "keys": [{"key": bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
         } for s in states],
-        "keys": [{"key": _bytes_json(r.key), "problems": r.problems,
+        "keys": [{"key": bytes_json(r.key), "problems": r.problems,
                   "replicas": {str(i): cell_json(c) for i, c in r.replicas.items()}} for r in reports],
         "divergent": len(bad),
     }
 
 
-def show_cell(cell, now=None):
-    """A stored cell in one line: its value (or that it is a tombstone), timestamp and expiry."""
-    now = time.time() * 1e6 if now is None else now
-    if cell.value is None:
-        return f"{'(tombstone)':<{VALUE_WIDTH}}  {cell.timestamp}  deleted {show_time(cell.expires)}"
-    text = f"{show(cell.value, VALUE_WIDTH):<{VALUE_WIDTH}}  {cell.timestamp}"
-    if cell.expires:
-        text += f"  {'expired' if cell.expires <= now else 'expires'} {show_time(cell.expires)}"
-    return text
 
 
-def _bytes_json(data):
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"hex": data.hex()}
 
 
 def _unread(state):
@@ -203,32 +187,12 @@ def _clock(state):
     return f"clock {round(state.clock_offset / 1e6, 3) + 0.0:+.3f} s from its peers'"   # + 0.0: no -0.000
 
 
-def _cell_kinds(cells, now=None):
-    """{"key_count": live keys, "tombstones": ..., "expired": ...} of a replica's cells."""
-    now = time.time() * 1e6 if now is None else now
-    live = sum(1 for c in cells.values() if visible(c, now) is not None)
-    tombstones = sum(1 for c in cells.values() if c.value is None)
-    return {"key_count": live, "tombstones": tombstones, "expired": len(cells) - live - tombstones}
 
 
-def _cell_counts(cells):
-    """How many live keys a replica holds, and the tombstones and expired cells beside them, in words."""
-    kinds = _cell_kinds(cells)
-    text = _count(kinds["key_count"], "key")
-    others = [_count(kinds["tombstones"], "tombstone")] if kinds["tombstones"] else []
-    others += [f"{kinds['expired']} expired"] if kinds["expired"] else []
-    return text + (f" (and {', '.join(others)})" if others else "")
 
 
-def _count(number, noun):
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _size(count):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
 
 
 def main(argv=None, out=sys.stdout):
