@@ -5,7 +5,8 @@
 #   ./server.sh crash ID        SIGKILL node ID (no clean shutdown)
 #   ./server.sh stop ID         stop node ID gracefully
 #   ./server.sh restart ID      start node ID again on its data
-#   ./server.sh status          each node: up/down, pid, address
+#   ./server.sh status          each node: up/down, pid, address; its ranges and their repairs
+#   ./server.sh repair [ID]     repair every range (or those node ID holds) between its replicas
 # Environment: KVSTORE_NODES, KVSTORE_BASE_PORT, KVSTORE_HOST, KVSTORE_DATA_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"

@@ -1,12 +1,12 @@
 """Deletes and expiry through real nodes: tombstones win, travel by hints and read repair, survive
-replay, and go only after their grace; expiry is fixed by the coordinator and seen everywhere."""
+replay, and go only after their grace and a repair; expiry is fixed by the coordinator and seen everywhere."""
 import time
 
 import pytest
 
 from kvstore.core.errors import InvalidRequest, Unavailable
 from kvstore.testing.localcluster import Cluster, FAST_SETTINGS, wait_for
-from kvstore_rpc.ttypes import Cell, Mutation
+from kvstore_rpc.ttypes import Cell, Mutation, TokenRange
 
 GRACE = 2.0   # seconds: short, so a test can see a tombstone outlive it
 
@@ -51,7 +51,7 @@ def test_at_one_timestamp_a_delete_beats_a_put_on_every_replica(grace_cluster):
     assert all(stored(c, i, key) == Cell(None, 777, 777) for i in (1, 2, 3))
 
 
-def test_tombstones_stay_for_their_grace_and_compaction_then_drops_them(grace_cluster):
+def test_tombstones_stay_for_their_grace_and_until_a_repair_then_compaction_drops_them(grace_cluster):
     c = grace_cluster
     key = c.key_for([0, 1, 2], b"grace")
     with c.client(0) as kv:
@@ -61,9 +61,18 @@ def test_tombstones_stay_for_their_grace_and_compaction_then_drops_them(grace_cl
         c.call(i, "compact")
         assert stored(c, i, key).value is None
     time.sleep(GRACE + 0.2)
-    for i in (0, 1, 2):
+    for i in (0, 1, 2):   # past it, but no full repair of its range has come after it: still kept
         c.call(i, "compact")
-        assert stored(c, i, key) is None
+        assert stored(c, i, key).value is None
+    token_range = next(r for r, ids in c.ring.ranges() if key in r)
+
+    def dropped_after_a_repair():
+        c.call(0, "repair", [TokenRange(*token_range)])
+        wait_for(lambda: not c.call(0, "repair_status").running, 10, "the repair to end")
+        for i in (0, 1, 2):
+            c.call(i, "compact")
+        return all(stored(c, i, key) is None for i in (0, 1, 2))
+    wait_for(dropped_after_a_repair, 20, "a repair that lets compaction drop the tombstone")
 
 
 def test_a_ttl_is_fixed_by_the_coordinator_and_the_key_expires_everywhere(grace_cluster):

@@ -20,6 +20,7 @@ import random
 import time
 
 from kvstore.cluster.sync import Pace, SyncFailed, SyncStats, sync_range
+from kvstore.cluster.sync_sides import session_for
 from kvstore.core.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class RepairService:
         if len(sides) < 2:
             self.failed.append(f"range {token_range}: every other replica is down ({_names(down)})")
             return False
-        session = random.getrandbits(62) + 1
+        session = session_for(self.node_id, random.getrandbits(62))
         since = self._clock.read() - self._margin_us
         horizon, now = self._history.since(token_range), self._clock.earliest()
 

@@ -8,7 +8,8 @@ Each side answers, for one range: its hash-tree hashes (branches, or the leaves 
 (through the replica read call, budgeted), and takes cells through the normal replica write path
 (durable in the commit log before it counts). A range takes one sync session at a time on each node
 (RangeLeases): a second is refused, naming the first, until the first finishes or goes quiet for
-LEASE_SECONDS (a sync whose runner crashed frees its ranges by itself).
+LEASE_SECONDS (a sync whose runner crashed frees its ranges by itself), unless the second is run by the
+same node: a node runs one sync of a range at a time, so its older session is one it lost in a crash.
 """
 import time
 
@@ -20,7 +21,13 @@ from kvstore.net.wire import from_cell, to_mutation
 from kvstore.storage.store import FROM_THE_FUTURE
 from kvstore_rpc import ttypes
 
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 10.0
+SESSION_BITS = 40   # a session is its runner's node id above SESSION_BITS random bits (session_for)
+
+
+def session_for(node_id, random_bits):
+    """A sync session's number: which node runs it, and which of its syncs it is."""
+    return (node_id + 1) << SESSION_BITS | (random_bits & ((1 << SESSION_BITS) - 1))
 ENTRY_BYTES = 24   # what one entry costs beyond its key (timestamp, digest, field headers)
 
 
@@ -34,7 +41,8 @@ class RangeLeases:
     def take(self, token_range, session):
         now = self._clock()
         held = self._held.get(token_range)
-        if held is not None and held[0] != session and now - held[1] < LEASE_SECONDS:
+        if (held is not None and held[0] != session and now - held[1] < LEASE_SECONDS
+                and held[0] >> SESSION_BITS != session >> SESSION_BITS):
             raise InvalidRequest(f"range {token_range} is already being synced (session {held[0]}): one sync of a "
                                  "range at a time")
         self._held[token_range] = (session, now)

@@ -9,7 +9,6 @@ import bisect
 from typing import NamedTuple
 
 from kvstore.core.errors import InvalidRequest
-from kvstore.core.notation import show
 
 REPLICATION_FACTOR = 3
 
@@ -26,7 +25,7 @@ class TokenRange(NamedTuple):
         return key > self.start or key <= self.end
 
     def __str__(self):
-        return f"({show(self.start, 20)}, {show(self.end, 20)}]"
+        return f"({self.start.hex()}, {self.end.hex()}]"
 
 
 class Ring:

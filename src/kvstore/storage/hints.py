@@ -103,8 +103,9 @@ class HintStore:
             return []
         expired = await hints.drop_older_than(self._clock.earliest() / 1e6 - self._window)
         if expired:
-            log.warning("dropping %d hints for node %d older than the hint window (%.0f s); "
-                        "repair that replica by reading its keys at QUORUM", expired, target, self._window)
+            log.warning("dropping %d hints for node %d older than the hint window (%.0f s); the next repair of "
+                        "its ranges brings that replica up to date (automatic, or ./server.sh repair)",
+                        expired, target, self._window)
         return hints.hints[:limit]
 
     async def delivered(self, target, hints):

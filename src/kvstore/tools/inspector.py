@@ -22,6 +22,7 @@ from kvstore.core.config import DEFAULT_CLUSTER_FILE
 from kvstore.core.cell import reconcile
 from kvstore.core.config import read_cluster_file
 from kvstore.tools import login_options
+from kvstore.tools.repair_tool import range_lines, ranges_json
 from kvstore.tools.display import bytes_json, cell_counts, cell_kinds, count_of, show_cell, size_text
 from kvstore.core.notation import NotationError, parse_word, show
 from kvstore.core.errors import (AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable,
@@ -46,6 +47,7 @@ class NodeState:
     log_record_bytes: int = 0   # of it, the bytes that hold records
     hint_log_bytes: int = 0
     clock_offset: int = None   # microseconds, + when ahead of most of its peers'; None: no peer to compare
+    repairs: object = None     # its RepairStatus
     error: str = ""
 
 
@@ -73,7 +75,7 @@ def collect(nodes, credentials, key=None, timeout=TIMEOUT, tls=None):
             state.up = True
             state.cells, state.pending_hints = dump.cells, dump.pending_hints
             state.log_bytes, state.hint_log_bytes = dump.log_bytes, dump.hint_log_bytes
-            state.log_record_bytes = dump.log_record_bytes
+            state.log_record_bytes, state.repairs = dump.log_record_bytes, dump.repairs
             peers = [offset for node_id, offset in dump.clock_offsets.items() if node_id != node.node_id]
             state.clock_offset = -int(statistics.median(peers)) if peers else None
         states.append(state)
@@ -120,6 +122,8 @@ def render_text(states, reports, out):
         print(f"node {node.node_id}  {node.address}  up  {cell_counts(state.cells)}  "
               f"log {size_text(state.log_bytes)} on disk ({size_text(state.log_record_bytes)} of records)"
               f"  hint log {size_text(state.hint_log_bytes)}  pending hints: {hints}  {_clock(state)}", file=out)
+        for line in range_lines(state.repairs):
+            print(f"  {line}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
             print(f"    {show(key, 30):<30}  {show_cell(cell)}{mark}", file=out)
@@ -165,6 +169,7 @@ def as_json(states, reports):
             "hint_log_bytes": s.hint_log_bytes,
             "pending_hints": {str(t): n for t, n in sorted(s.pending_hints.items())},
             "keys": [{"key": bytes_json(k), **cell_json(c)} for k, c in sorted(s.cells.items())],
+            **ranges_json(s.repairs),
         } for s in states],
         "keys": [{"key": bytes_json(r.key), "problems": r.problems,
                   "replicas": {str(i): cell_json(c) for i, c in r.replicas.items()}} for r in reports],
@@ -251,6 +256,7 @@ class ReplicaDump(NamedTuple):
     hint_log_bytes: int
     clock_offsets: dict = {}   # node id -> its clock minus this node's (microseconds), for the peers it sees up
     log_record_bytes: int = 0  # of log_bytes, those holding records
+    repairs: object = None     # its RepairStatus: the ranges it holds, when each was repaired, a repair running
 
 
 DUMP_PAGE = 10_000
@@ -270,10 +276,11 @@ def dump_replica(address, credentials, key=None, timeout=CALL_TIMEOUT, page=DUMP
                 dump = connection.call("dump", (None, dump.next_start, page), timeout)
                 cells.update((m.key, from_cell(m.cell)) for m in dump.cells)
             ring = connection.call("describe_ring", (), timeout)
+            repairs = connection.call("repair_status", (), timeout)
         except ttypes.Unauthorized as exc:
             raise Unauthorized(exc.why) from None
     finally:
         connection.close()
     offsets = {n.node_id: n.clock_offset or 0 for n in ring if n.up}
     return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes, offsets,
-                       dump.log_record_bytes or 0)
+                       dump.log_record_bytes or 0, repairs)

@@ -1,4 +1,4 @@
-"""What ./server.sh does: start a cluster, and crash, stop, restart or show one node.
+"""What ./server.sh does: start a cluster, and crash, stop, restart or show one node; repair (tools.repair_tool).
 
 The data directory (default data/, or $KVSTORE_DATA_DIR, or --data-dir) holds
 the cluster file (cluster.txt), the node options (node.options) and one
@@ -26,7 +26,7 @@ from kvstore.core.config import DEFAULT_DATA_DIR, make_cluster, read_cluster_fil
 from kvstore.core.errors import ConfigError
 from kvstore.net.blocking import ping, probe
 from kvstore.node.options import parse_args as parse_node_args   # the node's own parser judges its options
-from kvstore.tools import processes, security, waits
+from kvstore.tools import processes, repair_tool, security, waits
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
@@ -57,7 +57,8 @@ def parse_args(argv):
     for name, text in (("crash", "SIGKILL a node: no clean shutdown"), ("stop", "stop a node gracefully"),
                        ("restart", "start a stopped or crashed node on its data (stopping it first if running)")):
         sub.add_parser(name, help=text).add_argument("id", type=int)
-    sub.add_parser("status", help="each node: up or down, pid, address")
+    sub.add_parser("status", help="each node: up or down, pid, address; the ranges each holds and their repairs")
+    repair_tool.add_parsers(sub)
     security.add_parsers(sub)
     args = p.parse_args(argv)
     args.command = args.command or "start"
@@ -271,6 +272,7 @@ def cmd_status(cluster, args):
             notes.append(f"node {info.node_id}'s clock is {info.clock_offset / 1e6:+.3f} s from node {seen[0]}'s")
     for note in notes:
         print(note)
+    repair_tool.ranges_report(cluster)
     options = cluster.node_options()
     if options:
         print(f"node options ({cluster.options_file}): {shlex.join(options)}")
@@ -292,7 +294,7 @@ def node_state(node, process, tls=None):
 
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,
-            "status": cmd_status, "user": security.cmd_user, "tls": security.cmd_tls}
+            "status": cmd_status, "user": security.cmd_user, "tls": security.cmd_tls, "repair": repair_tool.cmd_repair}
 
 
 def main(argv=None):
