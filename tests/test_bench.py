@@ -5,7 +5,7 @@ import subprocess
 from kvstore.core.config import CHECKOUT
 from kvstore.testing.bench.layers import measure_layers
 from kvstore.testing.bench.run import spawn_floor
-from kvstore.testing.localcluster import free_ports
+from kvstore.testing.ports import free_ports
 from kvstore.net.blocking import Connection
 from kvstore_rpc import ttypes
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kvstore.testing.localcluster import consecutive_free_ports
+from kvstore.testing.ports import consecutive_free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -11,10 +11,8 @@ ClusterError when it passes; close() kills whatever is left.
 import functools
 import hashlib
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +20,8 @@ from pathlib import Path
 from kvstore.tools import processes, waits
 from kvstore.client.client import Client
 from kvstore.tools.security import create_admin
-from kvstore.core.config import CHECKOUT, PEER_PORT_OFFSET, NodeConfig, make_cluster, write_cluster_file
+from kvstore.core.config import CHECKOUT, NodeConfig, make_cluster, write_cluster_file
+from kvstore.testing.ports import free_ports
 from kvstore.core.errors import KVStoreError
 from kvstore.net.peerauth import create_secret, secret_path
 from kvstore.net.blocking import Connection, call_once, ping
@@ -72,56 +71,6 @@ class Loopback:
 
     def close(self):
         pass
-
-
-_HANDED_OUT = set()   # the ports free_ports gave in this process: a server may not have bound one yet
-
-
-def free_ports(count, low=20000, high=32000):
-    """count ports free on loopback, below Linux's ephemeral range (32768 up), so that no outgoing connection
-    takes one before its server binds it, or while a stopped node is down; none given twice in this process
-    (until most of the range has been)."""
-    rng, sockets = random.Random(), []
-    if len(_HANDED_OUT) > (high - low) // 2:
-        _HANDED_OUT.clear()
-    try:
-        for _ in range(50 * count):
-            if len(sockets) == count:
-                break
-            port = rng.randrange(low, high)
-            if port in _HANDED_OUT:
-                continue
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                s.close()
-                continue
-            sockets.append(s)
-            _HANDED_OUT.add(port)
-        if len(sockets) < count:
-            raise ClusterError(f"no {count} free ports between {low} and {high}")
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def consecutive_free_ports(count, low=20000, high=32000):
-    """The first of `count` consecutive ports free on loopback, with the `count` from it + 100 free too
-    (as ./server.sh gives node i the client port base + i and the peer port base + 100 + i). Below
-    Linux's ephemeral range (32768 up), so that no outgoing connection takes a stopped node's port."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(low, high - count - PEER_PORT_OFFSET)
-        try:
-            for port in [*range(base, base + count), *range(base + PEER_PORT_OFFSET, base + PEER_PORT_OFFSET + count)]:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise ClusterError(f"no {count} consecutive free ports")
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

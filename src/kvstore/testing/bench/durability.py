@@ -16,7 +16,8 @@ from kvstore.testing.bench.load import bench_key, run_load
 from kvstore.core.cell import Cell, encode_mutation
 from kvstore.storage.commitlog import CommitLog
 from kvstore.core.config import NodeConfig, make_cluster, write_cluster_file
-from kvstore.testing.localcluster import Cluster, free_ports, prepare_access
+from kvstore.testing.localcluster import Cluster, prepare_access
+from kvstore.testing.ports import free_ports
 from kvstore.net.blocking import ping
 
 BATCH = 10_000

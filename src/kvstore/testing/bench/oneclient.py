@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from kvstore.testing.bench.load import LEVELS, bench_key
-from kvstore.testing.localcluster import Cluster, free_ports
+from kvstore.testing.localcluster import Cluster
+from kvstore.testing.ports import free_ports
 from kvstore.net.blocking import Connection
 
 BLOCK_PUTS = 40

@@ -34,7 +34,8 @@ from kvstore.testing.bench.loopfloor import serve_loop
 from kvstore.testing.bench.oneclient import measure_one_client
 from kvstore.testing.bench.oneclient import table as one_client_table
 from kvstore.testing.bench.load import bench_key, run_load
-from kvstore.testing.localcluster import Cluster, free_ports
+from kvstore.testing.localcluster import Cluster
+from kvstore.testing.ports import free_ports
 from kvstore.net.blocking import ping
 from kvstore.client.credentials import find_credentials
 
