@@ -141,6 +141,11 @@ struct Heartbeat {
   2: i64 generation,
   /** This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs. */
   3: i64 clock,
+  /**
+   * The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a peer stamps
+   * above it from then on (a node whose disk was replaced lost the reservation that kept it above its own).
+   */
+  4: optional i64 newest_stamp,
 }
 
 /** One replica's whole state, for the inspector. */
@@ -466,6 +471,14 @@ service Internode {
 
   /** Range sync: the (key, timestamp, digest) of every key in the leaves listed, whole leaves within the budget. */
   SyncEntries sync_entries(1: i64 session, 2: TokenRange token_range, 3: list<i32> leaves)
+    throws (1: InvalidRequest invalid),
+
+  /**
+   * Range sync: this replica's cells for keys of the range, in the order asked (each ReadResult's cell unset
+   * when absent), stopping at the answer budget (the keys after the last answered are asked for again). Unlike
+   * replica_read_batch, answered while this node is being replaced too: a sync compares cells, not answers.
+   */
+  list<ReadResult> sync_read(1: i64 session, 2: TokenRange token_range, 3: list<binary> keys)
     throws (1: InvalidRequest invalid),
 
   /**

@@ -7,6 +7,7 @@
 #   ./server.sh restart ID      start node ID again on its data
 #   ./server.sh status          each node: up/down, pid, address; its ranges and their repairs
 #   ./server.sh repair [ID]     repair every range (or those node ID holds) between its replicas
+#   ./server.sh replace ID      start node ID, which lost its data, on an empty data directory
 # Environment: KVSTORE_NODES, KVSTORE_BASE_PORT, KVSTORE_HOST, KVSTORE_DATA_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"

@@ -133,6 +133,20 @@ class Iface(object):
         """
         pass
 
+    def sync_read(self, session, token_range, keys):
+        """
+        Range sync: this replica's cells for keys of the range, in the order asked (each ReadResult's cell unset
+        when absent), stopping at the answer budget (the keys after the last answered are asked for again). Unlike
+        replica_read_batch, answered while this node is being replaced too: a sync compares cells, not answers.
+
+        Parameters:
+         - session
+         - token_range
+         - keys
+
+        """
+        pass
+
     def sync_finished(self, session, token_range, since):
         """
         Range sync: the session is over (the range is free for another). With since > 0 it was a full repair
@@ -508,6 +522,48 @@ class Client(Iface):
             raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "sync_entries failed: unknown result")
 
+    def sync_read(self, session, token_range, keys):
+        """
+        Range sync: this replica's cells for keys of the range, in the order asked (each ReadResult's cell unset
+        when absent), stopping at the answer budget (the keys after the last answered are asked for again). Unlike
+        replica_read_batch, answered while this node is being replaced too: a sync compares cells, not answers.
+
+        Parameters:
+         - session
+         - token_range
+         - keys
+
+        """
+        self.send_sync_read(session, token_range, keys)
+        return self.recv_sync_read()
+
+    def send_sync_read(self, session, token_range, keys):
+        self._oprot.writeMessageBegin('sync_read', TMessageType.CALL, self._seqid)
+        args = sync_read_args()
+        args.session = session
+        args.token_range = token_range
+        args.keys = keys
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_sync_read(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = sync_read_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "sync_read failed: unknown result")
+
     def sync_finished(self, session, token_range, since):
         """
         Range sync: the session is over (the range is free for another). With since > 0 it was a full repair
@@ -563,6 +619,7 @@ class Processor(Iface, TProcessor):
         self._processMap["heartbeat"] = Processor.process_heartbeat
         self._processMap["sync_hashes"] = Processor.process_sync_hashes
         self._processMap["sync_entries"] = Processor.process_sync_entries
+        self._processMap["sync_read"] = Processor.process_sync_read
         self._processMap["sync_finished"] = Processor.process_sync_finished
         self._on_message_begin = None
 
@@ -825,6 +882,32 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("sync_entries", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_sync_read(self, seqid, iprot, oprot):
+        args = sync_read_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = sync_read_result()
+        try:
+            result.success = self._handler.sync_read(args.session, args.token_range, args.keys)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("sync_read", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -2225,6 +2308,183 @@ class sync_entries_result(object):
 all_structs.append(sync_entries_result)
 sync_entries_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [SyncEntries, None], None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
+class sync_read_args(object):
+    """
+    Attributes:
+     - session
+     - token_range
+     - keys
+
+    """
+
+
+    def __init__(self, session=None, token_range=None, keys=None,):
+        self.session = session
+        self.token_range = token_range
+        self.keys = keys
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.session = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.LIST:
+                    self.keys = []
+                    (_etype217, _size214) = iprot.readListBegin()
+                    for _i218 in range(_size214):
+                        _elem219 = iprot.readBinary()
+                        self.keys.append(_elem219)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_read_args')
+        if self.session is not None:
+            oprot.writeFieldBegin('session', TType.I64, 1)
+            oprot.writeI64(self.session)
+            oprot.writeFieldEnd()
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 2)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        if self.keys is not None:
+            oprot.writeFieldBegin('keys', TType.LIST, 3)
+            oprot.writeListBegin(TType.STRING, len(self.keys))
+            for iter220 in self.keys:
+                oprot.writeBinary(iter220)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_read_args)
+sync_read_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'session', None, None, ),  # 1
+    (2, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 2
+    (3, TType.LIST, 'keys', (TType.STRING, 'BINARY', False), None, ),  # 3
+)
+
+
+class sync_read_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype224, _size221) = iprot.readListBegin()
+                    for _i225 in range(_size221):
+                        _elem226 = ReadResult()
+                        _elem226.read(iprot)
+                        self.success.append(_elem226)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_read_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.STRUCT, len(self.success))
+            for iter227 in self.success:
+                iter227.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_read_result)
+sync_read_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.STRUCT, [ReadResult, None], False), None, ),  # 0
     (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
 )
 

@@ -893,14 +893,17 @@ class Heartbeat(object):
      - node_id
      - generation: When this node process started, in microseconds: a new value means it restarted.
      - clock: This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs.
+     - newest_stamp: The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a peer stamps
+    above it from then on (a node whose disk was replaced lost the reservation that kept it above its own).
 
     """
 
 
-    def __init__(self, node_id=None, generation=None, clock=None,):
+    def __init__(self, node_id=None, generation=None, clock=None, newest_stamp=None,):
         self.node_id = node_id
         self.generation = generation
         self.clock = clock
+        self.newest_stamp = newest_stamp
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -926,6 +929,11 @@ class Heartbeat(object):
                     self.clock = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I64:
+                    self.newest_stamp = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -947,6 +955,10 @@ class Heartbeat(object):
         if self.clock is not None:
             oprot.writeFieldBegin('clock', TType.I64, 3)
             oprot.writeI64(self.clock)
+            oprot.writeFieldEnd()
+        if self.newest_stamp is not None:
+            oprot.writeFieldBegin('newest_stamp', TType.I64, 4)
+            oprot.writeI64(self.newest_stamp)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2686,6 +2698,7 @@ Heartbeat.thrift_spec = (
     (1, TType.I32, 'node_id', None, None, ),  # 1
     (2, TType.I64, 'generation', None, None, ),  # 2
     (3, TType.I64, 'clock', None, None, ),  # 3
+    (4, TType.I64, 'newest_stamp', None, None, ),  # 4
 )
 all_structs.append(NodeDump)
 NodeDump.thrift_spec = (

@@ -40,10 +40,13 @@ class ReadOutcome(NamedTuple):
 
 
 class Coordinator:
-    def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout, background):
+    def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout, background,
+                 readable=lambda key: True):
         """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py); background: the node's
-        kvstore.core.tasks.Background, which stores hints and repairs no request waits for."""
+        kvstore.core.tasks.Background, which stores hints and repairs no request waits for; readable(key): False
+        while this node, being replaced, has not synced key's range (its own copy then never answers alone)."""
         self._local_id = local_id
+        self._readable = readable
         self._ring = ring
         self._replicas = replicas
         self._clock = clock
@@ -128,7 +131,7 @@ class Coordinator:
     def _read_plan(self, key, level, min_timestamp):
         """(the replicas to ask, the local one last; the Responses their answers go to)."""
         alive, _, needed = self._fanout.plan(self._ring.replica_ids(key), level)
-        if needed == 1 and self._local_id in alive and not min_timestamp:
+        if needed == 1 and self._local_id in alive and not min_timestamp and self._readable(key):
             alive = [self._local_id]   # ONE, and this node holds the key: its own copy answers, no RPC
         return alive, Responses(needed, len(alive))
 

@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 class FailureDetector:
     def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None, wall=time.time,
-                 monotonic=time.monotonic, on_clock=lambda clock: None):
-        """peers: {node_id: object with the coroutine heartbeat(from_node, timeout)}; on_clock(its clock,
-        microseconds): called with each peer's clock, once its offset is measured. Runs on the node's loop."""
+                 monotonic=time.monotonic, on_clock=lambda clock, newest: None):
+        """peers: {node_id: object with the coroutine heartbeat(from_node, timeout)}; on_clock(its clock, the
+        newest stamp it issued or saw; microseconds): called with each peer's, once its offset is measured.
+        Runs on the node's loop."""
         self._self_id = self_id
         self._wall = wall
         self._monotonic = monotonic
@@ -78,7 +79,7 @@ class FailureDetector:
         else:
             if getattr(reply, "clock", None):   # its clock against ours at the middle of the round trip
                 self._anchored[node_id] = reply.clock / 1e6 - (sent + self._monotonic()) / 2
-                self._on_clock(reply.clock)
+                self._on_clock(reply.clock, getattr(reply, "newest_stamp", None) or 0)
             self.mark_up(node_id, reply.generation)
             if not self._measured.is_set() and len(self.offsets()) * 2 > len(self._peers):
                 self._measured.set()   # the clock now judges this node's by most of its peers' clocks

@@ -4,7 +4,7 @@ Why: range sync (kvstore.cluster.sync) compares replicas tree against tree, so t
 what storage holds. Storage calls changed(key, old, new) whenever a key's cell changes (a write merged, an
 expired value turned into a tombstone, a tombstone purged) and rebuild(items) after replaying its log. A
 key outside every range this node holds (none today: the ring does not change while a node runs) is in no
-tree.
+tree. A node being replaced also keeps here the ranges it has not synced yet, whose keys it answers no reads of.
 """
 from kvstore.core.errors import InvalidRequest
 from kvstore.core.hashtree import TicTacTree
@@ -19,6 +19,7 @@ class RangeTrees:
         self._by_range = {r: tree for (r, _), tree in zip(ranges, self._trees) if tree is not None}
         self.replicas = {r: ids for r, ids in ranges if node_id in ids}
         self.held = list(self._by_range)    # the ranges this node holds, in token order
+        self.syncing = set()   # held ranges not synced yet since this node's data was lost (kvstore.cluster.replace)
 
     def changed(self, key, old, new):
         tree = self._trees[self._ring.owner_index(key)]
@@ -40,6 +41,10 @@ class RangeTrees:
             raise InvalidRequest(f"range {token_range} is not one this node holds: it holds "
                                  + ", ".join(map(str, self.held)))
         return tree
+
+    def readable(self, key):
+        """False while key's range is still syncing: this replica may lack what its peers acknowledged."""
+        return not self.syncing or self._ranges[self._ring.owner_index(key)] not in self.syncing
 
     def range_of(self, key):
         """The range key falls in (held or not)."""

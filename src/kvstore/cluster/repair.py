@@ -45,30 +45,31 @@ class RepairService:
         self._schedule = None      # the scheduler's task
         self.kind, self.failed, self.ranges_total, self.ranges_done = "", [], 0, 0
         self.stats, self.started, self.ended = SyncStats(), 0.0, 0.0
-        self.readable = None       # a replace's filter: TokenRange -> bool (None: every range is)
 
     # ---- running ----
 
-    def start(self, ranges, kind):
+    def start(self, ranges, kind, on_full=None):
         """Repair ranges (each held here; none: every range held here) in the background; InvalidRequest when a
-        repair is already running."""
+        repair is already running. on_full(range): awaited after each range repaired in full."""
         if self._task is not None and not self._task.done():
             raise InvalidRequest(f"a {self.kind} is already running on node {self.node_id} "
                                  f"({self.ranges_done} of {self.ranges_total} ranges done)")
         for token_range in ranges:
             self._trees.tree(token_range)   # InvalidRequest for a range not held here
-        self._task = asyncio.get_running_loop().create_task(self.run(list(ranges) or self._trees.held, kind),
+        self._task = asyncio.get_running_loop().create_task(self.run(list(ranges) or self._trees.held, kind, on_full),
                                                             name=f"{kind}-node{self.node_id}")
+        self._task.add_done_callback(_log_failure)
         return self._task
 
-    async def run(self, ranges, kind):
+    async def run(self, ranges, kind, on_full=None):
         """Repair ranges one after another; returns the failures (empty: every range was repaired in full)."""
         self.kind, self.failed, self.ranges_total, self.ranges_done = kind, [], len(ranges), 0
         self.stats, self.started, self.ended = SyncStats(), time.time(), 0.0
         log.info("%s of %d ranges starting", kind, len(ranges))
         try:
             for token_range in ranges:
-                await self.repair(token_range)
+                if await self.repair(token_range) and on_full is not None:
+                    await on_full(token_range)
                 self.ranges_done += 1
         finally:
             self.ended = time.time()
@@ -120,7 +121,7 @@ class RepairService:
     def range_states(self):
         """[(range, replica ids, last full repair finished (µs), its since stamp, readable, keys held)]."""
         return [(r, self._trees.replicas[r], self._history.finished(r), self._history.since(r),
-                 self.readable is None or self.readable(r), self._trees.tree(r).count) for r in self._trees.held]
+                 r not in self._trees.syncing, self._trees.tree(r).count) for r in self._trees.held]
 
     def fraction(self):
         """How far the repair running (or last run) is, from 0 to 1: ranges done, and leaves of the one under way."""
@@ -159,6 +160,11 @@ class RepairService:
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait([task])
+
+
+def _log_failure(task):
+    if not task.cancelled() and task.exception() is not None:
+        log.error("repair failed", exc_info=task.exception())
 
 
 def _names(ids):

@@ -17,9 +17,11 @@ from kvstore_rpc import ttypes
 
 
 class LocalReplica:
-    def __init__(self, node_id, storage):
+    def __init__(self, node_id, storage, readable=lambda key: True):
+        """readable(key): False while a replaced node has not synced key's range (its reads then fail)."""
         self.node_id = node_id
         self._storage = storage
+        self._readable = readable
 
     def write_many_async(self, writes, deadline):
         """writes: [(key, cell, callback)], applied with one fsync; each callback gets 0 (None), or the
@@ -30,9 +32,15 @@ class LocalReplica:
     def read_many_async(self, reads, deadline):
         """reads: [(key, callback)]; each callback gets the stored cell (tombstones included) or None."""
         for key, callback in reads:
-            callback(None, self._storage.get(key))
+            if self._readable(key):
+                callback(None, self._storage.get(key))
+            else:
+                callback(NodeFailed(f"node {self.node_id} is being replaced and has not synced this key's range"), None)
 
     def scan_async(self, start, end, limit, deadline, callback):
+        if not self._readable(start or b"\x00"):
+            callback(NodeFailed(f"node {self.node_id} is being replaced and has not synced this range"), None)
+            return
         callback(None, ReplicaPage(self._storage.scan(start, end, limit)))
 
     async def close(self):

@@ -110,14 +110,16 @@ async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
     newest = {}
     for index, asked in sorted(sources.items()):
         for batch in _batches(asked, lambda key: len(key), READ_BATCH_BYTES):
-            try:
-                cells = await sides[index].read(batch)
-            except KVStoreError as exc:
-                raise SyncFailed(f"node {sides[index].node_id}: {exc}") from None
-            for key, cell in cells:
-                newest[key] = newer(newest.get(key), cell)
-                if index:
-                    stats.bytes_sent += _cell_bytes(key, cell)
+            while batch:   # an answer at its budget covers a prefix: ask again for the rest
+                try:
+                    cells = await sides[index].read(session, token_range, batch)
+                except KVStoreError as exc:
+                    raise SyncFailed(f"node {sides[index].node_id}: {exc}") from None
+                for key, cell in cells:
+                    newest[key] = newer(newest.get(key), cell)
+                    if index and cell is not None:
+                        stats.bytes_sent += _cell_bytes(key, cell)
+                batch = batch[len(cells):]
     for index, side in enumerate(sides):
         items = []
         for key, entries in wanted.items():

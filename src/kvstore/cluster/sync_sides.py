@@ -94,8 +94,19 @@ class LocalSide:
             answered += 1
         return found, answered
 
-    async def read(self, keys):
-        return [(key, self._storage.get(key)) for key in keys]
+    async def read(self, session, token_range, keys):
+        """[(key, cell or None)] for a prefix of keys (at least one) that fits in the answer budget."""
+        self._tree(session, token_range)
+        found, left = [], MAX_ANSWER_BYTES
+        for key in keys:
+            if key not in token_range:
+                raise InvalidRequest(f"a key asked for is not in range {token_range}")
+            cell = self._storage.get(key)
+            left -= len(key) + len(cell.value or b"") + ENTRY_BYTES if cell is not None else len(key)
+            if found and left < 0:
+                break
+            found.append((key, cell))
+        return found
 
     async def write(self, items):
         """Apply cells (key, cell) through the write path: durable before this returns."""
@@ -135,15 +146,11 @@ class RemoteSide:
         answer = await self._call("sync_entries", session, _idl(token_range), leaves)
         return [(e.key, e.timestamp, e.digest % 2**64) for e in answer.entries or []], answer.leaves
 
-    async def read(self, keys):
-        """Cells of every key (asking again for those an answer at its budget left out)."""
-        found = []
-        while len(found) < len(keys):
-            answers = await self._call("replica_read_batch", keys[len(found):])
-            if not answers:
-                raise StorageError(f"node {self.node_id} answered no keys of a read")
-            found.extend((key, from_cell(a.cell)) for key, a in zip(keys[len(found):], answers))
-        return found
+    async def read(self, session, token_range, keys):
+        answers = await self._call("sync_read", session, _idl(token_range), keys)
+        if not answers:
+            raise StorageError(f"node {self.node_id} answered no keys of a read")
+        return [(key, from_cell(a.cell)) for key, a in zip(keys, answers)]
 
     async def write(self, items):
         answers = await self._call("replica_write_batch", [to_mutation(k, c) for k, c in items])

@@ -114,10 +114,12 @@ class Clock:
                     "it refuses to coordinate writes until it is fixed" if off else "it coordinates writes again")
         return mine if off else None
 
-    def heard(self, peer_clock):
-        """A peer's clock (microseconds) from its heartbeat: observed, as any timestamp seen, and this clock's
-        offset from its peers checked again (so a change is logged without waiting for a write)."""
+    def heard(self, peer_clock, newest=0):
+        """A peer's clock (microseconds) and the newest stamp it issued or saw, from its heartbeat: both observed,
+        as any timestamp seen, and this clock's offset from its peers checked again (so a change is logged
+        without waiting for a write)."""
         self.observe(peer_clock)
+        self.observe(newest)
         self.offset_error()
 
     def now(self, floor=0):
@@ -195,6 +197,10 @@ class Clock:
         """The one bound that a replica admits a cell by and that a write is stamped above a floor by (wall: the
         wall clock in microseconds)."""
         return stamp <= max(wall, self._last) + self.max_offset
+
+    def newest(self):
+        """The newest timestamp this clock issued or observed (its heartbeats tell peers)."""
+        return self._last
 
     def read(self):
         """The wall clock, in microseconds: what heartbeats carry, for peers to measure offsets by."""

@@ -122,14 +122,14 @@ def main(argv=None):
     datadir.write_pid_file(data_dir)
     try:
         return run(me, nodes, settings, secret, data_dir, args.listen or me.host, args.skip_corrupt_records, security,
-                   args.event_loop)
+                   args.event_loop, args.replace)
     finally:
         datadir.remove_pid_file(data_dir)
         lock.release()
 
 
 def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, security=Security(),
-        event_loop="uvloop"):
+        event_loop="uvloop", replace=False):
     check_accelerator()
     if settings.commitlog_sync_period:
         log.warning("commit log synced every %g s, not before each acknowledgement: a write acknowledged "
@@ -149,19 +149,20 @@ def run(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt=False, 
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        return asyncio.run(_serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock),
-                           debug=loopcheck.enabled())
+        return asyncio.run(_serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock,
+                                  replace), debug=loopcheck.enabled())
     finally:
         reservation.close()
 
 
-async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock):
+async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrupt, security, clock, replace):
     """The node on its loop: replay, listen, announce, serve until SIGTERM or SIGINT, stop."""
     loop = asyncio.get_running_loop()
+    fresh = not (data_dir / datadir.COMMIT_LOG_FILE).exists()   # new, or it lost its data (kvstore.cluster.replace)
     disk, background = DiskWorker(loop), Background()
     ring = Ring(nodes)
     trees, history = RangeTrees(ring, me.node_id), RepairHistory(data_dir)
-    storage = Storage(CommitLog(data_dir / "commit.log", sync_period=settings.commitlog_sync_period or None),
+    storage = Storage(CommitLog(data_dir / datadir.COMMIT_LOG_FILE, sync_period=settings.commitlog_sync_period or None),
                       disk, background, gc_grace=settings.gc_grace, clock=clock, trees=trees,
                       horizon=lambda: repairs.horizon())
     hints = HintStore(data_dir / "hints", settings.hint_window, disk, clock)
@@ -183,21 +184,31 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
                                on_alive=delivery.on_alive, on_clock=clock.heard)
     clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
-    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage)}
+    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage, trees.readable)}
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout,
-                              background)
+                              background, trees.readable)
     generation = int(time.time() * 1e6)
     ready = asyncio.Event()
     # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
     # On the client port each connection has a gate of its own: who logged in, and what that user may call.
     handler = Handler(me.node_id, ring, coordinator, detector, settings, ready)
-    repairs, sync_calls = healing.build(me.node_id, trees, storage, history, disk, peers, detector, clock,
-                                        settings)
+    repairs, sync_calls, replacement = healing.build(me.node_id, trees, storage, history, disk, peers, detector,
+                                                     clock, settings, data_dir)
+    try:
+        if not replacement.begin(replace, fresh, data_dir) and fresh:
+            await replacement.refuse_if_lost(data_dir, settings.connect_timeout * 2)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        for replica in replicas.values():
+            await replica.close()
+        await _close([], disk, storage, hints, checker)
+        return EXIT_CONFIG
     admin = AdminCalls(me.node_id, storage, hints, repairs)
     calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",
                                                        "remove", "expire", "multi_put", "describe_ring")}
     calls.update(dump=admin.dump, compact=admin.compact, repair=admin.repair, repair_status=admin.repair_status)
-    internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, peers, clock)
+    internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, peers, clock,
+                                 trees.readable)
     peer_door = SharedDoor({name: getattr(internode, name, None) or getattr(sync_calls, name)
                             for name in codec.Service(Internode, 0).methods}, settings.idle_timeout)
     slots = ConnectionSlots(settings) if security.authenticator else None
@@ -235,6 +246,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
                     "until heartbeats reach them", clock_wait)
     ready.set()
     repairs.start_schedule(background)
+    replacement.start(background)
     await stop.wait()
     return await shut_down(servers, detector, background, replicas, disk, storage, hints, checker, repairs)
 
@@ -252,7 +264,7 @@ async def shut_down(servers, detector, background, replicas, disk, storage, hint
     for server in servers:
         await server.stop(max(0.0, deadline - time.monotonic()))
     await detector.stop()
-    await repairs.stop()
+    await repairs.stop()   # a replace's pass too: its ranges not synced yet stay so, on disk
     for replica in replicas.values():   # calls still out fail now, and their hints are stored by the tasks below
         await replica.close()
     cancelled = await background.stop(max(0.0, deadline - time.monotonic()))

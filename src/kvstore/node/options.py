@@ -37,6 +37,10 @@ def parse_args(argv):
                         "(default 60; 0: none; never more than half of --gc-grace-seconds)")
     p.add_argument("--repair-rate-mb", type=float, default=defaults.repair_rate / 2**20, metavar="MB",
                    help="MiB a second a repair run by this node may send (default 4; 0: no bound)")
+    p.add_argument("--replace", action="store_true",
+                   help="this node lost its data: start it on an empty data directory, take writes at once, and "
+                        "answer reads of each range only once it is synced from its other replicas "
+                        "(./server.sh replace ID)")
     p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout)
     p.add_argument("--read-timeout", type=float, default=defaults.read_timeout,
                    help="seconds a client has to send a whole request once it began")

@@ -38,10 +38,13 @@ class AnswerBudget:
 
 
 class InternodeHandler:
-    def __init__(self, node_id, generation, storage, hints, detector, settings, peer_ids, clock):
+    def __init__(self, node_id, generation, storage, hints, detector, settings, peer_ids, clock,
+                 readable=lambda key: True):
         """generation: when this node process started (microseconds): a new one tells peers it restarted;
-        peer_ids: the ids of the other nodes of the ring (a heartbeat from any other is refused)."""
+        peer_ids: the ids of the other nodes of the ring (a heartbeat from any other is refused); readable(key):
+        False while this node, being replaced, has not synced key's range (reads of it are refused)."""
         self._node_id = node_id
+        self._readable = readable
         self._peer_ids = frozenset(peer_ids)
         self._clock = clock
         self._generation = generation
@@ -53,6 +56,11 @@ class InternodeHandler:
     def _check_key(self, key):
         check_key(key, self._settings.max_key_bytes)
 
+    def _check_readable(self, key):
+        if not self._readable(key):
+            raise errors.InvalidRequest(f"node {self._node_id} is being replaced and has not synced this key's "
+                                        "range yet: it answers no reads of it")
+
     async def replica_write(self, mutation):
         with _REPLICA_ERRORS:
             await self._apply_all([self._check_mutation(mutation)])
@@ -60,6 +68,7 @@ class InternodeHandler:
     def replica_read(self, key):
         with _REPLICA_ERRORS:
             self._check_key(key)
+            self._check_readable(key)
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
 
     def replica_write_batch(self, mutations):
@@ -91,6 +100,7 @@ class InternodeHandler:
             for request in ranges:
                 if request is None or request.start is None or not request.limit or request.limit < 0:
                     raise errors.InvalidRequest("a range needs a start and a positive limit")
+                self._check_readable(request.start or b"\x00")
                 limit = min(request.limit, MAX_SCAN_LIMIT)
                 cells, truncated = [], False
                 for key, cell in self._storage.scan(request.start, request.end_key or None, limit):
@@ -105,6 +115,7 @@ class InternodeHandler:
         with _REPLICA_ERRORS:
             for key in keys or []:
                 self._check_key(key)
+                self._check_readable(key)
             answers, budget = [], AnswerBudget()
             for key in keys or []:
                 cell = self._storage.get(key)
@@ -139,7 +150,7 @@ class InternodeHandler:
             raise ttypes.InvalidRequest(why=f"node {from_node} is not another node of this node's ring: check that "
                                             "every node has the same cluster file")
         self._detector.mark_up(from_node)
-        return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read())
+        return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read(), self._clock.newest())
 
 
 class _ReplicaErrors:

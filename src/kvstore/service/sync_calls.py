@@ -4,6 +4,7 @@ import logging
 
 from kvstore.cluster.sync_sides import from_idl_range, signed
 from kvstore.core import errors
+from kvstore.net.wire import to_cell
 from kvstore_rpc import ttypes
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ class SyncCalls:
         with _Errors():
             entries, answered = await self._side.entries(session, from_idl_range(token_range), leaves or [])
             return ttypes.SyncEntries([ttypes.SyncEntry(k, t, signed(d)) for k, t, d in entries], answered)
+
+    async def sync_read(self, session, token_range, keys):
+        with _Errors():
+            return [ttypes.ReadResult(to_cell(cell), [self._side.node_id], [])
+                    for _, cell in await self._side.read(session, from_idl_range(token_range), keys or [])]
 
     async def sync_finished(self, session, token_range, since):
         with _Errors():

@@ -24,6 +24,7 @@ import psutil
 from kvstore.core.errors import KVStoreError
 
 LOCK_FILE = "node.lock"
+COMMIT_LOG_FILE = "commit.log"   # the replica's cells (kvstore.storage.commitlog); none yet: a new or wiped node
 PID_FILE = "node.pid"   # "PID CREATE_TIME", for people to read: the tools believe the lock, never this
 
 # struct flock on Linux (x86_64 and aarch64): short l_type, short l_whence, off_t l_start, off_t l_len,

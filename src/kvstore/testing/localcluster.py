@@ -200,6 +200,11 @@ class Cluster:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(10)
+        for node in self.nodes:   # a node a test started through ./server.sh (replace), found by its lock
+            process = processes.find_node(self.node_dir(node.node_id))
+            if process is not None:
+                process.kill()
+                process.wait(10)
         self.hosts.close()
 
     # ---- talking to it ----

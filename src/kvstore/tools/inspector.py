@@ -22,7 +22,7 @@ from kvstore.core.config import DEFAULT_CLUSTER_FILE
 from kvstore.core.cell import reconcile
 from kvstore.core.config import read_cluster_file
 from kvstore.tools import login_options
-from kvstore.tools.repair_tool import range_lines, ranges_json
+from kvstore.tools.heal import range_lines, ranges_json
 from kvstore.tools.display import bytes_json, cell_counts, cell_kinds, count_of, show_cell, size_text
 from kvstore.core.notation import NotationError, parse_word, show
 from kvstore.core.errors import (AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable,

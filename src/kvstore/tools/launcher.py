@@ -1,4 +1,5 @@
-"""What ./server.sh does: start a cluster, and crash, stop, restart or show one node; repair (tools.repair_tool).
+"""What ./server.sh does: start a cluster, and crash, stop, restart or show one node; repair and replace
+(kvstore.tools.heal).
 
 The data directory (default data/, or $KVSTORE_DATA_DIR, or --data-dir) holds
 the cluster file (cluster.txt), the node options (node.options) and one
@@ -26,7 +27,7 @@ from kvstore.core.config import DEFAULT_DATA_DIR, make_cluster, read_cluster_fil
 from kvstore.core.errors import ConfigError
 from kvstore.net.blocking import ping, probe
 from kvstore.node.options import parse_args as parse_node_args   # the node's own parser judges its options
-from kvstore.tools import processes, repair_tool, security, waits
+from kvstore.tools import processes, heal, security, waits
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
@@ -58,7 +59,7 @@ def parse_args(argv):
                        ("restart", "start a stopped or crashed node on its data (stopping it first if running)")):
         sub.add_parser(name, help=text).add_argument("id", type=int)
     sub.add_parser("status", help="each node: up or down, pid, address; the ranges each holds and their repairs")
-    repair_tool.add_parsers(sub)
+    heal.add_parsers(sub)
     security.add_parsers(sub)
     args = p.parse_args(argv)
     args.command = args.command or "start"
@@ -127,11 +128,12 @@ class ClusterDirectory:
         print(f"created {self.cluster_file}: {count} nodes on {host}:{base_port}-{base_port + count - 1} "
               f"(other nodes call them on ports {nodes[0].peer_port}-{nodes[-1].peer_port})")
 
-    def start_node(self, node_id):
-        """Spawn the node unless it runs; returns the Popen or None."""
+    def start_node(self, node_id, once=()):
+        """Spawn the node unless it runs (once: options for this start alone); returns the Popen or None."""
         if processes.find_node(self.node_dir(node_id)) is not None:
             return None
-        return processes.spawn_node(self.cluster_file, node_id, self.node_dir(node_id), self.node_options())
+        return processes.spawn_node(self.cluster_file, node_id, self.node_dir(node_id),
+                                    self.node_options() + list(once))
 
     def wait_ready(self, node_id, spawned, timeout=READY_TIMEOUT):
         """True once the node answers a heartbeat; False if it exits or the timeout passes."""
@@ -251,7 +253,11 @@ def cmd_restart(cluster, args):
         report_not_up(cluster, args.id)
         return EXIT_FAILED
     wait_for_peers(cluster, args.id)
-    print(f"node {args.id} is up (pid {processes.find_node(cluster.node_dir(args.id)).pid})")
+    process = processes.find_node(cluster.node_dir(args.id))
+    if process is None:   # it answered, then stopped
+        report_not_up(cluster, args.id)
+        return EXIT_FAILED
+    print(f"node {args.id} is up (pid {process.pid})")
     return EXIT_OK
 
 
@@ -272,7 +278,7 @@ def cmd_status(cluster, args):
             notes.append(f"node {info.node_id}'s clock is {info.clock_offset / 1e6:+.3f} s from node {seen[0]}'s")
     for note in notes:
         print(note)
-    repair_tool.ranges_report(cluster)
+    heal.ranges_report(cluster)
     options = cluster.node_options()
     if options:
         print(f"node options ({cluster.options_file}): {shlex.join(options)}")
@@ -294,7 +300,8 @@ def node_state(node, process, tls=None):
 
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,
-            "status": cmd_status, "user": security.cmd_user, "tls": security.cmd_tls, "repair": repair_tool.cmd_repair}
+            "status": cmd_status, "user": security.cmd_user, "tls": security.cmd_tls, "repair": heal.cmd_repair,
+            "replace": lambda cluster, args: heal.cmd_replace(cluster, args, wait_for_peers, report_not_up)}
 
 
 def main(argv=None):

@@ -1,5 +1,7 @@
 """./server.sh repair [ID]: repair every token range (or every range node ID holds) between all its replicas,
 with progress on the terminal and a summary; exit 1 naming each range that could not be repaired.
+./server.sh replace ID: start node ID, which lost its data, on an empty data directory (kvstore.cluster.replace),
+and follow it until every range it holds is synced.
 
 Each range is repaired by its first replica in ring order that is up (the node whose schedule repairs it
 too, so the two never run at once: a node runs one repair at a time, and this waits for one that runs).
@@ -11,6 +13,9 @@ import time
 from kvstore.core.errors import InvalidRequest, KVStoreError, NodeUnavailable
 from kvstore.core.ring import Ring
 from kvstore.net.blocking import call_once
+from kvstore.storage.datadir import COMMIT_LOG_FILE
+from kvstore.storage.replace_marker import REPLACE_FILE
+from kvstore.tools import processes
 from kvstore.tools.display import show_time
 from kvstore_rpc import ttypes
 
@@ -23,6 +28,55 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def add_parsers(sub):
     p = sub.add_parser("repair", help="repair every token range (or those node ID holds) between its replicas")
     p.add_argument("id", type=int, nargs="?", help="only the ranges this node holds")
+    p = sub.add_parser("replace", help="start a node that lost its data on an empty data directory; it answers "
+                                       "reads of each range once synced from the other replicas")
+    p.add_argument("id", type=int)
+
+
+def cmd_replace(cluster, args, wait_for_peers, report_not_up, out=sys.stdout):
+    """wait_for_peers(cluster, id), report_not_up(cluster, id): the launcher's, as after a restart."""
+    cluster.node(args.id)   # a clear error for an unknown id
+    data_dir = cluster.node_dir(args.id)
+    if processes.find_node(data_dir) is not None:
+        print(f"node {args.id} is running: a node is replaced when it has lost its data (stop it first)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    if (data_dir / COMMIT_LOG_FILE).exists() and not (data_dir / REPLACE_FILE).exists():
+        print(f"{data_dir} holds node {args.id}'s data: start it with ./server.sh restart {args.id}, or delete the "
+              "directory (its data is then synced back from the other replicas) to replace it", file=sys.stderr)
+        return EXIT_FAILED
+    cluster.ensure_access()
+    spawned = cluster.start_node(args.id, ("--replace",))
+    if not cluster.wait_ready(args.id, spawned):
+        report_not_up(cluster, args.id)
+        return EXIT_FAILED
+    wait_for_peers(cluster, args.id)
+    print(f"node {args.id} is up, being replaced: it takes writes now, and answers reads of each range once the "
+          "range is synced from its other replicas", file=out)
+    try:
+        return _follow_replace(cluster.node(args.id), cluster.access, out)
+    except KeyboardInterrupt:
+        print(f"\nnode {args.id} goes on syncing by itself; ./server.sh status shows how far it is", file=out)
+        return EXIT_FAILED
+
+
+def _follow_replace(node, access, out):
+    started, shown, tty = time.monotonic(), 0.0, out.isatty()
+    while True:
+        status = _call(node, "repair_status", access)
+        waiting = [r for r in status.ranges or [] if not r.readable]
+        now = time.monotonic()
+        if tty or now - shown >= 2.0 or not waiting:
+            line = f"{len(status.ranges) - len(waiting)}/{len(status.ranges)} ranges synced; " + _progress(
+                [status], now - started)
+            print(("\r" + line.ljust(100)) if tty else line, end="" if tty and waiting else "\n", file=out,
+                  flush=True)
+            shown = now
+        if not waiting:
+            print(f"replace complete: node {node.node_id} holds every range it should and answers reads; "
+                  f"{status.cells_in} cells received", file=out)
+            return EXIT_OK
+        time.sleep(POLL_SECONDS)
 
 
 def cmd_repair(cluster, args, out=sys.stdout):
