@@ -12,7 +12,7 @@ import pytest
 from kvstore.cluster.batching import PeerChannel
 from kvstore.core.config import NodeConfig, Settings
 from kvstore.core.errors import ConnectFailed, NodeFailed, NodeUnavailable
-from kvstore.testing.localcluster import free_ports
+from kvstore.testing.ports import free_ports
 from kvstore.net.peer_link import PeerLink
 from kvstore.testing.bench.thread_server import RpcServer, ProcessorDoor
 from kvstore_rpc import Internode, ttypes

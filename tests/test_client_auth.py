@@ -9,7 +9,8 @@ import pytest
 
 from kvstore.tools import processes
 from kvstore.core.errors import AuthenticationFailed, ConfigError, Unauthorized
-from kvstore.testing.localcluster import FAST_SETTINGS, free_ports
+from kvstore.testing.localcluster import FAST_SETTINGS
+from kvstore.testing.ports import free_ports
 from kvstore.net.blocking import Connection
 from kvstore.core.passwords import check_password, hash_password
 from kvstore.storage.users_file import add_user, read_users, remove_user, users_path

@@ -12,7 +12,7 @@ import pytest
 
 from kvstore.core.config import CHECKOUT
 from kvstore.tools import processes
-from kvstore.testing.localcluster import consecutive_free_ports
+from kvstore.testing.ports import consecutive_free_ports
 
 
 @pytest.fixture
