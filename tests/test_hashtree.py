@@ -22,6 +22,9 @@ def test_the_tree_is_the_same_whatever_order_the_cells_came_in():
     a, b = tree_of(cells), tree_of(shuffled)
     assert (a.root, a.branches, a.leaves, a.count) == (b.root, b.branches, b.leaves, b.count)
     assert a.root != 0 and a.count == 2000
+    bulk = TicTacTree()   # the start-up rebuild's one pass makes the same tree
+    bulk.add_all(shuffled)
+    assert (bulk.root, bulk.branches, bulk.leaves, bulk.count) == (a.root, a.branches, a.leaves, a.count)
 
 
 def test_a_change_moves_one_leaf_and_undoing_it_restores_the_tree():

@@ -27,12 +27,15 @@ class RangeTrees:
             tree.change(key, old, new)
 
     def rebuild(self, items):
-        """Trees of the cells (key, cell) a replay left in memory."""
-        for tree in self._by_range.values():
-            tree.__init__()
-        changed = self.changed
-        for key, cell in items:
-            changed(key, None, cell)
+        """Trees of the cells (key, cell) a replay left in memory (grouped by range, then added in one pass)."""
+        groups = [[] for _ in self._trees]
+        index_of = self._ring.owner_index
+        for item in items:
+            groups[index_of(item[0])].append(item)
+        for tree, group in zip(self._trees, groups):
+            if tree is not None:
+                tree.__init__()
+                tree.add_all(group)
 
     def tree(self, token_range):
         """The tree of one range this node holds; InvalidRequest names the ranges it does hold."""
