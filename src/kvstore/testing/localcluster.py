@@ -5,8 +5,9 @@ Node processes on free ports, each with its own data directory, on loopback or
 survives: crash(i) is SIGKILL (disk state stays, nothing beyond what was
 acknowledged is promised), pause(i)/resume(i) are SIGSTOP/SIGCONT, stop(i) is a
 graceful SIGTERM, restart(i) starts a node again on its data, wipe(i) deletes
-a stopped node's data. Every wait polls against a deadline and raises
-ClusterError when it passes; close() kills whatever is left.
+a stopped node's data, replace(i) starts a wiped node as ./server.sh replace
+does. Every wait polls against a deadline and raises ClusterError when it
+passes; close() kills whatever is left.
 """
 import functools
 import hashlib
@@ -27,6 +28,7 @@ from kvstore.net.peerauth import create_secret, secret_path
 from kvstore.net.blocking import Connection, call_once, ping
 from kvstore.core.ring import Ring
 from kvstore.net.tls import client_context, create_local_ca, tls_dir
+from kvstore.storage.datadir import COMMIT_LOG_FILE
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2", "--log-level", "DEBUG")
 READY_TIMEOUT = 20.0
@@ -133,13 +135,13 @@ class Cluster:
             raise
         return self
 
-    def _spawn(self, i):
+    def _spawn(self, i, once=()):
         env = None
         if self._clocks:   # the real-time clock only: deadlines and sleeps keep the monotonic one
             env = {"LD_PRELOAD": clock_preload(), "FAKETIME_TIMESTAMP_FILE": str(self._clock_file(i)),
                    "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1"}
         self.procs[i] = processes.spawn_node(self.cluster_file, i, self.node_dir(i),
-                                             self.extra_args + tuple(self.node_args.get(i, ())),
+                                             self.extra_args + tuple(self.node_args.get(i, ())) + tuple(once),
                                              prefix=self.hosts.prefix(i), env=env)
 
     def _clock_file(self, i):
@@ -182,6 +184,23 @@ class Cluster:
             for other in self.up_nodes():
                 self.wait_seen(other, i, up=True)
         return self.procs[i]
+
+    def replace(self, i, wait=True):
+        """Start node i, whose data is gone, with --replace: it answers no reads of a range until it has synced it."""
+        self._spawn(i, ("--replace",))
+        if wait:
+            self.wait_ready(i)
+
+    def lost_data(self, i):
+        """Whether node i's data directory holds no replica (wiped, and not being replaced yet)."""
+        return not (self.node_dir(i) / COMMIT_LOG_FILE).exists()
+
+    def syncing(self, i):
+        """How many of its ranges node i has not synced yet (being replaced); None when it does not answer."""
+        try:
+            return sum(not r.readable for r in self.call(i, "repair_status").ranges)
+        except KVStoreError:
+            return None
 
     def wipe(self, i):
         if self.procs[i].poll() is None:

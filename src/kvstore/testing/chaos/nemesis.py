@@ -1,4 +1,5 @@
-"""The nemesis: injects crashes, pauses, partitions and clock skew into a running cluster, one after another.
+"""The nemesis: injects crashes, pauses, partitions, clock skew, lost disks and long outages into a running
+cluster, one after another.
 
 Each fault picks its targets (at most max_down nodes at once, so with the
 default of 1 no key ever loses more than one replica), holds for a while, then
@@ -11,23 +12,30 @@ steps the targets' wall clocks, half the time within the bound they enforce on
 themselves (half of --max-clock-offset: up to SMALL_SKEW either way), half the
 time beyond it (BIG_SKEW either way): the first must change nothing a client
 sees, the second makes the node refuse to coordinate writes until it is set right.
+
+A wipe crashes the targets and deletes their data directories (a lost disk), then starts each again as
+./server.sh replace does; the next fault waits until it has synced every range (one replacement at a
+time, as an operator would). An outage keeps the targets crashed for longer than the cluster's hint
+window, so their peers drop the hints they held: only repair brings them up to date.
 """
 import logging
 import random
 import threading
 
-from kvstore.testing.localcluster import ClusterError
+from kvstore.testing.localcluster import ClusterError, wait_for
 
 log = logging.getLogger(__name__)
 
 HOLD = (1.0, 4.0)   # seconds a fault lasts
+OUTAGE_BEYOND_WINDOW = (1.0, 3.0)   # seconds an outage lasts beyond the hint window
+REPLACE_TIMEOUT = 120.0   # seconds a wiped node may take to sync every range
 GAP = (0.5, 2.0)    # seconds between faults
 SMALL_SKEW = 0.2    # seconds: within half of the default --max-clock-offset (0.5 s)
 BIG_SKEW = (1.0, 10.0)
 
 
 class Nemesis(threading.Thread):
-    def __init__(self, cluster, kinds, max_down, seed, clock, record, stop):
+    def __init__(self, cluster, kinds, max_down, seed, clock, record, stop, hint_window=None):
         super().__init__(name="nemesis", daemon=True)
         self._cluster = cluster
         self._kinds = kinds
@@ -36,6 +44,7 @@ class Nemesis(threading.Thread):
         self._clock = clock
         self._record = record
         self._stopping = stop
+        self._hint_window = hint_window   # seconds (outages last longer)
         self.counts = {kind: 0 for kind in kinds}
         self.error = None
 
@@ -82,6 +91,26 @@ class Nemesis(threading.Thread):
             self._stopping.wait(hold)
             for i in targets:
                 self._cluster.skew(i, 0)
+        elif kind == "wipe":
+            for i in targets:
+                self._cluster.crash(i)
+                self._cluster.wipe(i)
+            self._stopping.wait(hold)
+            for i in targets:
+                self._cluster.replace(i, wait=False)
+            for i in targets:
+                self._cluster.wait_ready(i)
+            for i in targets:
+                wait_for(lambda i=i: self._cluster.syncing(i) == 0, REPLACE_TIMEOUT, f"node {i} to sync its ranges")
+        elif kind == "outage":
+            event["seconds"] = round(self._hint_window + self._random.uniform(*OUTAGE_BEYOND_WINDOW), 3)
+            for i in targets:
+                self._cluster.crash(i)
+            self._stopping.wait(event["seconds"])
+            for i in targets:
+                self._cluster.restart(i, wait=False)
+            for i in targets:
+                self._cluster.wait_ready(i)
         else:
             raise ClusterError(f"unknown fault {kind!r}")
         self.counts[kind] += 1

@@ -27,7 +27,9 @@ from kvstore_rpc import ttypes
 
 log = logging.getLogger("kvstore.chaos")
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
-NODE_ARGS = ("--heartbeat-interval", "0.25", "--request-timeout", "2")
+NODE_ARGS = ("--heartbeat-interval", "0.25", "--request-timeout", "2", "--repair-interval", "10")
+HINT_WINDOW = 3.0   # seconds, with outage faults: an outage outlasts it, so only repair heals the node
+FAULTS = ("crash", "pause", "partition", "clock", "wipe", "outage")
 
 
 def parse_args(argv):
@@ -38,8 +40,9 @@ def parse_args(argv):
     p.add_argument("--keys", type=int, default=8, help="size of the key space; small, so keys are contended")
     p.add_argument("--hosts", choices=("auto", "netns", "loopback"), default="auto",
                    help="netns: each node in a network namespace of its own (root); auto: netns when possible")
-    p.add_argument("--faults", default="crash,pause,partition,clock",
-                   help="comma-separated: crash, pause, partition, clock (steps nodes' clocks: needs libfaketime)")
+    p.add_argument("--faults", default=",".join(FAULTS),
+                   help="comma-separated: crash, pause, partition, clock (steps nodes' clocks: needs libfaketime), "
+                        "wipe (a lost disk: the node is replaced), outage (down past the hint window)")
     p.add_argument("--max-down", type=int, default=1, help="nodes faulted at once (default 1)")
     p.add_argument("--settle", type=float, default=60, help="seconds allowed to converge after healing")
     p.add_argument("--history", help="where to write the history, JSON lines (default chaos-seedN.jsonl)")
@@ -67,7 +70,7 @@ def main(argv=None):
     directory = Path(args.dir or tempfile.mkdtemp(prefix="kvstore-chaos-"))
     history_path = Path(args.history or f"chaos-seed{args.seed}.jsonl")
     kinds = [k for k in args.faults.split(",") if k]
-    unknown = set(kinds) - {"crash", "pause", "partition", "clock"}
+    unknown = set(kinds) - set(FAULTS)
     if unknown:
         print(f"unknown faults: {', '.join(sorted(unknown))}", file=sys.stderr)
         return EXIT_SETUP
@@ -77,7 +80,8 @@ def main(argv=None):
         kinds.remove("clock")
     try:
         hosts = make_hosts(args.hosts)
-        cluster = Cluster(directory, extra_args=NODE_ARGS, hosts=hosts, clocks="clock" in kinds)
+        window = ("--hint-window", str(HINT_WINDOW)) if "outage" in kinds else ()
+        cluster = Cluster(directory, extra_args=NODE_ARGS + window, hosts=hosts, clocks="clock" in kinds)
     except (NetnsUnavailable, KVStoreError) as exc:
         print(f"cannot set up the run: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -125,7 +129,7 @@ class Run:
                           credentials=self.cluster.credentials)
                    for n in range(self.args.clients)]
         nemesis = Nemesis(self.cluster, self.kinds, self.args.max_down, self.args.seed, self.clock, self.record,
-                          stop)
+                          stop, hint_window=HINT_WINDOW)
         log.info("running %d clients for %.0f s with faults %s on %s hosts", len(clients), self.args.duration,
                  ",".join(self.kinds), self.cluster.hosts.name)
         for thread in clients + [nemesis]:
@@ -156,6 +160,8 @@ class Run:
         for i, proc in self.cluster.procs.items():
             if proc.poll() is None:
                 self.cluster.resume(i)
+            elif self.cluster.lost_data(i):   # wiped, not replaced yet
+                self.cluster.replace(i, wait=False)
             else:
                 self.cluster.restart(i, wait=False)
         for i in self.cluster.procs:
