@@ -26,6 +26,8 @@ from kvstore.core.config import CHECKOUT
 from kvstore.tools import processes
 from kvstore.testing.bench.durability import measure_hint_delivery, measure_restart
 from kvstore.testing.bench.floor import serve
+from kvstore.testing.bench.heal import measure_heal
+from kvstore.testing.bench.heal import table as heal_table
 from kvstore.testing.bench import tables
 from kvstore.testing.bench.layers import measure_layers
 from kvstore.testing.bench.layers import table as layers_table
@@ -71,6 +73,11 @@ def parse_args(argv):
                    help="only measure put QUORUM at one client: the store, the lean store (the least a store of this "
                         "shape does, kvstore/testing/bench/leanstore.py) and the durable loop floor, interleaved in "
                         "BLOCKS blocks of puts each (300: about 2 min), and how the disk takes fdatasyncs at once")
+    p.add_argument("--heal", action="store_true",
+                   help="only measure healing: a repair of identical replicas of --heal-keys keys (time, bytes), "
+                        "put QUORUM with automatic repair on and off (--duration, --rounds), and the sync of an "
+                        "empty replica (a replace; see kvstore/testing/bench/heal.py)")
+    p.add_argument("--heal-keys", type=int, default=1_000_000, help="keys in the range --heal repairs and syncs")
     p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout", "lean"),
                    help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -226,6 +233,11 @@ def main(argv=None):
     if args.layers:
         figures = measure_layers()
         print(json.dumps(figures, indent=2) if args.json else layers_table(figures))
+        return 0
+    if args.heal:
+        with tempfile.TemporaryDirectory(prefix="kvstore-bench-heal-") as tmp:
+            figures = measure_heal(tmp, args.heal_keys, args.duration, max(args.rounds, 3))
+        print(json.dumps(figures, indent=2) if args.json else heal_table(figures))
         return 0
     if args.one_client:
         figures = measure_one_client(spawn_floor, args.one_client, args.keys, args.value_size)
