@@ -90,6 +90,7 @@ def run_step(command, env, base, workdir):
     for i, port in enumerate(README_PORTS):
         command = command.replace(f"127.0.0.1:{port}", f"127.0.0.1:{base + i}")
     command = re.sub(r"(?<![\w/])example\.py\b", str(workdir / "example.py"), command)
+    command = re.sub(r"(?<![\w/.])data/", env["KVSTORE_DATA_DIR"] + "/", command)   # the user's data directory
     # Its own process group, so that a step that runs too long is stopped with everything it started.
     step = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -202,6 +202,8 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
         for replica in replicas.values():
             await replica.close()
         await _close([], disk, storage, hints, checker)
+        if fresh:   # leave the directory as found: without a commit log, `replace` knows it holds no data
+            (data_dir / datadir.COMMIT_LOG_FILE).unlink(missing_ok=True)
         return EXIT_CONFIG
     admin = AdminCalls(me.node_id, storage, hints, repairs)
     calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",

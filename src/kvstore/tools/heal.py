@@ -73,8 +73,8 @@ def _follow_replace(node, access, out):
                   flush=True)
             shown = now
         if not waiting:
-            print(f"replace complete: node {node.node_id} holds every range it should and answers reads; "
-                  f"{status.cells_in} cells received", file=out)
+            print(f"replace complete: node {node.node_id} holds every range it should and answers reads "
+                  f"(cells received: {status.cells_in})", file=out)
             return EXIT_OK
         time.sleep(POLL_SECONDS)
 
@@ -215,11 +215,23 @@ def range_lines(status):
                f"{status.fraction:.0%}" if status.running else "")
     lines = [f"holds {len(status.ranges or [])} ranges{running}"]
     for r in status.ranges or []:
-        when = show_time(r.repaired_at) if r.repaired_at else "never"
-        state = "" if r.readable else "  (syncing: answers no reads of it yet)"
-        lines.append(f"  ({r.token_range.start.hex()}, {r.token_range.end.hex()}]  replicas "
-                     f"{','.join(map(str, r.replicas))}  keys {r.keys}  repaired {when}{state}")
+        lines.append(f"  {range_text(r)}  replicas {','.join(map(str, r.replicas))}  keys {r.keys}")
     return lines
+
+
+def range_text(r):
+    """One RangeState in a few words: the range, when it was last repaired, whether it is still syncing."""
+    when = show_time(r.repaired_at) if r.repaired_at else "never"
+    return (f"({r.token_range.start.hex()}, {r.token_range.end.hex()}] repaired {when}"
+            + ("" if r.readable else " (syncing: no reads yet)"))
+
+
+def ranges_line(status):
+    """The inspector's one line of a node's ranges."""
+    if status is None:
+        return None
+    running = f"  {status.kind} running, {status.fraction:.0%}" if status.running else ""
+    return "ranges " + "; ".join(range_text(r) for r in status.ranges or []) + running
 
 
 def ranges_json(status):

@@ -22,7 +22,7 @@ from kvstore.core.config import DEFAULT_CLUSTER_FILE
 from kvstore.core.cell import reconcile
 from kvstore.core.config import read_cluster_file
 from kvstore.tools import login_options
-from kvstore.tools.heal import range_lines, ranges_json
+from kvstore.tools.heal import ranges_json, ranges_line
 from kvstore.tools.display import bytes_json, cell_counts, cell_kinds, count_of, show_cell, size_text
 from kvstore.core.notation import NotationError, parse_word, show
 from kvstore.core.errors import (AuthenticationFailed, ConfigError, NodeFailed, NodeRefused, NodeUnavailable,
@@ -122,8 +122,8 @@ def render_text(states, reports, out):
         print(f"node {node.node_id}  {node.address}  up  {cell_counts(state.cells)}  "
               f"log {size_text(state.log_bytes)} on disk ({size_text(state.log_record_bytes)} of records)"
               f"  hint log {size_text(state.hint_log_bytes)}  pending hints: {hints}  {_clock(state)}", file=out)
-        for line in range_lines(state.repairs):
-            print(f"  {line}", file=out)
+        if state.repairs is not None:
+            print(f"  {ranges_line(state.repairs)}", file=out)
         for key, cell in sorted(state.cells.items()):
             mark = " *" if key in flagged and any(not p.startswith("unverified") for p in flagged[key].problems) else ""
             print(f"    {show(key, 30):<30}  {show_cell(cell)}{mark}", file=out)

@@ -186,7 +186,7 @@ def cmd_start(cluster, args):
     for node_id, proc in spawned.items():
         if proc is not None and node_id not in failed:
             wait_for_peers(cluster, node_id)
-    cmd_status(cluster, args)
+    cmd_status(cluster, args, ranges=False)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -261,7 +261,8 @@ def cmd_restart(cluster, args):
     return EXIT_OK
 
 
-def cmd_status(cluster, args):
+def cmd_status(cluster, args, ranges=True):
+    """Each node's state; with ranges, each node's ranges and their repairs too (not after a start: none yet)."""
     print(f"{'node':<6}{'address':<22}{'state':<10}{'pid':<9}data")
     notes, tls, seen = [], cluster.access["tls"], None
     for node in cluster.nodes():
@@ -278,7 +279,8 @@ def cmd_status(cluster, args):
             notes.append(f"node {info.node_id}'s clock is {info.clock_offset / 1e6:+.3f} s from node {seen[0]}'s")
     for note in notes:
         print(note)
-    heal.ranges_report(cluster)
+    if ranges:
+        heal.ranges_report(cluster)
     options = cluster.node_options()
     if options:
         print(f"node options ({cluster.options_file}): {shlex.join(options)}")
