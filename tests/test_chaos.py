@@ -1,5 +1,5 @@
 """The chaos harness as CI runs it: a seeded run of about two minutes, every kind of fault (clocks stepped too:
-.ci/run installs libfaketime), that must find nothing."""
+.ci/run installs libfaketime; a lost disk replaced; an outage past the hint window), that must find nothing."""
 import os
 import re
 import subprocess
@@ -7,7 +7,7 @@ import subprocess
 from kvstore.core.config import CHECKOUT
 
 DURATION = 75
-SEED = 27   # its faults in 75 s: crashes, pauses, partitions, and clocks stepped both within and beyond the bound
+SEED = 6   # its faults in 75 s: every kind, clocks stepped beyond the bound, the first six faults one of each
 
 
 def test_a_seeded_chaos_run_loses_nothing_and_converges(tmp_path):
@@ -20,10 +20,11 @@ def test_a_seeded_chaos_run_loses_nothing_and_converges(tmp_path):
     assert "lost QUORUM writes: 0" in report and "stale QUORUM reads: 0" in report
     assert "phantom reads: 0" in report and "out-of-order session writes: 0" in report
     assert report.rstrip().endswith("PASS")
-    faults = dict((kind, int(n)) for kind, n in re.findall(r"(crash|pause|partition|clock) (\d+)", report))
-    assert faults.get("crash", 0) >= 3 and faults.get("pause", 0) >= 1 and faults.get("clock", 0) >= 3
+    faults = dict((kind, int(n)) for kind, n in re.findall(r"(crash|pause|partition|clock|wipe|outage) (\d+)",
+                                                           report))
+    assert all(faults.get(kind, 0) >= 1 for kind in ("crash", "pause", "clock", "wipe", "outage")), report
     if os.geteuid() == 0:  # namespaces: partitions are real
-        assert faults.get("partition", 0) >= 3, report
+        assert faults.get("partition", 0) >= 1, report
     acknowledged = int(re.search(r"acknowledged writes: (\d+) at QUORUM", report).group(1))
     assert acknowledged > 1000
     assert history.stat().st_size > 0

@@ -41,6 +41,10 @@ def test_the_clock_stamps_above_what_it_saw_and_above_a_floor_within_the_offset_
     assert again.now() == first + 5_000_001
     wall[0] = 2000.0
     assert clock.read() == 2000 * 10**6                  # what heartbeats carry: the wall clock
+    assert clock.newest() == first + 9_000_002           # and the newest stamp it issued or saw
+    wiped = Clock(wall=lambda: wall[0] - 1000, max_offset=10_000_000)   # a replaced node, its wall clock behind
+    wiped.heard(wall[0] * 10**6, newest=clock.newest())  # a peer's heartbeat: its clock, its newest stamp
+    assert wiped.now() > clock.newest()                  # it stamps above every stamp its peers hold
 
 
 class Peers:

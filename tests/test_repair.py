@@ -136,7 +136,7 @@ def test_a_value_deleted_while_a_replica_was_away_past_gc_grace_does_not_come_ba
         assert kv.get(key, "ALL") is None
 
 
-def test_a_repair_cut_short_by_a_crash_starts_over_and_loses_nothing(manual):
+def test_a_repair_cut_short_by_a_crash_of_either_side_starts_over_and_loses_nothing(manual):
     c = manual
     written = keys(b"T", 20_000)
     c.crash_and_notice(3)
@@ -154,6 +154,24 @@ def test_a_repair_cut_short_by_a_crash_starts_over_and_loses_nothing(manual):
     on = [whole_dump(c, i) for i in (1, 2, 3)]
     assert on[0] == on[1] == on[2]
     assert all(on[2][k].value == b"x" * 100 for k in written)
+    # The other side: the replica receiving the cells crashes mid-way.
+    c.crash_and_notice(3)
+    more = keys(b"U", 20_000)
+    with c.client(0) as kv:
+        for start in range(0, len(more), 5000):
+            kv.mput({k: b"y" * 100 for k in more[start:start + 5000]}, "QUORUM")
+    time.sleep(HINT_WINDOW + 0.5)
+    c.restart(3)
+    c.call(1, "repair", [ttypes.TokenRange(*RANGE)])
+    wait_for(lambda: c.call(1, "repair_status").cells_out > 0, 30, "the repair to be under way")
+    c.crash_and_notice(3)
+    wait_for(lambda: not c.call(1, "repair_status").running, 30, "the repair to end")
+    assert c.call(1, "repair_status").failed   # said, not recorded as a full repair
+    c.restart(3)
+    status = repair_on(c, 1)
+    assert not status.failed, status.failed
+    on = [whole_dump(c, i) for i in (1, 2, 3)]
+    assert on[0] == on[1] == on[2] and all(on[2][k].value == b"y" * 100 for k in more)
 
 
 def test_server_sh_repair_names_a_range_it_cannot_repair_and_exits_non_zero(manual):
