@@ -156,7 +156,7 @@ def test_a_repair_cut_short_by_a_crash_of_either_side_starts_over_and_loses_noth
     assert all(on[2][k].value == b"x" * 100 for k in written)
     # The other side: the replica receiving the cells crashes mid-way.
     c.crash_and_notice(3)
-    more = keys(b"U", 20_000)
+    more = keys(b"U", 40_000)
     with c.client(0) as kv:
         for start in range(0, len(more), 5000):
             kv.mput({k: b"y" * 100 for k in more[start:start + 5000]}, "QUORUM")
