@@ -39,7 +39,8 @@ def test_a_call_before_login_is_refused_by_name_and_the_connection_stays_open(us
             connection.call("put", (b"k", b"v", QUORUM, 0), 5)
         with pytest.raises(ttypes.Unauthorized, match="reads need a login first"):
             connection.call("get", (b"k", QUORUM, 0), 5)
-        with pytest.raises(ttypes.Unauthorized, match=r"the operator's calls \(dump, compact\) need a login first"):
+        with pytest.raises(ttypes.Unauthorized,
+                           match=r"the operator's calls \(dump, compact, repair\) need a login first"):
             connection.call("dump", (None, b"", 0), 5)
         assert len(connection.call("describe_ring", (), 5)) == 4   # what probes ask: open to all
         assert connection.login("carol", "carol-secret") == "readwrite"
@@ -87,7 +88,7 @@ def test_admin_calls_need_the_admin_role(users):
     try:
         for method, args in (("dump", (None, b"", 0)), ("compact", ())):
             with pytest.raises(ttypes.Unauthorized, match=r"user 'carol' has role readwrite, and the operator's calls "
-                                                          r"\(dump, compact\) need role admin\"\)$"):
+                                                          r"\(dump, compact, repair\) need role admin\"\)$"):
                 connection.call(method, args, 5)
     finally:
         connection.close()

@@ -218,8 +218,8 @@ def test_server_sh_makes_an_admin_the_tools_log_in_as_and_users_with_roles(env, 
     out = run(as_writer, "python3", "src/client.py", stdin="put w 1 quorum\nget w quorum\n")
     assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("1  ["), out.stdout + out.stderr
     refused = run(as_writer, "python3", "inspector.py")
-    assert refused.returncode == 2 and ("user 'writer' has role readwrite, and the operator's calls (dump, compact) "
-                                        "need role admin") in refused.stderr
+    assert refused.returncode == 2 and ("user 'writer' has role readwrite, and the operator's calls (dump, compact, "
+                                        "repair) need role admin") in refused.stderr
     assert "all replicas agree" in run(env, "python3", "inspector.py", "--key", "w").stdout   # as the admin
     assert run(env, "./server.sh", "user", "remove", "writer").returncode == 0
     out = run(as_writer, "python3", "src/client.py", stdin="get w\n")
