@@ -167,10 +167,13 @@ struct NodeDump {
   9: optional i64 log_record_bytes,
 }
 
-/** A token range: the keys in (start, end] in byte order; start >= end: it wraps past the largest key. */
+/**
+ * A token range: the keys in (start_token, end_token] in byte order; start_token >= end_token: it wraps past
+ * the largest key.
+ */
 struct TokenRange {
-  1: binary start,
-  2: binary end,
+  1: binary start_token,
+  2: binary end_token,
 }
 
 /** One key of a hash-tree leaf in a range sync: its cell's timestamp and 64-bit digest (kvstore.core.hashtree). */

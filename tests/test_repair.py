@@ -42,7 +42,7 @@ def run_repair(cluster, *argv):
 def repaired(cluster, node, token_range=RANGE):
     """Node's RangeState of token_range."""
     status = cluster.call(node, "repair_status")
-    return next(r for r in status.ranges if (r.token_range.start, r.token_range.end) == tuple(token_range))
+    return next(r for r in status.ranges if (r.token_range.start_token, r.token_range.end_token) == tuple(token_range))
 
 
 def test_a_replica_down_past_the_hint_window_converges_by_itself_with_no_reads(tmp_path):

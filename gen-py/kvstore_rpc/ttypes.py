@@ -1146,18 +1146,19 @@ class NodeDump(object):
 
 class TokenRange(object):
     """
-    A token range: the keys in (start, end] in byte order; start >= end: it wraps past the largest key.
+    A token range: the keys in (start_token, end_token] in byte order; start_token >= end_token: it wraps past
+    the largest key.
 
     Attributes:
-     - start
-     - end
+     - start_token
+     - end_token
 
     """
 
 
-    def __init__(self, start=None, end=None,):
-        self.start = start
-        self.end = end
+    def __init__(self, start_token=None, end_token=None,):
+        self.start_token = start_token
+        self.end_token = end_token
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1170,12 +1171,12 @@ class TokenRange(object):
                 break
             if fid == 1:
                 if ftype == TType.STRING:
-                    self.start = iprot.readBinary()
+                    self.start_token = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRING:
-                    self.end = iprot.readBinary()
+                    self.end_token = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
             else:
@@ -1188,13 +1189,13 @@ class TokenRange(object):
             oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
             return
         oprot.writeStructBegin('TokenRange')
-        if self.start is not None:
-            oprot.writeFieldBegin('start', TType.STRING, 1)
-            oprot.writeBinary(self.start)
+        if self.start_token is not None:
+            oprot.writeFieldBegin('start_token', TType.STRING, 1)
+            oprot.writeBinary(self.start_token)
             oprot.writeFieldEnd()
-        if self.end is not None:
-            oprot.writeFieldBegin('end', TType.STRING, 2)
-            oprot.writeBinary(self.end)
+        if self.end_token is not None:
+            oprot.writeFieldBegin('end_token', TType.STRING, 2)
+            oprot.writeBinary(self.end_token)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2716,8 +2717,8 @@ NodeDump.thrift_spec = (
 all_structs.append(TokenRange)
 TokenRange.thrift_spec = (
     None,  # 0
-    (1, TType.STRING, 'start', 'BINARY', None, ),  # 1
-    (2, TType.STRING, 'end', 'BINARY', None, ),  # 2
+    (1, TType.STRING, 'start_token', 'BINARY', None, ),  # 1
+    (2, TType.STRING, 'end_token', 'BINARY', None, ),  # 2
 )
 all_structs.append(SyncEntry)
 SyncEntry.thrift_spec = (

@@ -174,9 +174,9 @@ def _idl(token_range):
 
 def from_idl_range(value):
     """A TokenRange from the IDL's; InvalidRequest when a bound is missing."""
-    if value is None or value.start is None or value.end is None:
+    if value is None or value.start_token is None or value.end_token is None:
         raise InvalidRequest("a token range needs a start and an end")
-    return TokenRange(value.start, value.end)
+    return TokenRange(value.start_token, value.end_token)
 
 
 def signed(value):

@@ -222,7 +222,7 @@ def range_lines(status):
 def range_text(r):
     """One RangeState in a few words: the range, when it was last repaired, whether it is still syncing."""
     when = show_time(r.repaired_at) if r.repaired_at else "never"
-    return (f"({r.token_range.start.hex()}, {r.token_range.end.hex()}] repaired {when}"
+    return (f"({r.token_range.start_token.hex()}, {r.token_range.end_token.hex()}] repaired {when}"
             + ("" if r.readable else " (syncing: no reads yet)"))
 
 
@@ -240,6 +240,7 @@ def ranges_json(status):
         return {}
     return {"repair": {"kind": status.kind, "running": status.running, "ranges_done": status.ranges_done,
                        "ranges_total": status.ranges_total, "fraction": status.fraction},
-            "ranges": [{"start": r.token_range.start.hex(), "end": r.token_range.end.hex(), "replicas": r.replicas,
-                        "keys": r.keys, "repaired_at_us": r.repaired_at or None, "readable": r.readable}
+            "ranges": [{"start": r.token_range.start_token.hex(), "end": r.token_range.end_token.hex(),
+                        "replicas": r.replicas, "keys": r.keys, "repaired_at_us": r.repaired_at or None,
+                        "readable": r.readable}
                        for r in status.ranges or []]}
