@@ -142,8 +142,8 @@ struct Heartbeat {
   /** This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs. */
   3: i64 clock,
   /**
-   * The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a peer stamps
-   * above it from then on (a node whose disk was replaced lost the reservation that kept it above its own).
+   * The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a node starting on
+   * an empty data directory (a replaced disk, whose clock reservation was lost) stamps above it once it serves.
    */
   4: optional i64 newest_stamp,
 }

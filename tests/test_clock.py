@@ -44,6 +44,9 @@ def test_the_clock_stamps_above_what_it_saw_and_above_a_floor_within_the_offset_
     assert clock.newest() == first + 9_000_002           # and the newest stamp it issued or saw
     wiped = Clock(wall=lambda: wall[0] - 1000, max_offset=10_000_000)   # a replaced node, its wall clock behind
     wiped.heard(wall[0] * 10**6, newest=clock.newest())  # a peer's heartbeat: its clock, its newest stamp
+    assert wiped.now() < clock.newest()                  # an ordinary node takes no stamp from a heartbeat...
+    wiped.catching_up = True                             # ...but one that lost its clock's reservation does
+    wiped.heard(wall[0] * 10**6, newest=clock.newest())
     assert wiped.now() > clock.newest()                  # it stamps above every stamp its peers hold
 
 

@@ -893,8 +893,8 @@ class Heartbeat(object):
      - node_id
      - generation: When this node process started, in microseconds: a new value means it restarted.
      - clock: This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs.
-     - newest_stamp: The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a peer stamps
-    above it from then on (a node whose disk was replaced lost the reservation that kept it above its own).
+     - newest_stamp: The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a node starting on
+    an empty data directory (a replaced disk, whose clock reservation was lost) stamps above it once it serves.
 
     """
 

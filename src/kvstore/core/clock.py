@@ -97,6 +97,7 @@ class Clock:
         self.save_later = None
         self._renewal = None
         self._off = False   # as last logged
+        self.catching_up = False   # see heard()
 
     def offset_error(self, wall=None):
         """None while this clock is within half of max_offset of most of its peers' that are up (or none is);
@@ -115,11 +116,14 @@ class Clock:
         return mine if off else None
 
     def heard(self, peer_clock, newest=0):
-        """A peer's clock (microseconds) and the newest stamp it issued or saw, from its heartbeat: both observed,
-        as any timestamp seen, and this clock's offset from its peers checked again (so a change is logged
-        without waiting for a write)."""
+        """A peer's clock (microseconds) from its heartbeat: observed, as any timestamp seen, and this clock's
+        offset from its peers checked again (so a change is logged without waiting for a write). The newest
+        stamp the peer issued or saw is observed too while `catching_up` (a node starting on a data directory
+        that lost its clock's reservation, until it serves): only then, so that one clock's leap does not
+        travel from node to node by heartbeat."""
         self.observe(peer_clock)
-        self.observe(newest)
+        if self.catching_up:
+            self.observe(newest)
         self.offset_error()
 
     def now(self, floor=0):

@@ -184,6 +184,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
                                on_alive=delivery.on_alive, on_clock=clock.heard)
     clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
+    clock.catching_up = fresh   # no reservation survived: stamp above what the peers hold (kvstore.cluster.replace)
     replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage, trees.readable)}
     coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout,
                               background, trees.readable)
@@ -246,6 +247,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
         log.warning("most peers did not answer within %g s of starting: serving with this node's clock checked "
                     "against fewer of its peers' (or none): the writes it stamps are as far off as its clock is, "
                     "until heartbeats reach them", clock_wait)
+    clock.catching_up = False
     ready.set()
     repairs.start_schedule(background)
     replacement.start(background)
