@@ -12,7 +12,8 @@ between those up, and reported failed, not recorded.
 
 The schedule (`interval` seconds, 0: off): each node repairs the ranges it is the first replica of, so each
 range has one node that repairs it, every interval, with the first round a random part of an interval after
-start (nodes started together do not repair together). The owner of the task is the node: start() and stop().
+start (nodes started together do not repair together), at work at most half the time (AUTOMATIC_DUTY) and
+within --repair-rate-mb. The owner of the task is the node: start() and stop().
 """
 import asyncio
 import logging
@@ -24,6 +25,8 @@ from kvstore.cluster.sync_sides import session_for
 from kvstore.core.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
+
+AUTOMATIC_DUTY = 0.5   # an automatic repair is at work at most half the time: client traffic keeps the rest
 
 
 class RepairService:
@@ -37,6 +40,7 @@ class RepairService:
         self._detector = detector
         self._clock = clock
         self._history = history
+        self._paces = {"automatic": Pace(rate, duty=AUTOMATIC_DUTY)}
         self._pace = Pace(rate)
         self.interval = interval
         self._margin_us = int(margin * 1e6)
@@ -94,7 +98,8 @@ class RepairService:
         def purgeable(key, cell):
             return cell.value is None and cell.timestamp < horizon and cell.expires + self._grace_us <= now
         try:
-            await sync_range(token_range, sides, session, self.stats, self._pace, purgeable)
+            await sync_range(token_range, sides, session, self.stats, self._paces.get(self.kind, self._pace),
+                             purgeable)
         except SyncFailed as exc:
             self.failed.append(f"range {token_range}: {exc}")
             await self._finish(sides, session, token_range, 0)

@@ -16,7 +16,8 @@ is not sent to a side that has no entry for its key: that side dropped it, and s
 the purge at every repair.
 
 Cells are written in batches of at most WRITE_BATCH_BYTES, each paid for first at the `Pace` (bytes a
-second, the node's --repair-rate-mb), so a sync takes a bounded share of the machine. Any side failing
+second, the node's --repair-rate-mb), and an automatic repair rests after each chunk of leaves as long
+as the chunk took, so a sync takes a bounded share of the machine. Any side failing
 fails the sync (SyncFailed names it); what was written before stays written (every write is a plain
 last-write-wins write: a sync that is run again sends only what is still missing).
 """
@@ -51,12 +52,18 @@ class SyncStats:
 
 
 class Pace:
-    """A byte rate: take(n) returns once n more bytes fit under it (0: no bound). Bursts of BURST seconds."""
+    """A byte rate: take(n) returns once n more bytes fit under it (0: no bound), in bursts of BURST seconds;
+    and a duty cycle: rest(busy) sleeps so that a sync is at work at most `duty` of the time (1: always)."""
     BURST = 0.1
 
-    def __init__(self, bytes_per_second):
+    def __init__(self, bytes_per_second, duty=1.0):
         self._rate = bytes_per_second
+        self._duty = duty
         self._free = time.monotonic()
+
+    async def rest(self, busy):
+        if self._duty < 1.0:
+            await asyncio.sleep(busy * (1.0 - self._duty) / self._duty)
 
     async def take(self, count):
         if not self._rate:
@@ -84,8 +91,10 @@ async def sync_range(token_range, sides, session, stats, pace, purgeable=lambda 
     stats.leaves_total += len(leaves)
     for start in range(0, len(leaves), CHUNK_LEAVES):
         chunk = leaves[start:start + CHUNK_LEAVES]
+        began = time.monotonic()
         await _settle(token_range, sides, session, chunk, stats, pace, purgeable)
         stats.leaves_done += len(chunk)
+        await pace.rest(time.monotonic() - began)
 
 
 async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
