@@ -60,3 +60,29 @@ def test_a_ring_of_four_has_four_ranges_each_held_by_three_nodes():
     for key in (b"\x00", b"A", b"user:1", b"\xc0", b"\xff\xff"):
         assert sum(key in r for r, _ in ranges) == 1   # every key in exactly one range
         assert [ids for r, ids in ranges if key in r][0] == ring.replica_ids(key)
+
+
+def test_trees_built_in_the_background_end_as_if_built_at_once_whatever_changed_meanwhile():
+    from kvstore.cluster.range_trees import RangeTrees
+    ring = Ring(make_cluster(4))
+    cells = {b"k%04d" % i: Cell(b"v", i + 1) for i in range(3000)}
+    trees = RangeTrees(ring, 1)
+    trees.begin_build()
+    keys = sorted(cells)
+    trees.add_built([(k, cells[k]) for k in keys[:1000]], done=False)
+    assert trees.building
+    for key in (keys[10], keys[2000]):   # one the build has added, one it has not reached
+        new = tombstone(cells[key].timestamp + 1)
+        trees.changed(key, cells[key], new)
+        cells[key] = new
+    trees.changed(b"k0000x", None, Cell(b"new", 5))   # a new key below the build's cursor
+    cells[b"k0000x"] = Cell(b"new", 5)
+    rest = sorted(k for k in cells if k > keys[999])
+    trees.add_built([(k, cells[k]) for k in rest], done=True)
+    assert not trees.building
+    at_once = RangeTrees(ring, 1)
+    at_once.begin_build()
+    at_once.add_built(sorted(cells.items()), done=True)
+    for token_range in trees.held:
+        a, b = trees.tree(token_range), at_once.tree(token_range)
+        assert (a.root, a.leaves, a.count) == (b.root, b.leaves, b.count)

@@ -16,9 +16,7 @@ serves, it has heard every live peer's heartbeat, which carries the newest stamp
 """
 import asyncio
 import logging
-import random
 
-from kvstore.cluster.sync_sides import session_for
 from kvstore.core.errors import ConfigError, KVStoreError
 
 log = logging.getLogger(__name__)
@@ -70,15 +68,11 @@ class Replacement:
                 "--replace): it syncs its ranges before it answers reads of them")
 
     async def _holds_data(self, node_id, token_range):
-        remote = self._remotes[node_id]
-        session = session_for(self._node_id, random.getrandbits(62))
         try:
-            holds = any(await remote.hashes(session, token_range, []))
-            await remote.finished(session, token_range, 0)
+            return await self._remotes[node_id].holds_any(token_range)
         except KVStoreError as exc:
             log.info("could not ask node %d whether it holds data of range %s: %s", node_id, token_range, exc)
             return None
-        return holds
 
     def start(self, background):
         """Sync the ranges not synced yet, in a task of background (the node's), which ends it when it stops."""

@@ -161,6 +161,14 @@ class RemoteSide:
     async def finished(self, session, token_range, since):
         await self._call("sync_finished", session, _idl(token_range), since)
 
+    async def holds_any(self, token_range):
+        """Whether this replica holds any cell of the range (a tombstone counts), by a scan of one cell: it
+        needs no tree, so a node still building its trees answers too."""
+        start, end = token_range.start + b"\x00", token_range.end + b"\x00"
+        pieces = [(start, end)] if token_range.start < token_range.end else [(start, b""), (b"", end)]
+        pages = await self._call("replica_scan_batch", [ttypes.KeyRange(s, e, 1) for s, e in pieces])
+        return any(page.cells for page in pages or [])
+
     async def _call(self, method, *args):
         try:
             return await self._link.call(method, *args, timeout=self._timeout)

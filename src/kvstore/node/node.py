@@ -238,6 +238,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
              listen_host, me.port, " (TLS)" if security.client_tls else "", me.peer_port,
              " (TLS)" if peer_tls_server else "", data_dir, len(storage), "on" if security.authenticator else "off")
     loopcheck.watch(loop)
+    background.spawn(storage.build_trees(), "build-hash-trees")
     storage.maybe_compact()
     await detector.start(background)  # announces this node: peers mark it up and deliver the hints they hold
     # Client requests wait for this round, so they never see peers as down at start, and until this node has

@@ -24,7 +24,7 @@ early, and a full repair of its range finished after it was written (the
 known to hold it, a replica that missed the delete could bring the value back.
 
 Every change of a key's cell is told to `trees` (kvstore.cluster.range_trees), whose hash
-trees range sync compares.
+trees range sync compares; after a replay they are built in the background (build_trees).
 
 A cell stamped further ahead of this node's clock than the offset it believes
 is refused (FROM_THE_FUTURE): held, it would beat every correctly stamped write
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 COMPACT_MIN_BYTES = 64 * 2**20   # a log smaller than this is never worth rewriting
 GC_GRACE_SECONDS = 10 * 24 * 3600  # how long a tombstone is kept (Cassandra's gc_grace_seconds)
+TREE_CHUNK = 20_000                # keys the trees are built from in one turn of the loop (tens of milliseconds)
 FROM_THE_FUTURE = -1               # apply_all's answer for a cell refused: stamped too far ahead of the clock
 
 
@@ -56,7 +57,7 @@ class Storage:
                  clock=None, trees=None, horizon=None):
         """disk: the kvstore.storage.diskworker.DiskWorker its appends go through; background: the node's
         kvstore.core.tasks.Background, which runs compaction; clock: a kvstore.core.clock.Clock, which judges expiry
-        (earliest) and which cells to admit; trees: told of every change (changed, rebuild), or None;
+        (earliest) and which cells to admit; trees: told of every change (changed; begin_build, add_built), or None;
         horizon(): a function of a key, the stamp below which its range's tombstones are known to be on every
         replica (0: none is); None: every tombstone is (a store with no replicas, in tests)."""
         self._log = commit_log
@@ -97,7 +98,7 @@ class Storage:
         except MalformedMutation as exc:
             raise CorruptLogError(self._log.path, exc.payload_offset - RECORD_HEADER, str(exc)) from None
         self._keys = SortedList(cells)
-        self._trees.rebuild(cells.items())
+        self._trees.begin_build()   # built by build_trees() once the node serves
         self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
         log.info("replayed %d records from %s: %d keys", len(spans), self._log.path, len(cells))
         return len(spans)
@@ -214,6 +215,21 @@ class Storage:
                  self._log.path, before, self._log.size, len(items), len(dropped))
         return len(dropped)
 
+    async def build_trees(self, chunk=TREE_CHUNK):
+        """Feed the trees every cell, in key order, `chunk` keys a turn of the loop (started once the node
+        serves: a restart does not wait for it; a change meanwhile reaches the trees as they say)."""
+        done, low = False, b""
+        while not done and not self._background.stopping:
+            start = self._keys.bisect_right(low)
+            keys = list(self._keys.islice(start, start + chunk))
+            done = len(keys) < chunk
+            self._trees.add_built([(key, self._cells[key]) for key in keys], done)
+            if keys:
+                low = keys[-1]
+            await asyncio.sleep(0)
+        if done:
+            log.info("hash trees built: %d keys", len(self._cells))
+
     def get(self, key):
         """The key's cell as stored: a value, an expiring value (perhaps expired) or a tombstone."""
         return self._cells.get(key)
@@ -285,5 +301,8 @@ class _NoTrees:
     def changed(self, key, old, new):
         pass
 
-    def rebuild(self, items):
+    def begin_build(self):
+        pass
+
+    def add_built(self, items, done):
         pass
