@@ -189,7 +189,7 @@ def _summary(statuses, failed, out):
               f"{s.bytes_sent} bytes sent", file=out)
     if failed:
         print(f"repair incomplete: {len(failed)} ranges not repaired on every replica:", file=out)
-        for line in failed:
+        for line in sorted(failed):
             print(f"  {line}", file=out)
     else:
         print(f"repair complete: every range in sync on all its replicas ({sent} bytes sent)", file=out)
