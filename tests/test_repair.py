@@ -23,16 +23,6 @@ def keys(prefix, count):
     return [prefix + b"%06d" % i for i in range(count)]
 
 
-def whole_dump(cluster, i):
-    """{key: cell} of node i's replica, every page."""
-    cells, start = {}, b""
-    while True:
-        page = cluster.call(i, "dump", b"", start, 0)
-        cells.update((m.key, m.cell) for m in page.cells)
-        if not page.next_start:
-            return cells
-        start = page.next_start
-
 
 def run_repair(cluster, *argv):
     return subprocess.run(["python3", "src/launcher.py", "--data-dir", str(cluster.directory), "repair", *argv],
@@ -58,9 +48,9 @@ def test_a_replica_down_past_the_hint_window_converges_by_itself_with_no_reads(t
                 kv.delete(key, "QUORUM")
         time.sleep(HINT_WINDOW + 0.5)   # the hints for node 3 are now past their window: dropped, not delivered
         c.restart(3)
-        wait_for(lambda: whole_dump(c, 3) == whole_dump(c, 1) == whole_dump(c, 2), 20,
+        wait_for(lambda: c.cells_on(3) == c.cells_on(1) == c.cells_on(2), 20,
                  "node 3 to hold every cell nodes 1 and 2 hold")
-        on_3 = whole_dump(c, 3)
+        on_3 = c.cells_on(3)
         assert [on_3[k].value for k in written[:200]] == [b"after"] * 200
         assert all(on_3[k].value is None for k in written[200:250])
         assert "dropping" in c.log(1) + c.log(0) + c.log(2)   # it was a repair, not a hint, that healed it
@@ -151,7 +141,7 @@ def test_a_repair_cut_short_by_a_crash_of_either_side_starts_over_and_loses_noth
     c.restart(1)
     status = repair_on(c, 1)   # its new session takes over the ranges its lost one held
     assert not status.failed, status.failed
-    on = [whole_dump(c, i) for i in (1, 2, 3)]
+    on = [c.cells_on(i) for i in (1, 2, 3)]
     assert on[0] == on[1] == on[2]
     assert all(on[2][k].value == b"x" * 100 for k in written)
     # The other side: the replica receiving the cells crashes mid-way.
@@ -170,7 +160,7 @@ def test_a_repair_cut_short_by_a_crash_of_either_side_starts_over_and_loses_noth
     c.restart(3)
     status = repair_on(c, 1)
     assert not status.failed, status.failed
-    on = [whole_dump(c, i) for i in (1, 2, 3)]
+    on = [c.cells_on(i) for i in (1, 2, 3)]
     assert on[0] == on[1] == on[2] and all(on[2][k].value == b"y" * 100 for k in more)
 
 

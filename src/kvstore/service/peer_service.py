@@ -62,11 +62,11 @@ class InternodeHandler:
                                         "range yet: it answers no reads of it")
 
     async def replica_write(self, mutation):
-        with _REPLICA_ERRORS:
+        with REPLICA_ERRORS:
             await self._apply_all([self._check_mutation(mutation)])
 
     def replica_read(self, key):
-        with _REPLICA_ERRORS:
+        with REPLICA_ERRORS:
             self._check_key(key)
             self._check_readable(key)
             return ttypes.ReadResult(to_cell(self._storage.get(key)), [self._node_id], [])
@@ -74,7 +74,7 @@ class InternodeHandler:
     def replica_write_batch(self, mutations):
         """The batch's answers, settled from the disk worker's completion (the hottest call: no coroutine, no
         task, no future; see Storage.apply_all_then)."""
-        with _REPLICA_ERRORS:
+        with REPLICA_ERRORS:
             checked = [self._check_mutation(m) for m in mutations or []]
 
         def start(settle):
@@ -83,7 +83,7 @@ class InternodeHandler:
                     settle(None, answers)
                     return
                 try:
-                    with _REPLICA_ERRORS:
+                    with REPLICA_ERRORS:
                         raise error
                 except Exception as mapped:
                     settle(mapped, None)
@@ -91,7 +91,7 @@ class InternodeHandler:
         return Later(start)
 
     def replica_scan_batch(self, ranges):
-        with _REPLICA_ERRORS:
+        with REPLICA_ERRORS:
             ranges = ranges or []
             if len(ranges) > MAX_SCAN_RANGES:
                 raise errors.InvalidRequest(f"a scan batch of {len(ranges)} ranges is over the limit of "
@@ -112,7 +112,7 @@ class InternodeHandler:
             return pages
 
     def replica_read_batch(self, keys):
-        with _REPLICA_ERRORS:
+        with REPLICA_ERRORS:
             for key in keys or []:
                 self._check_key(key)
                 self._check_readable(key)
@@ -125,7 +125,7 @@ class InternodeHandler:
             return answers
 
     async def deliver_hints(self, mutations):
-        with _REPLICA_ERRORS:
+        with REPLICA_ERRORS:
             await self._apply_all([self._check_mutation(m) for m in mutations or []])
 
     async def _apply_all(self, mutations):
@@ -153,8 +153,9 @@ class InternodeHandler:
         return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read(), self._clock.newest())
 
 
-class _ReplicaErrors:
-    """`with _REPLICA_ERRORS:` raises a replica's errors as the IDL's (a class, not a generator: it is entered
+class ReplicaErrors:
+    """`with REPLICA_ERRORS:` raises a replica's errors as the IDL's, for every call on the peer port (its range
+    syncs' too: kvstore.service.sync_calls) (a class, not a generator: it is entered
     on every internode call)."""
     __slots__ = ()
 
@@ -170,4 +171,4 @@ class _ReplicaErrors:
         return False
 
 
-_REPLICA_ERRORS = _ReplicaErrors()
+REPLICA_ERRORS = ReplicaErrors()

@@ -1,13 +1,9 @@
-"""The peer port's range-sync calls (sync_hashes, sync_entries, sync_finished): a syncing node reaching this
+"""The peer port's range-sync calls (sync_hashes, sync_entries, sync_read, sync_finished): a syncing node reaching this
 node's replica (kvstore.cluster.sync_sides.LocalSide), with its errors mapped to the IDL's."""
-import logging
-
 from kvstore.cluster.sync_sides import from_idl_range, signed
-from kvstore.core import errors
 from kvstore.net.wire import to_cell
+from kvstore.service.peer_service import REPLICA_ERRORS
 from kvstore_rpc import ttypes
-
-log = logging.getLogger(__name__)
 
 
 class SyncCalls:
@@ -15,32 +11,19 @@ class SyncCalls:
         self._side = local_side
 
     async def sync_hashes(self, session, token_range, branches):
-        with _Errors():
+        with REPLICA_ERRORS:
             return [signed(h) for h in await self._side.hashes(session, from_idl_range(token_range), branches or [])]
 
     async def sync_entries(self, session, token_range, leaves):
-        with _Errors():
+        with REPLICA_ERRORS:
             entries, answered = await self._side.entries(session, from_idl_range(token_range), leaves or [])
             return ttypes.SyncEntries([ttypes.SyncEntry(k, t, signed(d)) for k, t, d in entries], answered)
 
     async def sync_read(self, session, token_range, keys):
-        with _Errors():
+        with REPLICA_ERRORS:
             return [ttypes.ReadResult(to_cell(cell), [self._side.node_id], [])
                     for _, cell in await self._side.read(session, from_idl_range(token_range), keys or [])]
 
     async def sync_finished(self, session, token_range, since):
-        with _Errors():
+        with REPLICA_ERRORS:
             await self._side.finished(session, from_idl_range(token_range), since or 0)
-
-
-class _Errors:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, traceback):
-        if isinstance(exc, errors.StorageError):
-            log.error("range sync failed: %s", exc)
-            raise ttypes.StorageFailure(why=str(exc)) from None
-        if isinstance(exc, errors.InvalidRequest):
-            raise ttypes.InvalidRequest(why=str(exc)) from None
-        return False

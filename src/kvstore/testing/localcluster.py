@@ -280,6 +280,16 @@ class Cluster:
     def dump(self, i, key=None):
         return self.call(i, "dump", key)
 
+    def cells_on(self, i):
+        """{key: IDL Cell} of node i's whole replica, page by page."""
+        cells, start = {}, b""
+        while True:
+            page = self.call(i, "dump", b"", start, 0)
+            cells.update((m.key, m.cell) for m in page.cells)
+            if not page.next_start:
+                return cells
+            start = page.next_start
+
     def cell_on(self, i, key):
         cells = self.dump(i, key).cells
         return cells[0].cell if cells else None
