@@ -1,5 +1,5 @@
-"""The peer port's range-sync calls (sync_hashes, sync_entries, sync_read, sync_finished): a syncing node reaching this
-node's replica (kvstore.cluster.sync_sides.LocalSide), with its errors mapped to the IDL's."""
+"""The peer port's range-sync calls (sync_hashes, sync_entries, sync_read, sync_finished): a syncing node
+reaching this node's replica (kvstore.cluster.sync_sides.LocalSide), with its errors mapped to the IDL's."""
 from kvstore.cluster.sync_sides import from_idl_range, signed
 from kvstore.net.wire import to_cell
 from kvstore.service.peer_service import REPLICA_ERRORS
