@@ -129,12 +129,13 @@ async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
                     if index and cell is not None:
                         stats.bytes_sent += _cell_bytes(key, cell)
                 batch = batch[len(cells):]
+    digests = {key: digest(key, cell) for key, cell in newest.items() if cell is not None}
     for index, side in enumerate(sides):
         items = []
         for key, entries in wanted.items():
             cell = newest.get(key)
             entry = entries[index][1]
-            if cell is None or (entry is not None and entry[1] == digest(key, cell)):
+            if cell is None or (entry is not None and entry[1] == digests[key]):
                 continue
             if entry is None and purgeable(key, cell):
                 continue
