@@ -2,7 +2,7 @@
 
 Why: read repair and hints heal only the keys someone reads and the outages shorter than the hint window.
 A repair syncs every key of a range between all its replicas (kvstore.cluster.sync). One runs at a time on a
-node, over the ranges it was given, one range after another; `progress()` says how far it is.
+node, over the ranges it was given, one range after another; its fields and `fraction()` say how far it is.
 
 A repair of a range is full when every replica of it took part and finished: then each records durably
 (kvstore.storage.repair_history) that every write stamped before the repair began, less `margin` (the writes
@@ -40,8 +40,7 @@ class RepairService:
         self._detector = detector
         self._clock = clock
         self._history = history
-        self._paces = {"automatic": Pace(rate, duty=AUTOMATIC_DUTY)}
-        self._pace = Pace(rate)
+        self._pace, self._automatic_pace = Pace(rate), Pace(rate, duty=AUTOMATIC_DUTY)
         self.interval = interval
         self._margin_us = int(margin * 1e6)
         self._grace_us = int(grace * 1e6)
@@ -98,8 +97,8 @@ class RepairService:
         def purgeable(key, cell):
             return cell.value is None and cell.timestamp < horizon and cell.expires + self._grace_us <= now
         try:
-            await sync_range(token_range, sides, session, self.stats, self._paces.get(self.kind, self._pace),
-                             purgeable)
+            pace = self._automatic_pace if self.kind == "automatic" else self._pace
+            await sync_range(token_range, sides, session, self.stats, pace, purgeable)
         except SyncFailed as exc:
             self.failed.append(f"range {token_range}: {exc}")
             await self._finish(sides, session, token_range, 0)
