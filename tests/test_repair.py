@@ -179,3 +179,19 @@ def test_server_sh_repair_names_a_range_it_cannot_repair_and_exits_non_zero(manu
     out = run_repair(c)
     assert out.returncode == 0 and "repair complete" in out.stdout, out.stdout
     assert "ranges 4/4 (100%)" in out.stdout and "keys compared" in out.stdout
+
+
+def test_a_range_takes_one_sync_at_a_time_and_a_restarted_runner_takes_over_its_own(manual):
+    from kvstore.cluster.sync_sides import session_for
+    c = manual
+    idl = ttypes.TokenRange(*RANGE)
+    first, other, again = session_for(0, 1), session_for(2, 1), session_for(0, 2)
+    assert len(c.call(1, "sync_hashes", first, idl, [])) == 64
+    with pytest.raises(ttypes.InvalidRequest, match=r"already being synced \(session \d+\): one sync of a range"):
+        c.call(1, "sync_hashes", other, idl, [])
+    assert len(c.call(1, "sync_hashes", again, idl, [])) == 64   # node 0 again: its older session was lost
+    c.call(1, "sync_finished", again, idl, 0)
+    assert len(c.call(1, "sync_hashes", other, idl, [])) == 64   # free once finished
+    c.call(1, "sync_finished", other, idl, 0)
+    with pytest.raises(ttypes.InvalidRequest, match="is not one this node holds"):
+        c.call(0, "sync_hashes", first, idl, [])   # node 0 holds no part of (3f, 7f]
