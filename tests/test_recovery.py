@@ -56,7 +56,9 @@ T = 1796140000_000000
 
 def test_a_data_directory_written_by_an_earlier_version_replays_and_its_hints_are_delivered(tmp_path):
     # A window of ten years: the fixture's hints were made on 2026-12-01 and must not age out of the test.
-    c = Cluster(tmp_path / "old", extra_args=FAST_SETTINGS + ("--hint-window", str(10 * 365 * 86400)))
+    # Only node 0 has data: the others, empty beside it, start as replacements (or they would refuse to).
+    c = Cluster(tmp_path / "old", extra_args=FAST_SETTINGS + ("--hint-window", str(10 * 365 * 86400)),
+                node_args={i: ("--replace",) for i in (1, 2, 3)})
     shutil.copytree(OLD_DATA, c.node_dir(0))
     try:
         c.start()

@@ -62,7 +62,7 @@ class Replacement:
         holders = sorted({node_id for (node_id, _), holds in zip(asked, answers) if holds is True})
         if holders:
             raise ConfigError(
-                f"the data directory {data_dir} is empty, but nodes {', '.join(map(str, holders))} hold data of the "
+                f"the data directory {data_dir} is empty, but {_holders(holders)} data of the "
                 f"ranges node {self._node_id} holds: this node lost its data, and answering reads now would answer "
                 f"'not found' for what they acknowledged. Start it with ./server.sh replace {self._node_id} (or "
                 "--replace): it syncs its ranges before it answers reads of them")
@@ -100,3 +100,7 @@ class Replacement:
         await self._disk.run(self._marker.save, set(self._trees.syncing))
         log.info("range %s synced: reads of it answered from now on (%d ranges to go)", token_range,
                  len(self._trees.syncing))
+
+
+def _holders(ids):
+    return f"node {ids[0]} holds" if len(ids) == 1 else f"nodes {', '.join(map(str, ids))} hold"
