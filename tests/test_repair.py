@@ -126,17 +126,26 @@ def test_a_value_deleted_while_a_replica_was_away_past_gc_grace_does_not_come_ba
         assert kv.get(key, "ALL") is None
 
 
+def left_behind(cluster, node, written, value):
+    """Node misses the writes of `written` (at QUORUM, while it is down past the hint window), then is back."""
+    cluster.crash_and_notice(node)
+    with cluster.client(0) as kv:
+        for start in range(0, len(written), 5000):
+            kv.mput({k: value for k in written[start:start + 5000]}, "QUORUM")
+    time.sleep(HINT_WINDOW + 0.5)   # its hints are past their window: dropped, not delivered
+    cluster.restart(node)
+
+
+def repair_under_way(cluster, node):
+    cluster.call(node, "repair", [ttypes.TokenRange(*RANGE)])
+    wait_for(lambda: cluster.call(node, "repair_status").cells_out > 0, 30, "the repair to be under way")
+
+
 def test_a_repair_cut_short_by_a_crash_of_either_side_starts_over_and_loses_nothing(manual):
     c = manual
     written = keys(b"T", 20_000)
-    c.crash_and_notice(3)
-    with c.client(0) as kv:
-        for start in range(0, len(written), 5000):
-            kv.mput({k: b"x" * 100 for k in written[start:start + 5000]}, "QUORUM")
-    time.sleep(HINT_WINDOW + 0.5)
-    c.restart(3)
-    c.call(1, "repair", [ttypes.TokenRange(*RANGE)])
-    wait_for(lambda: c.call(1, "repair_status").cells_out > 0, 30, "the repair to be under way")
+    left_behind(c, 3, written, b"x" * 100)
+    repair_under_way(c, 1)
     c.crash_and_notice(1)   # the node running it
     c.restart(1)
     status = repair_on(c, 1)   # its new session takes over the ranges its lost one held
@@ -145,15 +154,9 @@ def test_a_repair_cut_short_by_a_crash_of_either_side_starts_over_and_loses_noth
     assert on[0] == on[1] == on[2]
     assert all(on[2][k].value == b"x" * 100 for k in written)
     # The other side: the replica receiving the cells crashes mid-way.
-    c.crash_and_notice(3)
     more = keys(b"U", 40_000)
-    with c.client(0) as kv:
-        for start in range(0, len(more), 5000):
-            kv.mput({k: b"y" * 100 for k in more[start:start + 5000]}, "QUORUM")
-    time.sleep(HINT_WINDOW + 0.5)
-    c.restart(3)
-    c.call(1, "repair", [ttypes.TokenRange(*RANGE)])
-    wait_for(lambda: c.call(1, "repair_status").cells_out > 0, 30, "the repair to be under way")
+    left_behind(c, 3, more, b"y" * 100)
+    repair_under_way(c, 1)
     c.crash_and_notice(3)
     wait_for(lambda: not c.call(1, "repair_status").running, 30, "the repair to end")
     assert c.call(1, "repair_status").failed   # said, not recorded as a full repair
