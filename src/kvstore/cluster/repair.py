@@ -27,6 +27,7 @@ from kvstore.core.errors import InvalidRequest
 log = logging.getLogger(__name__)
 
 AUTOMATIC_DUTY = 0.5   # an automatic repair is at work at most half the time: client traffic keeps the rest
+KINDS = {"repair": "a repair", "automatic": "an automatic repair", "replace": "a replace"}
 
 
 class RepairService:
@@ -55,7 +56,7 @@ class RepairService:
         """Repair ranges (each held here; none: every range held here) in the background; InvalidRequest when a
         repair is already running. on_full(range): awaited after each range repaired in full."""
         if self._task is not None and not self._task.done():
-            raise InvalidRequest(f"a {self.kind} is already running on node {self.node_id} "
+            raise InvalidRequest(f"{KINDS.get(self.kind, self.kind)} is already running on node {self.node_id} "
                                  f"({self.ranges_done} of {self.ranges_total} ranges done)")
         for token_range in ranges:
             self._trees.tree(token_range)   # InvalidRequest for a range not held here

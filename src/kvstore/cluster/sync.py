@@ -101,24 +101,26 @@ async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
     """Make every side hold the newest cell of every key in these leaves."""
     held = await _each(sides, lambda side: _entries(side, session, token_range, leaves,
                                                     None if side is sides[0] else stats))
-    keys = sorted(set().union(*held))
+    keys = set().union(*held)
     stats.keys_compared += len(keys)
-    sources, wanted = {}, {}   # side index -> keys to read from it; key -> [(side index, its entry)]
+    sources, wanted = {}, {}   # side index -> keys to read from it; key -> each side's entry (None: no key)
+    gets, count = [h.get for h in held], len(held)
     for key in keys:
-        entries = [h.get(key) for h in held]
-        if entries[0] is not None and all(e == entries[0] for e in entries):
-            continue
-        top = max(e[0] for e in entries if e is not None)
-        winners = [i for i, e in enumerate(entries) if e is not None and e[0] == top]
-        if len({entries[i][1] for i in winners}) > 1:   # different cells, one timestamp: the cells decide
+        entries = [get(key) for get in gets]
+        first = entries[0]
+        if first is not None and entries.count(first) == count:
+            continue   # every replica holds the same cell: the common case, decided by one comparison a side
+        top = max(e for e in entries if e is not None)   # (timestamp, digest): the highest timestamp first
+        winners = [i for i, e in enumerate(entries) if e is not None and e[0] == top[0]]
+        if any(entries[i] != top for i in winners):   # different cells, one timestamp: the cells decide
             for i in winners:
                 sources.setdefault(i, []).append(key)
         else:
             sources.setdefault(winners[0], []).append(key)
-        wanted[key] = list(enumerate(entries))
+        wanted[key] = entries
     newest = {}
     for index, asked in sorted(sources.items()):
-        for batch in _batches(asked, lambda key: len(key), READ_BATCH_BYTES):
+        for batch, _ in _batches(asked, len, READ_BATCH_BYTES):
             while batch:   # an answer at its budget covers a prefix: ask again for the rest
                 try:
                     cells = await sides[index].read(session, token_range, batch)
@@ -134,14 +136,13 @@ async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
         items = []
         for key, entries in wanted.items():
             cell = newest.get(key)
-            entry = entries[index][1]
+            entry = entries[index]
             if cell is None or (entry is not None and entry[1] == digests[key]):
                 continue
             if entry is None and purgeable(key, cell):
                 continue
             items.append((key, cell))
-        for batch in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
-            size = sum(_cell_bytes(k, c) for k, c in batch)
+        for batch, size in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
             await pace.take(size)
             try:
                 await side.write(batch)
@@ -191,13 +192,14 @@ def _cell_bytes(key, cell):
 
 
 def _batches(items, size, limit):
+    """(batch, its size) of items, each batch at most limit by size(item), but at least one item."""
     batch, total = [], 0
     for item in items:
         cost = size(item)
         if batch and total + cost > limit:
-            yield batch
+            yield batch, total
             batch, total = [], 0
         batch.append(item)
         total += cost
     if batch:
-        yield batch
+        yield batch, total
