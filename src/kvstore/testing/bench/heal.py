@@ -6,13 +6,26 @@
 - client throughput while automatic repair runs: put QUORUM at 16 clients on a store repairing every second,
   beside the same cell on a store with repair off, in alternating rounds;
 - sync of an empty replica (a replace): node 3's data lost, replaced with KEYS keys to receive; its cells/s
-  and MB/s, beside the writes/s clients got from the cluster at the same moment.
+  and MB/s, beside the writes/s clients got from the cluster at the same moment;
+- the same sync in one process, three storages on one loop and no network (SYNC_KEYS keys): what range
+  sync's own Python costs, apart from the calls between nodes and the machine's other processes.
 """
+import asyncio
+import tempfile
 import time
 from pathlib import Path
 
+from kvstore.cluster.range_trees import RangeTrees
+from kvstore.cluster.sync import Pace, SyncStats, sync_range
+from kvstore.cluster.sync_sides import LocalSide, RangeLeases
 from kvstore.core.cell import Cell, encode_mutation
+from kvstore.core.config import make_cluster
+from kvstore.core.ring import Ring
+from kvstore.core.tasks import Background
 from kvstore.storage.commitlog import CommitLog
+from kvstore.storage.diskworker import DiskWorker
+from kvstore.storage.repair_history import RepairHistory
+from kvstore.storage.store import Storage
 from kvstore.testing.bench.load import run_load
 from kvstore.testing.localcluster import Cluster, wait_for
 from kvstore_rpc import ttypes
@@ -20,6 +33,7 @@ from kvstore_rpc import ttypes
 RANGE = ttypes.TokenRange(b"\x3f", b"\x7f")   # in a 4-node cluster: replicas 1, 2, 3; node 1 is its first
 BATCH = 10_000
 VALUE = b"v" * 100
+SYNC_KEYS = 100_000
 
 
 def range_key(i):
@@ -104,14 +118,47 @@ def measure_replace(directory, keys, clients=4):
             "sync_elapsed_s": round(status.elapsed, 2)}
 
 
+def measure_sync_in_process(keys=SYNC_KEYS):
+    return asyncio.run(_sync_in_process(keys))
+
+
+async def _sync_in_process(keys):
+    loop, ring = asyncio.get_running_loop(), Ring(make_cluster(4))
+    disks, sides = [], []
+    with tempfile.TemporaryDirectory(prefix="kvstore-bench-sync-") as tmp:
+        try:
+            for node_id in (3, 1, 2):   # node 3 empty, nodes 1 and 2 holding the range
+                disk = DiskWorker(loop)
+                disk.start()
+                disks.append(disk)
+                trees = RangeTrees(ring, node_id)
+                storage = Storage(CommitLog(Path(tmp) / f"{node_id}.log"), disk, Background(), trees=trees)
+                storage.load()
+                trees.add_built([], done=True)
+                sides.append(LocalSide(node_id, trees, storage, RangeLeases(), RepairHistory(tmp), disk))
+                if node_id != 3:
+                    for start in range(0, keys, BATCH):
+                        await storage.apply_all([(range_key(i), Cell(VALUE, 1_700_000_000_000_000 + i))
+                                                 for i in range(start, min(keys, start + BATCH))])
+            started = time.perf_counter()
+            await sync_range(ring.ranges()[1][0], sides, 1, SyncStats(), Pace(0))
+            took = time.perf_counter() - started
+        finally:
+            for disk in disks:
+                disk.stop()
+    return {"keys": keys, "seconds": round(took, 2), "cells_per_s": round(keys / took)}
+
+
 def measure_heal(directory, keys, seconds, rounds):
     return {"identical_repair": measure_identical(Path(directory) / "identical", keys),
             "throughput_with_repair": measure_throughput(Path(directory) / "throughput", seconds, rounds),
-            "replace_sync": measure_replace(Path(directory) / "replace", keys)}
+            "replace_sync": measure_replace(Path(directory) / "replace", keys),
+            "sync_in_process": measure_sync_in_process()}
 
 
 def table(figures):
     same, load, sync = figures["identical_repair"], figures["throughput_with_repair"], figures["replace_sync"]
+    alone = figures["sync_in_process"]
     return "\n".join([
         f"repair of identical replicas: {same['keys']} keys in one range on 3 replicas: {same['seconds']} s, "
         f"{same['bytes_sent']} bytes sent ({same['bytes_sent_of_data']:.6%} of the {same['data_bytes_per_replica']} "
@@ -122,4 +169,6 @@ def table(figures):
         f"replace: an empty replica received {sync['cells_received']} cells in {sync['sync_elapsed_s']} s: "
         f"{sync['cells_per_s']} cells/s, {sync['mb_per_s']} MB/s (rate unbounded), while clients wrote "
         f"{sync['client_puts_per_s_meanwhile']} puts/s (QUORUM, {sync['client_clients']} clients)",
+        f"the same sync in one process, no network: {alone['keys']} cells in {alone['seconds']} s: "
+        f"{alone['cells_per_s']} cells/s",
     ])
