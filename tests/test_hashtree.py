@@ -3,9 +3,14 @@ arrived in, and two trees differ exactly in the leaves whose cells differ."""
 import random
 
 from kvstore.core.cell import Cell, tombstone
-from kvstore.core.hashtree import LEAVES_PER_BRANCH, TicTacTree, differing, leaf_of
+from kvstore.core.hashtree import LEAVES_PER_BRANCH, TicTacTree, leaf_of
 from kvstore.core.ring import Ring, TokenRange
 from kvstore.core.config import make_cluster
+
+
+def differing(mine, theirs):
+    """The indexes where two equal-length lists of hashes differ."""
+    return [i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
 
 
 def tree_of(cells):

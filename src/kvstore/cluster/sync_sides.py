@@ -51,10 +51,6 @@ class RangeLeases:
         if self._held.get(token_range, (None,))[0] == session:
             del self._held[token_range]
 
-    def busy(self, token_range):
-        held = self._held.get(token_range)
-        return held is not None and self._clock() - held[1] < LEASE_SECONDS
-
 
 class LocalSide:
     """This node's replica of its ranges, for a sync run here or called from a peer."""

@@ -91,7 +91,3 @@ class TicTacTree:
         """The keys of one leaf (a copy, sorted)."""
         return sorted(self._keys[leaf])
 
-
-def differing(mine, theirs, offset=0):
-    """Indexes (plus offset) where two equal-length lists of hashes differ."""
-    return [offset + i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]

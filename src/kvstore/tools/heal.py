@@ -12,7 +12,7 @@ import time
 
 from kvstore.core.errors import InvalidRequest, KVStoreError, NodeUnavailable
 from kvstore.core.ring import Ring
-from kvstore.net.blocking import call_once
+from kvstore.net.blocking import call_once, ping
 from kvstore.storage.datadir import COMMIT_LOG_FILE
 from kvstore.storage.replace_marker import REPLACE_FILE
 from kvstore.tools import processes
@@ -89,7 +89,7 @@ def cmd_repair(cluster, args, out=sys.stdout):
     for token_range, ids in Ring(list(nodes.values())).ranges():
         if args.id is not None and args.id not in ids:
             continue
-        runner = next((i for i in ids if _answers(nodes[i], access)), None)
+        runner = next((i for i in ids if ping(nodes[i].host, nodes[i].port, 1.0, access["tls"]) is not None), None)
         if runner is None:
             failed.append(f"range {token_range}: every replica is down")
         else:
@@ -109,14 +109,6 @@ def cmd_repair(cluster, args, out=sys.stdout):
         failed.extend(status.failed or [])
     _summary(statuses, failed, out)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _answers(node, access):
-    try:
-        call_once(node, "describe_ring", (), 1.0, **access)
-        return True
-    except KVStoreError:
-        return False
 
 
 def _start(node, ranges, access, out):
