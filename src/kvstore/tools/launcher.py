@@ -1,5 +1,5 @@
-"""What ./server.sh does: start a cluster, and crash, stop, restart or show one node; repair and replace
-(kvstore.tools.heal).
+"""What ./server.sh does: start a cluster, and crash, stop, restart one node; show them (kvstore.tools.status);
+repair and replace (kvstore.tools.heal).
 
 The data directory (default data/, or $KVSTORE_DATA_DIR, or --data-dir) holds
 the cluster file (cluster.txt), the node options (node.options) and one
@@ -21,17 +21,16 @@ import signal
 import sys
 from pathlib import Path
 
-import psutil
 
 from kvstore.core.config import DEFAULT_DATA_DIR, make_cluster, read_cluster_file, write_cluster_file
 from kvstore.core.errors import ConfigError
-from kvstore.net.blocking import ping, probe
+from kvstore.net.blocking import ping
 from kvstore.node.options import parse_args as parse_node_args   # the node's own parser judges its options
 from kvstore.tools import processes, heal, security, waits
+from kvstore.tools.status import cmd_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT = 30.0
-CLOCK_NOTE_US = 100_000   # a clock this far from another's is named in status (the bound is --max-clock-offset)
 SETTLE_TIMEOUT = 15.0   # seconds to wait for peers to see a change (a node down, up, its hints delivered)
 OPTIONS_FILE = "node.options"
 SET_BY_SERVER_SH = ("--id", "--cluster", "--data-dir")   # each node's own: never a cluster-wide option
@@ -259,46 +258,6 @@ def cmd_restart(cluster, args):
         return EXIT_FAILED
     print(f"node {args.id} is up (pid {process.pid})")
     return EXIT_OK
-
-
-def cmd_status(cluster, args, ranges=True):
-    """Each node's state; with ranges, each node's ranges and their repairs too (not after a start: none yet)."""
-    print(f"{'node':<6}{'address':<22}{'state':<10}{'pid':<9}data")
-    notes, tls, seen = [], cluster.access["tls"], None
-    for node in cluster.nodes():
-        process = processes.find_node(cluster.node_dir(node.node_id))
-        state, why = node_state(node, process, tls)
-        if state == "up" and seen is None:
-            seen = (node.node_id, why)   # its view of the ring: who is up, and each clock's offset from its own
-        if state == "refusing":
-            notes.append(f"node {node.node_id} is up but refusing connections: {why}")
-        pid = str(process.pid) if process else "-"
-        print(f"{node.node_id:<6}{node.address:<22}{state:<10}{pid:<9}{cluster.node_dir(node.node_id)}")
-    for info in seen[1] if seen else ():
-        if abs(info.clock_offset or 0) >= CLOCK_NOTE_US:
-            notes.append(f"node {info.node_id}'s clock is {info.clock_offset / 1e6:+.3f} s from node {seen[0]}'s")
-    for note in notes:
-        print(note)
-    if ranges:
-        heal.ranges_report(cluster)
-    options = cluster.node_options()
-    if options:
-        print(f"node options ({cluster.options_file}): {shlex.join(options)}")
-    return EXIT_OK
-
-
-def node_state(node, process, tls=None):
-    """(state, why): down (no process), paused (SIGSTOP), up, refusing (up, at its connection limit),
-    or starting (its process runs but does not answer yet: replaying its log, say)."""
-    if process is None:
-        return "down", ""
-    try:
-        if process.status() == psutil.STATUS_STOPPED:
-            return "paused", ""
-    except psutil.NoSuchProcess:
-        return "down", ""
-    state, why = probe(node.host, node.port, 0.5, tls)
-    return (state if state in ("up", "refusing") else "starting"), why
 
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,
