@@ -132,6 +132,13 @@ struct NodeInfo {
    * corrected by half the round trip); 0 for the answering node itself, or when it has no estimate.
    */
   6: i64 clock_offset,
+  /**
+   * As nodetool status prints it: "N" normal, "J" joining, "L" leaving, "M" moving (a ring change under way).
+   * Unset from nodes older than ring epochs.
+   */
+  7: optional string state,
+  /** The ring epoch the answering node holds (it grows by one with each step of each ring change). */
+  8: optional i64 ring_epoch,
 }
 
 /** The answer to a heartbeat. */
@@ -146,6 +153,8 @@ struct Heartbeat {
    * an empty data directory (a replaced disk, whose clock reservation was lost) stamps above it once it serves.
    */
   4: optional i64 newest_stamp,
+  /** The ring epoch this node holds: a peer holding an older one fetches the ring from it (fetch_ring). */
+  5: optional i64 ring_epoch,
 }
 
 /** One replica's whole state, for the inspector. */
@@ -411,6 +420,28 @@ service KVStore {
 
   /** Admin (role admin): the repair running or last run on this node, and every range it holds. */
   RepairStatus repair_status() throws (9: Unauthorized unauthorized),
+
+  /** Admin (role admin): this node's ring state as JSON (epoch, nodes, the change under way and its stage). */
+  string ring_state() throws (9: Unauthorized unauthorized),
+
+  /**
+   * Admin (role admin): adopt this ring state (JSON, as ring_state answers; at most 1 MiB) if its epoch is newer,
+   * durably, and answer once no request this node planned with an older epoch can still be running. Answers
+   * the epoch held. InvalidRequest for a state that does not parse or is older than the node's.
+   */
+  i64 ring_apply(1: string state) throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
+
+  /**
+   * Admin (role admin): stream the ranges this node gains in the ring change under way, each from a replica
+   * that loses it (range sync), in the background; follow it with repair_status (kind "stream").
+   */
+  void ring_stream(1: i64 epoch) throws (1: InvalidRequest invalid, 9: Unauthorized unauthorized),
+
+  /**
+   * Admin (role admin): drop every key of the ranges this node no longer holds (as nodetool cleanup), and
+   * rewrite its log without them. Refused (InvalidRequest) during a ring change. Answers the keys dropped.
+   */
+  i64 cleanup() throws (1: InvalidRequest invalid, 2: StorageFailure failure, 9: Unauthorized unauthorized),
 }
 
 /**
@@ -490,4 +521,7 @@ service Internode {
    */
   void sync_finished(1: i64 session, 2: TokenRange token_range, 3: i64 since)
     throws (1: StorageFailure failure, 2: InvalidRequest invalid),
+
+  /** The ring state this node holds, as JSON (what a node that heard of a newer epoch fetches). */
+  string fetch_ring(),
 }

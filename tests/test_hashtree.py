@@ -69,7 +69,8 @@ def test_a_ring_of_four_has_four_ranges_each_held_by_three_nodes():
 
 def test_trees_built_in_the_background_end_as_if_built_at_once_whatever_changed_meanwhile():
     from kvstore.cluster.range_trees import RangeTrees
-    ring = Ring(make_cluster(4))
+    from kvstore.core.ring_state import RingState
+    ring = RingState(1, tuple(make_cluster(4))).placement()
     cells = {b"k%04d" % i: Cell(b"v", i + 1) for i in range(3000)}
     trees = RangeTrees(ring, 1)
     trees.begin_build()

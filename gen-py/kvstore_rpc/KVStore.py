@@ -205,6 +205,44 @@ class Iface(object):
         """
         pass
 
+    def ring_state(self):
+        """
+        Admin (role admin): this node's ring state as JSON (epoch, nodes, the change under way and its stage).
+
+        """
+        pass
+
+    def ring_apply(self, state):
+        """
+        Admin (role admin): adopt this ring state (JSON, as ring_state answers; at most 1 MiB) if its epoch is newer,
+        durably, and answer once no request this node planned with an older epoch can still be running. Answers
+        the epoch held. InvalidRequest for a state that does not parse or is older than the node's.
+
+        Parameters:
+         - state
+
+        """
+        pass
+
+    def ring_stream(self, epoch):
+        """
+        Admin (role admin): stream the ranges this node gains in the ring change under way, each from a replica
+        that loses it (range sync), in the background; follow it with repair_status (kind "stream").
+
+        Parameters:
+         - epoch
+
+        """
+        pass
+
+    def cleanup(self):
+        """
+        Admin (role admin): drop every key of the ranges this node no longer holds (as nodetool cleanup), and
+        rewrite its log without them. Refused (InvalidRequest) during a ring change. Answers the keys dropped.
+
+        """
+        pass
+
 
 class Client(Iface):
     """
@@ -860,6 +898,152 @@ class Client(Iface):
             raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "repair_status failed: unknown result")
 
+    def ring_state(self):
+        """
+        Admin (role admin): this node's ring state as JSON (epoch, nodes, the change under way and its stage).
+
+        """
+        self.send_ring_state()
+        return self.recv_ring_state()
+
+    def send_ring_state(self):
+        self._oprot.writeMessageBegin('ring_state', TMessageType.CALL, self._seqid)
+        args = ring_state_args()
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_ring_state(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = ring_state_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "ring_state failed: unknown result")
+
+    def ring_apply(self, state):
+        """
+        Admin (role admin): adopt this ring state (JSON, as ring_state answers; at most 1 MiB) if its epoch is newer,
+        durably, and answer once no request this node planned with an older epoch can still be running. Answers
+        the epoch held. InvalidRequest for a state that does not parse or is older than the node's.
+
+        Parameters:
+         - state
+
+        """
+        self.send_ring_apply(state)
+        return self.recv_ring_apply()
+
+    def send_ring_apply(self, state):
+        self._oprot.writeMessageBegin('ring_apply', TMessageType.CALL, self._seqid)
+        args = ring_apply_args()
+        args.state = state
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_ring_apply(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = ring_apply_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "ring_apply failed: unknown result")
+
+    def ring_stream(self, epoch):
+        """
+        Admin (role admin): stream the ranges this node gains in the ring change under way, each from a replica
+        that loses it (range sync), in the background; follow it with repair_status (kind "stream").
+
+        Parameters:
+         - epoch
+
+        """
+        self.send_ring_stream(epoch)
+        self.recv_ring_stream()
+
+    def send_ring_stream(self, epoch):
+        self._oprot.writeMessageBegin('ring_stream', TMessageType.CALL, self._seqid)
+        args = ring_stream_args()
+        args.epoch = epoch
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_ring_stream(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = ring_stream_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.invalid is not None:
+            raise result.invalid
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        return
+
+    def cleanup(self):
+        """
+        Admin (role admin): drop every key of the ranges this node no longer holds (as nodetool cleanup), and
+        rewrite its log without them. Refused (InvalidRequest) during a ring change. Answers the keys dropped.
+
+        """
+        self.send_cleanup()
+        return self.recv_cleanup()
+
+    def send_cleanup(self):
+        self._oprot.writeMessageBegin('cleanup', TMessageType.CALL, self._seqid)
+        args = cleanup_args()
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_cleanup(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = cleanup_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        if result.failure is not None:
+            raise result.failure
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "cleanup failed: unknown result")
+
 
 class Processor(Iface, TProcessor):
     def __init__(self, handler):
@@ -880,6 +1064,10 @@ class Processor(Iface, TProcessor):
         self._processMap["compact"] = Processor.process_compact
         self._processMap["repair"] = Processor.process_repair
         self._processMap["repair_status"] = Processor.process_repair_status
+        self._processMap["ring_state"] = Processor.process_ring_state
+        self._processMap["ring_apply"] = Processor.process_ring_apply
+        self._processMap["ring_stream"] = Processor.process_ring_stream
+        self._processMap["cleanup"] = Processor.process_cleanup
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -1366,6 +1554,122 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("repair_status", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_ring_state(self, seqid, iprot, oprot):
+        args = ring_state_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = ring_state_result()
+        try:
+            result.success = self._handler.ring_state()
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("ring_state", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_ring_apply(self, seqid, iprot, oprot):
+        args = ring_apply_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = ring_apply_result()
+        try:
+            result.success = self._handler.ring_apply(args.state)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("ring_apply", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_ring_stream(self, seqid, iprot, oprot):
+        args = ring_stream_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = ring_stream_result()
+        try:
+            self._handler.ring_stream(args.epoch)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("ring_stream", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_cleanup(self, seqid, iprot, oprot):
+        args = cleanup_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = cleanup_result()
+        try:
+            result.success = self._handler.cleanup()
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except StorageFailure as failure:
+            msg_type = TMessageType.REPLY
+            result.failure = failure
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("cleanup", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -4077,6 +4381,573 @@ repair_status_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [RepairStatus, None], None, ),  # 0
     None,  # 1
     None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class ring_state_args(object):
+
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ring_state_args')
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ring_state_args)
+ring_state_args.thrift_spec = (
+)
+
+
+class ring_state_result(object):
+    """
+    Attributes:
+     - success
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, unauthorized=None,):
+        self.success = success
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRING:
+                    self.success = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ring_state_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRING, 0)
+            oprot.writeString(self.success.encode('utf-8') if sys.version_info[0] == 2 else self.success)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ring_state_result)
+ring_state_result.thrift_spec = (
+    (0, TType.STRING, 'success', 'UTF8', None, ),  # 0
+    None,  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class ring_apply_args(object):
+    """
+    Attributes:
+     - state
+
+    """
+
+
+    def __init__(self, state=None,):
+        self.state = state
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.state = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ring_apply_args')
+        if self.state is not None:
+            oprot.writeFieldBegin('state', TType.STRING, 1)
+            oprot.writeString(self.state.encode('utf-8') if sys.version_info[0] == 2 else self.state)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ring_apply_args)
+ring_apply_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'state', 'UTF8', None, ),  # 1
+)
+
+
+class ring_apply_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, invalid=None, unauthorized=None,):
+        self.success = success
+        self.invalid = invalid
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.I64:
+                    self.success = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ring_apply_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.I64, 0)
+            oprot.writeI64(self.success)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ring_apply_result)
+ring_apply_result.thrift_spec = (
+    (0, TType.I64, 'success', None, None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class ring_stream_args(object):
+    """
+    Attributes:
+     - epoch
+
+    """
+
+
+    def __init__(self, epoch=None,):
+        self.epoch = epoch
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.epoch = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ring_stream_args')
+        if self.epoch is not None:
+            oprot.writeFieldBegin('epoch', TType.I64, 1)
+            oprot.writeI64(self.epoch)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ring_stream_args)
+ring_stream_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'epoch', None, None, ),  # 1
+)
+
+
+class ring_stream_result(object):
+    """
+    Attributes:
+     - invalid
+     - unauthorized
+
+    """
+
+
+    def __init__(self, invalid=None, unauthorized=None,):
+        self.invalid = invalid
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ring_stream_result')
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(ring_stream_result)
+ring_stream_result.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class cleanup_args(object):
+
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('cleanup_args')
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(cleanup_args)
+cleanup_args.thrift_spec = (
+)
+
+
+class cleanup_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+     - failure
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, invalid=None, failure=None, unauthorized=None,):
+        self.success = success
+        self.invalid = invalid
+        self.failure = failure
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.I64:
+                    self.success = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.failure = StorageFailure.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('cleanup_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.I64, 0)
+            oprot.writeI64(self.success)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        if self.failure is not None:
+            oprot.writeFieldBegin('failure', TType.STRUCT, 2)
+            self.failure.write(oprot)
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(cleanup_result)
+cleanup_result.thrift_spec = (
+    (0, TType.I64, 'success', None, None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+    (2, TType.STRUCT, 'failure', [StorageFailure, None], None, ),  # 2
     None,  # 3
     None,  # 4
     None,  # 5

@@ -782,17 +782,22 @@ class NodeInfo(object):
      - up
      - clock_offset: The answering node's estimate of this node's clock minus its own, in microseconds (from heartbeats,
     corrected by half the round trip); 0 for the answering node itself, or when it has no estimate.
+     - state: As nodetool status prints it: "N" normal, "J" joining, "L" leaving, "M" moving (a ring change under way).
+    Unset from nodes older than ring epochs.
+     - ring_epoch: The ring epoch the answering node holds (it grows by one with each step of each ring change).
 
     """
 
 
-    def __init__(self, node_id=None, host=None, port=None, token=None, up=None, clock_offset=None,):
+    def __init__(self, node_id=None, host=None, port=None, token=None, up=None, clock_offset=None, state=None, ring_epoch=None,):
         self.node_id = node_id
         self.host = host
         self.port = port
         self.token = token
         self.up = up
         self.clock_offset = clock_offset
+        self.state = state
+        self.ring_epoch = ring_epoch
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -833,6 +838,16 @@ class NodeInfo(object):
                     self.clock_offset = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.STRING:
+                    self.state = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 8:
+                if ftype == TType.I64:
+                    self.ring_epoch = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -867,6 +882,14 @@ class NodeInfo(object):
             oprot.writeFieldBegin('clock_offset', TType.I64, 6)
             oprot.writeI64(self.clock_offset)
             oprot.writeFieldEnd()
+        if self.state is not None:
+            oprot.writeFieldBegin('state', TType.STRING, 7)
+            oprot.writeString(self.state.encode('utf-8') if sys.version_info[0] == 2 else self.state)
+            oprot.writeFieldEnd()
+        if self.ring_epoch is not None:
+            oprot.writeFieldBegin('ring_epoch', TType.I64, 8)
+            oprot.writeI64(self.ring_epoch)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -895,15 +918,17 @@ class Heartbeat(object):
      - clock: This node's wall clock when it answered, in microseconds: how peers estimate its offset from theirs.
      - newest_stamp: The newest timestamp this node has issued or seen (its hybrid clock), in microseconds: a node starting on
     an empty data directory (a replaced disk, whose clock reservation was lost) stamps above it once it serves.
+     - ring_epoch: The ring epoch this node holds: a peer holding an older one fetches the ring from it (fetch_ring).
 
     """
 
 
-    def __init__(self, node_id=None, generation=None, clock=None, newest_stamp=None,):
+    def __init__(self, node_id=None, generation=None, clock=None, newest_stamp=None, ring_epoch=None,):
         self.node_id = node_id
         self.generation = generation
         self.clock = clock
         self.newest_stamp = newest_stamp
+        self.ring_epoch = ring_epoch
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -934,6 +959,11 @@ class Heartbeat(object):
                     self.newest_stamp = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.I64:
+                    self.ring_epoch = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -959,6 +989,10 @@ class Heartbeat(object):
         if self.newest_stamp is not None:
             oprot.writeFieldBegin('newest_stamp', TType.I64, 4)
             oprot.writeI64(self.newest_stamp)
+            oprot.writeFieldEnd()
+        if self.ring_epoch is not None:
+            oprot.writeFieldBegin('ring_epoch', TType.I64, 5)
+            oprot.writeI64(self.ring_epoch)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2692,6 +2726,8 @@ NodeInfo.thrift_spec = (
     (4, TType.STRING, 'token', 'BINARY', None, ),  # 4
     (5, TType.BOOL, 'up', None, None, ),  # 5
     (6, TType.I64, 'clock_offset', None, None, ),  # 6
+    (7, TType.STRING, 'state', 'UTF8', None, ),  # 7
+    (8, TType.I64, 'ring_epoch', None, None, ),  # 8
 )
 all_structs.append(Heartbeat)
 Heartbeat.thrift_spec = (
@@ -2700,6 +2736,7 @@ Heartbeat.thrift_spec = (
     (2, TType.I64, 'generation', None, None, ),  # 2
     (3, TType.I64, 'clock', None, None, ),  # 3
     (4, TType.I64, 'newest_stamp', None, None, ),  # 4
+    (5, TType.I64, 'ring_epoch', None, None, ),  # 5
 )
 all_structs.append(NodeDump)
 NodeDump.thrift_spec = (

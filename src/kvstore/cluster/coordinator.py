@@ -42,7 +42,8 @@ class ReadOutcome(NamedTuple):
 class Coordinator:
     def __init__(self, local_id, ring, replicas, detector, hints, clock, timeout, background,
                  readable=lambda key: True):
-        """replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py); background: the node's
+        """ring: the kvstore.core.ring_state.Placement requests are planned with (reshape: a new one, when the
+        ring changes); replicas: {node_id: LocalReplica or RemoteReplica} (see replicas.py); background: the node's
         kvstore.core.tasks.Background, which stores hints and repairs no request waits for; readable(key): False
         while this node, being replaced, has not synced key's range (its own copy then never answers alone)."""
         self._local_id = local_id
@@ -55,6 +56,12 @@ class Coordinator:
         self._writer = Writer(ring, replicas, self._fanout, hints, clock, timeout, background)
         self._repair = ReadRepair(local_id, replicas, self._writer, timeout, background)
         self._scanner = Scanner(ring, replicas, self._fanout, self._repair, clock, timeout)
+
+    def reshape(self, placement):
+        """Plan every request from now on with placement (a new ring epoch)."""
+        self._ring = placement
+        self._writer.reshape(placement)
+        self._scanner.reshape(placement)
 
     # ---- writes ----
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class FailureDetector:
     def __init__(self, self_id, peers, interval, timeout, on_alive=lambda node_id: None, wall=time.time,
-                 monotonic=time.monotonic, on_clock=lambda clock, newest: None):
+                 monotonic=time.monotonic, on_clock=lambda clock, newest: None, on_epoch=lambda node_id, epoch: None):
         """peers: {node_id: object with the coroutine heartbeat(from_node, timeout)}; on_clock(its clock, the
         newest stamp it issued or saw; microseconds): called with each peer's, once its offset is measured.
         Runs on the node's loop."""
@@ -33,6 +33,7 @@ class FailureDetector:
         self._wall = wall
         self._monotonic = monotonic
         self._on_clock = on_clock
+        self._on_epoch = on_epoch   # on_epoch(node id, the ring epoch its heartbeat answer showed)
         self._anchored = {}   # node id -> its clock minus our monotonic clock (seconds), from its last answer
         self._peers = peers
         self._interval = interval
@@ -41,6 +42,7 @@ class FailureDetector:
         self._up = {node_id: None for node_id in peers}   # None: not reached yet (down, for is_up)
         self._generations = {}
         self._tasks = []
+        self._background = None
         self._measured = asyncio.Event()   # set once most peers have been up and shown their clocks
 
     def is_up(self, node_id):
@@ -80,6 +82,7 @@ class FailureDetector:
             if getattr(reply, "clock", None):   # its clock against ours at the middle of the round trip
                 self._anchored[node_id] = reply.clock / 1e6 - (sent + self._monotonic()) / 2
                 self._on_clock(reply.clock, getattr(reply, "newest_stamp", None) or 0)
+            self._on_epoch(node_id, getattr(reply, "ring_epoch", None) or 0)
             self.mark_up(node_id, reply.generation)
             if not self._measured.is_set() and len(self.offsets()) * 2 > len(self._peers):
                 self._measured.set()   # the clock now judges this node's by most of its peers' clocks
@@ -113,8 +116,17 @@ class FailureDetector:
     async def start(self, background):
         """Announce ourselves with one round now, then keep pinging every interval, in tasks of background
         (the node's kvstore.core.tasks.Background)."""
+        self._background = background
         await self.ping_all()
         self._tasks = [background.spawn(self._loop(node_id), f"heartbeat-{node_id}") for node_id in self._peers]
+
+    def add(self, node_id):
+        """A peer that joined the ring (it is already in peers): down until heard from, pinged from now on."""
+        if node_id in self._up:
+            return
+        self._up[node_id] = None
+        if self._background is not None and not self._background.stopping:
+            self._tasks.append(self._background.spawn(self._loop(node_id), f"heartbeat-{node_id}"))
 
     async def _loop(self, node_id):
         while True:

@@ -5,6 +5,7 @@ before the local one runs; Unavailable when too few are up), grouped by node for
 turned into an ok or a failure of the request's Responses. A replica that refused the connection is marked
 down at once; a slow answer proves nothing. The write, the read, the scan and read repair share this.
 """
+from kvstore.cluster.quorum import BothResponses, Responses
 from kvstore.core.cell import Cell
 from kvstore.core.consistency import block_for
 from kvstore.core.errors import ConnectFailed, Unavailable
@@ -27,6 +28,21 @@ class Fanout:
         if len(alive) < needed:
             raise Unavailable(len(alive), needed, level.name, len(ids))
         return alive, [i for i in ids if i not in alive], needed
+
+    def plan_write(self, groups, level):
+        """(live ids, down ids, the Responses to gather their answers in) of a write to key whose replica sets
+        are groups (kvstore.core.ring_state.Placement.write_groups): its level in each; Unavailable if one has
+        too few alive."""
+        if len(groups) == 1:
+            alive, down, needed = self.plan(groups[0], level)
+            return alive, down, Responses(needed, len(alive))
+        planned = [self.plan(ids, level) for ids in groups]
+        alive = list(dict.fromkeys(i for a, _, _ in planned for i in a if i != self.local_id))
+        if any(self.local_id in a for a, _, _ in planned):
+            alive.append(self.local_id)
+        down = list(dict.fromkeys(i for _, d, _ in planned for i in d))
+        return alive, down, BothResponses([(frozenset(ids), needed) for ids, (_, _, needed) in zip(groups, planned)],
+                                          len(alive))
 
     def by_node(self, requests_by_key):
         """[(node_id, [request])] from [(live ids, make_request(node_id))]: the local node last."""

@@ -32,7 +32,7 @@ class Responses:
     def _arrived(self):
         all_in = len(self.answers) + len(self.failures) >= self.expected
         waiter = self._waiter
-        if waiter is not None and not waiter.done() and (all_in or len(self.answers) >= self._wanted):
+        if waiter is not None and not waiter.done() and (all_in or self._enough(self._wanted)):
             waiter.set_result(True)
         if all_in and self._when_complete is not None:
             callback, self._when_complete = self._when_complete, None
@@ -49,7 +49,7 @@ class Responses:
     async def wait(self, deadline, needed=None):
         """True once `needed` (default: the level's) answers are in; False if that can no longer happen."""
         needed = self.needed if needed is None else needed
-        if len(self.answers) < needed and len(self.answers) + len(self.failures) < self.expected:
+        if not self._enough(needed) and len(self.answers) + len(self.failures) < self.expected:
             remaining = deadline - time.monotonic()
             if remaining > 0:
                 loop = asyncio.get_running_loop()
@@ -60,10 +60,28 @@ class Responses:
                 finally:
                     timer.cancel()
                     self._waiter = None
-        return len(self.answers) >= needed
+        return self._enough(needed)
+
+    def _enough(self, wanted):
+        return len(self.answers) >= wanted
 
     def snapshot(self):
         return list(self.answers), dict(self.failures)
+
+
+class BothResponses(Responses):
+    """A write during a ring change whose key's replicas move: it needs its level in the old replica set and in
+    the new one (kvstore.core.ring_state), `groups`: [(ids, answers needed among them)]."""
+
+    def __init__(self, groups, expected):
+        super().__init__(max(needed for _, needed in groups), expected)
+        self._groups = groups
+
+    def _enough(self, wanted):
+        if wanted != self.needed:
+            return len(self.answers) >= wanted
+        answered = {node_id for node_id, _ in self.answers}
+        return all(len(answered & ids) >= needed for ids, needed in self._groups)
 
 
 def _give_up(waiter):

@@ -27,7 +27,8 @@ from kvstore.core.errors import InvalidRequest
 log = logging.getLogger(__name__)
 
 AUTOMATIC_DUTY = 0.5   # an automatic repair is at work at most half the time: client traffic keeps the rest
-KINDS = {"repair": "a repair", "automatic": "an automatic repair", "replace": "a replace"}
+KINDS = {"repair": "a repair", "automatic": "an automatic repair", "replace": "a replace",
+         "stream": "a stream of the ranges this node gains"}
 
 
 class RepairService:
@@ -46,20 +47,23 @@ class RepairService:
         self._margin_us = int(margin * 1e6)
         self._grace_us = int(grace * 1e6)
         self._task = None          # the repair running, if any
+        self._sides = None         # a stream's {range: ids to sync with}
         self._schedule = None      # the scheduler's task
         self.kind, self.failed, self.ranges_total, self.ranges_done = "", [], 0, 0
         self.stats, self.started, self.ended = SyncStats(), 0.0, 0.0
 
     # ---- running ----
 
-    def start(self, ranges, kind, on_full=None):
+    def start(self, ranges, kind, on_full=None, sides=None):
         """Repair ranges (each held here; none: every range held here) in the background; InvalidRequest when a
-        repair is already running. on_full(range): awaited after each range repaired in full."""
+        repair is already running. on_full(range): awaited after each range repaired in full. sides: {range: the
+        ids to sync it with} instead of all its replicas (a stream: not recorded as a full repair)."""
         if self._task is not None and not self._task.done():
             raise InvalidRequest(f"{KINDS.get(self.kind, self.kind)} is already running on node {self.node_id} "
                                  f"({self.ranges_done} of {self.ranges_total} ranges done)")
         for token_range in ranges:
             self._trees.tree(token_range)   # InvalidRequest for a range not held here
+        self._sides = sides
         self._task = asyncio.get_running_loop().create_task(self.run(list(ranges) or self._trees.held, kind, on_full),
                                                             name=f"{kind}-node{self.node_id}")
         self._task.add_done_callback(_log_failure)
@@ -85,7 +89,8 @@ class RepairService:
 
     async def repair(self, token_range):
         """Sync one range between all its replicas that are up; True when it was a full repair."""
-        ids = self._trees.replicas[token_range]
+        streaming = self._sides is not None and self.kind == "stream"
+        ids = self._sides[token_range] if streaming else self._trees.replicas[token_range]
         down = [i for i in ids if i != self.node_id and not self._detector.is_up(i)]
         sides = [self._local] + [self._remotes[i] for i in ids if i != self.node_id and i not in down]
         if len(sides) < 2:
@@ -104,7 +109,7 @@ class RepairService:
             self.failed.append(f"range {token_range}: {exc}")
             await self._finish(sides, session, token_range, 0)
             return False
-        full = not down and await self._finish(sides, session, token_range, since)
+        full = not down and await self._finish(sides, session, token_range, 0 if streaming else since)
         if down:
             await self._finish(sides, session, token_range, 0)
             self.failed.append(f"range {token_range}: {_names(down)} down (synced between the others only)")
@@ -126,7 +131,7 @@ class RepairService:
     def range_states(self):
         """[(range, replica ids, last full repair finished (µs), its since stamp, readable, keys held)]."""
         return [(r, self._trees.replicas[r], self._history.finished(r), self._history.since(r),
-                 r not in self._trees.syncing, self._trees.tree(r).count) for r in self._trees.held]
+                 r not in self._trees.syncing, self._trees.keys_in(r)) for r in self._trees.held]
 
     def fraction(self):
         """How far the repair running (or last run) is, from 0 to 1: ranges done, and leaves of the one under way."""

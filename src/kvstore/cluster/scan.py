@@ -26,6 +26,9 @@ class Scanner:
         self._clock = clock
         self._timeout = timeout
 
+    def reshape(self, placement):
+        self._ring = placement
+
     async def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
         """(items [(key, cell)], resume key or None): the live keys in [start, end) (end None: to the
         top of the key space) in byte order, at most limit and at most max_bytes of them (but always one),

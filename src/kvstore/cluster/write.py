@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from kvstore.core.clock import ClockOffsetError, ClockTooFarOff, ReservationNeeded
 from kvstore.core.errors import ClockOffset, InvalidRequest, StorageError, TimedOut, Unavailable
-from kvstore.cluster.quorum import Responses, reasons
+from kvstore.cluster.quorum import reasons
 from kvstore.storage.store import FROM_THE_FUTURE
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ class WriteOutcome(NamedTuple):
 
 class Writer:
     def __init__(self, ring, replicas, fanout, hints, clock, timeout, background):
-        """replicas: {node_id: LocalReplica or RemoteReplica}; background: the node's kvstore.core.tasks.Background,
+        """ring: the kvstore.core.ring_state.Placement writes are planned with (reshape: a new one); replicas:
+        {node_id: LocalReplica or RemoteReplica}; background: the node's kvstore.core.tasks.Background,
         which stores the hints no request waits for."""
         self._ring = ring
         self._replicas = replicas
@@ -45,12 +46,14 @@ class Writer:
         self._timeout = timeout
         self._background = background
 
+    def reshape(self, placement):
+        self._ring = placement
+
     async def write_one(self, key, cell, level, again=True):
         """One key's WriteOutcome, or its error raised: _write_many's steps without a batch's bookkeeping (the
         hottest write)."""
         deadline = time.monotonic() + self._timeout
-        alive, down, needed = self._fanout.plan(self._ring.replica_ids(key), level)
-        responses = Responses(needed, len(alive))
+        alive, down, responses = self._fanout.plan_write(self._ring.write_groups(key), level)
         for node_id in _local_second(alive, self._local_id):
             self._replicas[node_id].write_many_async([(key, cell, self.write_done(node_id, key, cell, responses))],
                                                      deadline)
@@ -70,11 +73,11 @@ class Writer:
         outcomes, pending = [None] * len(writes), []
         for index, (key, cell) in enumerate(writes):
             try:
-                alive, down, needed = self._fanout.plan(self._ring.replica_ids(key), level)
+                alive, down, responses = self._fanout.plan_write(self._ring.write_groups(key), level)
             except (Unavailable, InvalidRequest) as exc:
                 outcomes[index] = exc
                 continue
-            pending.append((index, key, cell, alive, down, Responses(needed, len(alive))))
+            pending.append((index, key, cell, alive, down, responses))
         for node_id, requests in self._fanout.by_node(
                 (alive, lambda n, k=key, c=cell, r=responses: (k, c, self.write_done(n, k, c, r)))
                 for _, key, cell, alive, _, responses in pending):

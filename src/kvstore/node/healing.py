@@ -10,13 +10,18 @@ from kvstore.storage.replace_marker import ReplaceMarker
 SYNC_CALL_TIMEOUTS = 5   # a sync call may take this many request timeouts (a leaf's entries, a batch of cells)
 
 
+def remote_side(peer, settings):
+    """The sync side of a peer (a RemoteReplica)."""
+    return RemoteSide(peer.node_id, peer.link, settings.request_timeout * SYNC_CALL_TIMEOUTS)
+
+
 def build(node_id, trees, storage, history, disk, peers, detector, clock, settings, data_dir):
-    """(RepairService, SyncCalls, Replacement) of one node; peers: {node_id: RemoteReplica}."""
+    """(RepairService, SyncCalls, Replacement, {node_id: RemoteSide}) of one node; peers: {node_id: RemoteReplica}.
+    """
     local = LocalSide(node_id, trees, storage, RangeLeases(), history, disk)
-    timeout = settings.request_timeout * SYNC_CALL_TIMEOUTS
-    remotes = {i: RemoteSide(i, peer.link, timeout) for i, peer in peers.items()}
+    remotes = {i: remote_side(peer, settings) for i, peer in peers.items()}
     margin = 2 * settings.request_timeout + settings.max_clock_offset
     repairs = RepairService(node_id, trees, local, remotes, detector, clock, history, rate=settings.repair_rate,
                             interval=settings.repair_interval, margin=margin, grace=settings.gc_grace)
     replacement = Replacement(node_id, trees, repairs, remotes, detector, ReplaceMarker(data_dir), disk)
-    return repairs, SyncCalls(local), replacement
+    return repairs, SyncCalls(local), replacement, remotes

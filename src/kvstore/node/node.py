@@ -27,13 +27,13 @@ from pathlib import Path
 
 from kvstore.storage import datadir
 from kvstore.net import codec
-from kvstore.node import healing, loopcheck
+from kvstore.node import healing, loopcheck, topology
 from kvstore.service.gate import Gate
 from kvstore.service.admin import AdminCalls
 from kvstore.core.clock import Clock
 from kvstore.storage.clockfile import ClockFile
 from kvstore.storage.commitlog import CommitLog
-from kvstore.core.config import Settings, read_cluster_file
+from kvstore.core.config import read_cluster_file
 from kvstore.cluster.coordinator import Coordinator
 from kvstore.core.errors import ConfigError, CorruptLogError
 from kvstore.cluster.failure import FailureDetector
@@ -44,11 +44,11 @@ from kvstore.storage.hints import HintStore
 from kvstore.service.peer_service import InternodeHandler
 from kvstore.service.logins import LoginThrottle
 from kvstore.net.server import LoopServer, SharedDoor
-from kvstore.node.options import parse_args
+from kvstore.node.options import parse_args, settings_from
 from kvstore.net.peerauth import read_secret, secret_path
-from kvstore.net.peer_link import PeerLink
-from kvstore.cluster.replicas import LocalReplica, RemoteReplica
-from kvstore.core.ring import Ring
+from kvstore.cluster.replicas import LocalReplica
+from kvstore.cluster.membership import Membership
+from kvstore.service.ring_calls import RingCalls
 from kvstore.cluster.range_trees import RangeTrees
 from kvstore.storage.repair_history import RepairHistory
 from kvstore.service.slots import ConnectionSlots
@@ -97,17 +97,7 @@ def main(argv=None):
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    settings = Settings(max_value_bytes=args.max_value_bytes, request_timeout=args.request_timeout,
-                        heartbeat_interval=args.heartbeat_interval, hint_window=args.hint_window,
-                        gc_grace=args.gc_grace_seconds,
-                        idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
-                        max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period,
-                        max_connections_per_host=args.max_connections_per_host, request_memory=args.request_memory,
-                        max_unauthenticated_connections=args.max_unauthenticated_connections,
-                        admin_reserved_connections=args.admin_reserved_connections,
-                        max_connections_per_user=args.max_connections_per_user,
-                        max_clock_offset=args.max_clock_offset, repair_interval=args.repair_interval,
-                        repair_rate=args.repair_rate_mb * 2**20)
+    settings = settings_from(args)
     data_dir = Path(args.data_dir or Path(args.cluster).resolve().parent / f"node{args.id}")
     try:
         lock = datadir.claim(data_dir)
@@ -160,15 +150,20 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     loop = asyncio.get_running_loop()
     fresh = not (data_dir / datadir.COMMIT_LOG_FILE).exists()   # new, or it lost its data (kvstore.cluster.replace)
     disk, background = DiskWorker(loop), Background()
-    ring = Ring(nodes)
-    trees, history = RangeTrees(ring, me.node_id), RepairHistory(data_dir)
+    try:
+        ring_file, state = topology.load(data_dir, nodes)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    membership = Membership(me.node_id, state, ring_file, disk, settings.request_timeout, background)
+    trees, history = RangeTrees(membership.placement, me.node_id), RepairHistory(data_dir)
     storage = Storage(CommitLog(data_dir / datadir.COMMIT_LOG_FILE, sync_period=settings.commitlog_sync_period or None),
                       disk, background, gc_grace=settings.gc_grace, clock=clock, trees=trees,
                       horizon=lambda: repairs.horizon())
     hints = HintStore(data_dir / "hints", settings.hint_window, disk, clock)
     try:
         history.load()
-        storage.load(skip_corrupt)
+        storage.load(skip_corrupt, holds=trees.holds)
         hints.load(skip_corrupt)
     except CorruptLogError as exc:
         log.error("%s", exc)
@@ -178,25 +173,29 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
 
     peer_tls_server, peer_tls_client = security.peer_tls or (None, None)
-    peers = {n.node_id: RemoteReplica(n.node_id, PeerLink(n, settings.connect_timeout, secret, peer_tls_client))
-             for n in nodes if n.node_id != me.node_id}
+    peers, replicas = {}, {}
+    ring = topology.Topology(me, membership, peers, replicas, settings, secret, peer_tls_client)
+    peers.update(ring.peers_of(membership.placement))
     delivery = HintDelivery(hints, peers, settings.request_timeout * 5, background)
     detector = FailureDetector(me.node_id, peers, settings.heartbeat_interval, timeout=settings.connect_timeout,
-                               on_alive=delivery.on_alive, on_clock=clock.heard)
+                               on_alive=delivery.on_alive, on_clock=clock.heard, on_epoch=membership.heard)
     clock.peers = detector   # its offset from them bounds what it stamps, and judges expiry and hint windows
     clock.catching_up = fresh   # no reservation survived: stamp above what the peers hold (kvstore.cluster.replace)
-    replicas = {**peers, me.node_id: LocalReplica(me.node_id, storage, trees.readable)}
-    coordinator = Coordinator(me.node_id, ring, replicas, detector, hints, clock, settings.request_timeout,
-                              background, trees.readable)
+    replicas.update({**peers, me.node_id: LocalReplica(me.node_id, storage, trees.readable)})
+    coordinator = Coordinator(me.node_id, membership.placement, replicas, detector, hints, clock,
+                              settings.request_timeout, background, trees.readable)
     generation = int(time.time() * 1e6)
     ready = asyncio.Event()
     # Two doors: clients on the client port, other nodes on the peer port; neither reaches the other's calls.
     # On the client port each connection has a gate of its own: who logged in, and what that user may call.
-    handler = Handler(me.node_id, ring, coordinator, detector, settings, ready)
-    repairs, sync_calls, replacement = healing.build(me.node_id, trees, storage, history, disk, peers, detector,
-                                                     clock, settings, data_dir)
+    handler = Handler(me.node_id, membership, coordinator, detector, settings, ready)
+    repairs, sync_calls, replacement, sides = healing.build(me.node_id, trees, storage, history, disk, peers,
+                                                            detector, clock, settings, data_dir)
+    ring.follow(coordinator, trees, storage, detector, sides, lambda peer: healing.remote_side(peer, settings),
+                background)
+    ring_calls = RingCalls(me.node_id, membership, repairs, trees, storage, detector)
     try:
-        if not replacement.begin(replace, fresh, data_dir) and fresh:
+        if not replacement.begin(replace, fresh, data_dir) and fresh and not membership.state.joining(me.node_id):
             await replacement.refuse_if_lost(data_dir, settings.connect_timeout * 2)
     except ConfigError as exc:
         log.error("%s", exc)
@@ -209,11 +208,13 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     admin = AdminCalls(me.node_id, storage, hints, repairs)
     calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",
                                                        "remove", "expire", "multi_put", "describe_ring")}
-    calls.update(dump=admin.dump, compact=admin.compact, repair=admin.repair, repair_status=admin.repair_status)
-    internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, peers, clock,
+    calls.update(dump=admin.dump, compact=admin.compact, repair=admin.repair, repair_status=admin.repair_status,
+                 **{name: getattr(ring_calls, name) for name in ("ring_state", "ring_apply", "ring_stream", "cleanup")})
+    internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, membership, clock,
                                  trees.readable)
-    peer_door = SharedDoor({name: getattr(internode, name, None) or getattr(sync_calls, name)
-                            for name in codec.Service(Internode, 0).methods}, settings.idle_timeout)
+    peer_door = SharedDoor({name: getattr(internode, name, None) or getattr(sync_calls, name, None)
+                            or getattr(ring_calls, name) for name in codec.Service(Internode, 0).methods},
+                           settings.idle_timeout)
     slots = ConnectionSlots(settings) if security.authenticator else None
     throttle = LoginThrottle()
 
@@ -241,6 +242,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     background.spawn(storage.build_trees(), "build-hash-trees")
     storage.maybe_compact()
     await detector.start(background)  # announces this node: peers mark it up and deliver the hints they hold
+    await ring.catch_up(settings.request_timeout / 2)   # a ring that changed while this node was down
     # Client requests wait for this round, so they never see peers as down at start, and until this node has
     # measured most of its peers' clocks, so that the first write it stamps is judged by them (kvstore.core.clock).
     clock_wait = settings.request_timeout / 2   # a request held this long still has half its deadline left

@@ -120,6 +120,20 @@ def parse_args(argv):
     return args
 
 
+def settings_from(args):
+    """The Settings of parsed arguments."""
+    return Settings(max_value_bytes=args.max_value_bytes, request_timeout=args.request_timeout,
+                    heartbeat_interval=args.heartbeat_interval, hint_window=args.hint_window,
+                    gc_grace=args.gc_grace_seconds, idle_timeout=args.idle_timeout, read_timeout=args.read_timeout,
+                    max_connections=args.max_connections, commitlog_sync_period=args.commitlog_sync_period,
+                    max_connections_per_host=args.max_connections_per_host, request_memory=args.request_memory,
+                    max_unauthenticated_connections=args.max_unauthenticated_connections,
+                    admin_reserved_connections=args.admin_reserved_connections,
+                    max_connections_per_user=args.max_connections_per_user,
+                    max_clock_offset=args.max_clock_offset, repair_interval=args.repair_interval,
+                    repair_rate=args.repair_rate_mb * 2**20)
+
+
 def _value_limit(text):
     value = int(text)
     if not 1 <= value <= MAX_VALUE_LIMIT:

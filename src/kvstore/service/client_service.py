@@ -23,11 +23,12 @@ MAX_TTL_SECONDS = 20 * 365 * 24 * 3600   # Cassandra's cap on a TTL
 
 
 class Handler:
-    def __init__(self, node_id, ring, coordinator, detector, settings, ready):
-        """ready: an asyncio.Event, set once the node's first heartbeat round is done and it has measured most of
+    def __init__(self, node_id, membership, coordinator, detector, settings, ready):
+        """membership: kvstore.cluster.membership.Membership (the ring, as it changes); ready: an asyncio.Event,
+        set once the node's first heartbeat round is done and it has measured most of
         its peers' clocks (or waited half the request timeout for them); client requests wait for it."""
         self._node_id = node_id
-        self._ring = ring
+        self._membership = membership
         self._coordinator = coordinator
         self._detector = detector
         self._settings = settings
@@ -163,14 +164,16 @@ class Handler:
     def get_endpoints(self, key):
         with _CLIENT_ERRORS:
             self._check_key(key)
-            return [self._node_info(node) for node in self._ring.replicas_for(key)]
+            return [self._node_info(node) for node in self._membership.placement.replicas_for(key)]
 
     def describe_ring(self):
-        return [self._node_info(node) for node in self._ring.nodes]
+        return [self._node_info(node) for node in self._membership.placement.nodes]
 
     def _node_info(self, node):
+        state = self._membership.state
         return ttypes.NodeInfo(node.node_id, node.host, node.port, node.token, self._detector.is_up(node.node_id),
-                               int(self._detector.offset(node.node_id) * 1_000_000))
+                               int(self._detector.offset(node.node_id) * 1_000_000), state.node_state(node.node_id),
+                               state.epoch)
 
     def _check_key(self, key):
         check_key(key, self._settings.max_key_bytes)

@@ -38,14 +38,15 @@ class AnswerBudget:
 
 
 class InternodeHandler:
-    def __init__(self, node_id, generation, storage, hints, detector, settings, peer_ids, clock,
+    def __init__(self, node_id, generation, storage, hints, detector, settings, membership, clock,
                  readable=lambda key: True):
         """generation: when this node process started (microseconds): a new one tells peers it restarted;
-        peer_ids: the ids of the other nodes of the ring (a heartbeat from any other is refused); readable(key):
+        membership: kvstore.cluster.membership.Membership (a heartbeat from a node not in its ring is refused; the
+        answer carries its epoch); readable(key):
         False while this node, being replaced, has not synced key's range (reads of it are refused)."""
         self._node_id = node_id
         self._readable = readable
-        self._peer_ids = frozenset(peer_ids)
+        self._membership = membership
         self._clock = clock
         self._generation = generation
         self._storage = storage
@@ -144,13 +145,14 @@ class InternodeHandler:
         return mutation.key, from_cell(mutation.cell)
 
     def heartbeat(self, from_node):
-        if from_node not in self._peer_ids:
+        if not self._membership.is_peer(from_node):
             log.warning("refusing a heartbeat from node %s: not another node of this ring (%s)", from_node,
-                        ", ".join(map(str, sorted(self._peer_ids))))
+                        ", ".join(str(n.node_id) for n in self._membership.placement.nodes))
             raise ttypes.InvalidRequest(why=f"node {from_node} is not another node of this node's ring: check that "
                                             "every node has the same cluster file")
         self._detector.mark_up(from_node)
-        return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read(), self._clock.newest())
+        return ttypes.Heartbeat(self._node_id, self._generation, self._clock.read(), self._clock.newest(),
+                                self._membership.epoch)
 
 
 class ReplicaErrors:

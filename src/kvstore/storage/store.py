@@ -78,25 +78,33 @@ class Storage:
         self._trees = trees or _NoTrees()
         self._horizon = horizon or (lambda: _EVERYTHING_REPAIRED)
 
-    def load(self, skip_corrupt=False):
-        """Rebuild the cells from the log (before the node serves); returns how many records were replayed."""
+    def load(self, skip_corrupt=False, holds=None):
+        """Rebuild the cells from the log (before the node serves); returns how many records were replayed.
+        holds(key): False for a key of a range this node no longer holds (a cleanup the log may still replay:
+        dropped again here, so a crash after a cleanup never brings a dropped range back)."""
         # Replay makes millions of objects and no cycles: the collector's full passes over them
         # would take longer than the replay itself.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._load(skip_corrupt)
+            return self._load(skip_corrupt, holds)
         finally:
             if collecting:
                 gc.enable()
 
-    def _load(self, skip_corrupt):
+    def _load(self, skip_corrupt, holds):
         data, spans = self._log.replay_spans(skip_corrupt)
         cells = self._cells
         try:
             replay_into(cells, data, spans)
         except MalformedMutation as exc:
             raise CorruptLogError(self._log.path, exc.payload_offset - RECORD_HEADER, str(exc)) from None
+        if holds is not None:
+            dropped = [key for key in cells if not holds(key)]
+            for key in dropped:
+                del cells[key]
+            if dropped:
+                log.info("dropped %d keys of ranges this node no longer holds (cleaned up before)", len(dropped))
         self._keys = SortedList(cells)
         self._trees.begin_build()   # built by build_trees() once the node serves
         self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
@@ -185,6 +193,14 @@ class Storage:
     async def compact(self):
         """Rewrite the log as just the current cells (writes wait meanwhile): expired values become
         tombstones, tombstones past the grace period are dropped. Returns the tombstones dropped."""
+        return (await self._compact(None))[0]
+
+    async def cleanup(self, holds):
+        """Drop every key with holds(key) False (of a range this node no longer holds) and compact, so the log
+        forgets them too (until it has, load drops them again); returns how many keys were dropped."""
+        return (await self._compact(holds))[1]
+
+    async def _compact(self, holds):
         while self._compaction is not None:
             await self._compaction
         self._compaction = asyncio.get_running_loop().create_future()
@@ -194,6 +210,11 @@ class Storage:
                 self._drained.clear()
                 await self._drained.wait()
             before = self._log.size
+            cleaned = [] if holds is None else [key for key in self._cells if not holds(key)]
+            if cleaned:
+                for key in cleaned:
+                    self._trees.changed(key, self._cells.pop(key), None)
+                    self._keys.remove(key)
             snapshot = list(self._cells.items())
             items, changed, dropped = await self._disk.run(_rewrite, self._log, snapshot, self._clock.earliest(),
                                                            self._gc_grace_us, self._horizon())
@@ -211,15 +232,17 @@ class Storage:
             held_back, self._held_back = self._held_back, []
             for mutations, done in held_back:
                 self.apply_all_then(mutations, done)
-        log.info("compacted %s: %d -> %d bytes (%d keys, %d tombstones past grace dropped)",
-                 self._log.path, before, self._log.size, len(items), len(dropped))
-        return len(dropped)
+        log.info("compacted %s: %d -> %d bytes (%d keys, %d tombstones past grace dropped%s)",
+                 self._log.path, before, self._log.size, len(items), len(dropped),
+                 f", {len(cleaned)} keys of ranges no longer held dropped" if cleaned else "")
+        return len(dropped), len(cleaned)
 
     async def build_trees(self, chunk=TREE_CHUNK):
         """Feed the trees every cell, in key order, `chunk` keys a turn of the loop (started once the node
-        serves: a restart does not wait for it; a change meanwhile reaches the trees as they say)."""
-        done, low = False, b""
-        while not done and not self._background.stopping:
+        serves: a restart does not wait for it; a change meanwhile reaches the trees as they say). A build
+        begun again (the ring changed: RangeTrees.reshape) ends this one; the new one's task goes on."""
+        done, low, generation = False, b"", self._trees.generation
+        while not done and not self._background.stopping and self._trees.generation == generation:
             start = self._keys.bisect_right(low)
             keys = list(self._keys.islice(start, start + chunk))
             done = len(keys) < chunk
@@ -298,6 +321,8 @@ def _EVERYTHING_REPAIRED(key):
 
 
 class _NoTrees:
+    generation = 0
+
     def changed(self, key, old, new):
         pass
 

@@ -63,11 +63,11 @@ def cmd_replace(cluster, args, wait_for_peers, report_not_up, out=sys.stdout):
 def _follow_replace(node, access, out):
     started, shown, tty = time.monotonic(), 0.0, out.isatty()
     while True:
-        status = _call(node, "repair_status", access)
+        status = call(node, "repair_status", access)
         waiting = [r for r in status.ranges or [] if not r.readable]
         now = time.monotonic()
         if tty or now - shown >= 2.0 or not waiting:
-            line = f"{len(status.ranges) - len(waiting)}/{len(status.ranges)} ranges synced; " + _progress(
+            line = f"{len(status.ranges) - len(waiting)}/{len(status.ranges)} ranges synced; " + progress(
                 [status], now - started)
             print(("\r" + line.ljust(100)) if tty else line, end="" if tty and waiting else "\n", file=out,
                   flush=True)
@@ -117,7 +117,7 @@ def _start(node, ranges, access, out):
     idl = [ttypes.TokenRange(r.start, r.end) for r in ranges]
     while True:
         try:
-            return _call(node, "repair", access, idl)
+            return call(node, "repair", access, idl)
         except InvalidRequest as exc:
             if time.monotonic() > deadline:
                 raise
@@ -127,7 +127,7 @@ def _start(node, ranges, access, out):
             time.sleep(POLL_SECONDS)
 
 
-def _call(node, method, access, *args):
+def call(node, method, access, *args):
     try:
         return call_once(node, method, args, CALL_TIMEOUT, **access)
     except ttypes.InvalidRequest as exc:
@@ -141,7 +141,7 @@ def _follow(nodes, access, out):
     while True:
         for node_id, node in nodes.items():
             try:
-                statuses[node_id] = _call(node, "repair_status", access)
+                statuses[node_id] = call(node, "repair_status", access)
             except NodeUnavailable as exc:
                 status = statuses.get(node_id) or ttypes.RepairStatus(node_id, "repair", False, 0, 0, 0, 0, 0, 0, [])
                 status.running, status.failed = False, [f"node {node_id} stopped answering: {exc}"]
@@ -151,7 +151,7 @@ def _follow(nodes, access, out):
         running = any(s.running for s in statuses.values())
         now = time.monotonic()
         if tty or now - shown >= 2.0 or not running:
-            line = _progress(statuses.values(), now - started)
+            line = progress(statuses.values(), now - started)
             print(("\r" + line.ljust(100)) if tty else line, end="" if tty and running else "\n", file=out, flush=True)
             shown = now
         if not running:
@@ -159,7 +159,7 @@ def _follow(nodes, access, out):
         time.sleep(POLL_SECONDS)
 
 
-def _progress(statuses, elapsed):
+def progress(statuses, elapsed):
     statuses = list(statuses)
     total = sum(s.ranges_total or 0 for s in statuses)
     done = sum(s.ranges_done or 0 for s in statuses)
@@ -191,7 +191,7 @@ def ranges_report(cluster, out=sys.stdout):
     """For `status`: each node's ranges, when each was last repaired, and a repair running there."""
     for node in cluster.nodes():
         try:
-            status = _call(node, "repair_status", cluster.access)
+            status = call(node, "repair_status", cluster.access)
         except KVStoreError:
             continue
         print(f"node {node.node_id}", end=" ", file=out)

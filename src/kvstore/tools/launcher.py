@@ -26,7 +26,7 @@ from kvstore.core.config import DEFAULT_DATA_DIR, make_cluster, read_cluster_fil
 from kvstore.core.errors import ConfigError
 from kvstore.net.blocking import ping
 from kvstore.node.options import parse_args as parse_node_args   # the node's own parser judges its options
-from kvstore.tools import processes, heal, security, waits
+from kvstore.tools import processes, heal, ring_change, security, waits
 from kvstore.tools.status import cmd_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,8 +57,10 @@ def parse_args(argv):
     for name, text in (("crash", "SIGKILL a node: no clean shutdown"), ("stop", "stop a node gracefully"),
                        ("restart", "start a stopped or crashed node on its data (stopping it first if running)")):
         sub.add_parser(name, help=text).add_argument("id", type=int)
-    sub.add_parser("status", help="each node: up or down, pid, address; the ranges each holds and their repairs")
+    sub.add_parser("status", help="each node: up or down, pid, address; the ring as nodetool status shows it; the "
+                                  "ranges each holds and their repairs").add_argument("--json", action="store_true")
     heal.add_parsers(sub)
+    ring_change.add_parsers(sub)
     security.add_parsers(sub)
     args = p.parse_args(argv)
     args.command = args.command or "start"
@@ -262,7 +264,22 @@ def cmd_restart(cluster, args):
 
 COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart": cmd_restart,
             "status": cmd_status, "user": security.cmd_user, "tls": security.cmd_tls, "repair": heal.cmd_repair,
-            "replace": lambda cluster, args: heal.cmd_replace(cluster, args, wait_for_peers, report_not_up)}
+            "replace": lambda cluster, args: heal.cmd_replace(cluster, args, wait_for_peers, report_not_up),
+            "add": lambda cluster, args: ring_change.cmd_add(cluster, args, start_joining),
+            "decommission": ring_change.cmd_decommission, "removenode": ring_change.cmd_removenode,
+            "move": ring_change.cmd_move,
+            "ring": lambda cluster, args: ring_change.cmd_ring(cluster, args, start_joining)}
+
+
+def start_joining(cluster, node_id):
+    """Start a node just added to the cluster file; True once it serves and its peers see it."""
+    cluster.ensure_access()
+    spawned = cluster.start_node(node_id)
+    if not cluster.wait_ready(node_id, spawned):
+        report_not_up(cluster, node_id)
+        return False
+    wait_for_peers(cluster, node_id)
+    return True
 
 
 def main(argv=None):

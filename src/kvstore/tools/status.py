@@ -1,17 +1,28 @@
-"""./server.sh status: each node's process and state, its view of the others' clocks, and the ranges each holds."""
+"""./server.sh status: each node's process and state, its view of the others' clocks, the ring as nodetool
+status shows it (state, load, keys, effective ownership, token, the ring's epoch), and the ranges each holds.
+`--json`: the ring table alone, as JSON."""
+import json
 import shlex
 
 import psutil
 
 from kvstore.net.blocking import probe
+from kvstore.core.errors import ConfigError, KVStoreError
+from kvstore.core.ring import Ring
 from kvstore.tools import heal, processes
+from kvstore.tools.ring_change import newest_state
+from kvstore.tools.split import share
 
 CLOCK_NOTE_US = 100_000   # a clock this far from another's is named in status (the bound is --max-clock-offset)
 EXIT_OK = 0
 
 
 def cmd_status(cluster, args, ranges=True):
-    """Each node's state; with ranges, each node's ranges and their repairs too (not after a start: none yet)."""
+    """Each node's state; with ranges, the ring table and each node's ranges and their repairs too (not after a
+    start: none yet)."""
+    if getattr(args, "json", False):
+        print(json.dumps(ring_rows(cluster), indent=1))
+        return EXIT_OK
     print(f"{'node':<6}{'address':<22}{'state':<10}{'pid':<9}data")
     notes, tls, seen = [], cluster.access["tls"], None
     for node in cluster.nodes():
@@ -29,6 +40,7 @@ def cmd_status(cluster, args, ranges=True):
     for note in notes:
         print(note)
     if ranges:
+        ring_table(cluster)
         heal.ranges_report(cluster)
     options = cluster.node_options()
     if options:
@@ -48,3 +60,54 @@ def node_state(node, process, tls=None):
         return "down", ""
     state, why = probe(node.host, node.port, 0.5, tls)
     return (state if state in ("up", "refusing") else "starting"), why
+
+
+def ring_rows(cluster):
+    """{"epoch", "change", "nodes": [one dict a node]}, as nodetool status: state (U/D + N/J/L/M), address, load
+    (bytes of its log's records), keys, effective ownership with the replication factor (the share of the key
+    space, by its first 8 bytes, of the ranges it holds in the ring reads use), token."""
+    try:
+        state = newest_state(cluster)
+    except ConfigError:
+        return {"epoch": None, "change": None, "nodes": []}
+    ring = Ring(list(state.target if state.stage == "read-new" else state.nodes))
+    owns = {}
+    for token_range, ids in ring.ranges():
+        for node_id in ids:
+            owns[node_id] = owns.get(node_id, 0.0) + share(token_range)
+    rows = []
+    for node in state.all_nodes():
+        load = keys = None
+        try:
+            dump = heal.call(node, "dump", cluster.access, b"", b"", 1)
+            status = heal.call(node, "repair_status", cluster.access)
+            load, keys, up = dump.log_record_bytes, sum(r.keys for r in status.ranges or []), True
+        except KVStoreError:
+            up = False
+        rows.append({"state": ("U" if up else "D") + state.node_state(node.node_id), "node": node.node_id,
+                     "address": node.address, "load_bytes": load, "keys": keys,
+                     "owns": round(100 * owns.get(node.node_id, 0.0), 1), "token": node.token.hex()})
+    change = {"kind": state.kind, "node": state.subject, "stage": state.stage} if state.changing else None
+    return {"epoch": state.epoch, "change": change, "nodes": rows}
+
+
+def ring_table(cluster, out=None):
+    table = ring_rows(cluster)
+    if table["epoch"] is None:
+        return
+    change = table["change"]
+    print(f"ring epoch {table['epoch']}" + (f": {change['kind']} of node {change['node']} at step {change['stage']}"
+                                             if change else ""), file=out)
+    print(f"--  {'node':<6}{'address':<22}{'load':>12}{'keys':>10}{'owns (RF 3)':>13}  token", file=out)
+    for row in table["nodes"]:
+        load = "?" if row["load_bytes"] is None else _bytes(row["load_bytes"])
+        keys = "?" if row["keys"] is None else str(row["keys"])
+        print(f"{row['state']:<4}{row['node']:<6}{row['address']:<22}{load:>12}{keys:>10}{row['owns']:>12.1f}%  "
+              f"{row['token']}", file=out)
+
+
+def _bytes(count):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024

@@ -18,7 +18,8 @@ from kvstore.cluster.replicas import LocalReplica, RemoteReplica
 from kvstore.core.cell import Cell, encode_mutation
 from kvstore.core.clock import Clock
 from kvstore.core.config import Settings, make_cluster
-from kvstore.core.ring import Ring
+from kvstore.cluster.membership import Membership
+from kvstore.core.ring_state import RingState
 from kvstore.core.tasks import Background
 from kvstore.net import codec
 from kvstore.net.codec import encode_frame
@@ -43,7 +44,8 @@ async def client_connection(storage, method):
     """(a client connection to a node that holds the key bench_key(5), through which `method` is served; its
     transport). The node's local replica is storage; its other replicas are AnsweringReplica stand-ins."""
     settings, nodes = Settings(), make_cluster(4)
-    ring = Ring(nodes)
+    membership = Membership(0, RingState(1, tuple(nodes)), None, None, settings.request_timeout, Background())
+    ring = membership.placement
     me = ring.replicas_for(bench_key(5))[0].node_id   # its own copy is one of the reads and writes
     replicas = {node.node_id: AnsweringReplica(node.node_id, storage) for node in nodes}
     replicas[me] = LocalReplica(me, storage)
@@ -54,7 +56,7 @@ async def client_connection(storage, method):
     coordinator = Coordinator(me, ring, replicas, detector, None, clock, settings.request_timeout, Background())
     ready = asyncio.Event()
     ready.set()
-    handler = Handler(me, ring, coordinator, detector, settings, ready)
+    handler = Handler(me, membership, coordinator, detector, settings, ready)
     server = LoopServer("127.0.0.1", 0, lambda who: Gate({method: getattr(handler, method)}, None, 60, who),
                         settings, KVStore)
     connection, transport = Inbound(server, ("127.0.0.1", 1)), Transport()
@@ -149,7 +151,8 @@ def peer_connection(storage, method):
     """(a connection to the peer port, through which `method` of the internode service is served; its
     transport)."""
     settings = Settings()
-    internode = InternodeHandler(0, 1, storage, None, None, settings, [1, 2, 3], Clock())
+    membership = Membership(0, RingState(1, tuple(make_cluster(4))), None, None, settings.request_timeout, Background())
+    internode = InternodeHandler(0, 1, storage, None, None, settings, membership, Clock())
     door = SharedDoor({method: getattr(internode, method)}, 60)
     server = LoopServer("127.0.0.1", 0, lambda who: door, settings, Internode)
     connection, transport = Inbound(server, ("127.0.0.1", 1)), Transport()
