@@ -5,7 +5,7 @@ import random
 from kvstore.core.cell import Cell, tombstone
 from kvstore.core.hashtree import LEAVES_PER_BRANCH, TicTacTree, leaf_of
 from kvstore.core.ring import Ring, TokenRange
-from kvstore.core.config import make_cluster
+from kvstore.core.config import even_tokens, make_cluster
 
 
 def differing(mine, theirs):
@@ -55,7 +55,7 @@ def test_cells_that_differ_in_anything_differ_in_the_tree():
 
 
 def test_a_ring_of_four_has_four_ranges_each_held_by_three_nodes():
-    ring = Ring(make_cluster(4))
+    ring = Ring(make_cluster(4, tokens=even_tokens(4)))
     ranges = ring.ranges()
     assert [ids for _, ids in ranges] == [(0, 1, 2), (1, 2, 3), (2, 3, 0), (3, 0, 1)]
     first = ranges[0][0]
@@ -70,7 +70,7 @@ def test_a_ring_of_four_has_four_ranges_each_held_by_three_nodes():
 def test_trees_built_in_the_background_end_as_if_built_at_once_whatever_changed_meanwhile():
     from kvstore.cluster.range_trees import RangeTrees
     from kvstore.core.ring_state import RingState
-    ring = RingState(1, tuple(make_cluster(4))).placement()
+    ring = RingState(1, tuple(make_cluster(4, tokens=even_tokens(4)))).placement()
     cells = {b"k%04d" % i: Cell(b"v", i + 1) for i in range(3000)}
     trees = RangeTrees(ring, 1)
     trees.begin_build()

@@ -85,18 +85,59 @@ def entry_bytes(key, value):
     return len(key) + len(value or b"") + ENTRY_OVERHEAD
 
 
+# How often English words begin with each letter a..z (percent): the model of text keys the default tokens split.
+_FIRST_LETTERS = (5.7, 6.0, 9.4, 6.1, 3.9, 4.1, 3.3, 3.7, 3.9, 1.1, 1.0, 3.1, 5.6, 2.2, 2.5, 7.7, 0.5, 6.0, 11.0, 5.0,
+                  2.9, 1.5, 2.7, 0.05, 0.4, 0.3)
+
+
+def _text_weight(byte):
+    """How likely a byte of a text key is, by the model: lowercase words most, then capitals and digits, other
+    printable ASCII, the lead bytes of UTF-8 sequences; anything else hardly at all."""
+    if 0x61 <= byte <= 0x7a:
+        return 4.0 * 26 * _FIRST_LETTERS[byte - 0x61] / 100
+    if 0x41 <= byte <= 0x5a:
+        return 26 * _FIRST_LETTERS[byte - 0x41] / 100
+    if 0x30 <= byte <= 0x39:
+        return 1.0
+    if 0x20 <= byte <= 0x7e:
+        return 0.2
+    if 0xc2 <= byte <= 0xf4:
+        return 0.4
+    return 0.01
+
+
 def default_tokens(count):
-    """Tokens that split the first-byte space evenly: for 4 nodes 3f, 7f, bf, ff."""
+    """Tokens of a new cluster, for text keys: each node's range holds an equal share of keys drawn from the model
+    of _text_weight (by their first two bytes); the last token is ff. For 4 nodes: 6064, 6866, 7365, ff (digits,
+    capitals and punctuation; a..h; h..s; s..z and UTF-8). Keys that share a long prefix (user:00001, ...) still
+    fall in one range: ./server.sh add --token, move or balance place tokens by the data."""
+    if not 1 <= count <= 256:
+        raise ConfigError(f"a cluster has 1 to 256 nodes, not {count}")
+    weights = [_text_weight(b) for b in range(256)]
+    total = sum(weights) ** 2
+    tokens, seen = [], 0.0
+    for first in range(256):
+        for second in range(256):
+            seen += weights[first] * weights[second] / total
+            while len(tokens) < count - 1 and seen >= (len(tokens) + 1) / count:
+                tokens.append(bytes([first, second]))
+    return tokens + [b"\xff"]
+
+
+def even_tokens(count):
+    """Tokens that split the first byte evenly (for 4 nodes 3f, 7f, bf, ff): for keys whose first byte is spread
+    evenly (hashes, binary keys); the test harness's clusters use them."""
     if not 1 <= count <= 256:
         raise ConfigError(f"a cluster has 1 to 256 nodes, not {count}")
     return [bytes([(i + 1) * 256 // count - 1]) for i in range(count)]
 
 
-def make_cluster(count, host="127.0.0.1", base_port=9000, peer_base_port=None):
-    """Node i on client port base_port + i and peer port peer_base_port + i (default base_port + 100)."""
+def make_cluster(count, host="127.0.0.1", base_port=9000, peer_base_port=None, tokens=None):
+    """Node i on client port base_port + i and peer port peer_base_port + i (default base_port + 100), with
+    tokens (default: default_tokens)."""
     peer_base_port = base_port + PEER_PORT_OFFSET if peer_base_port is None else peer_base_port
     return [NodeConfig(i, host, base_port + i, token, peer_base_port + i)
-            for i, token in enumerate(default_tokens(count))]
+            for i, token in enumerate(tokens or default_tokens(count))]
 
 
 def format_cluster(nodes):

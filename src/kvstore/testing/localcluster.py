@@ -21,7 +21,7 @@ from pathlib import Path
 from kvstore.tools import processes, waits
 from kvstore.client.client import Client
 from kvstore.tools.security import create_admin
-from kvstore.core.config import CHECKOUT, NodeConfig, make_cluster, write_cluster_file
+from kvstore.core.config import CHECKOUT, NodeConfig, even_tokens, make_cluster, write_cluster_file
 from kvstore.testing.ports import free_ports
 from kvstore.core.errors import KVStoreError
 from kvstore.net.peerauth import create_secret, secret_path
@@ -89,15 +89,18 @@ def prepare_access(cluster_file):
 
 
 class Cluster:
-    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None, clocks=False, node_args=None):
+    def __init__(self, directory, size=4, extra_args=FAST_SETTINGS, hosts=None, clocks=False, node_args=None,
+                 tokens=None):
         """clocks: give each node a wall clock of its own (libfaketime), set with skew(i, seconds);
-        node_args: {node id: options for that node alone, after extra_args}."""
+        node_args: {node id: options for that node alone, after extra_args}; tokens: the nodes' (default: the first
+        byte split evenly, kvstore.core.config.even_tokens: the tests' keys are made for them)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hosts = hosts or Loopback()
         addresses = self.hosts.addresses(size)
         self.nodes = [NodeConfig(n.node_id, host, port, n.token, peer_port)
-                      for n, (host, port, peer_port) in zip(make_cluster(size), addresses)]
+                      for n, (host, port, peer_port) in zip(make_cluster(size, tokens=tokens or even_tokens(size)),
+                                                              addresses)]
         self.ring = Ring(self.nodes)
         self.cluster_file = self.directory / "cluster.txt"
         write_cluster_file(self.cluster_file, self.nodes)

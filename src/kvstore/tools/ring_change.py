@@ -210,38 +210,47 @@ def _stream(cluster, state, out):
     print(f"streaming: {len(gainers)} nodes gain ranges ({', '.join(f'node {i}' for i in gainers) or 'none'})",
           file=out)
     started, pending, statuses, shown, waiting = time.monotonic(), set(gainers), {}, 0.0, {}
+    heard = {node_id: started for node_id in gainers}   # when each last answered
     while pending:
         if time.monotonic() - started > STREAM_TIMEOUT:
             raise ChangeStopped(f"streaming did not finish within {STREAM_TIMEOUT:.0f} s")
         for node_id in sorted(pending):
-            node = nodes[node_id]
             try:
-                status = call(node, "repair_status", cluster.access)
-                if status.kind != "stream" or (not status.running and (status.failed or status.started < _us(started))):
-                    call(node, "ring_stream", cluster.access, state.epoch)
-                    statuses.pop(node_id, None)
-                    continue
+                _stream_one(nodes[node_id], state, cluster.access, started, statuses)
             except InvalidRequest as exc:   # trees still building, another repair running: again shortly
                 waiting[node_id] = str(exc)
-                continue
             except KVStoreError as exc:
-                print(f"node {node_id} did not answer ({exc}); waiting for it", file=out)
+                if time.monotonic() - heard[node_id] > STEP_TIMEOUT:
+                    raise ChangeStopped(f"node {node_id} stopped answering while it streamed ({exc})") from None
+                waiting[node_id] = f"does not answer ({exc})"
                 continue
-            statuses[node_id] = status
-            if not status.running and not status.failed:
+            heard[node_id] = time.monotonic()
+            status = statuses.get(node_id)
+            if status is not None and not status.running and not status.failed:
                 pending.discard(node_id)
-            elif not status.running:
-                print(f"node {node_id}: " + "; ".join(status.failed) + "; streaming it again", file=out)
         if time.monotonic() - shown >= 2.0 or not pending:
             print("streaming: " + progress(statuses.values(), time.monotonic() - started), file=out, flush=True)
             for node_id, why in sorted(waiting.items()):
-                print(f"  node {node_id} waits: {why}", file=out)
+                print(f"  node {node_id}: {why}", file=out)
             waiting.clear()
             shown = time.monotonic()
         if pending:
             time.sleep(POLL_SECONDS)
     moved = sum(s.cells_in or 0 for s in statuses.values())
     print(f"streaming done in {time.monotonic() - started:.1f} s: {moved} cells", file=out)
+
+
+def _stream_one(node, state, access, started, statuses):
+    """Poll node's stream into statuses[node id]; (re)start it when none of this change runs there, or the last
+    one failed (a source restarting, say: a sync run again sends only what is still missing)."""
+    status = call(node, "repair_status", access)
+    if status.kind != "stream" or status.started < _us(started) or (not status.running and status.failed):
+        if status.kind == "stream" and status.failed:
+            print(f"node {node.node_id}: " + "; ".join(status.failed) + "; streaming again")
+        call(node, "ring_stream", access, state.epoch)
+        statuses.pop(node.node_id, None)
+        return
+    statuses[node.node_id] = status
 
 
 def _finish(cluster, state, out):

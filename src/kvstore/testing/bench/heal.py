@@ -19,7 +19,7 @@ from kvstore.cluster.range_trees import RangeTrees
 from kvstore.cluster.sync import Pace, SyncStats, sync_range
 from kvstore.cluster.sync_sides import LocalSide, RangeLeases
 from kvstore.core.cell import Cell, encode_mutation
-from kvstore.core.config import make_cluster
+from kvstore.core.config import even_tokens, make_cluster
 from kvstore.core.ring_state import RingState
 from kvstore.core.tasks import Background
 from kvstore.storage.commitlog import CommitLog
@@ -123,7 +123,7 @@ def measure_sync_in_process(keys=SYNC_KEYS):
 
 
 async def _sync_in_process(keys):
-    loop, ring = asyncio.get_running_loop(), RingState(1, tuple(make_cluster(4))).placement()
+    loop, ring = asyncio.get_running_loop(), RingState(1, tuple(make_cluster(4, tokens=even_tokens(4)))).placement()
     disks, sides = [], []
     with tempfile.TemporaryDirectory(prefix="kvstore-bench-sync-") as tmp:
         try:

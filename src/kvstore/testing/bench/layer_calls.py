@@ -17,7 +17,7 @@ from kvstore.cluster.failure import FailureDetector
 from kvstore.cluster.replicas import LocalReplica, RemoteReplica
 from kvstore.core.cell import Cell, encode_mutation
 from kvstore.core.clock import Clock
-from kvstore.core.config import Settings, make_cluster
+from kvstore.core.config import Settings, even_tokens, make_cluster
 from kvstore.cluster.membership import Membership
 from kvstore.core.ring_state import RingState
 from kvstore.core.tasks import Background
@@ -43,7 +43,7 @@ _TIMESTAMP = struct.Struct("!q")
 async def client_connection(storage, method):
     """(a client connection to a node that holds the key bench_key(5), through which `method` is served; its
     transport). The node's local replica is storage; its other replicas are AnsweringReplica stand-ins."""
-    settings, nodes = Settings(), make_cluster(4)
+    settings, nodes = Settings(), make_cluster(4, tokens=even_tokens(4))
     membership = Membership(0, RingState(1, tuple(nodes)), None, None, settings.request_timeout, Background())
     ring = membership.placement
     me = ring.replicas_for(bench_key(5))[0].node_id   # its own copy is one of the reads and writes

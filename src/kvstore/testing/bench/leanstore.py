@@ -25,7 +25,7 @@ from thrift.Thrift import TMessageType
 
 from kvstore.testing.bench.loopfloor import Link, SyncedLog, frame, parse, serve_forever
 from kvstore.core.cell import Cell, encode_mutation, newer
-from kvstore.core.config import default_tokens
+from kvstore.core.config import even_tokens
 from kvstore.storage.records import encode_record
 from kvstore_rpc import Internode, KVStore, ttypes
 
@@ -41,7 +41,7 @@ class LeanNode:
         """peers: [(host, port)] of every node, this one's included, in node id order."""
         self._id, self._peers_at, self._links = node_id, peers, {}
         self._loop = loop
-        self._tokens = default_tokens(len(peers))
+        self._tokens = even_tokens(len(peers))   # as the benchmark's clusters (kvstore.testing.localcluster)
         self._log = SyncedLog(loop)
         self._cells, self._last = {}, 0
         self._pending, self._next = {}, 0   # our sequence id -> [client link, its seqid, stamp, acknowledged]
