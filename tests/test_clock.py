@@ -17,7 +17,8 @@ from kvstore.storage.commitlog import CommitLog
 from kvstore.core.errors import ConfigError
 from kvstore.cluster.failure import FailureDetector
 from kvstore.storage.hints import HintStore
-from kvstore.testing.localcluster import FAKETIME_LIBRARY, FAST_SETTINGS, Cluster, wait_for
+from kvstore.testing.fakeclock import FAKETIME_LIBRARY
+from kvstore.testing.localcluster import FAST_SETTINGS, Cluster, wait_for
 from kvstore.storage.store import FROM_THE_FUTURE, Storage
 from looptools import on_loop, workers
 

@@ -9,13 +9,8 @@ a stopped node's data, replace(i) starts a wiped node as ./server.sh replace
 does. Every wait polls against a deadline and raises ClusterError when it
 passes; close() kills whatever is left.
 """
-import functools
-import hashlib
-import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 from kvstore.tools import processes, waits
@@ -29,31 +24,10 @@ from kvstore.net.blocking import Connection, call_once, ping
 from kvstore.core.ring import Ring
 from kvstore.net.tls import client_context, create_local_ca, tls_dir
 from kvstore.storage.datadir import COMMIT_LOG_FILE
+from kvstore.testing.fakeclock import clock_preload
 
 FAST_SETTINGS = ("--heartbeat-interval", "0.2", "--request-timeout", "2", "--read-timeout", "2", "--log-level", "DEBUG")
 READY_TIMEOUT = 20.0
-FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"   # Debian's faketime package
-CLOCK_SHIM = Path(__file__).resolve().parent / "clockshim" / "realtime_only.c"
-
-
-@functools.lru_cache(maxsize=None)
-def clock_preload():
-    """LD_PRELOAD for a node with a wall clock of its own: libfaketime, behind clockshim/realtime_only.c
-    (compiled once, into a temporary directory) so that only the real-time clock reaches it. Without a C
-    compiler: libfaketime alone, which works, several times slower (see the C file)."""
-    digest = hashlib.sha256(CLOCK_SHIM.read_bytes()).hexdigest()[:12]
-    built = Path(tempfile.gettempdir()) / f"kvstore-realtime-only-{os.getuid()}-{digest}.so"
-    if not built.exists():
-        compiler = shutil.which("cc") or shutil.which("gcc")
-        if compiler is None:
-            return FAKETIME_LIBRARY
-        partial = built.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(CLOCK_SHIM), "-ldl"], check=True,
-                       capture_output=True)
-        os.replace(partial, built)
-    return f"{built} {FAKETIME_LIBRARY}"
-
-
 class ClusterError(KVStoreError, AssertionError):
     """A node did not start, or a wait passed its deadline."""
 

@@ -20,7 +20,8 @@ from kvstore.testing.chaos.nemesis import Nemesis
 from kvstore.testing.chaos.workload import CALL_TIMEOUT, LEVELS, ChaosClient, chaos_keys
 from kvstore.core.errors import KVStoreError, NodeFailed, NodeUnavailable
 from kvstore.tools.inspector import analyze, collect, divergent
-from kvstore.testing.localcluster import FAKETIME_LIBRARY, Cluster, ClusterError
+from kvstore.testing.fakeclock import FAKETIME_LIBRARY
+from kvstore.testing.localcluster import Cluster, ClusterError
 from kvstore.testing.netns import NetnsHosts, NetnsUnavailable
 from kvstore.core.ring import Ring
 from kvstore_rpc import ttypes
