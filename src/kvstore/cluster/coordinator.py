@@ -19,6 +19,7 @@ reads each from its replicas at the level and merges them (scan.py).
 
 Every request has one deadline, set when it arrives and passed down the fan-out.
 """
+import functools
 import time
 from typing import NamedTuple
 
@@ -31,6 +32,21 @@ from kvstore.core.cell import Cell, reconcile, seconds_left, tombstone, visible
 from kvstore.core.config import MAX_ANSWER_BYTES
 from kvstore.core.errors import InvalidRequest, StaleRead, TimedOut, Unavailable
 from kvstore.core.notation import show
+
+
+def _counted(method):
+    """A request counted in flight under the epoch it began with, until it ends."""
+    @functools.wraps(method)
+    async def counted(self, *args, **kwargs):
+        epoch, in_flight = self._ring.epoch, self._in_flight
+        in_flight[epoch] = in_flight.get(epoch, 0) + 1
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            in_flight[epoch] -= 1
+            if not in_flight[epoch]:
+                del in_flight[epoch]
+    return counted
 
 
 class ReadOutcome(NamedTuple):
@@ -49,6 +65,7 @@ class Coordinator:
         self._local_id = local_id
         self._readable = readable
         self._ring = ring
+        self._in_flight = {}   # epoch -> requests planned with it still running (Membership waits them out)
         self._replicas = replicas
         self._clock = clock
         self._timeout = timeout
@@ -56,6 +73,10 @@ class Coordinator:
         self._writer = Writer(ring, replicas, self._fanout, hints, clock, timeout, background)
         self._repair = ReadRepair(local_id, replicas, self._writer, timeout, background)
         self._scanner = Scanner(ring, replicas, self._fanout, self._repair, clock, timeout)
+
+    def planned_before(self, epoch):
+        """How many requests still running were planned with an epoch older than epoch."""
+        return sum(count for planned, count in self._in_flight.items() if planned < epoch)
 
     def reshape(self, placement):
         """Plan every request from now on with placement (a new ring epoch)."""
@@ -68,19 +89,23 @@ class Coordinator:
     # Every write takes a floor: the newest timestamp its client's session has seen (0: none). It is stamped
     # above it, so a session's writes are ordered as it made them, whichever coordinators they go through.
 
+    @_counted
     async def put(self, key, value, level, ttl=0, floor=0):
         now = await self._writer.stamp(floor)
         return await self._writer.write_one(key, Cell(value, now, _expires(now, ttl)), level)
 
+    @_counted
     async def delete(self, key, level, floor=0):
         return await self._writer.write_one(key, tombstone(await self._writer.stamp(floor)), level)
 
+    @_counted
     async def put_many(self, items, level, ttl=0, floor=0):
         """[(key, value)] -> one WriteOutcome or error per key, in order (not atomic across keys)."""
         now = await self._writer.stamp(floor)
         expires = _expires(now, ttl)
         return await self._writer.write_many([(key, Cell(value, now, expires)) for key, value in items], level)
 
+    @_counted
     async def expire(self, key, seconds, level, min_timestamp=0):
         """Redis EXPIRE -> (found, WriteOutcome or None): read, write back expiring (<= 0 deletes); not atomic."""
         current = (await self.get(key, level, min_timestamp)).cell
@@ -91,16 +116,19 @@ class Coordinator:
         now = await self._writer.stamp(min_timestamp)
         return True, await self._writer.write_one(key, Cell(current.value, now, _expires(now, seconds)), level)
 
+    @_counted
     async def ttl(self, key, level, min_timestamp=0):
         """Redis TTL: seconds left (rounded up), -1 when the key never expires, -2 when it does not exist."""
         return seconds_left((await self.get(key, level, min_timestamp)).cell, self._clock.earliest())
 
     # ---- reads ----
 
+    @_counted
     async def scan(self, start, end, limit, level, max_bytes=MAX_ANSWER_BYTES):
         """(items, resume key or None): the live keys in [start, end) at level; see Scanner.scan."""
         return await self._scanner.scan(start, end, limit, level, max_bytes)
 
+    @_counted
     async def get(self, key, level, min_timestamp=0):
         """The ReadOutcome of one key (get_many's steps, without a batch's bookkeeping: the hottest call)."""
         deadline = time.monotonic() + self._timeout
@@ -110,6 +138,7 @@ class Coordinator:
             self._replicas[node_id].read_many_async([(key, self._fanout.read_done(node_id, responses))], deadline)
         return await self._finish_read(key, level, responses, len(alive), deadline, min_timestamp)
 
+    @_counted
     async def get_many(self, keys, level, min_timestamps=None):
         """[key] -> one ReadOutcome or error per key, in order. min_timestamps: {key: session timestamp}."""
         deadline = time.monotonic() + self._timeout

@@ -9,10 +9,11 @@ An epoch reaches a node three ways: the operator's tool applies it to every node
 port, admin only), a heartbeat answer shows a peer holds a newer one (`heard`, then fetched from that peer
 with the peer call fetch_ring), and a node starting catches up from its peers before it serves.
 
-`apply` answers only once every request this node planned with an older epoch has ended: a request lives at
-most DRAIN_TIMEOUTS request timeouts (its deadline, and one more for a write stamped again), so the tool
-that has every node's answer knows no request anywhere still uses the epoch before (the condition of each
-next step: kvstore.core.ring_state).
+`apply` answers only once every request this node planned with an older epoch has ended (the coordinator
+counts them), and at most DRAIN_TIMEOUTS request timeouts after it adopted the epoch (a request's deadline,
+and one more for a write stamped again: none can run longer), so the tool that has every node's answer
+knows no request anywhere still uses the epoch before (the condition of each next step:
+kvstore.core.ring_state).
 """
 import asyncio
 import logging
@@ -24,6 +25,7 @@ from kvstore.core.ring_state import RingState
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUTS = 2
+DRAIN_POLL = 0.01   # seconds between looks at the requests still in flight
 
 
 class Membership:
@@ -41,6 +43,7 @@ class Membership:
         self._listeners = []
         self._lock = asyncio.Lock()
         self.fetch = None   # fetch(node_id) -> the RingState that peer holds (set by the node: a peer call)
+        self.planned_before = lambda epoch: 0   # requests running planned before epoch (the coordinator's count)
 
     @property
     def epoch(self):
@@ -81,10 +84,10 @@ class Membership:
         return self.state.epoch
 
     async def drained(self):
-        """Returns once no request this node planned with an older epoch can still be running."""
-        wait = self._adopted_at + self._drain - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        """Returns once no request this node planned with an older epoch is still running."""
+        deadline = self._adopted_at + self._drain
+        while self.planned_before(self.state.epoch) and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
 
     def heard(self, node_id, epoch):
         """A peer's heartbeat answer showed its epoch: fetch a newer ring from it, in the background."""

@@ -45,6 +45,7 @@ class Topology:
     def follow(self, coordinator, trees, storage, detector, sides, side_of, background):
         """What a new epoch changes: sides is the repair service's {node_id: RemoteSide}, side_of(peer) makes one."""
         self._parts = (coordinator, trees, storage, detector, sides, side_of, background)
+        self.membership.planned_before = coordinator.planned_before
 
     def _changed(self, placement):
         coordinator, trees, storage, detector, sides, side_of, background = self._parts

@@ -16,7 +16,7 @@ from pathlib import Path
 from kvstore.tools import processes, waits
 from kvstore.client.client import Client
 from kvstore.tools.security import create_admin
-from kvstore.core.config import CHECKOUT, NodeConfig, even_tokens, make_cluster, write_cluster_file
+from kvstore.core.config import CHECKOUT, NodeConfig, even_tokens, make_cluster, read_cluster_file, write_cluster_file
 from kvstore.testing.ports import free_ports
 from kvstore.core.errors import KVStoreError
 from kvstore.net.peerauth import create_secret, secret_path
@@ -41,6 +41,11 @@ class Loopback:
         """[(host, client port, peer port)] for count nodes."""
         ports = free_ports(2 * count)
         return [("127.0.0.1", ports[i], ports[count + i]) for i in range(count)]
+
+    def add_address(self, i):
+        """(host, client port, peer port) for node i, added to a running cluster."""
+        port, peer_port = free_ports(2)
+        return "127.0.0.1", port, peer_port
 
     def prefix(self, i):
         return []
@@ -76,6 +81,7 @@ class Cluster:
                       for n, (host, port, peer_port) in zip(make_cluster(size, tokens=tokens or even_tokens(size)),
                                                               addresses)]
         self.ring = Ring(self.nodes)
+        self.left = set()   # ids of nodes that left the ring (decommissioned, removed): kept in nodes, by id
         self.cluster_file = self.directory / "cluster.txt"
         write_cluster_file(self.cluster_file, self.nodes)
         self.secret, self.credentials = prepare_access(self.cluster_file)
@@ -196,12 +202,35 @@ class Cluster:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(10)
-        for node in self.nodes:   # a node a test started through ./server.sh (replace), found by its lock
-            process = processes.find_node(self.node_dir(node.node_id))
+        for node_dir in self.directory.glob("node*"):   # one a test started through ./server.sh, by its lock
+            process = processes.find_node(node_dir) if node_dir.is_dir() else None
             if process is not None:
                 process.kill()
                 process.wait(10)
         self.hosts.close()
+
+    # ---- the ring as it changes (kvstore.testing.ringops changes it) ----
+
+    def members(self):
+        """The nodes of the ring now (nodes keeps every node ever started, indexed by id)."""
+        return [n for n in self.nodes if n.node_id not in self.left]
+
+    def follow_ring(self):
+        """Read the cluster file again after a ring change: new nodes, new tokens, nodes that left."""
+        listed = {n.node_id: n for n in read_cluster_file(self.cluster_file)}
+        for node_id, node in sorted(listed.items()):
+            if node_id < len(self.nodes):
+                self.nodes[node_id] = node
+            else:
+                self.nodes.append(node)
+        self.left = {n.node_id for n in self.nodes if n.node_id not in listed}
+        self.ring = Ring(self.members())
+
+    def join(self, node_id):
+        """Start a node a ring change added to the cluster file; it waits until it answers."""
+        self.follow_ring()
+        self._spawn(node_id)
+        self.wait_ready(node_id)
 
     # ---- talking to it ----
 
@@ -252,7 +281,7 @@ class Cluster:
         """A kvstore.client.Client for this cluster, talking to node i first (default: any)."""
         node = self.nodes[i] if i is not None else None
         options = {"credentials": self.credentials, "tls": self.tls, **options}
-        return Client([(n.host, n.port) for n in self.nodes], preferred=node and (node.host, node.port), **options)
+        return Client([(n.host, n.port) for n in self.members()], preferred=node and (node.host, node.port), **options)
 
     def dump(self, i, key=None):
         return self.call(i, "dump", key)

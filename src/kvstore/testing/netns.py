@@ -68,6 +68,11 @@ class NetnsHosts:
             raise
         return [(self.ip_of(i), NODE_PORT, NODE_PORT + PEER_PORT_OFFSET) for i in range(count)]
 
+    def add_address(self, i):
+        """(host, client port, peer port) for node i, added to a running cluster: a namespace of its own."""
+        self._add_host(i)
+        return self.ip_of(i), NODE_PORT, NODE_PORT + PEER_PORT_OFFSET
+
     def _add_host(self, i):
         namespace, outside = f"{self._namespace_prefix}{i}", f"kvv{os.getpid() % 100000}x{i}"
         _ip("netns", "add", namespace)

@@ -57,7 +57,9 @@ def cmd_add(cluster, args, start_node, out=sys.stdout):
     nodes = list(state.nodes)
     token = bytes.fromhex(args.token) if args.token else split_token(nodes, access, out)
     first = nodes[0]
-    node = NodeConfig(max(n.node_id for n in state.all_nodes()) + 1, args.node_host or first.host,
+    used = [n.node_id for n in state.all_nodes()] + [int(d.name[4:]) for d in cluster.data_dir.glob("node*")
+                                                      if d.is_dir() and d.name[4:].isdigit()]
+    node = NodeConfig(max(used) + 1, args.node_host or first.host,   # never the id of a node that left
                        args.port or max(n.port for n in state.all_nodes()) + 1, token,
                        args.peer_port or max(n.peer_port for n in state.all_nodes()) + 1)
     if any(n.token == token for n in nodes):
@@ -211,22 +213,31 @@ def _stream(cluster, state, out):
           file=out)
     started, pending, statuses, shown, waiting = time.monotonic(), set(gainers), {}, 0.0, {}
     heard = {node_id: started for node_id in gainers}   # when each last answered
+    healthy = dict(heard)   # when each last had a stream running or done without failures
     while pending:
         if time.monotonic() - started > STREAM_TIMEOUT:
             raise ChangeStopped(f"streaming did not finish within {STREAM_TIMEOUT:.0f} s")
         for node_id in sorted(pending):
             try:
-                _stream_one(nodes[node_id], state, cluster.access, started, statuses)
+                status = _stream_one(nodes[node_id], state, cluster.access, started, out)
             except InvalidRequest as exc:   # trees still building, another repair running: again shortly
                 waiting[node_id] = str(exc)
+                continue
             except KVStoreError as exc:
                 if time.monotonic() - heard[node_id] > STEP_TIMEOUT:
                     raise ChangeStopped(f"node {node_id} stopped answering while it streamed ({exc})") from None
                 waiting[node_id] = f"does not answer ({exc})"
                 continue
-            heard[node_id] = time.monotonic()
-            status = statuses.get(node_id)
-            if status is not None and not status.running and not status.failed:
+            now = heard[node_id] = time.monotonic()
+            if status is None:
+                continue
+            statuses[node_id] = status
+            if status.running or not status.failed:
+                healthy[node_id] = now
+            elif now - healthy[node_id] > STEP_TIMEOUT:
+                raise ChangeStopped(f"node {node_id} could not stream for {STEP_TIMEOUT:.0f} s: "
+                                    + "; ".join(status.failed))
+            if not status.running and not status.failed:
                 pending.discard(node_id)
         if time.monotonic() - shown >= 2.0 or not pending:
             print("streaming: " + progress(statuses.values(), time.monotonic() - started), file=out, flush=True)
@@ -240,17 +251,18 @@ def _stream(cluster, state, out):
     print(f"streaming done in {time.monotonic() - started:.1f} s: {moved} cells", file=out)
 
 
-def _stream_one(node, state, access, started, statuses):
-    """Poll node's stream into statuses[node id]; (re)start it when none of this change runs there, or the last
-    one failed (a source restarting, say: a sync run again sends only what is still missing)."""
+def _stream_one(node, state, access, started, out):
+    """node's stream of this change: None when it is started now (none of this change ran there yet), else its
+    RepairStatus; one that failed is started again (a source restarting, say: a sync run again sends only what
+    is still missing) and its failed status returned, so the caller sees how long it keeps failing."""
     status = call(node, "repair_status", access)
-    if status.kind != "stream" or status.started < _us(started) or (not status.running and status.failed):
-        if status.kind == "stream" and status.failed:
-            print(f"node {node.node_id}: " + "; ".join(status.failed) + "; streaming again")
+    if status.kind != "stream" or status.started < _us(started):
         call(node, "ring_stream", access, state.epoch)
-        statuses.pop(node.node_id, None)
-        return
-    statuses[node.node_id] = status
+        return None
+    if not status.running and status.failed:
+        print(f"node {node.node_id}: " + "; ".join(status.failed) + "; streaming again", file=out)
+        call(node, "ring_stream", access, state.epoch)
+    return status
 
 
 def _finish(cluster, state, out):
