@@ -3,7 +3,8 @@
 A key diverges when a live replica that should hold it (by the ring) lacks it
 or holds a different cell than the newest one any replica holds. Replicas that
 are down cannot be judged; their keys are reported as unverified. A key found
-on a node that is not one of its replicas is reported as misplaced.
+on a node that is not one of its replicas is reported as misplaced. The ring is the newest any node holds
+(its ring state): during a ring change a key may sit on its old replicas and its new ones alike.
 Tombstones (deletes) and expiring cells are shown as such: they are cells like
 any other, and replicas must agree on them too. Each node's clock is shown as
 its offset from most of its peers' (the median of what its heartbeats
@@ -31,6 +32,7 @@ from kvstore.net.blocking import Connection
 from kvstore.net.wire import from_cell
 from kvstore_rpc import ttypes
 from kvstore.core.ring import Ring
+from kvstore.core.ring_state import RingState
 
 TIMEOUT = 10.0
 EXIT_OK, EXIT_NONE_UP, EXIT_USAGE = 0, 1, 2
@@ -48,6 +50,7 @@ class NodeState:
     hint_log_bytes: int = 0
     clock_offset: int = None   # microseconds, + when ahead of most of its peers'; None: no peer to compare
     repairs: object = None     # its RepairStatus
+    ring: object = None        # the RingState it holds
     error: str = ""
 
 
@@ -76,14 +79,16 @@ def collect(nodes, credentials, key=None, timeout=TIMEOUT, tls=None):
             state.cells, state.pending_hints = dump.cells, dump.pending_hints
             state.log_bytes, state.hint_log_bytes = dump.log_bytes, dump.hint_log_bytes
             state.log_record_bytes, state.repairs = dump.log_record_bytes, dump.repairs
+            state.ring = dump.ring
             peers = [offset for node_id, offset in dump.clock_offsets.items() if node_id != node.node_id]
             state.clock_offset = -int(statistics.median(peers)) if peers else None
         states.append(state)
     return states
 
 
-def analyze(ring, states, only_key=None):
-    """A KeyReport for every key seen on any node (or only_key), in key order."""
+def analyze(ring, states, only_key=None, allowed=None):
+    """A KeyReport for every key seen on any node (or only_key), in key order. allowed(key): the ids that may hold
+    key without it being misplaced (default: its replicas; during a ring change, old and new)."""
     by_id = {s.node.node_id: s for s in states}
     keys = {only_key} if only_key else set().union(*(s.cells for s in states))
     reports = []
@@ -101,10 +106,20 @@ def analyze(ring, states, only_key=None):
                 problems.append(f"stale on node {node_id} (timestamp {cell.timestamp} < {newest.timestamp})"
                                 if cell.timestamp < newest.timestamp else f"differs on node {node_id}")
         for state in states:
-            if state.up and key in state.cells and state.node.node_id not in replica_ids:
+            if state.up and key in state.cells and state.node.node_id not in (allowed(key) if allowed else replica_ids):
                 problems.append(f"misplaced on node {state.node.node_id} (not one of its replicas)")
         reports.append(KeyReport(key, replicas, newest, problems))
     return reports
+
+
+def analyze_newest(nodes, states, only_key=None):
+    """analyze() with the newest ring any node holds (the cluster file's when none answers)."""
+    rings = [s.ring for s in states if s.ring is not None]
+    if not rings:
+        return analyze(Ring(nodes), states, only_key)
+    placement = max(rings, key=lambda r: r.epoch).placement()
+    return analyze(placement.read_ring, states, only_key,
+                   allowed=lambda key: set().union(*placement.write_groups(key)))
 
 
 def divergent(reports):
@@ -227,7 +242,7 @@ def main(argv=None, out=sys.stdout):
     except (Unauthorized, AuthenticationFailed) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    reports = analyze(Ring(nodes), states, only_key=key)
+    reports = analyze_newest(nodes, states, key)
     try:
         render(args, key, states, reports, out)
     except BrokenPipeError:  # piped into head: not an error
@@ -257,6 +272,7 @@ class ReplicaDump(NamedTuple):
     clock_offsets: dict = {}   # node id -> its clock minus this node's (microseconds), for the peers it sees up
     log_record_bytes: int = 0  # of log_bytes, those holding records
     repairs: object = None     # its RepairStatus: the ranges it holds, when each was repaired, a repair running
+    ring: object = None        # the RingState it holds
 
 
 DUMP_PAGE = 10_000
@@ -275,12 +291,13 @@ def dump_replica(address, credentials, key=None, timeout=CALL_TIMEOUT, page=DUMP
             while dump.next_start is not None:
                 dump = connection.call("dump", (None, dump.next_start, page), timeout)
                 cells.update((m.key, from_cell(m.cell)) for m in dump.cells)
-            ring = connection.call("describe_ring", (), timeout)
+            described = connection.call("describe_ring", (), timeout)
             repairs = connection.call("repair_status", (), timeout)
+            ring = RingState.from_json(connection.call("ring_state", (), timeout))
         except ttypes.Unauthorized as exc:
             raise Unauthorized(exc.why) from None
     finally:
         connection.close()
-    offsets = {n.node_id: n.clock_offset or 0 for n in ring if n.up}
+    offsets = {n.node_id: n.clock_offset or 0 for n in described if n.up}
     return ReplicaDump(cells, dict(dump.pending_hints), dump.log_bytes, dump.hint_log_bytes, offsets,
-                       dump.log_record_bytes or 0, repairs)
+                       dump.log_record_bytes or 0, repairs, ring)

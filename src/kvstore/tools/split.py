@@ -27,13 +27,19 @@ def split_token(nodes, access, out=None):
     if counts and max(k for k, _ in counts.values()) > 1:
         (start, end), (keys, holder) = max(counts.items(), key=lambda item: item[1][0])
         token = _middle_key(by_id[holder], access, start, end, keys // 2)
-        if token is not None:
+        if token is None or token == end:   # too few keys to split by: the range's byte middle
+            token = _byte_middle(start, end)
+        if token not in _tokens(nodes):
             if out is not None:
                 print(f"the most loaded range ({start.hex()}, {end.hex()}] holds {keys} keys; splitting it at its "
                       f"middle key", file=out)
             return token
     widest = max(ranges, key=lambda r: _span(r.start, r.end))
     return _byte_middle(widest.start, widest.end)
+
+
+def _tokens(nodes):
+    return {n.token for n in nodes}
 
 
 def _middle_key(node, access, start, end, skip):
@@ -75,5 +81,7 @@ def _number(token):
 
 
 def _byte_middle(start, end):
+    """A key halfway between start and end, by their first 8 bytes (a 9th byte when they are closer than that)."""
     middle = (_number(start) + _span(start, end) // 2) % (1 << 64)
-    return middle.to_bytes(8, "big").rstrip(b"\x00") or b"\x00"
+    token = middle.to_bytes(8, "big").rstrip(b"\x00") or b"\x00"
+    return token if token not in (start, end) else start + b"\x80"

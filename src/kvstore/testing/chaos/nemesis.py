@@ -17,12 +17,19 @@ A wipe crashes the targets and deletes their data directories (a lost disk), the
 ./server.sh replace does; the next fault waits until it has synced every range (one replacement at a
 time, as an operator would). An outage keeps the targets crashed for longer than the cluster's hint
 window, so their peers drop the hints they held: only repair brings them up to date.
+
+The ring changes (add, decommission, move) run ./server.sh's change to its end (kvstore.testing.ringops) while
+the clients go on: a node added at a new address, a member retired, a member's token moved between its
+neighbours'. The ring keeps between MIN_MEMBERS and MAX_MEMBERS nodes (an add when at the least, a
+decommission when at the most, whichever was drawn).
 """
 import logging
 import random
 import threading
 
+from kvstore.core.ring import Ring
 from kvstore.testing.localcluster import ClusterError, wait_for
+from kvstore.testing.ringops import RingOps
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,8 @@ HOLD = (1.0, 4.0)   # seconds a fault lasts
 OUTAGE_BEYOND_WINDOW = (1.0, 3.0)   # seconds an outage lasts beyond the hint window
 REPLACE_TIMEOUT = 120.0   # seconds a wiped node may take to sync every range
 GAP = (0.5, 2.0)    # seconds between faults
+MIN_MEMBERS, MAX_MEMBERS = 4, 6
+RING_CHANGES = ("add", "decommission", "move")
 SMALL_SKEW = 0.2    # seconds: within half of the default --max-clock-offset (0.5 s)
 BIG_SKEW = (1.0, 10.0)
 
@@ -47,22 +56,27 @@ class Nemesis(threading.Thread):
         self._hint_window = hint_window   # seconds (outages last longer)
         self.counts = {kind: 0 for kind in kinds}
         self.error = None
+        self._ring = RingOps(cluster)
 
     def run(self):
+        """Every kind once first, in a seeded order (a short run sees them all), then kinds drawn at random."""
+        first = self._random.sample(self._kinds, len(self._kinds))
         try:
             while not self._stopping.wait(self._random.uniform(*GAP)):
-                self._fault(self._random.choice(self._kinds))
+                self._fault(first.pop(0) if first else self._random.choice(self._kinds))
         except Exception as exc:  # recorded and reported by the run, never silent
             log.exception("the nemesis failed")
             self.error = exc
 
     def _fault(self, kind):
-        size = len(self._cluster.nodes)
+        members = [n.node_id for n in self._cluster.members()]
         count = self._random.randint(1, self._max_down) if self._max_down > 1 else 1
-        targets = sorted(self._random.sample(range(size), count))
+        targets = sorted(self._random.sample(members, count))
         hold = self._random.uniform(*HOLD)
         event = {"op": "nemesis", "fault": kind, "nodes": targets, "start": self._clock()}
-        if kind == "crash":
+        if kind in RING_CHANGES:
+            kind = self._change(kind, members, targets[0], event)
+        elif kind == "crash":
             for i in targets:
                 self._cluster.crash(i)
             self._stopping.wait(hold)
@@ -77,7 +91,7 @@ class Nemesis(threading.Thread):
             for i in targets:
                 self._cluster.resume(i)
         elif kind == "partition":
-            others = [j for j in range(size) if j not in targets]
+            others = [j for j in members if j not in targets]
             cut_off = self._random.sample(others, self._random.randint(1, len(others)))
             event["from"] = sorted(cut_off)
             for i in targets:
@@ -113,9 +127,40 @@ class Nemesis(threading.Thread):
                 self._cluster.wait_ready(i)
         else:
             raise ClusterError(f"unknown fault {kind!r}")
-        self.counts[kind] += 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         event["end"] = self._clock()
         self._record(event)
+
+    def _change(self, kind, members, target, event):
+        """Run one ring change to its end; the kind it was (an add or decommission at the ring's bounds turns into
+        the other)."""
+        if kind == "add" and len(members) >= MAX_MEMBERS:
+            kind = "decommission"
+        elif kind == "decommission" and len(members) <= MIN_MEMBERS:
+            kind = "add"
+        event["fault"] = kind
+        if kind == "add":
+            event["nodes"] = [self._ring.add()]
+        elif kind == "decommission":
+            self._ring.must("decommission", target)
+        else:
+            event["token"] = self._between_neighbours(target).hex()
+            self._ring.must("move", target, event["token"])
+        return kind
+
+    def _between_neighbours(self, node_id):
+        """A new token for node_id: a key between the tokens of the nodes before and after it, so the move shifts
+        its range's start and end (and no token is taken twice)."""
+        nodes = Ring(self._cluster.members()).nodes
+        index = next(i for i, n in enumerate(nodes) if n.node_id == node_id)
+        low, high = nodes[index - 1].token, nodes[index].token
+        if low >= high:   # the first node's range wraps: move within (0, its token]
+            low = b"\x00"
+        width = max(len(low), len(high)) + 1
+        a, b = int.from_bytes(low.ljust(width, b"\x00"), "big"), int.from_bytes(high.ljust(width, b"\x00"), "big")
+        if b - a < 2:
+            return high
+        return self._random.randrange(a + 1, b).to_bytes(width, "big").rstrip(b"\x00") or high
 
     def _skew(self):
         """Seconds to step a clock: within the bound or beyond it, ahead or behind, as often."""

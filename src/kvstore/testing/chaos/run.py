@@ -19,18 +19,17 @@ from kvstore.testing.chaos.checker import check, lost_writes, summarize
 from kvstore.testing.chaos.nemesis import Nemesis
 from kvstore.testing.chaos.workload import CALL_TIMEOUT, LEVELS, ChaosClient, chaos_keys
 from kvstore.core.errors import KVStoreError, NodeFailed, NodeUnavailable
-from kvstore.tools.inspector import analyze, collect, divergent
+from kvstore.tools.inspector import analyze_newest, collect, divergent
 from kvstore.testing.fakeclock import FAKETIME_LIBRARY
 from kvstore.testing.localcluster import Cluster, ClusterError
 from kvstore.testing.netns import NetnsHosts, NetnsUnavailable
-from kvstore.core.ring import Ring
 from kvstore_rpc import ttypes
 
 log = logging.getLogger("kvstore.chaos")
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 NODE_ARGS = ("--heartbeat-interval", "0.25", "--request-timeout", "2", "--repair-interval", "10")
 HINT_WINDOW = 3.0   # seconds, with outage faults: an outage outlasts it, so only repair heals the node
-FAULTS = ("crash", "pause", "partition", "clock", "wipe", "outage")
+FAULTS = ("crash", "pause", "partition", "clock", "wipe", "outage", "add", "decommission", "move")
 
 
 def parse_args(argv):
@@ -43,7 +42,8 @@ def parse_args(argv):
                    help="netns: each node in a network namespace of its own (root); auto: netns when possible")
     p.add_argument("--faults", default=",".join(FAULTS),
                    help="comma-separated: crash, pause, partition, clock (steps nodes' clocks: needs libfaketime), "
-                        "wipe (a lost disk: the node is replaced), outage (down past the hint window)")
+                        "wipe (a lost disk: the node is replaced), outage (down past the hint window), "
+                        "add, decommission, move (ring changes, each run to its end)")
     p.add_argument("--max-down", type=int, default=1, help="nodes faulted at once (default 1)")
     p.add_argument("--settle", type=float, default=60, help="seconds allowed to converge after healing")
     p.add_argument("--history", help="where to write the history, JSON lines (default chaos-seedN.jsonl)")
@@ -159,6 +159,8 @@ class Run:
             for node in self.cluster.nodes:
                 self.cluster.skew(node.node_id, 0)
         for i, proc in self.cluster.procs.items():
+            if i in self.cluster.left:   # decommissioned: it stays stopped
+                continue
             if proc.poll() is None:
                 self.cluster.resume(i)
             elif self.cluster.lost_data(i):   # wiped, not replaced yet
@@ -166,7 +168,8 @@ class Run:
             else:
                 self.cluster.restart(i, wait=False)
         for i in self.cluster.procs:
-            self.cluster.wait_ready(i)
+            if i not in self.cluster.left:
+                self.cluster.wait_ready(i)
         self.cluster.wait_all_see_all()
         log.info("healed at %.1f s", self.clock())
 
@@ -176,7 +179,8 @@ class Run:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    cell = self.cluster.call(n % len(self.cluster.nodes), "get", key, LEVELS["QUORUM"]).cell
+                    members = self.cluster.members()
+                    cell = self.cluster.call(members[n % len(members)].node_id, "get", key, LEVELS["QUORUM"]).cell
                     break
                 except (ttypes.Unavailable, ttypes.TimedOut, NodeUnavailable, NodeFailed) as exc:
                     if time.monotonic() > deadline:
@@ -188,9 +192,9 @@ class Run:
     def converge(self, healed):
         """Seconds from the end of healing (final reads included) until every replica holds the same
         cell for every key; None if that takes longer than --settle."""
-        ring = Ring(self.cluster.nodes)
+        members = self.cluster.members()   # a key held by a node that is not its replica diverges too
         while time.monotonic() - healed < self.args.settle:
-            if not divergent(analyze(ring, collect(self.cluster.nodes, self.cluster.credentials))):
+            if not divergent(analyze_newest(members, collect(members, self.cluster.credentials))):
                 return round(time.monotonic() - healed, 2)
             time.sleep(0.25)
         return None
@@ -198,7 +202,8 @@ class Run:
     def final_state(self):
         """{key hex: (value, timestamp)}: the newest cell any replica holds, after convergence (value None:
         a tombstone)."""
-        reports = analyze(Ring(self.cluster.nodes), collect(self.cluster.nodes, self.cluster.credentials))
+        members = self.cluster.members()
+        reports = analyze_newest(members, collect(members, self.cluster.credentials))
         return {r.key.hex(): (r.newest.value.decode() if r.newest.value is not None else None, r.newest.timestamp)
                 for r in reports if r.newest}
 
