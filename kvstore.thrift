@@ -211,6 +211,14 @@ struct RangeState {
   5: bool readable,
   /** Keys this node holds in it. */
   6: i64 keys,
+  /** The bytes this node holds in it (keys, values, and 64 bytes a cell), estimated from its byte sample. */
+  7: optional i64 bytes,
+}
+
+/** One key of a replica's byte sample and the bytes it stands for (see byte_sample). */
+struct SampledKey {
+  1: binary key,
+  2: i64 bytes,
 }
 
 /** A node's repairs: the one running (or the last), and the state of every range it holds. */
@@ -420,6 +428,15 @@ service KVStore {
 
   /** Admin (role admin): the repair running or last run on this node, and every range it holds. */
   RepairStatus repair_status() throws (9: Unauthorized unauthorized),
+
+  /**
+   * Admin (role admin): the keys of this node's byte sample in a range, in key order (a wrapping range: those
+   * above its start, then those up to its end), each with the bytes it stands for: their sum estimates the
+   * range's bytes, and their running sum says where to split it. A key is sampled by a hash of it with a
+   * probability that grows with its cell's size, so every replica samples the same keys. At most 100,000
+   * entries (a denser sample is thinned, each kept entry standing for those left out).
+   */
+  list<SampledKey> byte_sample(1: TokenRange token_range) throws (9: Unauthorized unauthorized),
 
   /** Admin (role admin): this node's ring state as JSON (epoch, nodes, the change under way and its stage). */
   string ring_state() throws (9: Unauthorized unauthorized),

@@ -279,3 +279,43 @@ def test_each_step_of_an_add_holds_its_invariant(cluster):
             c.call(other, "cleanup")
         c.follow_ring()
     assert_exactly_placed(c)
+
+
+def node_bytes(cluster):
+    """{node id: bytes of keys and values it holds}, from every member's dump."""
+    return {n.node_id: sum(len(k) + len(c.value or b"") for k, c in cluster.cells_on(n.node_id).items())
+            for n in cluster.members()}
+
+
+def assert_even(held):
+    mean = sum(held.values()) / len(held)
+    assert all(0.67 <= b / mean <= 1.5 for b in held.values()), {i: round(b / mean, 2) for i, b in held.items()}
+
+
+def test_text_keys_spread_over_every_node_with_the_default_tokens(tmp_path):
+    from kvstore.core.config import default_tokens
+    c = Cluster(tmp_path, extra_args=FAST_SETTINGS + NO_REPAIR, tokens=default_tokens(4))
+    try:
+        c.start()
+        keys = text_keys(20_000)
+        with c.client(0) as kv:
+            for first in range(0, len(keys), 4000):
+                kv.mput({k: VALUE for k in keys[first:first + 4000]}, "ALL")
+        assert_even(node_bytes(c))
+    finally:
+        c.close()
+
+
+def test_balance_proposes_then_applies_tokens_that_even_out_a_skewed_ring(cluster):
+    c = cluster   # the test tokens (3f, 7f, bf, ff) put the ASCII text keys in (3f, 7f]: node 0 holds few
+    held = node_bytes(c)
+    assert held[0] * 1.5 < sum(held.values()) / len(held)
+    out = launcher(c, "balance")
+    assert out.returncode == 0 and "3 moves would do it" in out.stdout, out.stdout + out.stderr
+    assert "most / least loaded node" in out.stdout
+    out = launcher(c, "balance", "--apply")
+    assert out.returncode == 0 and out.stdout.rstrip().endswith("balanced"), out.stdout + out.stderr
+    c.follow_ring()
+    assert_even(node_bytes(c))
+    assert_exactly_placed(c)
+    assert "the ring is balanced: nothing to move" in launcher(c, "balance").stdout

@@ -137,3 +137,26 @@ async def test_cleanup_drops_what_the_node_no_longer_holds_and_a_replay_does_not
         assert again.get(b"\x91") is None and again.get(b"\x90") is None and again.get(b"\x10").value == b"kept"
         again.close()
     await asyncio.sleep(0)
+
+
+def test_the_byte_sample_is_the_same_on_every_replica_and_estimates_a_range_without_a_scan():
+    from kvstore.storage.sample import SAMPLE_BYTES, ByteSample, entry_size
+    from kvstore.testing.textkeys import text_keys
+    cells = {key: Cell(b"v" * 100, 1) for key in text_keys(20_000)}
+    built, written = ByteSample(), ByteSample()
+    built.begin_build()
+    built.add_built(sorted(cells.items()), done=True)      # as after a restart
+    for key, cell in cells.items():                          # as the writes came
+        written.changed(key, None, cell)
+    everything = (b"\xff" * 8, b"\xff" * 8)                  # a range that wraps all the way round
+    assert built.entries(everything) == written.entries(everything)
+    true = sum(entry_size(k, c) for k, c in cells.items())
+    assert 0.85 < built.estimate(everything) / true < 1.15 and len(built) < len(cells) / 10
+    half = (b"a", b"m")
+    true_half = sum(entry_size(k, c) for k, c in cells.items() if b"a" < k <= b"m")
+    assert 0.8 < built.estimate(half) / true_half < 1.2
+    big = b"big-value-key"
+    written.changed(big, None, Cell(b"x" * SAMPLE_BYTES, 2))   # a large cell is always sampled, as itself
+    assert (big, SAMPLE_BYTES + len(big) + 64) in written.entries(everything)
+    written.changed(big, Cell(b"x" * SAMPLE_BYTES, 2), None)
+    assert big not in dict(written.entries(everything))

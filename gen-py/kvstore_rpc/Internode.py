@@ -1301,11 +1301,11 @@ class replica_write_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype147, _size144) = iprot.readListBegin()
-                    for _i148 in range(_size144):
-                        _elem149 = Mutation()
-                        _elem149.read(iprot)
-                        self.mutations.append(_elem149)
+                    (_etype154, _size151) = iprot.readListBegin()
+                    for _i155 in range(_size151):
+                        _elem156 = Mutation()
+                        _elem156.read(iprot)
+                        self.mutations.append(_elem156)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1322,8 +1322,8 @@ class replica_write_batch_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter150 in self.mutations:
-                iter150.write(oprot)
+            for iter157 in self.mutations:
+                iter157.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1376,10 +1376,10 @@ class replica_write_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype154, _size151) = iprot.readListBegin()
-                    for _i155 in range(_size151):
-                        _elem156 = iprot.readI64()
-                        self.success.append(_elem156)
+                    (_etype161, _size158) = iprot.readListBegin()
+                    for _i162 in range(_size158):
+                        _elem163 = iprot.readI64()
+                        self.success.append(_elem163)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1406,8 +1406,8 @@ class replica_write_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.I64, len(self.success))
-            for iter157 in self.success:
-                oprot.writeI64(iter157)
+            for iter164 in self.success:
+                oprot.writeI64(iter164)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.failure is not None:
@@ -1465,10 +1465,10 @@ class replica_read_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype161, _size158) = iprot.readListBegin()
-                    for _i162 in range(_size158):
-                        _elem163 = iprot.readBinary()
-                        self.keys.append(_elem163)
+                    (_etype168, _size165) = iprot.readListBegin()
+                    for _i169 in range(_size165):
+                        _elem170 = iprot.readBinary()
+                        self.keys.append(_elem170)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1485,8 +1485,8 @@ class replica_read_batch_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter164 in self.keys:
-                oprot.writeBinary(iter164)
+            for iter171 in self.keys:
+                oprot.writeBinary(iter171)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1537,11 +1537,11 @@ class replica_read_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype168, _size165) = iprot.readListBegin()
-                    for _i169 in range(_size165):
-                        _elem170 = ReadResult()
-                        _elem170.read(iprot)
-                        self.success.append(_elem170)
+                    (_etype175, _size172) = iprot.readListBegin()
+                    for _i176 in range(_size172):
+                        _elem177 = ReadResult()
+                        _elem177.read(iprot)
+                        self.success.append(_elem177)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1563,8 +1563,8 @@ class replica_read_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter171 in self.success:
-                iter171.write(oprot)
+            for iter178 in self.success:
+                iter178.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1617,11 +1617,11 @@ class replica_scan_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype175, _size172) = iprot.readListBegin()
-                    for _i176 in range(_size172):
-                        _elem177 = KeyRange()
-                        _elem177.read(iprot)
-                        self.ranges.append(_elem177)
+                    (_etype182, _size179) = iprot.readListBegin()
+                    for _i183 in range(_size179):
+                        _elem184 = KeyRange()
+                        _elem184.read(iprot)
+                        self.ranges.append(_elem184)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1638,8 +1638,8 @@ class replica_scan_batch_args(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter178 in self.ranges:
-                iter178.write(oprot)
+            for iter185 in self.ranges:
+                iter185.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1690,11 +1690,11 @@ class replica_scan_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype182, _size179) = iprot.readListBegin()
-                    for _i183 in range(_size179):
-                        _elem184 = ReplicaPage()
-                        _elem184.read(iprot)
-                        self.success.append(_elem184)
+                    (_etype189, _size186) = iprot.readListBegin()
+                    for _i190 in range(_size186):
+                        _elem191 = ReplicaPage()
+                        _elem191.read(iprot)
+                        self.success.append(_elem191)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1716,8 +1716,8 @@ class replica_scan_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter185 in self.success:
-                iter185.write(oprot)
+            for iter192 in self.success:
+                iter192.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1770,11 +1770,11 @@ class deliver_hints_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype189, _size186) = iprot.readListBegin()
-                    for _i190 in range(_size186):
-                        _elem191 = Mutation()
-                        _elem191.read(iprot)
-                        self.mutations.append(_elem191)
+                    (_etype196, _size193) = iprot.readListBegin()
+                    for _i197 in range(_size193):
+                        _elem198 = Mutation()
+                        _elem198.read(iprot)
+                        self.mutations.append(_elem198)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1791,8 +1791,8 @@ class deliver_hints_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter192 in self.mutations:
-                iter192.write(oprot)
+            for iter199 in self.mutations:
+                iter199.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2066,10 +2066,10 @@ class sync_hashes_args(object):
             elif fid == 3:
                 if ftype == TType.LIST:
                     self.branches = []
-                    (_etype196, _size193) = iprot.readListBegin()
-                    for _i197 in range(_size193):
-                        _elem198 = iprot.readI32()
-                        self.branches.append(_elem198)
+                    (_etype203, _size200) = iprot.readListBegin()
+                    for _i204 in range(_size200):
+                        _elem205 = iprot.readI32()
+                        self.branches.append(_elem205)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2094,8 +2094,8 @@ class sync_hashes_args(object):
         if self.branches is not None:
             oprot.writeFieldBegin('branches', TType.LIST, 3)
             oprot.writeListBegin(TType.I32, len(self.branches))
-            for iter199 in self.branches:
-                oprot.writeI32(iter199)
+            for iter206 in self.branches:
+                oprot.writeI32(iter206)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2148,10 +2148,10 @@ class sync_hashes_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype203, _size200) = iprot.readListBegin()
-                    for _i204 in range(_size200):
-                        _elem205 = iprot.readI64()
-                        self.success.append(_elem205)
+                    (_etype210, _size207) = iprot.readListBegin()
+                    for _i211 in range(_size207):
+                        _elem212 = iprot.readI64()
+                        self.success.append(_elem212)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2173,8 +2173,8 @@ class sync_hashes_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.I64, len(self.success))
-            for iter206 in self.success:
-                oprot.writeI64(iter206)
+            for iter213 in self.success:
+                oprot.writeI64(iter213)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -2242,10 +2242,10 @@ class sync_entries_args(object):
             elif fid == 3:
                 if ftype == TType.LIST:
                     self.leaves = []
-                    (_etype210, _size207) = iprot.readListBegin()
-                    for _i211 in range(_size207):
-                        _elem212 = iprot.readI32()
-                        self.leaves.append(_elem212)
+                    (_etype217, _size214) = iprot.readListBegin()
+                    for _i218 in range(_size214):
+                        _elem219 = iprot.readI32()
+                        self.leaves.append(_elem219)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2270,8 +2270,8 @@ class sync_entries_args(object):
         if self.leaves is not None:
             oprot.writeFieldBegin('leaves', TType.LIST, 3)
             oprot.writeListBegin(TType.I32, len(self.leaves))
-            for iter213 in self.leaves:
-                oprot.writeI32(iter213)
+            for iter220 in self.leaves:
+                oprot.writeI32(iter220)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2411,10 +2411,10 @@ class sync_read_args(object):
             elif fid == 3:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype217, _size214) = iprot.readListBegin()
-                    for _i218 in range(_size214):
-                        _elem219 = iprot.readBinary()
-                        self.keys.append(_elem219)
+                    (_etype224, _size221) = iprot.readListBegin()
+                    for _i225 in range(_size221):
+                        _elem226 = iprot.readBinary()
+                        self.keys.append(_elem226)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2439,8 +2439,8 @@ class sync_read_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 3)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter220 in self.keys:
-                oprot.writeBinary(iter220)
+            for iter227 in self.keys:
+                oprot.writeBinary(iter227)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2493,11 +2493,11 @@ class sync_read_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype224, _size221) = iprot.readListBegin()
-                    for _i225 in range(_size221):
-                        _elem226 = ReadResult()
-                        _elem226.read(iprot)
-                        self.success.append(_elem226)
+                    (_etype231, _size228) = iprot.readListBegin()
+                    for _i232 in range(_size228):
+                        _elem233 = ReadResult()
+                        _elem233.read(iprot)
+                        self.success.append(_elem233)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2519,8 +2519,8 @@ class sync_read_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter227 in self.success:
-                iter227.write(oprot)
+            for iter234 in self.success:
+                iter234.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:

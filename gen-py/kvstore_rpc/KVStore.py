@@ -205,6 +205,20 @@ class Iface(object):
         """
         pass
 
+    def byte_sample(self, token_range):
+        """
+        Admin (role admin): the keys of this node's byte sample in a range, in key order (a wrapping range: those
+        above its start, then those up to its end), each with the bytes it stands for: their sum estimates the
+        range's bytes, and their running sum says where to split it. A key is sampled by a hash of it with a
+        probability that grows with its cell's size, so every replica samples the same keys. At most 100,000
+        entries (a denser sample is thinned, each kept entry standing for those left out).
+
+        Parameters:
+         - token_range
+
+        """
+        pass
+
     def ring_state(self):
         """
         Admin (role admin): this node's ring state as JSON (epoch, nodes, the change under way and its stage).
@@ -898,6 +912,46 @@ class Client(Iface):
             raise result.unauthorized
         raise TApplicationException(TApplicationException.MISSING_RESULT, "repair_status failed: unknown result")
 
+    def byte_sample(self, token_range):
+        """
+        Admin (role admin): the keys of this node's byte sample in a range, in key order (a wrapping range: those
+        above its start, then those up to its end), each with the bytes it stands for: their sum estimates the
+        range's bytes, and their running sum says where to split it. A key is sampled by a hash of it with a
+        probability that grows with its cell's size, so every replica samples the same keys. At most 100,000
+        entries (a denser sample is thinned, each kept entry standing for those left out).
+
+        Parameters:
+         - token_range
+
+        """
+        self.send_byte_sample(token_range)
+        return self.recv_byte_sample()
+
+    def send_byte_sample(self, token_range):
+        self._oprot.writeMessageBegin('byte_sample', TMessageType.CALL, self._seqid)
+        args = byte_sample_args()
+        args.token_range = token_range
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_byte_sample(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = byte_sample_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.unauthorized is not None:
+            raise result.unauthorized
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "byte_sample failed: unknown result")
+
     def ring_state(self):
         """
         Admin (role admin): this node's ring state as JSON (epoch, nodes, the change under way and its stage).
@@ -1064,6 +1118,7 @@ class Processor(Iface, TProcessor):
         self._processMap["compact"] = Processor.process_compact
         self._processMap["repair"] = Processor.process_repair
         self._processMap["repair_status"] = Processor.process_repair_status
+        self._processMap["byte_sample"] = Processor.process_byte_sample
         self._processMap["ring_state"] = Processor.process_ring_state
         self._processMap["ring_apply"] = Processor.process_ring_apply
         self._processMap["ring_stream"] = Processor.process_ring_stream
@@ -1554,6 +1609,32 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("repair_status", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_byte_sample(self, seqid, iprot, oprot):
+        args = byte_sample_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = byte_sample_result()
+        try:
+            result.success = self._handler.byte_sample(args.token_range)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except Unauthorized as unauthorized:
+            msg_type = TMessageType.REPLY
+            result.unauthorized = unauthorized
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("byte_sample", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -4379,6 +4460,159 @@ class repair_status_result(object):
 all_structs.append(repair_status_result)
 repair_status_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [RepairStatus, None], None, ),  # 0
+    None,  # 1
+    None,  # 2
+    None,  # 3
+    None,  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    (9, TType.STRUCT, 'unauthorized', [Unauthorized, None], None, ),  # 9
+)
+
+
+class byte_sample_args(object):
+    """
+    Attributes:
+     - token_range
+
+    """
+
+
+    def __init__(self, token_range=None,):
+        self.token_range = token_range
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('byte_sample_args')
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 1)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(byte_sample_args)
+byte_sample_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 1
+)
+
+
+class byte_sample_result(object):
+    """
+    Attributes:
+     - success
+     - unauthorized
+
+    """
+
+
+    def __init__(self, success=None, unauthorized=None,):
+        self.success = success
+        self.unauthorized = unauthorized
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.LIST:
+                    self.success = []
+                    (_etype147, _size144) = iprot.readListBegin()
+                    for _i148 in range(_size144):
+                        _elem149 = SampledKey()
+                        _elem149.read(iprot)
+                        self.success.append(_elem149)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.STRUCT:
+                    self.unauthorized = Unauthorized.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('byte_sample_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.LIST, 0)
+            oprot.writeListBegin(TType.STRUCT, len(self.success))
+            for iter150 in self.success:
+                iter150.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.unauthorized is not None:
+            oprot.writeFieldBegin('unauthorized', TType.STRUCT, 9)
+            self.unauthorized.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(byte_sample_result)
+byte_sample_result.thrift_spec = (
+    (0, TType.LIST, 'success', (TType.STRUCT, [SampledKey, None], False), None, ),  # 0
     None,  # 1
     None,  # 2
     None,  # 3

@@ -1420,17 +1420,19 @@ class RangeState(object):
      - repaired_since: Every write stamped below this was on all its replicas when that repair finished (tombstones below may go).
      - readable: False while this node is being replaced and has not synced the range yet: it answers no reads of it.
      - keys: Keys this node holds in it.
+     - bytes: The bytes this node holds in it (keys, values, and 64 bytes a cell), estimated from its byte sample.
 
     """
 
 
-    def __init__(self, token_range=None, replicas=None, repaired_at=None, repaired_since=None, readable=None, keys=None,):
+    def __init__(self, token_range=None, replicas=None, repaired_at=None, repaired_since=None, readable=None, keys=None, bytes=None,):
         self.token_range = token_range
         self.replicas = replicas
         self.repaired_at = repaired_at
         self.repaired_since = repaired_since
         self.readable = readable
         self.keys = keys
+        self.bytes = bytes
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1477,6 +1479,11 @@ class RangeState(object):
                     self.keys = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.I64:
+                    self.bytes = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1513,6 +1520,80 @@ class RangeState(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.I64, 6)
             oprot.writeI64(self.keys)
+            oprot.writeFieldEnd()
+        if self.bytes is not None:
+            oprot.writeFieldBegin('bytes', TType.I64, 7)
+            oprot.writeI64(self.bytes)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class SampledKey(object):
+    """
+    One key of a replica's byte sample and the bytes it stands for (see byte_sample).
+
+    Attributes:
+     - key
+     - bytes
+
+    """
+
+
+    def __init__(self, key=None, bytes=None,):
+        self.key = key
+        self.bytes = bytes
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.key = iprot.readBinary()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    self.bytes = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SampledKey')
+        if self.key is not None:
+            oprot.writeFieldBegin('key', TType.STRING, 1)
+            oprot.writeBinary(self.key)
+            oprot.writeFieldEnd()
+        if self.bytes is not None:
+            oprot.writeFieldBegin('bytes', TType.I64, 2)
+            oprot.writeI64(self.bytes)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2779,6 +2860,13 @@ RangeState.thrift_spec = (
     (4, TType.I64, 'repaired_since', None, None, ),  # 4
     (5, TType.BOOL, 'readable', None, None, ),  # 5
     (6, TType.I64, 'keys', None, None, ),  # 6
+    (7, TType.I64, 'bytes', None, None, ),  # 7
+)
+all_structs.append(SampledKey)
+SampledKey.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'key', 'BINARY', None, ),  # 1
+    (2, TType.I64, 'bytes', None, None, ),  # 2
 )
 all_structs.append(RepairStatus)
 RepairStatus.thrift_spec = (

@@ -51,6 +51,7 @@ from kvstore.cluster.membership import Membership
 from kvstore.service.ring_calls import RingCalls
 from kvstore.cluster.range_trees import RangeTrees
 from kvstore.storage.repair_history import RepairHistory
+from kvstore.storage.sample import ByteSample
 from kvstore.service.slots import ConnectionSlots
 from kvstore.storage.store import Storage
 from kvstore.core.tasks import Background
@@ -156,10 +157,10 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
         log.error("%s", exc)
         return EXIT_CONFIG
     membership = Membership(me.node_id, state, ring_file, disk, settings.request_timeout, background)
-    trees, history = RangeTrees(membership.placement, me.node_id), RepairHistory(data_dir)
+    trees, history, sample = RangeTrees(membership.placement, me.node_id), RepairHistory(data_dir), ByteSample()
     storage = Storage(CommitLog(data_dir / datadir.COMMIT_LOG_FILE, sync_period=settings.commitlog_sync_period or None),
                       disk, background, gc_grace=settings.gc_grace, clock=clock, trees=trees,
-                      horizon=lambda: repairs.horizon())
+                      horizon=lambda: repairs.horizon(), sample=sample)
     hints = HintStore(data_dir / "hints", settings.hint_window, disk, clock)
     try:
         history.load()
@@ -205,10 +206,11 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
         if fresh:   # leave the directory as found: without a commit log, `replace` knows it holds no data
             (data_dir / datadir.COMMIT_LOG_FILE).unlink(missing_ok=True)
         return EXIT_CONFIG
-    admin = AdminCalls(me.node_id, storage, hints, repairs)
+    admin = AdminCalls(me.node_id, storage, hints, repairs, sample)
     calls = {name: getattr(handler, name) for name in ("get", "ttl", "multi_get", "scan", "get_endpoints", "put",
                                                        "remove", "expire", "multi_put", "describe_ring")}
     calls.update(dump=admin.dump, compact=admin.compact, repair=admin.repair, repair_status=admin.repair_status,
+                 byte_sample=admin.byte_sample,
                  **{name: getattr(ring_calls, name) for name in ("ring_state", "ring_apply", "ring_stream", "cleanup")})
     internode = InternodeHandler(me.node_id, generation, storage, hints, detector, settings, membership, clock,
                                  trees.readable)

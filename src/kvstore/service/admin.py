@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 DUMP_CHUNK = 1000   # cells a dump page takes from storage at a time while it fills by bytes
 
 
+MAX_SAMPLE_ENTRIES = 100_000   # in one byte_sample answer (a few MB at most)
+
+
 class AdminCalls:
-    def __init__(self, node_id, storage, hints, repairs):
+    def __init__(self, node_id, storage, hints, repairs, sample):
+        """sample: the replica's kvstore.storage.sample.ByteSample."""
+        self._sample = sample
         self._node_id = node_id
         self._storage = storage
         self._hints = hints
@@ -32,13 +37,22 @@ class AdminCalls:
 
     def repair_status(self):
         r = self._repairs
-        ranges = [ttypes.RangeState(ttypes.TokenRange(t.start, t.end), list(ids), finished, since, readable, keys)
+        ranges = [ttypes.RangeState(ttypes.TokenRange(t.start, t.end), list(ids), finished, since, readable, keys,
+                                    self._sample.estimate(t))
                   for t, ids, finished, since, readable, keys in r.range_states()]
         elapsed = ((r.ended or time.time()) - r.started) if r.started else 0.0
         s = r.stats
         return ttypes.RepairStatus(self._node_id, r.kind, r.running, r.ranges_total, r.ranges_done, s.keys_compared,
                                    s.cells_in, s.cells_out, s.bytes_sent, list(r.failed), int(r.started * 1e6),
                                    elapsed, ranges, r.fraction())
+
+    def byte_sample(self, token_range):
+        if token_range is None:
+            raise ttypes.InvalidRequest(why="byte_sample needs a token range")
+        entries = self._sample.entries(from_idl_range(token_range))
+        step = -(-len(entries) // MAX_SAMPLE_ENTRIES)   # thinned: each entry kept stands for `step` of them
+        return [ttypes.SampledKey(key, sum(w for _, w in entries[i:i + step])) for i, (key, _) in
+                enumerate(entries) if i % step == 0] if entries else []
 
     async def compact(self):
         try:

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 CALL_ROLES = {"get": "read", "ttl": "read", "multi_get": "read", "scan": "read", "get_endpoints": "read",
               "put": "readwrite", "remove": "readwrite", "expire": "readwrite", "multi_put": "readwrite",
               "dump": "admin", "compact": "admin", "repair": "admin", "repair_status": "admin",
-              "ring_state": "admin", "ring_apply": "admin", "ring_stream": "admin", "cleanup": "admin"}
+              "byte_sample": "admin", "ring_state": "admin", "ring_apply": "admin", "ring_stream": "admin",
+              "cleanup": "admin"}
 # What each role's calls are, in words that hold for the console's commands and the IDL's methods alike.
 CALLS_OF = {"read": "reads", "readwrite": "writes", "admin": "the operator's calls (dump, compact, repair)"}
 UNAUTHENTICATED_IDLE_SECONDS = 5.0   # a connection that has not logged in by then, between requests, is closed

@@ -23,8 +23,8 @@ early, and a full repair of its range finished after it was written (the
 `horizon`: ScyllaDB's tombstone_gc "repair" mode): until every replica is
 known to hold it, a replica that missed the delete could bring the value back.
 
-Every change of a key's cell is told to `trees` (kvstore.cluster.range_trees), whose hash
-trees range sync compares; after a replay they are built in the background (build_trees).
+Every change of a key's cell is told to the hash trees range sync compares and to the byte sample
+(kvstore.storage.watchers); after a replay they are built in the background (build_trees).
 
 A cell stamped further ahead of this node's clock than the offset it believes
 is refused (FROM_THE_FUTURE): held, it would beat every correctly stamped write
@@ -43,23 +43,24 @@ from kvstore.core.cell import MalformedMutation, encode_mutation, newer, purge, 
 from kvstore.storage.records import RECORD_HEADER, RECORD_OVERHEAD
 from kvstore.core.errors import CorruptLogError
 from kvstore.core.tasks import settle
+from kvstore.storage.watchers import Watchers
 
 log = logging.getLogger(__name__)
 
 COMPACT_MIN_BYTES = 64 * 2**20   # a log smaller than this is never worth rewriting
 GC_GRACE_SECONDS = 10 * 24 * 3600  # how long a tombstone is kept (Cassandra's gc_grace_seconds)
-TREE_CHUNK = 20_000                # keys the trees are built from in one turn of the loop (tens of milliseconds)
 FROM_THE_FUTURE = -1               # apply_all's answer for a cell refused: stamped too far ahead of the clock
 
 
 class Storage:
     def __init__(self, commit_log, disk, background, compact_min_bytes=COMPACT_MIN_BYTES, gc_grace=GC_GRACE_SECONDS,
-                 clock=None, trees=None, horizon=None):
+                 clock=None, trees=None, horizon=None, sample=None):
         """disk: the kvstore.storage.diskworker.DiskWorker its appends go through; background: the node's
         kvstore.core.tasks.Background, which runs compaction; clock: a kvstore.core.clock.Clock, which judges expiry
         (earliest) and which cells to admit; trees: told of every change (changed; begin_build, add_built), or None;
         horizon(): a function of a key, the stamp below which its range's tombstones are known to be on every
-        replica (0: none is); None: every tombstone is (a store with no replicas, in tests)."""
+        replica (0: none is); None: every tombstone is (a store with no replicas, in tests); sample: a
+        kvstore.storage.sample.ByteSample, told of every change as the trees are, or None."""
         self._log = commit_log
         self._disk = disk
         self._background = background
@@ -75,7 +76,7 @@ class Storage:
         self._held_back = []        # (mutations, done) of the writes that came while it was closed
         self._drained = asyncio.Event()
         self._compaction = None     # the compaction under way (a task, or a request's compact())
-        self._trees = trees or _NoTrees()
+        self._watch = Watchers(trees, sample)
         self._horizon = horizon or (lambda: _EVERYTHING_REPAIRED)
 
     def load(self, skip_corrupt=False, holds=None):
@@ -106,7 +107,7 @@ class Storage:
             if dropped:
                 log.info("dropped %d keys of ranges this node no longer holds (cleaned up before)", len(dropped))
         self._keys = SortedList(cells)
-        self._trees.begin_build()   # built by build_trees() once the node serves
+        self._watch.begin_build()   # built by build_trees() once the node serves
         self._live_bytes = RECORD_OVERHEAD * len(cells) + sum(len(k) + len(c.value or b"") for k, c in cells.items())
         log.info("replayed %d records from %s: %d keys", len(spans), self._log.path, len(cells))
         return len(spans)
@@ -174,7 +175,7 @@ class Storage:
             if held is None:
                 self._keys.add(key)
             self._cells[key] = winner
-            self._trees.changed(key, held, winner)
+            self._watch.changed(key, held, winner)
             self._live_bytes += _record_size(key, winner) - (_record_size(key, held) if held else 0)
 
     def maybe_compact(self):
@@ -213,16 +214,16 @@ class Storage:
             cleaned = [] if holds is None else [key for key in self._cells if not holds(key)]
             if cleaned:
                 for key in cleaned:
-                    self._trees.changed(key, self._cells.pop(key), None)
+                    self._watch.changed(key, self._cells.pop(key), None)
                     self._keys.remove(key)
             snapshot = list(self._cells.items())
             items, changed, dropped = await self._disk.run(_rewrite, self._log, snapshot, self._clock.earliest(),
                                                            self._gc_grace_us, self._horizon())
             for key, cell in changed:   # memory holds what the log now holds
-                self._trees.changed(key, self._cells[key], cell)
+                self._watch.changed(key, self._cells[key], cell)
                 self._cells[key] = cell
             for key in dropped:
-                self._trees.changed(key, self._cells.pop(key), None)
+                self._watch.changed(key, self._cells.pop(key), None)
                 self._keys.remove(key)
             self._live_bytes = sum(_record_size(k, c) for k, c in items)
         finally:
@@ -237,21 +238,9 @@ class Storage:
                  f", {len(cleaned)} keys of ranges no longer held dropped" if cleaned else "")
         return len(dropped), len(cleaned)
 
-    async def build_trees(self, chunk=TREE_CHUNK):
-        """Feed the trees every cell, in key order, `chunk` keys a turn of the loop (started once the node
-        serves: a restart does not wait for it; a change meanwhile reaches the trees as they say). A build
-        begun again (the ring changed: RangeTrees.reshape) ends this one; the new one's task goes on."""
-        done, low, generation = False, b"", self._trees.generation
-        while not done and not self._background.stopping and self._trees.generation == generation:
-            start = self._keys.bisect_right(low)
-            keys = list(self._keys.islice(start, start + chunk))
-            done = len(keys) < chunk
-            self._trees.add_built([(key, self._cells[key]) for key in keys], done)
-            if keys:
-                low = keys[-1]
-            await asyncio.sleep(0)
-        if done:
-            log.info("hash trees built: %d keys", len(self._cells))
+    async def build_trees(self):
+        """Build the trees and the sample from the cells, in the background (kvstore.storage.watchers)."""
+        await self._watch.build(self._keys, self._cells, lambda: self._background.stopping)
 
     def get(self, key):
         """The key's cell as stored: a value, an expiring value (perhaps expired) or a tombstone."""
@@ -318,16 +307,3 @@ def _record_size(key, cell):
 
 def _EVERYTHING_REPAIRED(key):
     return 2**63
-
-
-class _NoTrees:
-    generation = 0
-
-    def changed(self, key, old, new):
-        pass
-
-    def begin_build(self):
-        pass
-
-    def add_built(self, items, done):
-        pass

@@ -26,7 +26,7 @@ from kvstore.core.config import DEFAULT_DATA_DIR, make_cluster, read_cluster_fil
 from kvstore.core.errors import ConfigError
 from kvstore.net.blocking import ping
 from kvstore.node.options import parse_args as parse_node_args   # the node's own parser judges its options
-from kvstore.tools import processes, heal, ring_change, security, waits
+from kvstore.tools import balance, processes, heal, ring_change, security, waits
 from kvstore.tools.status import cmd_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -61,6 +61,7 @@ def parse_args(argv):
                                   "ranges each holds and their repairs").add_argument("--json", action="store_true")
     heal.add_parsers(sub)
     ring_change.add_parsers(sub)
+    balance.add_parsers(sub)
     security.add_parsers(sub)
     args = p.parse_args(argv)
     args.command = args.command or "start"
@@ -267,7 +268,7 @@ COMMANDS = {"start": cmd_start, "crash": cmd_crash, "stop": cmd_stop, "restart":
             "replace": lambda cluster, args: heal.cmd_replace(cluster, args, wait_for_peers, report_not_up),
             "add": lambda cluster, args: ring_change.cmd_add(cluster, args, start_joining),
             "decommission": ring_change.cmd_decommission, "removenode": ring_change.cmd_removenode,
-            "move": ring_change.cmd_move,
+            "move": ring_change.cmd_move, "balance": balance.cmd_balance,
             "ring": lambda cluster, args: ring_change.cmd_ring(cluster, args, start_joining)}
 
 

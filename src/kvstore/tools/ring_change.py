@@ -66,7 +66,7 @@ def cmd_add(cluster, args, start_node, out=sys.stdout):
         raise ConfigError(f"token {token.hex()} is node {next(n.node_id for n in nodes if n.token == token)}'s")
     print(f"adding node {node.node_id} at {node.address} (peer port {node.peer_port}) with token {token.hex()}",
           file=out)
-    begun = _begin(cluster, state, "add", node.node_id, nodes + [node], out, skip={node.node_id})
+    begun = begin(cluster, state, "add", node.node_id, nodes + [node], out, skip={node.node_id})
     if not args.no_start:   # it starts on the ring as it is now, not the cluster file's first epoch
         cluster.node_dir(node.node_id).mkdir(mode=0o700, parents=True, exist_ok=True)
         RingFile(cluster.node_dir(node.node_id)).save(begun)
@@ -80,7 +80,7 @@ def cmd_decommission(cluster, args, out=sys.stdout):
     state = newest_state(cluster)
     _member(state, args.id)
     target = [n for n in state.nodes if n.node_id != args.id]
-    return drive(cluster, _begin(cluster, state, "decommission", args.id, target, out), out)
+    return drive(cluster, begin(cluster, state, "decommission", args.id, target, out), out)
 
 
 def cmd_removenode(cluster, args, out=sys.stdout):
@@ -90,7 +90,7 @@ def cmd_removenode(cluster, args, out=sys.stdout):
         raise ConfigError(f"node {args.id} is up: removenode is for a node dead for good; retire a live one with "
                           f"./server.sh decommission {args.id}")
     target = [n for n in state.nodes if n.node_id != args.id]
-    return drive(cluster, _begin(cluster, state, "removenode", args.id, target, out), out)
+    return drive(cluster, begin(cluster, state, "removenode", args.id, target, out), out)
 
 
 def cmd_move(cluster, args, out=sys.stdout):
@@ -101,7 +101,7 @@ def cmd_move(cluster, args, out=sys.stdout):
     target = [n if n.node_id != args.id else NodeConfig(n.node_id, n.host, n.port, token, n.peer_port)
               for n in state.nodes]
     print(f"moving node {node.node_id} from token {node.token.hex()} to {token.hex()}", file=out)
-    return drive(cluster, _begin(cluster, state, "move", args.id, target, out), out)
+    return drive(cluster, begin(cluster, state, "move", args.id, target, out), out)
 
 
 def cmd_ring(cluster, args, start_node, out=sys.stdout):
@@ -162,7 +162,7 @@ def newest_state(cluster):
     return max(states, key=lambda s: s.epoch)
 
 
-def _begin(cluster, state, kind, subject, target, out, skip=()):
+def begin(cluster, state, kind, subject, target, out, skip=()):
     begun = state.begin(kind, subject, target)
     print(f"{kind} of node {subject}: epoch {begun.epoch}, writes go to the old replicas and the new", file=out)
     try:

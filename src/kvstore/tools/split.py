@@ -1,19 +1,19 @@
 """Where a new node's token goes: the key that halves the most loaded range, from the data.
 
-Each node's repair_status counts the keys of every range it holds; the range with the most keys is split at
-its middle key, found by paging through one replica's dump of it (a bounded walk of half the range's keys).
-A cluster with no keys yet is split in the byte middle of its widest range.
+Each node's repair_status estimates the bytes of every range it holds from its byte sample
+(kvstore.storage.sample); the range with the most bytes is split where the running sum of its sampled keys'
+bytes passes half: no scan. A range with too few sampled keys (or a cluster with no data yet) is split in
+the byte middle of its widest range.
 """
 from kvstore.core.ring import Ring
 from kvstore.tools.heal import call
-
-PAGE = 10_000
+from kvstore_rpc import ttypes
 
 
 def split_token(nodes, access, out=None):
     """The token for a node added to the ring `nodes` (a list of NodeConfig)."""
     by_id = {n.node_id: n for n in nodes}
-    counts = {}   # range -> (keys, a replica that counted them)
+    loads = {}   # (start, end) -> (estimated bytes, a replica that estimated them)
     for node in nodes:
         try:
             status = call(node, "repair_status", access)
@@ -21,49 +21,34 @@ def split_token(nodes, access, out=None):
             continue
         for r in status.ranges or []:
             key = (r.token_range.start_token, r.token_range.end_token)
-            if r.keys > counts.get(key, (-1, None))[0]:
-                counts[key] = (r.keys, node.node_id)
-    ranges = [r for r, _ in Ring(nodes).ranges()]
-    if counts and max(k for k, _ in counts.values()) > 1:
-        (start, end), (keys, holder) = max(counts.items(), key=lambda item: item[1][0])
-        token = _middle_key(by_id[holder], access, start, end, keys // 2)
+            if (r.bytes or 0) > loads.get(key, (-1, None))[0]:
+                loads[key] = (r.bytes or 0, node.node_id)
+    if loads and max(b for b, _ in loads.values()) > 0:
+        (start, end), (size, holder) = max(loads.items(), key=lambda item: item[1][0])
+        token = weighted_middle(call(by_id[holder], "byte_sample", access, ttypes.TokenRange(start, end)))
         if token is None or token == end:   # too few keys to split by: the range's byte middle
             token = _byte_middle(start, end)
         if token not in _tokens(nodes):
             if out is not None:
-                print(f"the most loaded range ({start.hex()}, {end.hex()}] holds {keys} keys; splitting it at its "
-                      f"middle key", file=out)
+                print(f"the most loaded range ({start.hex()}, {end.hex()}] holds about {size} bytes; splitting it "
+                      "at its middle key", file=out)
             return token
-    widest = max(ranges, key=lambda r: _span(r.start, r.end))
+    widest = max((r for r, _ in Ring(nodes).ranges()), key=lambda r: _span(r.start, r.end))
     return _byte_middle(widest.start, widest.end)
+
+
+def weighted_middle(entries):
+    """The key where the running sum of a byte sample's entries (IDL SampledKey, in key order) passes half."""
+    total, seen = sum(e.bytes for e in entries), 0
+    for entry in entries:
+        seen += entry.bytes
+        if seen * 2 >= total:
+            return entry.key
+    return None
 
 
 def _tokens(nodes):
     return {n.token for n in nodes}
-
-
-def _middle_key(node, access, start, end, skip):
-    """The key `skip` keys after start within (start, end] on node's replica (walking past the top when the range
-    wraps); None when the walk finds too few."""
-    low, wrapped = start + b"\x00", False
-    while True:
-        page = call(node, "dump", access, b"", low, PAGE)
-        for m in page.cells or []:
-            inside = (start < m.key <= end) if start < end else (m.key > start or m.key <= end)
-            if not inside:
-                if wrapped or start < end:
-                    return None
-                break
-            if skip <= 0:
-                return m.key
-            skip -= 1
-        else:
-            if page.next_start:
-                low = page.next_start
-                continue
-        if start < end or wrapped:
-            return None
-        low, wrapped = b"", True
 
 
 def share(token_range):

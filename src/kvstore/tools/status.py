@@ -64,8 +64,9 @@ def node_state(node, process, tls=None):
 
 def ring_rows(cluster):
     """{"epoch", "change", "nodes": [one dict a node]}, as nodetool status: state (U/D + N/J/L/M), address, load
-    (bytes of its log's records), keys, effective ownership with the replication factor (the share of the key
-    space, by its first 8 bytes, of the ranges it holds in the ring reads use), token."""
+    (the bytes of the cells it holds, estimated from its byte sample), keys, effective ownership with the
+    replication factor (the share of the key space, by its first 8 bytes, of the ranges it holds in the ring
+    reads use), token."""
     try:
         state = newest_state(cluster)
     except ConfigError:
@@ -79,9 +80,9 @@ def ring_rows(cluster):
     for node in state.all_nodes():
         load = keys = None
         try:
-            dump = heal.call(node, "dump", cluster.access, b"", b"", 1)
             status = heal.call(node, "repair_status", cluster.access)
-            load, keys, up = dump.log_record_bytes, sum(r.keys for r in status.ranges or []), True
+            ranges = status.ranges or []
+            load, keys, up = sum(r.bytes or 0 for r in ranges), sum(r.keys for r in ranges), True
         except KVStoreError:
             up = False
         rows.append({"state": ("U" if up else "D") + state.node_state(node.node_id), "node": node.node_id,
