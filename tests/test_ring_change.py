@@ -111,6 +111,9 @@ def assert_all_readable(cluster, keys=KEYS):
 
 def test_add_decommission_removenode_and_move_while_clients_write_and_read(cluster):
     c, ops = cluster, RingOps(cluster)
+    from kvstore.client.client import Client
+    follower = Client([(c.nodes[1].host, c.nodes[1].port)], credentials=c.credentials)   # it knows node 1 only
+    assert follower.get(KEYS[0]).value == VALUE and follower.ring_epoch == 1
     with Traffic(c) as traffic:
         added = ops.add()   # no token: the middle key of the most loaded range, (3f, 7f]
         token = c.nodes[added].token
@@ -122,8 +125,12 @@ def test_add_decommission_removenode_and_move_while_clients_write_and_read(clust
         c.crash(3)    # it dropped the ranges it lost; replayed after a crash, its log does not bring them back
         c.restart(3)
         assert_exactly_placed(c)
+        follower.close()
+        assert follower.get(KEYS[1]).value == VALUE and follower.ring_epoch == 5   # learned node 4 on connecting
         ops.must("decommission", 1)
         assert processes.find_node(c.node_dir(1)) is None and 1 in c.left
+        assert follower.get(KEYS[2]).value == VALUE and follower.address != (c.nodes[1].host, c.nodes[1].port)
+        follower.close()
         assert_exactly_placed(c)
         c.crash_and_notice(3)
         ops.must("removenode", 3)
@@ -319,3 +326,23 @@ def test_balance_proposes_then_applies_tokens_that_even_out_a_skewed_ring(cluste
     assert_even(node_bytes(c))
     assert_exactly_placed(c)
     assert "the ring is balanced: nothing to move" in launcher(c, "balance").stdout
+
+
+def test_a_node_is_added_at_an_address_of_another_host(tmp_path):
+    """Each node in a network namespace of its own (a host of its own, on a bridge): the new one too."""
+    from kvstore.testing.netns import NetnsHosts, NetnsUnavailable
+    try:
+        hosts = NetnsHosts()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"no network namespaces here: {exc}")
+    c = Cluster(tmp_path, extra_args=FAST_SETTINGS + NO_REPAIR, hosts=hosts)
+    try:
+        c.start()
+        with c.client(0) as kv:
+            kv.mput({k: VALUE for k in KEYS[:2000]}, "ALL")
+        added = RingOps(c).add()
+        assert c.nodes[added].host == hosts.ip_of(added) != c.nodes[0].host
+        assert_exactly_placed(c, KEYS[:2000])
+        assert_all_readable(c, KEYS[:2000])
+    finally:
+        c.close()

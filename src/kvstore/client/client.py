@@ -16,7 +16,9 @@ never left is sent again elsewhere; a read whose connection broke mid-call is
 retried elsewhere; a write whose connection broke mid-call is not (it may have
 been applied) and raises NodeUnavailable saying so. A write a node refuses to
 coordinate because its clock is off (ClockOffset: nothing was written) goes to
-another node.
+another node. At each connection it asks the node for the ring (describe_ring):
+when the node's ring epoch is newer than any it has seen, its nodes are the
+ones to move to from then on, so a client follows nodes added and retired.
 
 Errors are raised as kvstore.core.errors types (InvalidRequest, Unavailable, TimedOut,
 StaleRead, Unauthorized, AuthenticationFailed, NodeUnavailable, and NodeFailed when
@@ -70,6 +72,7 @@ class Client:
         self._credentials, self._tls = credentials, tls
         self._connection, self.address = None, None
         self.role = None   # the role the node gave our login (None: not logged in)
+        self.ring_epoch = 0   # the ring epoch of the nodes it knows: learned from describe_ring at each connection
 
     @classmethod
     def from_cluster_file(cls, path=None, **options):
@@ -266,6 +269,7 @@ class Client:
                 continue
             self.address = address
             self._preferred = None  # after a failover, any live node will do
+            self._learn_ring()
             if stalled:
                 self._on_failover(f"node {self._name(stalled[0])} is gone; now connected to {self._name(address)} "
                                   f"({stalled[1]})")
@@ -273,6 +277,18 @@ class Client:
         raise NodeUnavailable("no node of the cluster answers (tried "
                               + ", ".join(self._name(a) for a in sorted(avoid)) + ")"
                               + (f"; {stalled[1]}" if stalled else ""), sent=False)
+
+    def _learn_ring(self):
+        """Follow the ring: a node that holds a newer epoch than the client has seen names every node of it, and
+        those are the nodes to move to from now on (a node added since is used, one retired is not tried)."""
+        try:
+            nodes = self._connection.call("describe_ring", (), self.timeout)
+        except (NodeUnavailable, *IDL_CLIENT_ERRORS):
+            return
+        epoch = max((n.ring_epoch or 0 for n in nodes), default=0)
+        if epoch > self.ring_epoch:
+            self.ring_epoch = epoch
+            self._addresses = [(n.host, n.port) for n in nodes]
 
     def _drop(self, connection):
         connection.close()
