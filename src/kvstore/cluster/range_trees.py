@@ -34,9 +34,15 @@ class RangeTrees:
         self.held = list(self._by_range)    # the ranges this node holds, in token order
 
     def reshape(self, placement):
-        """Trees for the ranges of a new placement, empty until built again (Storage.build_trees)."""
+        """Trees for the ranges of a new placement, empty until built again (Storage.build_trees); True when they
+        must be built (False: the same ranges as before, whose trees are kept)."""
+        if [r for r, _ in placement.ranges()] == self._ranges and dict(placement.held_by(self._node_id)).keys() \
+                == self._by_range.keys():
+            self._ring, self.replicas = placement, dict(placement.held_by(self._node_id))
+            return False
         self._shape(placement)
         self.begin_build()
+        return True
 
     def changed(self, key, old, new):
         if self._built_to is not None and key > self._built_to:

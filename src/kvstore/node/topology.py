@@ -57,8 +57,7 @@ class Topology:
                 detector.add(node.node_id)
                 log.info("node %d (%s) joined this node's ring", node.node_id, node.address)
         coordinator.reshape(placement)
-        trees.reshape(placement)
-        if not background.stopping:
+        if trees.reshape(placement) and not background.stopping:
             background.spawn(storage.build_trees(), "build-hash-trees")
 
     async def _fetch(self, node_id):

@@ -212,6 +212,7 @@ def _stream(cluster, state, out):
     print(f"streaming: {len(gainers)} nodes gain ranges ({', '.join(f'node {i}' for i in gainers) or 'none'})",
           file=out)
     started, pending, statuses, shown, waiting = time.monotonic(), set(gainers), {}, 0.0, {}
+    carried = {}   # cells each node received in streams that failed and were started again
     heard = {node_id: started for node_id in gainers}   # when each last answered
     healthy = dict(heard)   # when each last had a stream running or done without failures
     while pending:
@@ -231,6 +232,9 @@ def _stream(cluster, state, out):
             now = heard[node_id] = time.monotonic()
             if status is None:
                 continue
+            before = statuses.get(node_id)
+            if before is not None and before.started != status.started:
+                carried[node_id] = carried.get(node_id, 0) + (before.cells_in or 0)
             statuses[node_id] = status
             if status.running or not status.failed:
                 healthy[node_id] = now
@@ -247,7 +251,7 @@ def _stream(cluster, state, out):
             shown = time.monotonic()
         if pending:
             time.sleep(POLL_SECONDS)
-    moved = sum(s.cells_in or 0 for s in statuses.values())
+    moved = sum(s.cells_in or 0 for s in statuses.values()) + sum(carried.values())
     print(f"streaming done in {time.monotonic() - started:.1f} s: {moved} cells", file=out)
 
 

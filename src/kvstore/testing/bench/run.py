@@ -28,6 +28,8 @@ from kvstore.testing.bench.durability import measure_hint_delivery, measure_rest
 from kvstore.testing.bench.floor import serve
 from kvstore.testing.bench.heal import measure_heal
 from kvstore.testing.bench.heal import table as heal_table
+from kvstore.testing.bench.join import measure_join
+from kvstore.testing.bench.join import table as join_table
 from kvstore.testing.bench import tables
 from kvstore.testing.bench.layers import measure_layers
 from kvstore.testing.bench.layers import table as layers_table
@@ -78,6 +80,10 @@ def parse_args(argv):
                         "put QUORUM with automatic repair on and off (--duration, --rounds), and the sync of an "
                         "empty replica (a replace; see kvstore/testing/bench/heal.py)")
     p.add_argument("--heal-keys", type=int, default=1_000_000, help="keys in the range --heal repairs and syncs")
+    p.add_argument("--join", action="store_true",
+                   help="only measure a join: streaming into a new node beside its plain write rate, and put QUORUM "
+                        "during a join against the same cell without one (see kvstore/testing/bench/join.py)")
+    p.add_argument("--join-keys", type=int, default=200_000, help="keys in the range a new node splits (--join)")
     p.add_argument("--serve", choices=("noop", "fanout", "loop-noop", "loop-durable", "loop-fanout", "lean"),
                    help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -238,6 +244,11 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="kvstore-bench-heal-") as tmp:
             figures = measure_heal(tmp, args.heal_keys, args.duration, max(args.rounds, 3))
         print(json.dumps(figures, indent=2) if args.json else heal_table(figures))
+        return 0
+    if args.join:
+        with tempfile.TemporaryDirectory(prefix="kvstore-bench-join-") as tmp:
+            figures = measure_join(tmp, args.join_keys, args.duration)
+        print(json.dumps(figures, indent=2) if args.json else join_table(figures))
         return 0
     if args.one_client:
         figures = measure_one_client(spawn_floor, args.one_client, args.keys, args.value_size)
