@@ -198,6 +198,12 @@ struct SyncEntries {
   2: i32 leaves,
 }
 
+/** Range sync: the cells of whole leaves (see sync_cells), and how many of the leaves asked for they cover. */
+struct SyncCells {
+  1: list<Mutation> cells,
+  2: i32 leaves,
+}
+
 /** One token range a node holds, as it sees it. */
 struct RangeState {
   1: TokenRange token_range,
@@ -522,6 +528,13 @@ service Internode {
 
   /** Range sync: the (key, timestamp, digest) of every key in the leaves listed, whole leaves within the budget. */
   SyncEntries sync_entries(1: i64 session, 2: TokenRange token_range, 3: list<i32> leaves)
+    throws (1: InvalidRequest invalid),
+
+  /**
+   * Range sync: every cell of the leaves listed, whole leaves within the answer budget (what a side with
+   * nothing in those leaves receives, without comparing entries first: a new node streaming a range).
+   */
+  SyncCells sync_cells(1: i64 session, 2: TokenRange token_range, 3: list<i32> leaves)
     throws (1: InvalidRequest invalid),
 
   /**

@@ -133,6 +133,19 @@ class Iface(object):
         """
         pass
 
+    def sync_cells(self, session, token_range, leaves):
+        """
+        Range sync: every cell of the leaves listed, whole leaves within the answer budget (what a side with
+        nothing in those leaves receives, without comparing entries first: a new node streaming a range).
+
+        Parameters:
+         - session
+         - token_range
+         - leaves
+
+        """
+        pass
+
     def sync_read(self, session, token_range, keys):
         """
         Range sync: this replica's cells for keys of the range, in the order asked (each ReadResult's cell unset
@@ -529,6 +542,47 @@ class Client(Iface):
             raise result.invalid
         raise TApplicationException(TApplicationException.MISSING_RESULT, "sync_entries failed: unknown result")
 
+    def sync_cells(self, session, token_range, leaves):
+        """
+        Range sync: every cell of the leaves listed, whole leaves within the answer budget (what a side with
+        nothing in those leaves receives, without comparing entries first: a new node streaming a range).
+
+        Parameters:
+         - session
+         - token_range
+         - leaves
+
+        """
+        self.send_sync_cells(session, token_range, leaves)
+        return self.recv_sync_cells()
+
+    def send_sync_cells(self, session, token_range, leaves):
+        self._oprot.writeMessageBegin('sync_cells', TMessageType.CALL, self._seqid)
+        args = sync_cells_args()
+        args.session = session
+        args.token_range = token_range
+        args.leaves = leaves
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_sync_cells(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = sync_cells_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.invalid is not None:
+            raise result.invalid
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "sync_cells failed: unknown result")
+
     def sync_read(self, session, token_range, keys):
         """
         Range sync: this replica's cells for keys of the range, in the order asked (each ReadResult's cell unset
@@ -656,6 +710,7 @@ class Processor(Iface, TProcessor):
         self._processMap["heartbeat"] = Processor.process_heartbeat
         self._processMap["sync_hashes"] = Processor.process_sync_hashes
         self._processMap["sync_entries"] = Processor.process_sync_entries
+        self._processMap["sync_cells"] = Processor.process_sync_cells
         self._processMap["sync_read"] = Processor.process_sync_read
         self._processMap["sync_finished"] = Processor.process_sync_finished
         self._processMap["fetch_ring"] = Processor.process_fetch_ring
@@ -920,6 +975,32 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("sync_entries", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_sync_cells(self, seqid, iprot, oprot):
+        args = sync_cells_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = sync_cells_result()
+        try:
+            result.success = self._handler.sync_cells(args.session, args.token_range, args.leaves)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except InvalidRequest as invalid:
+            msg_type = TMessageType.REPLY
+            result.invalid = invalid
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("sync_cells", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -1301,11 +1382,11 @@ class replica_write_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype154, _size151) = iprot.readListBegin()
-                    for _i155 in range(_size151):
-                        _elem156 = Mutation()
-                        _elem156.read(iprot)
-                        self.mutations.append(_elem156)
+                    (_etype161, _size158) = iprot.readListBegin()
+                    for _i162 in range(_size158):
+                        _elem163 = Mutation()
+                        _elem163.read(iprot)
+                        self.mutations.append(_elem163)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1322,8 +1403,8 @@ class replica_write_batch_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter157 in self.mutations:
-                iter157.write(oprot)
+            for iter164 in self.mutations:
+                iter164.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1376,10 +1457,10 @@ class replica_write_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype161, _size158) = iprot.readListBegin()
-                    for _i162 in range(_size158):
-                        _elem163 = iprot.readI64()
-                        self.success.append(_elem163)
+                    (_etype168, _size165) = iprot.readListBegin()
+                    for _i169 in range(_size165):
+                        _elem170 = iprot.readI64()
+                        self.success.append(_elem170)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1406,8 +1487,8 @@ class replica_write_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.I64, len(self.success))
-            for iter164 in self.success:
-                oprot.writeI64(iter164)
+            for iter171 in self.success:
+                oprot.writeI64(iter171)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.failure is not None:
@@ -1465,10 +1546,10 @@ class replica_read_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype168, _size165) = iprot.readListBegin()
-                    for _i169 in range(_size165):
-                        _elem170 = iprot.readBinary()
-                        self.keys.append(_elem170)
+                    (_etype175, _size172) = iprot.readListBegin()
+                    for _i176 in range(_size172):
+                        _elem177 = iprot.readBinary()
+                        self.keys.append(_elem177)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1485,8 +1566,8 @@ class replica_read_batch_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter171 in self.keys:
-                oprot.writeBinary(iter171)
+            for iter178 in self.keys:
+                oprot.writeBinary(iter178)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1537,11 +1618,11 @@ class replica_read_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype175, _size172) = iprot.readListBegin()
-                    for _i176 in range(_size172):
-                        _elem177 = ReadResult()
-                        _elem177.read(iprot)
-                        self.success.append(_elem177)
+                    (_etype182, _size179) = iprot.readListBegin()
+                    for _i183 in range(_size179):
+                        _elem184 = ReadResult()
+                        _elem184.read(iprot)
+                        self.success.append(_elem184)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1563,8 +1644,8 @@ class replica_read_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter178 in self.success:
-                iter178.write(oprot)
+            for iter185 in self.success:
+                iter185.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1617,11 +1698,11 @@ class replica_scan_batch_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype182, _size179) = iprot.readListBegin()
-                    for _i183 in range(_size179):
-                        _elem184 = KeyRange()
-                        _elem184.read(iprot)
-                        self.ranges.append(_elem184)
+                    (_etype189, _size186) = iprot.readListBegin()
+                    for _i190 in range(_size186):
+                        _elem191 = KeyRange()
+                        _elem191.read(iprot)
+                        self.ranges.append(_elem191)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1638,8 +1719,8 @@ class replica_scan_batch_args(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter185 in self.ranges:
-                iter185.write(oprot)
+            for iter192 in self.ranges:
+                iter192.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1690,11 +1771,11 @@ class replica_scan_batch_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype189, _size186) = iprot.readListBegin()
-                    for _i190 in range(_size186):
-                        _elem191 = ReplicaPage()
-                        _elem191.read(iprot)
-                        self.success.append(_elem191)
+                    (_etype196, _size193) = iprot.readListBegin()
+                    for _i197 in range(_size193):
+                        _elem198 = ReplicaPage()
+                        _elem198.read(iprot)
+                        self.success.append(_elem198)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1716,8 +1797,8 @@ class replica_scan_batch_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter192 in self.success:
-                iter192.write(oprot)
+            for iter199 in self.success:
+                iter199.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -1770,11 +1851,11 @@ class deliver_hints_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.mutations = []
-                    (_etype196, _size193) = iprot.readListBegin()
-                    for _i197 in range(_size193):
-                        _elem198 = Mutation()
-                        _elem198.read(iprot)
-                        self.mutations.append(_elem198)
+                    (_etype203, _size200) = iprot.readListBegin()
+                    for _i204 in range(_size200):
+                        _elem205 = Mutation()
+                        _elem205.read(iprot)
+                        self.mutations.append(_elem205)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1791,8 +1872,8 @@ class deliver_hints_args(object):
         if self.mutations is not None:
             oprot.writeFieldBegin('mutations', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.mutations))
-            for iter199 in self.mutations:
-                iter199.write(oprot)
+            for iter206 in self.mutations:
+                iter206.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2066,10 +2147,10 @@ class sync_hashes_args(object):
             elif fid == 3:
                 if ftype == TType.LIST:
                     self.branches = []
-                    (_etype203, _size200) = iprot.readListBegin()
-                    for _i204 in range(_size200):
-                        _elem205 = iprot.readI32()
-                        self.branches.append(_elem205)
+                    (_etype210, _size207) = iprot.readListBegin()
+                    for _i211 in range(_size207):
+                        _elem212 = iprot.readI32()
+                        self.branches.append(_elem212)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2094,8 +2175,8 @@ class sync_hashes_args(object):
         if self.branches is not None:
             oprot.writeFieldBegin('branches', TType.LIST, 3)
             oprot.writeListBegin(TType.I32, len(self.branches))
-            for iter206 in self.branches:
-                oprot.writeI32(iter206)
+            for iter213 in self.branches:
+                oprot.writeI32(iter213)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2148,10 +2229,10 @@ class sync_hashes_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype210, _size207) = iprot.readListBegin()
-                    for _i211 in range(_size207):
-                        _elem212 = iprot.readI64()
-                        self.success.append(_elem212)
+                    (_etype217, _size214) = iprot.readListBegin()
+                    for _i218 in range(_size214):
+                        _elem219 = iprot.readI64()
+                        self.success.append(_elem219)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2173,8 +2254,8 @@ class sync_hashes_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.I64, len(self.success))
-            for iter213 in self.success:
-                oprot.writeI64(iter213)
+            for iter220 in self.success:
+                oprot.writeI64(iter220)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -2242,10 +2323,10 @@ class sync_entries_args(object):
             elif fid == 3:
                 if ftype == TType.LIST:
                     self.leaves = []
-                    (_etype217, _size214) = iprot.readListBegin()
-                    for _i218 in range(_size214):
-                        _elem219 = iprot.readI32()
-                        self.leaves.append(_elem219)
+                    (_etype224, _size221) = iprot.readListBegin()
+                    for _i225 in range(_size221):
+                        _elem226 = iprot.readI32()
+                        self.leaves.append(_elem226)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2270,8 +2351,8 @@ class sync_entries_args(object):
         if self.leaves is not None:
             oprot.writeFieldBegin('leaves', TType.LIST, 3)
             oprot.writeListBegin(TType.I32, len(self.leaves))
-            for iter220 in self.leaves:
-                oprot.writeI32(iter220)
+            for iter227 in self.leaves:
+                oprot.writeI32(iter227)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2373,6 +2454,175 @@ sync_entries_result.thrift_spec = (
 )
 
 
+class sync_cells_args(object):
+    """
+    Attributes:
+     - session
+     - token_range
+     - leaves
+
+    """
+
+
+    def __init__(self, session=None, token_range=None, leaves=None,):
+        self.session = session
+        self.token_range = token_range
+        self.leaves = leaves
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.session = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.token_range = TokenRange()
+                    self.token_range.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.LIST:
+                    self.leaves = []
+                    (_etype231, _size228) = iprot.readListBegin()
+                    for _i232 in range(_size228):
+                        _elem233 = iprot.readI32()
+                        self.leaves.append(_elem233)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_cells_args')
+        if self.session is not None:
+            oprot.writeFieldBegin('session', TType.I64, 1)
+            oprot.writeI64(self.session)
+            oprot.writeFieldEnd()
+        if self.token_range is not None:
+            oprot.writeFieldBegin('token_range', TType.STRUCT, 2)
+            self.token_range.write(oprot)
+            oprot.writeFieldEnd()
+        if self.leaves is not None:
+            oprot.writeFieldBegin('leaves', TType.LIST, 3)
+            oprot.writeListBegin(TType.I32, len(self.leaves))
+            for iter234 in self.leaves:
+                oprot.writeI32(iter234)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_cells_args)
+sync_cells_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'session', None, None, ),  # 1
+    (2, TType.STRUCT, 'token_range', [TokenRange, None], None, ),  # 2
+    (3, TType.LIST, 'leaves', (TType.I32, None, False), None, ),  # 3
+)
+
+
+class sync_cells_result(object):
+    """
+    Attributes:
+     - success
+     - invalid
+
+    """
+
+
+    def __init__(self, success=None, invalid=None,):
+        self.success = success
+        self.invalid = invalid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = SyncCells()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.invalid = InvalidRequest.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('sync_cells_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.invalid is not None:
+            oprot.writeFieldBegin('invalid', TType.STRUCT, 1)
+            self.invalid.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(sync_cells_result)
+sync_cells_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [SyncCells, None], None, ),  # 0
+    (1, TType.STRUCT, 'invalid', [InvalidRequest, None], None, ),  # 1
+)
+
+
 class sync_read_args(object):
     """
     Attributes:
@@ -2411,10 +2661,10 @@ class sync_read_args(object):
             elif fid == 3:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype224, _size221) = iprot.readListBegin()
-                    for _i225 in range(_size221):
-                        _elem226 = iprot.readBinary()
-                        self.keys.append(_elem226)
+                    (_etype238, _size235) = iprot.readListBegin()
+                    for _i239 in range(_size235):
+                        _elem240 = iprot.readBinary()
+                        self.keys.append(_elem240)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2439,8 +2689,8 @@ class sync_read_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 3)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter227 in self.keys:
-                oprot.writeBinary(iter227)
+            for iter241 in self.keys:
+                oprot.writeBinary(iter241)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -2493,11 +2743,11 @@ class sync_read_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype231, _size228) = iprot.readListBegin()
-                    for _i232 in range(_size228):
-                        _elem233 = ReadResult()
-                        _elem233.read(iprot)
-                        self.success.append(_elem233)
+                    (_etype245, _size242) = iprot.readListBegin()
+                    for _i246 in range(_size242):
+                        _elem247 = ReadResult()
+                        _elem247.read(iprot)
+                        self.success.append(_elem247)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2519,8 +2769,8 @@ class sync_read_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter234 in self.success:
-                iter234.write(oprot)
+            for iter248 in self.success:
+                iter248.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:

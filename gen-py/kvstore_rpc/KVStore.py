@@ -2860,11 +2860,11 @@ class multi_put_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.items = []
-                    (_etype89, _size86) = iprot.readListBegin()
-                    for _i90 in range(_size86):
-                        _elem91 = KeyValue()
-                        _elem91.read(iprot)
-                        self.items.append(_elem91)
+                    (_etype96, _size93) = iprot.readListBegin()
+                    for _i97 in range(_size93):
+                        _elem98 = KeyValue()
+                        _elem98.read(iprot)
+                        self.items.append(_elem98)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2896,8 +2896,8 @@ class multi_put_args(object):
         if self.items is not None:
             oprot.writeFieldBegin('items', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.items))
-            for iter92 in self.items:
-                iter92.write(oprot)
+            for iter99 in self.items:
+                iter99.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.level is not None:
@@ -2965,11 +2965,11 @@ class multi_put_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype96, _size93) = iprot.readListBegin()
-                    for _i97 in range(_size93):
-                        _elem98 = KeyWriteOutcome()
-                        _elem98.read(iprot)
-                        self.success.append(_elem98)
+                    (_etype103, _size100) = iprot.readListBegin()
+                    for _i104 in range(_size100):
+                        _elem105 = KeyWriteOutcome()
+                        _elem105.read(iprot)
+                        self.success.append(_elem105)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -2996,8 +2996,8 @@ class multi_put_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter99 in self.success:
-                iter99.write(oprot)
+            for iter106 in self.success:
+                iter106.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -3066,10 +3066,10 @@ class multi_get_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.keys = []
-                    (_etype103, _size100) = iprot.readListBegin()
-                    for _i104 in range(_size100):
-                        _elem105 = iprot.readBinary()
-                        self.keys.append(_elem105)
+                    (_etype110, _size107) = iprot.readListBegin()
+                    for _i111 in range(_size107):
+                        _elem112 = iprot.readBinary()
+                        self.keys.append(_elem112)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3081,11 +3081,11 @@ class multi_get_args(object):
             elif fid == 3:
                 if ftype == TType.MAP:
                     self.min_timestamps = {}
-                    (_ktype107, _vtype108, _size106) = iprot.readMapBegin()
-                    for _i110 in range(_size106):
-                        _key111 = iprot.readBinary()
-                        _val112 = iprot.readI64()
-                        self.min_timestamps[_key111] = _val112
+                    (_ktype114, _vtype115, _size113) = iprot.readMapBegin()
+                    for _i117 in range(_size113):
+                        _key118 = iprot.readBinary()
+                        _val119 = iprot.readI64()
+                        self.min_timestamps[_key118] = _val119
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
@@ -3102,8 +3102,8 @@ class multi_get_args(object):
         if self.keys is not None:
             oprot.writeFieldBegin('keys', TType.LIST, 1)
             oprot.writeListBegin(TType.STRING, len(self.keys))
-            for iter113 in self.keys:
-                oprot.writeBinary(iter113)
+            for iter120 in self.keys:
+                oprot.writeBinary(iter120)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.level is not None:
@@ -3113,9 +3113,9 @@ class multi_get_args(object):
         if self.min_timestamps is not None:
             oprot.writeFieldBegin('min_timestamps', TType.MAP, 3)
             oprot.writeMapBegin(TType.STRING, TType.I64, len(self.min_timestamps))
-            for kiter114, viter115 in self.min_timestamps.items():
-                oprot.writeBinary(kiter114)
-                oprot.writeI64(viter115)
+            for kiter121, viter122 in self.min_timestamps.items():
+                oprot.writeBinary(kiter121)
+                oprot.writeI64(viter122)
             oprot.writeMapEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -3170,11 +3170,11 @@ class multi_get_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype119, _size116) = iprot.readListBegin()
-                    for _i120 in range(_size116):
-                        _elem121 = KeyReadOutcome()
-                        _elem121.read(iprot)
-                        self.success.append(_elem121)
+                    (_etype126, _size123) = iprot.readListBegin()
+                    for _i127 in range(_size123):
+                        _elem128 = KeyReadOutcome()
+                        _elem128.read(iprot)
+                        self.success.append(_elem128)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3201,8 +3201,8 @@ class multi_get_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter122 in self.success:
-                iter122.write(oprot)
+            for iter129 in self.success:
+                iter129.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -3546,11 +3546,11 @@ class get_endpoints_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype126, _size123) = iprot.readListBegin()
-                    for _i127 in range(_size123):
-                        _elem128 = NodeInfo()
-                        _elem128.read(iprot)
-                        self.success.append(_elem128)
+                    (_etype133, _size130) = iprot.readListBegin()
+                    for _i134 in range(_size130):
+                        _elem135 = NodeInfo()
+                        _elem135.read(iprot)
+                        self.success.append(_elem135)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3577,8 +3577,8 @@ class get_endpoints_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter129 in self.success:
-                iter129.write(oprot)
+            for iter136 in self.success:
+                iter136.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.invalid is not None:
@@ -3686,11 +3686,11 @@ class describe_ring_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype133, _size130) = iprot.readListBegin()
-                    for _i134 in range(_size130):
-                        _elem135 = NodeInfo()
-                        _elem135.read(iprot)
-                        self.success.append(_elem135)
+                    (_etype140, _size137) = iprot.readListBegin()
+                    for _i141 in range(_size137):
+                        _elem142 = NodeInfo()
+                        _elem142.read(iprot)
+                        self.success.append(_elem142)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -3707,8 +3707,8 @@ class describe_ring_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter136 in self.success:
-                iter136.write(oprot)
+            for iter143 in self.success:
+                iter143.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -4218,11 +4218,11 @@ class repair_args(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype140, _size137) = iprot.readListBegin()
-                    for _i141 in range(_size137):
-                        _elem142 = TokenRange()
-                        _elem142.read(iprot)
-                        self.ranges.append(_elem142)
+                    (_etype147, _size144) = iprot.readListBegin()
+                    for _i148 in range(_size144):
+                        _elem149 = TokenRange()
+                        _elem149.read(iprot)
+                        self.ranges.append(_elem149)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -4239,8 +4239,8 @@ class repair_args(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter143 in self.ranges:
-                iter143.write(oprot)
+            for iter150 in self.ranges:
+                iter150.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -4560,11 +4560,11 @@ class byte_sample_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype147, _size144) = iprot.readListBegin()
-                    for _i148 in range(_size144):
-                        _elem149 = SampledKey()
-                        _elem149.read(iprot)
-                        self.success.append(_elem149)
+                    (_etype154, _size151) = iprot.readListBegin()
+                    for _i155 in range(_size151):
+                        _elem156 = SampledKey()
+                        _elem156.read(iprot)
+                        self.success.append(_elem156)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -4586,8 +4586,8 @@ class byte_sample_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter150 in self.success:
-                iter150.write(oprot)
+            for iter157 in self.success:
+                iter157.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.unauthorized is not None:

@@ -1409,6 +1409,85 @@ class SyncEntries(object):
         return not (self == other)
 
 
+class SyncCells(object):
+    """
+    Range sync: the cells of whole leaves (see sync_cells), and how many of the leaves asked for they cover.
+
+    Attributes:
+     - cells
+     - leaves
+
+    """
+
+
+    def __init__(self, cells=None, leaves=None,):
+        self.cells = cells
+        self.leaves = leaves
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.cells = []
+                    (_etype68, _size65) = iprot.readListBegin()
+                    for _i69 in range(_size65):
+                        _elem70 = Mutation()
+                        _elem70.read(iprot)
+                        self.cells.append(_elem70)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.leaves = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SyncCells')
+        if self.cells is not None:
+            oprot.writeFieldBegin('cells', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.cells))
+            for iter71 in self.cells:
+                iter71.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.leaves is not None:
+            oprot.writeFieldBegin('leaves', TType.I32, 2)
+            oprot.writeI32(self.leaves)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
 class RangeState(object):
     """
     One token range a node holds, as it sees it.
@@ -1452,10 +1531,10 @@ class RangeState(object):
             elif fid == 2:
                 if ftype == TType.LIST:
                     self.replicas = []
-                    (_etype68, _size65) = iprot.readListBegin()
-                    for _i69 in range(_size65):
-                        _elem70 = iprot.readI32()
-                        self.replicas.append(_elem70)
+                    (_etype75, _size72) = iprot.readListBegin()
+                    for _i76 in range(_size72):
+                        _elem77 = iprot.readI32()
+                        self.replicas.append(_elem77)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1501,8 +1580,8 @@ class RangeState(object):
         if self.replicas is not None:
             oprot.writeFieldBegin('replicas', TType.LIST, 2)
             oprot.writeListBegin(TType.I32, len(self.replicas))
-            for iter71 in self.replicas:
-                oprot.writeI32(iter71)
+            for iter78 in self.replicas:
+                oprot.writeI32(iter78)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.repaired_at is not None:
@@ -1709,10 +1788,10 @@ class RepairStatus(object):
             elif fid == 10:
                 if ftype == TType.LIST:
                     self.failed = []
-                    (_etype75, _size72) = iprot.readListBegin()
-                    for _i76 in range(_size72):
-                        _elem77 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
-                        self.failed.append(_elem77)
+                    (_etype82, _size79) = iprot.readListBegin()
+                    for _i83 in range(_size79):
+                        _elem84 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.failed.append(_elem84)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1729,11 +1808,11 @@ class RepairStatus(object):
             elif fid == 13:
                 if ftype == TType.LIST:
                     self.ranges = []
-                    (_etype81, _size78) = iprot.readListBegin()
-                    for _i82 in range(_size78):
-                        _elem83 = RangeState()
-                        _elem83.read(iprot)
-                        self.ranges.append(_elem83)
+                    (_etype88, _size85) = iprot.readListBegin()
+                    for _i89 in range(_size85):
+                        _elem90 = RangeState()
+                        _elem90.read(iprot)
+                        self.ranges.append(_elem90)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -1791,8 +1870,8 @@ class RepairStatus(object):
         if self.failed is not None:
             oprot.writeFieldBegin('failed', TType.LIST, 10)
             oprot.writeListBegin(TType.STRING, len(self.failed))
-            for iter84 in self.failed:
-                oprot.writeString(iter84.encode('utf-8') if sys.version_info[0] == 2 else iter84)
+            for iter91 in self.failed:
+                oprot.writeString(iter91.encode('utf-8') if sys.version_info[0] == 2 else iter91)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.started is not None:
@@ -1806,8 +1885,8 @@ class RepairStatus(object):
         if self.ranges is not None:
             oprot.writeFieldBegin('ranges', TType.LIST, 13)
             oprot.writeListBegin(TType.STRUCT, len(self.ranges))
-            for iter85 in self.ranges:
-                iter85.write(oprot)
+            for iter92 in self.ranges:
+                iter92.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.fraction is not None:
@@ -2849,6 +2928,12 @@ all_structs.append(SyncEntries)
 SyncEntries.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'entries', (TType.STRUCT, [SyncEntry, None], False), None, ),  # 1
+    (2, TType.I32, 'leaves', None, None, ),  # 2
+)
+all_structs.append(SyncCells)
+SyncCells.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'cells', (TType.STRUCT, [Mutation, None], False), None, ),  # 1
     (2, TType.I32, 'leaves', None, None, ),  # 2
 )
 all_structs.append(RangeState)

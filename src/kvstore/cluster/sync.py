@@ -9,7 +9,9 @@ The primitive that repair, a replaced node's catch-up and (later) streaming to a
 3. reads that cell from one side that holds it (this node's own, when it does), and writes it through
    the normal replica write path to every side that holds anything else, in both directions.
 So a range that differs in one key moves one cell, whatever the range's size: the bytes that cross are
-two levels of hashes, one leaf's entries and the cell (`SyncStats` counts them).
+two levels of hashes, one leaf's entries and the cell (`SyncStats` counts them). When this node holds
+nothing in a chunk's leaves and there is one other side (a new node streaming a range from the replica
+losing it), steps 2 and 3 are one: it asks the other side for the leaves' cells whole (sync_cells).
 
 A tombstone that every replica may already have purged (older than gc grace, its range repaired since)
 is not sent to a side that has no entry for its key: that side dropped it, and sending it back would undo
@@ -89,6 +91,8 @@ async def sync_range(token_range, sides, session, stats, pace, purgeable=lambda 
                 if len({h[j * LEAVES_PER_BRANCH + i] for h in hashes}) > 1:
                     leaves.append(branch * LEAVES_PER_BRANCH + i)
     stats.leaves_total += len(leaves)
+    if len(sides) == 2 and leaves and not await _entries(sides[0], session, token_range, leaves, None):
+        return await _fill(token_range, sides, session, leaves, stats, pace, purgeable)   # a new node: stream
     for start in range(0, len(leaves), CHUNK_LEAVES):
         chunk = leaves[start:start + CHUNK_LEAVES]
         began = time.monotonic()
@@ -153,6 +157,41 @@ async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
                 stats.bytes_sent += size
             else:
                 stats.cells_in += len(batch)
+
+
+async def _fill(token_range, sides, session, leaves, stats, pace, purgeable):
+    """This node holds nothing in these leaves: write it every cell the other side holds in them (a tombstone
+    every replica may have purged left out), CHUNK_LEAVES at a time, the next chunk asked for while this one
+    is written (the other side reads while this one applies)."""
+    local, other = sides
+
+    def ask(chunk):
+        return asyncio.ensure_future(other.cells(session, token_range, chunk)) if chunk else None
+    coming = ask(leaves[:CHUNK_LEAVES])
+    try:
+        while coming is not None:
+            try:
+                cells, answered = await coming
+            except KVStoreError as exc:
+                raise SyncFailed(f"node {other.node_id}: {exc}") from None
+            if answered <= 0:
+                raise SyncFailed(f"node {other.node_id} answered none of {len(leaves)} leaves")
+            leaves = leaves[answered:]
+            coming = ask(leaves[:CHUNK_LEAVES])
+            stats.keys_compared += len(cells)
+            items = [(key, cell) for key, cell in cells if not purgeable(key, cell)]
+            for batch, size in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
+                await pace.take(size)
+                try:
+                    await local.write(batch)
+                except KVStoreError as exc:
+                    raise SyncFailed(f"node {local.node_id}: {exc}") from None
+                stats.cells_in += len(batch)
+                stats.bytes_sent += size
+            stats.leaves_done += answered
+    finally:
+        if coming is not None and not coming.done():
+            coming.cancel()
 
 
 async def _entries(side, session, token_range, leaves, stats):

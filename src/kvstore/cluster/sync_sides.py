@@ -90,6 +90,22 @@ class LocalSide:
             answered += 1
         return found, answered
 
+    async def cells(self, session, token_range, leaves):
+        """([(key, cell)] of every key in whole leaves, how many of the leaves asked for they cover)."""
+        tree = self._tree(session, token_range)
+        if not leaves or len(leaves) > LEAVES or any(not 0 <= leaf < LEAVES for leaf in leaves):
+            raise InvalidRequest(f"leaves are numbered 0 to {LEAVES - 1}, 1 to {LEAVES} in one call")
+        found, left, answered, get = [], MAX_ANSWER_BYTES, 0, self._storage.get
+        for leaf in leaves:
+            cells = [(key, get(key)) for key in tree.keys_in(leaf)]
+            size = sum(len(k) + len(c.value or b"") + ENTRY_BYTES for k, c in cells if c is not None)
+            if answered and size > left:
+                break
+            found.extend(item for item in cells if item[1] is not None)
+            left -= size
+            answered += 1
+        return found, answered
+
     async def read(self, session, token_range, keys):
         """[(key, cell or None)] for a prefix of keys (at least one) that fits in the answer budget."""
         self._tree(session, token_range)
@@ -141,6 +157,10 @@ class RemoteSide:
     async def entries(self, session, token_range, leaves):
         answer = await self._call("sync_entries", session, _idl(token_range), leaves)
         return [(e.key, e.timestamp, e.digest % 2**64) for e in answer.entries or []], answer.leaves
+
+    async def cells(self, session, token_range, leaves):
+        answer = await self._call("sync_cells", session, _idl(token_range), leaves)
+        return [(m.key, from_cell(m.cell)) for m in answer.cells or []], answer.leaves
 
     async def read(self, session, token_range, keys):
         answers = await self._call("sync_read", session, _idl(token_range), keys)
