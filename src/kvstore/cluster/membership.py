@@ -42,6 +42,7 @@ class Membership:
         self._adopted_at = time.monotonic()
         self._listeners = []
         self._lock = asyncio.Lock()
+        self._fetching = False
         self.fetch = None   # fetch(node_id) -> the RingState that peer holds (set by the node: a peer call)
         self.planned_before = lambda epoch: 0   # requests running planned before epoch (the coordinator's count)
 
@@ -90,8 +91,11 @@ class Membership:
             await asyncio.sleep(DRAIN_POLL)
 
     def heard(self, node_id, epoch):
-        """A peer's heartbeat answer showed its epoch: fetch a newer ring from it, in the background."""
-        if epoch and epoch > self.state.epoch and self.fetch is not None and not self._background.stopping:
+        """A peer's heartbeat answer showed its epoch: fetch a newer ring from it, in the background, one fetch
+        at a time (every peer shows a new epoch within one heartbeat round: one fetch, not one a peer)."""
+        if epoch and epoch > self.state.epoch and self.fetch is not None and not self._fetching \
+                and not self._background.stopping:
+            self._fetching = True
             self._background.spawn(self._catch_up(node_id), f"ring-catch-up-{node_id}")
 
     async def _catch_up(self, node_id):
@@ -100,6 +104,8 @@ class Membership:
         except Exception as exc:   # it went away meanwhile: the next heartbeat tries again
             log.info("could not fetch the ring from node %d: %s", node_id, exc)
             return
+        finally:
+            self._fetching = False
         await self.adopt(state)
 
 
