@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 DOCUMENTS = {"README.md": README, **{f"docs/{p.name}": p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}}
 BLOCK = re.compile(r"^```(console|python|text)\n(.*?)^```$", re.S | re.M)
-README_PORTS = range(9000, 9004)
+README_PORTS = range(9000, 9008)   # 4 nodes, and those the walkthroughs add
 STEP_TIMEOUT = 120
 
 VARYING = [   # (pattern, what it stands for): the same on both sides after this

@@ -42,8 +42,8 @@ def cmd_balance(cluster, args, out=sys.stdout):
     for old, new in zip(nodes, proposed):
         print(f"{old.node_id:<6}{old.token.hex()[:18]:<20}{new.token.hex()[:18]:<20}{now[old.node_id]:>12}"
               f"{after[new.node_id]:>12}", file=out)
-    print(f"most / least loaded node: {_spread(now):.2f} now, {_spread(after):.2f} after (bytes estimated from the "
-          f"byte samples, {len(sample)} keys)", file=out)
+    print(f"most / least loaded node: {_spread_text(now)} now, {_spread_text(after)} after (bytes estimated from "
+          f"the byte samples, {len(sample)} keys)", file=out)
     moves = [(old, new) for old, new in zip(nodes, proposed) if old.token != new.token]
     if _spread(now) <= GOOD_ENOUGH or not moves:
         print("the ring is balanced: nothing to move", file=out)
@@ -103,5 +103,13 @@ def node_bytes(nodes, sample):
 
 
 def _spread(held):
+    """The most loaded node's bytes over the least loaded's (inf when one holds nothing)."""
     values = list(held.values())
-    return max(values) / max(1, min(values))
+    return max(values) / min(values) if min(values) else float("inf")
+
+
+def _spread_text(held):
+    spread = _spread(held)
+    if spread == float("inf"):
+        return "node " + ", ".join(str(i) for i, b in sorted(held.items()) if not b) + " holds nothing"
+    return f"{spread:.2f}"

@@ -64,13 +64,17 @@ def cmd_add(cluster, args, start_node, out=sys.stdout):
                        args.peer_port or max(n.peer_port for n in state.all_nodes()) + 1)
     if any(n.token == token for n in nodes):
         raise ConfigError(f"token {token.hex()} is node {next(n.node_id for n in nodes if n.token == token)}'s")
-    print(f"adding node {node.node_id} at {node.address} (peer port {node.peer_port}) with token {token.hex()}",
-          file=out)
+    print(f"adding node {node.node_id} at {node.address} (peers call it on {node.host}:{node.peer_port}) with token "
+          f"{token.hex()}", file=out)
     begun = begin(cluster, state, "add", node.node_id, nodes + [node], out, skip={node.node_id})
     if not args.no_start:   # it starts on the ring as it is now, not the cluster file's first epoch
         cluster.node_dir(node.node_id).mkdir(mode=0o700, parents=True, exist_ok=True)
         RingFile(cluster.node_dir(node.node_id)).save(begun)
-    if not args.no_start and not start_node(cluster, node.node_id):
+    if args.no_start:
+        print(f"start node {node.node_id} on {node.host} with the cluster file {cluster.cluster_file} (and the "
+              "cluster's secret, users file and TLS files), then run ./server.sh ring resume", file=out)
+        return EXIT_OK
+    if not start_node(cluster, node.node_id):
         print(f"node {node.node_id} did not start; fix it and run ./server.sh ring resume (or ring cancel)", file=out)
         return EXIT_FAILED
     return drive(cluster, begun, out)
@@ -243,7 +247,7 @@ def _stream(cluster, state, out):
                                     + "; ".join(status.failed))
             if not status.running and not status.failed:
                 pending.discard(node_id)
-        if time.monotonic() - shown >= 2.0 or not pending:
+        if statuses and (time.monotonic() - shown >= 2.0 or not pending):
             print("streaming: " + progress(statuses.values(), time.monotonic() - started), file=out, flush=True)
             for node_id, why in sorted(waiting.items()):
                 print(f"  node {node_id}: {why}", file=out)

@@ -65,31 +65,48 @@ def node_state(node, process, tls=None):
 def ring_rows(cluster):
     """{"epoch", "change", "nodes": [one dict a node]}, as nodetool status: state (U/D + N/J/L/M), address, load
     (the bytes of the cells it holds, estimated from its byte sample), keys, effective ownership with the
-    replication factor (the share of the key space, by its first 8 bytes, of the ranges it holds in the ring
-    reads use), token."""
+    replication factor (the share of the cluster's data in the ranges it holds in the ring reads use, by the
+    byte samples; of the key space, by keys' first 8 bytes, while there is no data), token."""
     try:
         state = newest_state(cluster)
     except ConfigError:
         return {"epoch": None, "change": None, "nodes": []}
+    statuses = {}
+    for node in state.all_nodes():
+        try:
+            statuses[node.node_id] = heal.call(node, "repair_status", cluster.access)
+        except KVStoreError:
+            continue
+    sizes = {}   # (start, end) -> the bytes its replicas estimate it holds (the largest estimate)
+    for status in statuses.values():
+        for r in status.ranges or []:
+            key = (r.token_range.start_token, r.token_range.end_token)
+            sizes[key] = max(sizes.get(key, 0), r.bytes or 0)
     ring = Ring(list(state.target if state.stage == "read-new" else state.nodes))
-    owns = {}
+    owns, total = {}, 0
     for token_range, ids in ring.ranges():
+        size = _bytes_within(token_range, sizes)
+        total += size
         for node_id in ids:
-            owns[node_id] = owns.get(node_id, 0.0) + share(token_range)
+            owns[node_id] = owns.get(node_id, (0, 0.0))
+            owns[node_id] = (owns[node_id][0] + size, owns[node_id][1] + share(token_range))
     rows = []
     for node in state.all_nodes():
-        load = keys = None
-        try:
-            status = heal.call(node, "repair_status", cluster.access)
-            ranges = status.ranges or []
-            load, keys, up = sum(r.bytes or 0 for r in ranges), sum(r.keys for r in ranges), True
-        except KVStoreError:
-            up = False
-        rows.append({"state": ("U" if up else "D") + state.node_state(node.node_id), "node": node.node_id,
-                     "address": node.address, "load_bytes": load, "keys": keys,
-                     "owns": round(100 * owns.get(node.node_id, 0.0), 1), "token": node.token.hex()})
+        status = statuses.get(node.node_id)
+        ranges = status.ranges or [] if status else []
+        held, space = owns.get(node.node_id, (0, 0.0))
+        rows.append({"state": ("U" if status else "D") + state.node_state(node.node_id), "node": node.node_id,
+                     "address": node.address, "load_bytes": sum(r.bytes or 0 for r in ranges) if status else None,
+                     "keys": sum(r.keys for r in ranges) if status else None,
+                     "owns": round(100 * (held / total if total else space), 1), "token": node.token.hex()})
     change = {"kind": state.kind, "node": state.subject, "stage": state.stage} if state.changing else None
     return {"epoch": state.epoch, "change": change, "nodes": rows}
+
+
+def _bytes_within(token_range, sizes):
+    """The bytes of the nodes' ranges (elementary: a ring range is one or more of them) inside token_range."""
+    return sum(size for (start, end), size in sizes.items()
+               if end in token_range and (start in token_range or start == token_range.start))
 
 
 def ring_table(cluster, out=None):
