@@ -2,25 +2,16 @@
 one; `replace` brings it back empty, and while it syncs no ONE read anywhere answers "not found" for a key it
 lacks and QUORUM reads stay correct; a crash part-way resumes; afterwards it holds what its peers hold."""
 import shlex
-import subprocess
 import threading
 
 import pytest
 
-from kvstore.core.config import CHECKOUT
 from kvstore.storage.replace_marker import REPLACE_FILE
 from kvstore.testing.localcluster import Cluster, FAST_SETTINGS, wait_for
 
 SLOW_SYNC = ("--repair-rate-mb", "0.4", "--repair-interval", "0")   # a replace of KEYS takes several seconds
 KEYS = [b"P%06d" % i for i in range(12_000)]   # all in range (3f, 7f]: replicas 1, 2, 3
 VALUE = b"v" * 100
-
-
-def launcher(cluster, *argv, wait=True):
-    command = ["python3", "src/launcher.py", "--data-dir", str(cluster.directory), *argv]
-    if not wait:
-        return subprocess.Popen(command, cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(command, cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
 
 
 
@@ -53,13 +44,13 @@ def lose(cluster, i):
 def test_a_wiped_node_refuses_to_start_as_a_new_one_and_replace_refuses_a_node_with_data(cluster):
     c = cluster
     lose(c, 3)
-    out = launcher(c, "restart", "3")
+    out = c.server_sh("restart", "3")
     assert out.returncode == 1
     assert "lost its data" in out.stderr and "./server.sh replace 3" in out.stderr, out.stderr
-    out = launcher(c, "replace", "2")   # running
+    out = c.server_sh("replace", "2")   # running
     assert out.returncode == 1 and "node 2 is running" in out.stderr
     c.crash_and_notice(2)
-    out = launcher(c, "replace", "2")   # its data is still there
+    out = c.server_sh("replace", "2")   # its data is still there
     assert out.returncode == 1 and "holds node 2's data" in out.stderr
     c.restart(2)
 
@@ -67,7 +58,7 @@ def test_a_wiped_node_refuses_to_start_as_a_new_one_and_replace_refuses_a_node_w
 def test_while_a_replaced_node_syncs_no_read_misses_a_key_and_it_ends_holding_every_cell(cluster):
     c = cluster
     lose(c, 3)
-    replace = launcher(c, "replace", "3", wait=False)
+    replace = c.server_sh("replace", "3", wait=False)
     wait_for(lambda: syncing(c, 3), 30, "node 3 to start syncing")
     misses, reads, stop = [], [0], threading.Event()
 
@@ -103,9 +94,9 @@ def test_while_a_replaced_node_syncs_no_read_misses_a_key_and_it_ends_holding_ev
 def test_a_replace_cut_short_by_a_crash_resumes_where_it_was(cluster):
     c = cluster
     lose(c, 3)
-    replace = launcher(c, "replace", "3", wait=False)
+    replace = c.server_sh("replace", "3", wait=False)
     wait_for(lambda: syncing(c, 3) and c.call(3, "repair_status").cells_in > 1000, 30, "the sync to be under way")
-    assert launcher(c, "crash", "3").returncode == 0   # server.sh started it: server.sh crashes it
+    assert c.server_sh("crash", "3").returncode == 0   # server.sh started it: server.sh crashes it
     replace.communicate(timeout=30)
     c.restart(3)   # a plain restart: the marker it kept says what is left, and it answers no reads of it
     assert syncing(c, 3) >= 1

@@ -6,13 +6,12 @@ that `ring resume` finishes or `ring cancel` undoes; a node that cleaned up and 
 back."""
 import shlex
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from kvstore.core.config import CHECKOUT, read_cluster_file
+from kvstore.core.config import read_cluster_file
 from kvstore.core.ring import Ring
 from kvstore.testing.chaos.checker import check
 from kvstore.testing.chaos.workload import LEVELS, ChaosClient, chaos_keys
@@ -147,23 +146,16 @@ def test_add_decommission_removenode_and_move_while_clients_write_and_read(clust
 def test_status_shows_the_ring_as_nodetool_does(cluster):
     c, ops = cluster, RingOps(cluster)
     added = ops.add()
-    out = launcher(c, "status")
+    out = c.server_sh("status")
     assert out.returncode == 0 and "ring epoch 5" in out.stdout, out.stdout
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("UN ")]
     assert [int(r[1]) for r in rows] == [0, 1, 2, 3, added]
     assert sum(int(r[5]) for r in rows) == 3 * len(KEYS)   # keys: each on 3 nodes
-    out = launcher(c, "status", "--json")
+    out = c.server_sh("status", "--json")
     import json
     table = json.loads(out.stdout)
     assert table["epoch"] == 5 and table["change"] is None and len(table["nodes"]) == 5
     assert abs(sum(row["owns"] for row in table["nodes"]) - 300) < 0.5
-
-
-def launcher(cluster, *argv, wait=True):
-    command = ["python3", "src/launcher.py", "--data-dir", str(cluster.directory), *argv]
-    if not wait:
-        return subprocess.Popen(command, cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(command, cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
 
 
 def streaming(cluster, node):
@@ -190,14 +182,14 @@ def slow_cluster(tmp_path):
 
 def test_crashes_of_the_joining_node_and_of_the_tool_mid_stream_then_resume(slow_cluster):
     c = slow_cluster
-    tool = launcher(c, "add", wait=False)
+    tool = c.server_sh("add", wait=False)
     wait_for(lambda: streaming(c, 4), 60, "node 4 to stream")
     tool.send_signal(signal.SIGKILL)   # the node that ran the command is this tool: it is gone too
     tool.wait(10)
     processes.signal_node(c.node_dir(4), signal.SIGKILL)
-    out = launcher(c, "ring", "show")
+    out = c.server_sh("ring", "show")
     assert "add of node 4, at step streaming" in out.stdout, out.stdout
-    out = launcher(c, "ring", "resume")   # starts node 4 again, streams what is still missing, finishes
+    out = c.server_sh("ring", "resume")   # starts node 4 again, streams what is still missing, finishes
     assert out.returncode == 0 and "done: ring epoch 5, 5 nodes" in out.stdout, out.stdout + out.stderr
     c.follow_ring()
     assert_exactly_placed(c)
@@ -214,7 +206,7 @@ def stream_failed(cluster, node):
 
 def test_a_crash_of_a_streaming_source_is_waited_for_and_the_stream_resumes(slow_cluster):
     c = slow_cluster
-    tool = launcher(c, "decommission", "2", wait=False)
+    tool = c.server_sh("decommission", "2", wait=False)
     gainers = (0, 1, 3)
     wait_for(lambda: any(streaming(c, i) for i in gainers), 60, "a node to stream from node 2")
     c.crash(2)   # the only source of what it hands over: the stream fails, and is started again until it is back
@@ -230,16 +222,16 @@ def test_a_crash_of_a_streaming_source_is_waited_for_and_the_stream_resumes(slow
 
 def test_cancel_goes_back_to_the_old_ring(cluster):
     c = cluster
-    tool = launcher(c, "add", wait=False)
-    wait_for(lambda: "add of node 4" in launcher(c, "ring", "show").stdout, 60, "the change to begin")
+    tool = c.server_sh("add", wait=False)
+    wait_for(lambda: "add of node 4" in c.server_sh("ring", "show").stdout, 60, "the change to begin")
     tool.send_signal(signal.SIGKILL)
     tool.wait(10)
-    out = launcher(c, "ring", "cancel")
+    out = c.server_sh("ring", "cancel")
     assert out.returncode == 0 and "cancelled: the ring is back to its 4 nodes" in out.stdout, out.stdout
     assert processes.find_node(c.node_dir(4)) is None
     c.follow_ring()
     assert [n.node_id for n in c.members()] == [0, 1, 2, 3]
-    assert "stable, 4 nodes" in launcher(c, "ring", "show").stdout
+    assert "stable, 4 nodes" in c.server_sh("ring", "show").stdout
     assert_exactly_placed(c)
     assert_all_readable(c)
 
@@ -317,15 +309,15 @@ def test_balance_proposes_then_applies_tokens_that_even_out_a_skewed_ring(cluste
     c = cluster   # the test tokens (3f, 7f, bf, ff) put the ASCII text keys in (3f, 7f]: node 0 holds few
     held = node_bytes(c)
     assert held[0] * 1.5 < sum(held.values()) / len(held)
-    out = launcher(c, "balance")
+    out = c.server_sh("balance")
     assert out.returncode == 0 and "3 moves would do it" in out.stdout, out.stdout + out.stderr
     assert "most / least loaded node" in out.stdout
-    out = launcher(c, "balance", "--apply")
+    out = c.server_sh("balance", "--apply")
     assert out.returncode == 0 and out.stdout.rstrip().endswith("balanced"), out.stdout + out.stderr
     c.follow_ring()
     assert_even(node_bytes(c))
     assert_exactly_placed(c)
-    assert "the ring is balanced: nothing to move" in launcher(c, "balance").stdout
+    assert "the ring is balanced: nothing to move" in c.server_sh("balance").stdout
 
 
 def test_a_node_is_added_at_an_address_of_another_host(tmp_path):

@@ -146,17 +146,7 @@ async def _settle(token_range, sides, session, leaves, stats, pace, purgeable):
             if entry is None and purgeable(key, cell):
                 continue
             items.append((key, cell))
-        for batch, size in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
-            await pace.take(size)
-            try:
-                await side.write(batch)
-            except KVStoreError as exc:
-                raise SyncFailed(f"node {side.node_id}: {exc}") from None
-            if index:
-                stats.cells_out += len(batch)
-                stats.bytes_sent += size
-            else:
-                stats.cells_in += len(batch)
+        await _write(side, items, pace, _counted_out(stats) if index else _counted_in(stats, sent=False))
 
 
 async def _fill(token_range, sides, session, leaves, stats, pace, purgeable):
@@ -179,19 +169,39 @@ async def _fill(token_range, sides, session, leaves, stats, pace, purgeable):
             leaves = leaves[answered:]
             coming = ask(leaves[:CHUNK_LEAVES])
             stats.keys_compared += len(cells)
-            items = [(key, cell) for key, cell in cells if not purgeable(key, cell)]
-            for batch, size in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
-                await pace.take(size)
-                try:
-                    await local.write(batch)
-                except KVStoreError as exc:
-                    raise SyncFailed(f"node {local.node_id}: {exc}") from None
-                stats.cells_in += len(batch)
-                stats.bytes_sent += size
+            await _write(local, [(key, cell) for key, cell in cells if not purgeable(key, cell)], pace,
+                         _counted_in(stats, sent=True))
             stats.leaves_done += answered
     finally:
         if coming is not None and not coming.done():
             coming.cancel()
+
+
+async def _write(side, items, pace, counted):
+    """Write items (key, cell) to side through its write path, in batches of WRITE_BATCH_BYTES, each paid for at
+    the pace first; counted(cells, bytes) after each batch."""
+    for batch, size in _batches(items, lambda item: _cell_bytes(*item), WRITE_BATCH_BYTES):
+        await pace.take(size)
+        try:
+            await side.write(batch)
+        except KVStoreError as exc:
+            raise SyncFailed(f"node {side.node_id}: {exc}") from None
+        counted(len(batch), size)
+
+
+def _counted_out(stats):
+    def counted(cells, size):
+        stats.cells_out += cells
+        stats.bytes_sent += size
+    return counted
+
+
+def _counted_in(stats, sent):
+    """sent: the cells crossed the network to be written here (streamed whole), not read already."""
+    def counted(cells, size):
+        stats.cells_in += cells
+        stats.bytes_sent += size if sent else 0
+    return counted
 
 
 async def _entries(side, session, token_range, leaves, stats):

@@ -303,6 +303,15 @@ class Cluster:
     def log(self, i):
         return processes.log_tail(self.node_dir(i), 40)
 
+    def server_sh(self, *argv, wait=True, timeout=300):
+        """Run ./server.sh's launcher on this cluster's directory, as a user would: its CompletedProcess, or with
+        wait=False its Popen (output merged)."""
+        command = ["python3", "src/launcher.py", "--data-dir", str(self.directory), *map(str, argv)]
+        if not wait:
+            return subprocess.Popen(command, cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+        return subprocess.run(command, cwd=CHECKOUT, capture_output=True, text=True, timeout=timeout)
+
     def run_tool(self, *argv, stdin=None, timeout=60):
         """Run one of the user-facing scripts against this cluster, as a user would."""
         return subprocess.run(["python3", *map(str, argv)], cwd=CHECKOUT, input=stdin, capture_output=True,

@@ -113,8 +113,10 @@ def cmd_ring(cluster, args, start_node, out=sys.stdout):
     state = newest_state(cluster)
     print(f"ring epoch {state.epoch}: " + (f"{state.kind} of node {state.subject}, at step {state.stage}"
                                            if state.changing else f"stable, {len(state.nodes)} nodes"), file=out)
-    if args.action == "show" or not state.changing:
+    if args.action == "show" or (args.action == "cancel" and not state.changing):
         return EXIT_OK
+    if not state.changing:   # a change whose tool stopped after its last step: its cleanup, again (idempotent)
+        return drive(cluster, state, out, again=True)
     if args.action == "cancel":
         cancelled = state.cancel()
         _apply_all(cluster, cancelled, out, tolerate_down=True)

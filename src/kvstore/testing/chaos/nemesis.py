@@ -18,10 +18,11 @@ A wipe crashes the targets and deletes their data directories (a lost disk), the
 time, as an operator would). An outage keeps the targets crashed for longer than the cluster's hint
 window, so their peers drop the hints they held: only repair brings them up to date.
 
-The ring changes (add, decommission, move) run ./server.sh's change to its end (kvstore.testing.ringops) while
-the clients go on: a node added at a new address, a member retired, a member's token moved between its
-neighbours'. The ring keeps between MIN_MEMBERS and MAX_MEMBERS nodes (an add when at the least, a
-decommission when at the most, whichever was drawn).
+The ring changes (add, decommission, removenode, move, balance) run ./server.sh's change to its end
+(kvstore.testing.ringops) while the clients go on: a node added at a new address, a member retired, a member
+crashed and removed for good, a member's token moved between its neighbours', the ring balanced by its data
+(balance --apply: several moves, or none). The ring keeps between MIN_MEMBERS and MAX_MEMBERS nodes (an add
+when at the least, a decommission when at the most, whichever was drawn).
 """
 import logging
 import random
@@ -37,8 +38,8 @@ HOLD = (1.0, 4.0)   # seconds a fault lasts
 OUTAGE_BEYOND_WINDOW = (1.0, 3.0)   # seconds an outage lasts beyond the hint window
 REPLACE_TIMEOUT = 120.0   # seconds a wiped node may take to sync every range
 GAP = (0.5, 2.0)    # seconds between faults
-MIN_MEMBERS, MAX_MEMBERS = 4, 6
-RING_CHANGES = ("add", "decommission", "move")
+MIN_MEMBERS, MAX_MEMBERS = 3, 6   # 3: RF, so every fault (one node at a time) still leaves a quorum
+RING_CHANGES = ("add", "decommission", "removenode", "move", "balance")
 SMALL_SKEW = 0.2    # seconds: within half of the default --max-clock-offset (0.5 s)
 BIG_SKEW = (1.0, 10.0)
 
@@ -132,17 +133,23 @@ class Nemesis(threading.Thread):
         self._record(event)
 
     def _change(self, kind, members, target, event):
-        """Run one ring change to its end; the kind it was (an add or decommission at the ring's bounds turns into
-        the other)."""
+        """Run one ring change to its end; the kind it was (an add at the ring's upper bound turns into a
+        decommission, a decommission or removenode at its lower bound into an add)."""
         if kind == "add" and len(members) >= MAX_MEMBERS:
             kind = "decommission"
-        elif kind == "decommission" and len(members) <= MIN_MEMBERS:
+        elif kind in ("decommission", "removenode") and len(members) <= MIN_MEMBERS:
             kind = "add"
         event["fault"] = kind
         if kind == "add":
             event["nodes"] = [self._ring.add()]
         elif kind == "decommission":
             self._ring.must("decommission", target)
+        elif kind == "removenode":   # a node dead for good: crashed, seen down, removed
+            self._cluster.crash_and_notice(target)
+            self._ring.must("removenode", target)
+        elif kind == "balance":
+            event["nodes"] = []
+            self._ring.must("balance", "--apply")
         else:
             event["token"] = self._between_neighbours(target).hex()
             self._ring.must("move", target, event["token"])

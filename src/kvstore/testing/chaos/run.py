@@ -23,13 +23,16 @@ from kvstore.tools.inspector import analyze_newest, collect, divergent
 from kvstore.testing.fakeclock import FAKETIME_LIBRARY
 from kvstore.testing.localcluster import Cluster, ClusterError
 from kvstore.testing.netns import NetnsHosts, NetnsUnavailable
+from kvstore.testing.textkeys import text_keys
 from kvstore_rpc import ttypes
 
 log = logging.getLogger("kvstore.chaos")
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 NODE_ARGS = ("--heartbeat-interval", "0.25", "--request-timeout", "2", "--repair-interval", "10")
+PRELOAD_BATCH = 2000
 HINT_WINDOW = 3.0   # seconds, with outage faults: an outage outlasts it, so only repair heals the node
-FAULTS = ("crash", "pause", "partition", "clock", "wipe", "outage", "add", "decommission", "move")
+FAULTS = ("crash", "pause", "partition", "clock", "wipe", "outage", "add", "decommission", "removenode", "move",
+          "balance")
 
 
 def parse_args(argv):
@@ -43,8 +46,11 @@ def parse_args(argv):
     p.add_argument("--faults", default=",".join(FAULTS),
                    help="comma-separated: crash, pause, partition, clock (steps nodes' clocks: needs libfaketime), "
                         "wipe (a lost disk: the node is replaced), outage (down past the hint window), "
-                        "add, decommission, move (ring changes, each run to its end)")
+                        "add, decommission, removenode, move, balance (ring changes, each run to its end)")
     p.add_argument("--max-down", type=int, default=1, help="nodes faulted at once (default 1)")
+    p.add_argument("--preload", type=int, default=0, metavar="N",
+                   help="write N text keys at ALL before the faults begin, and read each back at QUORUM at the end "
+                        "(the data ring changes move; default 0)")
     p.add_argument("--settle", type=float, default=60, help="seconds allowed to converge after healing")
     p.add_argument("--history", help="where to write the history, JSON lines (default chaos-seedN.jsonl)")
     p.add_argument("--dir", help="the cluster's directory (default: a temporary one, removed unless a check fails)")
@@ -124,7 +130,30 @@ class Run:
         with self._lock:
             self.history.append(entry)
 
+    def preload(self):
+        """Write --preload text keys at ALL (before any fault); {key: value}."""
+        keys = {key: b"preloaded-" + key for key in text_keys(self.args.preload)}
+        with self.cluster.client(level="ALL") as kv:
+            items = list(keys.items())
+            for first in range(0, len(items), PRELOAD_BATCH):
+                failed = [k for k, o in kv.mput(items[first:first + PRELOAD_BATCH]).items() if isinstance(o, Exception)]
+                if failed:
+                    raise ClusterError(f"preloading failed for {len(failed)} keys, e.g. {failed[0]!r}")
+        log.info("preloaded %d keys at ALL", len(keys))
+        return keys
+
+    def missing_preloaded(self, preloaded):
+        """The preloaded keys a QUORUM read does not return as written, after healing."""
+        missing, items = [], list(preloaded)
+        with self.cluster.client(level="QUORUM") as kv:
+            for first in range(0, len(items), PRELOAD_BATCH):
+                got = kv.mget(items[first:first + PRELOAD_BATCH])
+                missing += [k.hex() for k in items[first:first + PRELOAD_BATCH]
+                            if getattr(got.get(k), "value", None) != preloaded[k]]
+        return missing
+
     def execute(self):
+        preloaded = self.preload() if self.args.preload else {}
         stop = threading.Event()
         clients = [ChaosClient(n, self.cluster.nodes, self.keys, self.args.seed, self.clock, self.record, stop,
                           credentials=self.cluster.credentials)
@@ -149,8 +178,9 @@ class Run:
         after = self.final_state()
         one_acked = [w for w in self.history if w.get("op") == "write" and w["outcome"] == "ok"
                      and w["level"] == "ONE"]
-        return Report(self, nemesis, check(self.history, final), final, converge_seconds,
-                      lost_writes(one_acked, after))
+        findings = check(self.history, final)
+        findings["preloaded_missing"] = self.missing_preloaded(preloaded) if preloaded else []
+        return Report(self, nemesis, findings, final, converge_seconds, lost_writes(one_acked, after))
 
     def heal(self):
         if self.cluster.hosts.can_partition:
@@ -242,6 +272,8 @@ class Report:
             f"lost QUORUM writes: {len(self.findings['lost'])}",
             f"stale QUORUM reads: {len(self.findings['stale'])}",
             f"phantom reads: {len(self.findings['phantom'])}",
+            f"preloaded keys (written at ALL before the faults) not read back at QUORUM: "
+            f"{len(self.findings['preloaded_missing'])} of {self.run.args.preload}",
             f"out-of-order session writes: {len(self.findings['out_of_order'])}",
             "converged after healing (final QUORUM reads included): " + (
                 f"{self.converge_seconds} s" if self.converge_seconds is not None
