@@ -50,6 +50,11 @@ class Membership:
     def epoch(self):
         return self.state.epoch
 
+    async def cleaning(self):
+        """Record, durably, that a cleanup runs at this epoch (kvstore.storage.ring_file: a node drops the ranges
+        it does not hold at start only once it has cleaned up)."""
+        await self._disk.run(self._file.save_cleaned, self.state.epoch)
+
     def is_peer(self, node_id):
         """True for another node of the ring (old or new, during a change)."""
         return node_id != self.node_id and any(n.node_id == node_id for n in self.placement.nodes)

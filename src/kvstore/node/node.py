@@ -164,7 +164,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
     hints = HintStore(data_dir / "hints", settings.hint_window, disk, clock)
     try:
         history.load()
-        storage.load(skip_corrupt, holds=trees.holds)
+        storage.load(skip_corrupt, holds=trees.holds if ring_file.cleaned() else None)
         hints.load(skip_corrupt)
     except CorruptLogError as exc:
         log.error("%s", exc)

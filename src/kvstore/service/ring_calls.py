@@ -61,6 +61,7 @@ class RingCalls:
                                             f"{state.epoch}, {state.stage}): node {self._node_id} may hold ranges "
                                             "it is gaining; cleanup waits until the change is over")
         try:
+            await self._membership.cleaning()
             return await self._storage.cleanup(self._trees.holds)
         except errors.StorageError as exc:
             raise ttypes.StorageFailure(why=str(exc)) from None

@@ -5,7 +5,12 @@ that no longer hold a range, or drop at load a range it was streaming into. So a
 only once its file says so (written aside, fsynced, renamed, on the disk worker), and at start reads it
 before the cluster file: the cluster file is the first epoch, used only when no ring.json exists.
 A damaged file stops the node (exit 2): guessing the ring could lose data.
+
+`cleaned.json` says a cleanup ran here (at which epoch). Only then does a node, at start, drop the keys its
+ring gives it no range of, which a crash before the cleanup's compaction ended would replay: a node that
+never cleaned up keeps whatever its log holds (a cluster file edited by hand, data from an older version).
 """
+import json
 from pathlib import Path
 
 from kvstore.core.errors import ConfigError
@@ -13,6 +18,7 @@ from kvstore.core.ring_state import RingState
 from kvstore.storage.commitlog import replace_file
 
 RING_FILE = "ring.json"
+CLEANED_FILE = "cleaned.json"
 
 
 class RingFile:
@@ -32,3 +38,14 @@ class RingFile:
     def save(self, state):
         """On the disk worker: make state this node's ring, durably."""
         replace_file(self.path, state.to_json().encode())
+
+    def cleaned(self):
+        """The epoch of the last cleanup here (0: none; a damaged file counts as none, the safe side)."""
+        try:
+            return int(json.loads((self.path.parent / CLEANED_FILE).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def save_cleaned(self, epoch):
+        """On the disk worker, before a cleanup drops anything: a cleanup runs at this epoch."""
+        replace_file(self.path.parent / CLEANED_FILE, json.dumps({"epoch": epoch}).encode())

@@ -82,7 +82,7 @@ class Storage:
     def load(self, skip_corrupt=False, holds=None):
         """Rebuild the cells from the log (before the node serves); returns how many records were replayed.
         holds(key): False for a key of a range this node no longer holds (a cleanup the log may still replay:
-        dropped again here, so a crash after a cleanup never brings a dropped range back)."""
+        dropped again here, so a crash after a cleanup never brings a dropped range back; None: keep them all)."""
         # Replay makes millions of objects and no cycles: the collector's full passes over them
         # would take longer than the replay itself.
         collecting = gc.isenabled()

@@ -40,7 +40,7 @@ def range_key(i):
     return b"P%07d" % i
 
 
-def _write_logs(cluster, node_ids, keys):
+def write_logs(cluster, node_ids, keys):
     for node_id in node_ids:
         directory = cluster.node_dir(node_id)
         directory.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def _repair(cluster, node_id, timeout=600):
 
 def measure_identical(directory, keys):
     cluster = Cluster(Path(directory), extra_args=("--repair-interval", "0"))
-    _write_logs(cluster, (1, 2, 3), keys)
+    write_logs(cluster, (1, 2, 3), keys)
     cluster.start()
     try:
         status = _repair(cluster, 1)
@@ -96,7 +96,7 @@ def measure_throughput(directory, seconds, rounds, clients=16):
 
 def measure_replace(directory, keys, clients=4):
     cluster = Cluster(Path(directory), extra_args=("--repair-interval", "0", "--repair-rate-mb", "0"))
-    _write_logs(cluster, (1, 2, 3), keys)
+    write_logs(cluster, (1, 2, 3), keys)
     cluster.start()
     try:
         cluster.crash_and_notice(3)

@@ -19,7 +19,7 @@ from pathlib import Path
 from kvstore.core.cell import Cell
 from kvstore.net.blocking import Connection
 from kvstore.net.wire import to_mutation
-from kvstore.testing.bench.heal import VALUE, _write_logs, range_key
+from kvstore.testing.bench.heal import VALUE, write_logs, range_key
 from kvstore_rpc import Internode
 from kvstore.testing.bench.load import run_load
 from kvstore.testing.localcluster import Cluster
@@ -33,7 +33,7 @@ def _cluster(directory, keys, *extra):
     options = ("--repair-interval", "0", *extra)
     cluster = Cluster(Path(directory), extra_args=options)
     (Path(directory) / "node.options").write_text("".join(f"{a}\n" for a in options))
-    _write_logs(cluster, (1, 2, 3), keys)
+    write_logs(cluster, (1, 2, 3), keys)
     return cluster.start()
 
 
