@@ -4,8 +4,9 @@ The cluster file is what every tool reads: one node a line,
 `ID HOST:PORT TOKEN PEER_PORT`: the client port, the token in hex (the last
 key of the node's range), and the port other nodes call it on (the internode
 service). A line without PEER_PORT (a file written before nodes had two ports)
-means the client port + 100. Lines starting with # are comments. Operators may
-edit tokens to rebalance.
+means the client port + 100. Lines starting with # are comments. It is the ring's
+first epoch: once the ring changes (./server.sh add, move, balance, ...), each node
+follows its own ring.json and ./server.sh keeps this file in step.
 """
 import os
 from dataclasses import dataclass

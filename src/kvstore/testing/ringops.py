@@ -3,7 +3,7 @@ change starts started by the cluster itself (so crash, pause, restart and the ne
 import io
 
 from kvstore.testing.localcluster import ClusterError
-from kvstore.tools import launcher, ring_change
+from kvstore.tools import balance, launcher, ring_change
 
 
 class RingOps:
@@ -21,6 +21,8 @@ class RingOps:
                 code = ring_change.cmd_add(directory, args, self._start, out)
             elif command == "ring":
                 code = ring_change.cmd_ring(directory, args, self._start, out)
+            elif command == "balance":
+                code = balance.cmd_balance(directory, args, out)
             else:
                 code = getattr(ring_change, f"cmd_{command}")(directory, args, out)
         finally:
