@@ -19,11 +19,11 @@ replicas took every write throughout, so they are complete. Pure: the nodes pers
 (kvstore.storage.ring_file), carry its epoch on heartbeats, and adopt a newer one from any peer.
 """
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from kvstore.core.config import NodeConfig
 from kvstore.core.errors import ConfigError, InvalidRequest
-from kvstore.core.ring import Ring, TokenRange
+from kvstore.core.ring import Ring
 
 STABLE, WRITE_BOTH, STREAMING, READ_NEW = "stable", "write-both", "streaming", "read-new"
 STAGES = (STABLE, WRITE_BOTH, STREAMING, READ_NEW)
@@ -39,7 +39,6 @@ class RingState:
     kind: str = ""                # what the change is: one of KINDS
     subject: int = -1             # the node it adds, retires, removes or moves
     target: tuple = ()            # NodeConfig of the ring to be, during a change
-    done: tuple = field(default=())   # ranges (as str) streamed so far, for progress and resume
 
     @property
     def changing(self):
@@ -56,7 +55,7 @@ class RingState:
         if len(target) < 1:
             raise InvalidRequest("a ring needs at least one node")
         return replace(self, epoch=self.epoch + 1, stage=WRITE_BOTH, kind=kind, subject=subject,
-                       target=tuple(target), done=())
+                       target=tuple(target))
 
     def advance(self):
         """The next step: write-both -> streaming -> read-new -> stable on the target ring."""
@@ -97,8 +96,8 @@ class RingState:
 
     def to_json(self):
         return json.dumps({"epoch": self.epoch, "nodes": [_node(n) for n in self.nodes], "stage": self.stage,
-                           "kind": self.kind, "subject": self.subject, "target": [_node(n) for n in self.target],
-                           "done": list(self.done)}, sort_keys=True)
+                           "kind": self.kind, "subject": self.subject, "target": [_node(n) for n in self.target]},
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text, source="ring state"):
@@ -108,8 +107,7 @@ class RingState:
         try:
             raw = json.loads(text)
             state = cls(int(raw["epoch"]), tuple(_from(n) for n in raw["nodes"]), str(raw["stage"]),
-                        str(raw["kind"]), int(raw["subject"]), tuple(_from(n) for n in raw["target"]),
-                        tuple(str(r) for r in raw["done"]))
+                        str(raw["kind"]), int(raw["subject"]), tuple(_from(n) for n in raw["target"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{source} is not a ring state: {type(exc).__name__}: {str(exc)[:200]}") from None
         if state.epoch < 1 or state.stage not in STAGES or not state.nodes:
@@ -199,11 +197,3 @@ class Placement:
 def _inside(token_range):
     """A key inside token_range: its end (every range holds its last key)."""
     return token_range.end
-
-
-def held_ranges(nodes, node_id):
-    """The TokenRanges node_id holds in the stable ring `nodes`."""
-    return [r for r, ids in Ring(nodes).ranges() if node_id in ids]
-
-
-__all__ = ["RingState", "Placement", "TokenRange", "held_ranges", "STABLE", "WRITE_BOTH", "STREAMING", "READ_NEW"]

@@ -40,13 +40,13 @@ class RingCalls:
             doing = "a change in progress" if state.changing else "no change"
             raise ttypes.InvalidRequest(
                 why=f"node {self._node_id} holds ring epoch {state.epoch} ({doing}), not {epoch}")
-        sides = {}
-        for token_range, (old, new) in self._membership.placement.ranges():
-            if self._node_id in new and self._node_id not in old:
-                losing = [i for i in old if i not in new]
-                if state.kind == "removenode":   # the node losing it is gone: every old replica that survives
-                    losing = [i for i in old if i != state.subject]
-                sides[token_range] = [self._node_id, *losing]
+        placement, sides = self._membership.placement, {}
+        for token_range, old in placement.gains(self._node_id):
+            new = placement.new.replica_ids(token_range.end)
+            losing = [i for i in old if i not in new]
+            if state.kind == "removenode":   # the node losing it is gone: every old replica that survives
+                losing = [i for i in old if i != state.subject]
+            sides[token_range] = [self._node_id, *losing]
         if not sides:
             return
         try:
