@@ -161,16 +161,11 @@ def test_status_shows_the_ring_as_nodetool_does(cluster):
 def streaming(cluster, node):
     """Whether node is streaming now (False also when it does not answer)."""
     try:
-        status = processes_call(cluster, node, "repair_status")
+        cluster.follow_ring()   # a node ./server.sh added is in the cluster file
+        status = cluster.call(node, "repair_status")
     except Exception:
         return False
     return status.kind == "stream" and status.running and status.cells_in > 0
-
-
-def processes_call(cluster, node_id, method, *args):
-    node = next(n for n in read_cluster_file(cluster.cluster_file) if n.node_id == node_id)
-    from kvstore.net.blocking import call_once
-    return call_once(node, method, args, 5.0, credentials=cluster.credentials)
 
 
 @pytest.fixture
@@ -198,7 +193,8 @@ def test_crashes_of_the_joining_node_and_of_the_tool_mid_stream_then_resume(slow
 
 def stream_failed(cluster, node):
     try:
-        status = processes_call(cluster, node, "repair_status")
+        cluster.follow_ring()   # a node ./server.sh added is in the cluster file
+        status = cluster.call(node, "repair_status")
     except Exception:
         return False
     return status.kind == "stream" and bool(status.failed)

@@ -194,7 +194,7 @@ async def _serve(me, nodes, settings, secret, data_dir, listen_host, skip_corrup
                                                             detector, clock, settings, data_dir)
     ring.follow(coordinator, trees, storage, detector, sides, lambda peer: healing.remote_side(peer, settings),
                 background)
-    ring_calls = RingCalls(me.node_id, membership, repairs, trees, storage, detector)
+    ring_calls = RingCalls(me.node_id, membership, repairs, trees, storage)
     try:
         if not replacement.begin(replace, fresh, data_dir) and fresh and not membership.state.joining(me.node_id):
             await replacement.refuse_if_lost(data_dir, settings.connect_timeout * 2)

@@ -11,13 +11,12 @@ log = logging.getLogger(__name__)
 
 
 class RingCalls:
-    def __init__(self, node_id, membership, repairs, trees, storage, detector):
+    def __init__(self, node_id, membership, repairs, trees, storage):
         self._node_id = node_id
         self._membership = membership
         self._repairs = repairs
         self._trees = trees
         self._storage = storage
-        self._detector = detector
 
     def ring_state(self):
         return self._membership.state.to_json()
